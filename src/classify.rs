@@ -1,0 +1,295 @@
+//! The one place where probe errors become failure classes.
+//!
+//! A class is a bounded label value that says *why* a probe failed in terms an on-call mail admin
+//! acts on (a DNS problem, a refused connection, an expired certificate, rejected credentials).
+//! The set is closed and small; the README lists it with the same descriptions as
+//! [`FailureClass::description`].
+
+use std::io;
+
+use serde::Serialize;
+
+use crate::probe::bounded::LimitExceeded;
+use crate::probe::tls::rustls_error;
+use crate::probe::{Phase, ProbeError};
+
+/// Why a probe failed; the `class` label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureClass {
+    /// The host name does not exist.
+    DnsNxdomain,
+    /// The resolver failed, timed out, or the name has no addresses.
+    DnsFailure,
+    /// The server actively refused the TCP connection.
+    ConnectRefused,
+    /// The TCP connection was not established before the deadline.
+    ConnectTimeout,
+    /// No route to the server's network or host.
+    NetworkUnreachable,
+    /// The server closed or reset the connection in the middle of the dialogue.
+    ConnectionClosed,
+    /// The TLS handshake failed for a reason other than the certificate.
+    TlsHandshakeFailed,
+    /// The certificate is not trusted, not yet valid, or for another name.
+    TlsCertInvalid,
+    /// The certificate has expired.
+    TlsCertExpired,
+    /// STARTTLS was required but not offered or refused.
+    StarttlsUnavailable,
+    /// The connection was accepted but no greeting arrived before the deadline.
+    GreetingTimeout,
+    /// The server sent something the protocol does not allow (garbage, endless lines).
+    ProtocolError,
+    /// The server refused service for now (IMAP BYE or `[UNAVAILABLE]`).
+    ServerUnavailable,
+    /// The credentials were rejected.
+    AuthRejected,
+    /// Login worked but the mailbox could not be opened.
+    MailboxError,
+    /// A later phase did not finish before the deadline.
+    Timeout,
+}
+
+impl FailureClass {
+    /// Every class, in documentation order.
+    pub const ALL: &'static [FailureClass] = &[
+        FailureClass::DnsNxdomain,
+        FailureClass::DnsFailure,
+        FailureClass::ConnectRefused,
+        FailureClass::ConnectTimeout,
+        FailureClass::NetworkUnreachable,
+        FailureClass::ConnectionClosed,
+        FailureClass::TlsHandshakeFailed,
+        FailureClass::TlsCertInvalid,
+        FailureClass::TlsCertExpired,
+        FailureClass::StarttlsUnavailable,
+        FailureClass::GreetingTimeout,
+        FailureClass::ProtocolError,
+        FailureClass::ServerUnavailable,
+        FailureClass::AuthRejected,
+        FailureClass::MailboxError,
+        FailureClass::Timeout,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureClass::DnsNxdomain => "dns_nxdomain",
+            FailureClass::DnsFailure => "dns_failure",
+            FailureClass::ConnectRefused => "connect_refused",
+            FailureClass::ConnectTimeout => "connect_timeout",
+            FailureClass::NetworkUnreachable => "network_unreachable",
+            FailureClass::ConnectionClosed => "connection_closed",
+            FailureClass::TlsHandshakeFailed => "tls_handshake_failed",
+            FailureClass::TlsCertInvalid => "tls_cert_invalid",
+            FailureClass::TlsCertExpired => "tls_cert_expired",
+            FailureClass::StarttlsUnavailable => "starttls_unavailable",
+            FailureClass::GreetingTimeout => "greeting_timeout",
+            FailureClass::ProtocolError => "protocol_error",
+            FailureClass::ServerUnavailable => "server_unavailable",
+            FailureClass::AuthRejected => "auth_rejected",
+            FailureClass::MailboxError => "mailbox_error",
+            FailureClass::Timeout => "timeout",
+        }
+    }
+
+    /// What the class means, in the words the README uses.
+    pub fn description(self) -> &'static str {
+        match self {
+            FailureClass::DnsNxdomain => "the host name does not exist (NXDOMAIN)",
+            FailureClass::DnsFailure => {
+                "DNS lookup failed: resolver error or timeout, or no address records"
+            }
+            FailureClass::ConnectRefused => "the server refused the TCP connection",
+            FailureClass::ConnectTimeout => "no TCP connection before the deadline",
+            FailureClass::NetworkUnreachable => "no route to the server",
+            FailureClass::ConnectionClosed => {
+                "the server closed or reset the connection mid-dialogue"
+            }
+            FailureClass::TlsHandshakeFailed => {
+                "TLS handshake failed (protocol or cipher mismatch, alert, reset)"
+            }
+            FailureClass::TlsCertInvalid => {
+                "certificate not trusted, not yet valid, or issued for another name"
+            }
+            FailureClass::TlsCertExpired => "the certificate has expired",
+            FailureClass::StarttlsUnavailable => "STARTTLS required but not offered or refused",
+            FailureClass::GreetingTimeout => "connected, but no greeting before the deadline",
+            FailureClass::ProtocolError => {
+                "the server's answer broke the protocol (garbage, oversized line)"
+            }
+            FailureClass::ServerUnavailable => {
+                "the server refused service for now (IMAP BYE or [UNAVAILABLE])"
+            }
+            FailureClass::AuthRejected => "the credentials were rejected",
+            FailureClass::MailboxError => "logged in, but the mailbox could not be opened",
+            FailureClass::Timeout => "a later phase did not finish before the deadline",
+        }
+    }
+}
+
+impl std::fmt::Display for FailureClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The class of `error`, raised in `phase`.
+pub fn classify(phase: Phase, error: &ProbeError) -> FailureClass {
+    use FailureClass as C;
+    match error {
+        ProbeError::NxDomain { .. } => C::DnsNxdomain,
+        ProbeError::NoAddress { .. } | ProbeError::Dns { .. } => C::DnsFailure,
+        ProbeError::Connect { source, .. } => connect_error(source),
+        ProbeError::Tls(e) => tls_error(e),
+        ProbeError::Io(e) => io_error(e),
+        ProbeError::Closed => C::ConnectionClosed,
+        ProbeError::Timeout => match phase {
+            Phase::Dns => C::DnsFailure,
+            Phase::Connect => C::ConnectTimeout,
+            Phase::Greeting => C::GreetingTimeout,
+            _ => C::Timeout,
+        },
+        ProbeError::Unavailable(_) => C::ServerUnavailable,
+        ProbeError::NotAdvertised(_) if phase == Phase::Starttls => C::StarttlsUnavailable,
+        ProbeError::NotAdvertised(_) | ProbeError::Protocol(_) => C::ProtocolError,
+        ProbeError::Imap(e) => imap_error(phase, e),
+    }
+}
+
+fn connect_error(e: &io::Error) -> FailureClass {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset => {
+            FailureClass::ConnectRefused
+        }
+        io::ErrorKind::TimedOut => FailureClass::ConnectTimeout,
+        _ => FailureClass::NetworkUnreachable,
+    }
+}
+
+fn tls_error(e: &io::Error) -> FailureClass {
+    use rustls::CertificateError as CE;
+    match rustls_error(e) {
+        Some(rustls::Error::InvalidCertificate(CE::Expired | CE::ExpiredContext { .. })) => {
+            FailureClass::TlsCertExpired
+        }
+        Some(rustls::Error::InvalidCertificate(_)) => FailureClass::TlsCertInvalid,
+        _ => FailureClass::TlsHandshakeFailed,
+    }
+}
+
+fn io_error(e: &io::Error) -> FailureClass {
+    if LimitExceeded::from_io(e).is_some() {
+        return FailureClass::ProtocolError;
+    }
+    match e.kind() {
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::UnexpectedEof
+        | io::ErrorKind::BrokenPipe
+        | io::ErrorKind::NotConnected => FailureClass::ConnectionClosed,
+        io::ErrorKind::TimedOut => FailureClass::Timeout,
+        _ => FailureClass::ProtocolError,
+    }
+}
+
+fn imap_error(phase: Phase, e: &async_imap::error::Error) -> FailureClass {
+    use async_imap::error::Error as E;
+    match e {
+        E::No(text) | E::Bad(text) if text.contains("[UNAVAILABLE]") => {
+            FailureClass::ServerUnavailable
+        }
+        E::No(_) | E::Bad(_) if phase == Phase::Starttls => FailureClass::StarttlsUnavailable,
+        E::No(_) if phase == Phase::Login => FailureClass::AuthRejected,
+        E::No(_) if phase == Phase::Select => FailureClass::MailboxError,
+        E::Io(io) => io_error(io),
+        E::ConnectionLost => FailureClass::ConnectionClosed,
+        _ => FailureClass::ProtocolError,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_unique_snake_case() {
+        let mut seen = std::collections::HashSet::new();
+        for c in FailureClass::ALL {
+            assert!(seen.insert(c.as_str()));
+            assert!(
+                c.as_str()
+                    .chars()
+                    .all(|ch| ch.is_ascii_lowercase() || ch == '_')
+            );
+            let json = serde_json::to_string(c).unwrap();
+            assert_eq!(json, format!("\"{}\"", c.as_str()));
+        }
+    }
+
+    #[test]
+    fn timeouts_depend_on_phase() {
+        assert_eq!(
+            classify(Phase::Connect, &ProbeError::Timeout),
+            FailureClass::ConnectTimeout
+        );
+        assert_eq!(
+            classify(Phase::Greeting, &ProbeError::Timeout),
+            FailureClass::GreetingTimeout
+        );
+        assert_eq!(
+            classify(Phase::Select, &ProbeError::Timeout),
+            FailureClass::Timeout
+        );
+    }
+
+    #[test]
+    fn imap_no_depends_on_phase_and_code() {
+        let no = |s: &str| ProbeError::Imap(async_imap::error::Error::No(s.into()));
+        assert_eq!(
+            classify(
+                Phase::Login,
+                &no("[AUTHENTICATIONFAILED] Authentication failed.")
+            ),
+            FailureClass::AuthRejected
+        );
+        assert_eq!(
+            classify(Phase::Login, &no("[UNAVAILABLE] Try again later")),
+            FailureClass::ServerUnavailable
+        );
+        assert_eq!(
+            classify(Phase::Select, &no("Mailbox doesn't exist")),
+            FailureClass::MailboxError
+        );
+        assert_eq!(
+            classify(Phase::Starttls, &no("nope")),
+            FailureClass::StarttlsUnavailable
+        );
+    }
+
+    #[test]
+    fn limits_are_protocol_errors_and_resets_are_closed() {
+        let limit = io::Error::new(io::ErrorKind::InvalidData, LimitExceeded::Line(10));
+        assert_eq!(
+            classify(Phase::Greeting, &ProbeError::Io(limit)),
+            FailureClass::ProtocolError
+        );
+        let reset = io::Error::from(io::ErrorKind::ConnectionReset);
+        assert_eq!(
+            classify(Phase::Login, &ProbeError::Io(reset)),
+            FailureClass::ConnectionClosed
+        );
+        let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
+        assert_eq!(
+            classify(
+                Phase::Connect,
+                &ProbeError::Connect {
+                    addr: "127.0.0.1:1".parse().unwrap(),
+                    source: refused
+                }
+            ),
+            FailureClass::ConnectRefused
+        );
+    }
+}

@@ -1,0 +1,1150 @@
+//! `probes.toml`: the serde model, defaults, and validation whose every error names the file, the
+//! line and the key.
+//!
+//! Loading is two-step, like rathole's: serde parses a raw model that rejects unknown keys, then
+//! [`load`] validates it into a [`Config`] of ready-to-probe [`Target`]s (secrets read, TLS roots
+//! loaded). Both steps report errors through one [`Locator`] that maps a key path or a byte span
+//! back to `file:line:column`.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use toml::de::{DeTable, DeValue};
+
+use crate::probe::Protocol;
+use crate::probe::tls::{RootsCache, TlsClient};
+
+/// Where the daemon listens when `[global] listen` is not set.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9783";
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_SLOW: Duration = Duration::from_secs(2);
+const DEFAULT_CONCURRENCY: usize = 64;
+const MIN_INTERVAL: Duration = Duration::from_secs(1);
+const MAX_SECRET_BYTES: u64 = 64 * 1024;
+
+/// A config that could not be loaded; the daemon refuses it (and keeps the old one on reload).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file itself could not be read.
+    #[error("{}: cannot read config: {source}", path.display())]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// Why it could not be read.
+        source: std::io::Error,
+    },
+    /// The file was read but something in it is wrong.
+    #[error("{}:{line}:{column}: {key}{sep}{message}", file.display(), sep = if key.is_empty() { "" } else { ": " })]
+    Invalid {
+        /// The config file.
+        file: PathBuf,
+        /// 1-based line of the offending key.
+        line: usize,
+        /// 1-based column of the offending key.
+        column: usize,
+        /// Dotted key path, e.g. `target[2].tls` (1-based `[[target]]` index); empty for syntax errors.
+        key: String,
+        /// What is wrong, in words.
+        message: String,
+    },
+}
+
+/// How the daemon writes its log lines.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (journald adds its own timestamps).
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// How TLS is used on a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// TLS from the first byte (IMAPS 993, SMTPS 465, HTTPS).
+    Implicit,
+    /// Plaintext greeting, then STARTTLS.
+    Starttls,
+    /// No TLS at all; only with `allow_plaintext = true`.
+    None,
+}
+
+impl TlsMode {
+    /// The config spelling, for summaries.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsMode::Implicit => "implicit",
+            TlsMode::Starttls => "starttls",
+            TlsMode::None => "none",
+        }
+    }
+}
+
+/// How the IMAP probe authenticates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImapAuth {
+    /// The IMAP `LOGIN` command.
+    #[default]
+    Login,
+    /// `AUTHENTICATE PLAIN` (SASL), for servers that disable `LOGIN`.
+    Plain,
+}
+
+/// Daemon-wide settings from `[global]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Global {
+    /// Address of the HTTP server (`/metrics`, health, reload).
+    pub listen: SocketAddr,
+    /// Default time between two probes of a target.
+    pub interval: Duration,
+    /// Default deadline of one probe.
+    pub timeout: Duration,
+    /// Default duration above which a successful probe counts as slow (degraded).
+    pub slow_threshold: Duration,
+    /// Most probes in flight at once, across all targets.
+    pub concurrency: usize,
+    /// Log line format.
+    pub log_format: LogFormat,
+    /// Default log filter (`RUST_LOG` wins when set).
+    pub log_level: String,
+}
+
+/// A username and the password read from a file or the environment.
+#[derive(Clone)]
+pub struct Credentials {
+    /// Login name; never used as a metric label or logged.
+    pub username: String,
+    /// The password; its `Debug` prints `[REDACTED]`.
+    pub password: SecretString,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &"[REDACTED]")
+            .field("password", &"[REDACTED]")
+            .finish()
+    }
+}
+
+/// Where and how to connect: shared by every protocol that speaks over TCP.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    /// DNS name or IP literal.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// TLS mode.
+    pub tls: TlsMode,
+    /// With `tls = "starttls"`: carry on in plaintext when STARTTLS is not offered.
+    pub allow_plaintext: bool,
+    /// The TLS client (roots, verification name); `None` when `tls = "none"`.
+    pub tls_client: Option<Arc<TlsClient>>,
+}
+
+/// What an IMAP probe does.
+#[derive(Clone, Debug)]
+pub struct ImapSpec {
+    /// Where the server is.
+    pub endpoint: Endpoint,
+    /// Who logs in.
+    pub credentials: Credentials,
+    /// How to log in.
+    pub auth: ImapAuth,
+    /// The mailbox to SELECT.
+    pub mailbox: String,
+}
+
+/// The protocol-specific part of a target; a closed set matched exhaustively.
+#[derive(Clone, Debug)]
+pub enum ProbeSpec {
+    /// `protocol = "imap"`.
+    Imap(ImapSpec),
+}
+
+impl ProbeSpec {
+    /// The protocol label of this spec.
+    pub fn protocol(&self) -> Protocol {
+        match self {
+            ProbeSpec::Imap(_) => Protocol::Imap,
+        }
+    }
+
+    /// The endpoint this spec connects to, for summaries.
+    pub fn endpoint(&self) -> Option<&Endpoint> {
+        match self {
+            ProbeSpec::Imap(s) => Some(&s.endpoint),
+        }
+    }
+
+    /// Secrets that must never be echoed back in details, however a server words its errors.
+    pub fn secrets(&self) -> Vec<&SecretString> {
+        match self {
+            ProbeSpec::Imap(s) => vec![&s.credentials.password],
+        }
+    }
+}
+
+/// One thing to probe, fully resolved and validated.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// Unique name; the `target` label.
+    pub name: String,
+    /// The `region` label (e.g. the datacenter or market the mailbox lives in).
+    pub region: String,
+    /// Time between two probes.
+    pub interval: Duration,
+    /// Deadline of one probe.
+    pub timeout: Duration,
+    /// A success slower than this is degraded.
+    pub slow_threshold: Duration,
+    /// How many users this target stands for, when known (for incident reports).
+    pub users: Option<u64>,
+    /// What to do.
+    pub spec: ProbeSpec,
+    /// Hash of everything that defines this target (secrets hashed, never stored in clear);
+    /// equal fingerprints mean a reload left the target unchanged.
+    pub fingerprint: u64,
+}
+
+impl Target {
+    /// The protocol label.
+    pub fn protocol(&self) -> Protocol {
+        self.spec.protocol()
+    }
+}
+
+/// A loaded, validated config.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The file it came from (reloads read it again).
+    pub path: PathBuf,
+    /// `[global]`.
+    pub global: Global,
+    /// `[[target]]`s in file order.
+    pub targets: Vec<Arc<Target>>,
+}
+
+/// Reads, parses and validates the config file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(path, &text)
+}
+
+/// Parses and validates config `text` as if read from `path` (relative paths resolve against
+/// its directory).
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let doc = DeTable::parse(text).map_err(|e| Locator::syntax(path, text, &e))?;
+    let loc = Locator {
+        file: path,
+        text,
+        doc: doc.get_ref(),
+    };
+    let raw: RawConfig = toml::from_str(text).map_err(|e| loc.serde_error(&e))?;
+    Validator::new(&loc).config(raw)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw serde model: exactly what may appear in the file.
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    global: RawGlobal,
+    #[serde(default)]
+    target: Vec<RawTarget>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawGlobal {
+    listen: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    slow_threshold: Option<Duration>,
+    concurrency: Option<usize>,
+    log_format: Option<LogFormat>,
+    log_level: Option<String>,
+}
+
+#[derive(Deserialize, Hash)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    name: String,
+    region: Option<String>,
+    protocol: Protocol,
+    host: Option<String>,
+    port: Option<u16>,
+    tls: Option<TlsMode>,
+    allow_plaintext: Option<bool>,
+    username: Option<String>,
+    password_file: Option<String>,
+    password_env: Option<String>,
+    /// Accepted by the parser only to refuse it with a helpful message.
+    #[serde(default, deserialize_with = "ignore_value")]
+    password: Option<()>,
+    ca_file: Option<String>,
+    server_name: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    slow_threshold: Option<Duration>,
+    users: Option<u64>,
+    mailbox: Option<String>,
+    auth_mechanism: Option<ImapAuth>,
+}
+
+fn ignore_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<()>, D::Error> {
+    serde::de::IgnoredAny::deserialize(d).map(|_| Some(()))
+}
+
+/// Keys every target may carry, whatever its protocol.
+const COMMON_KEYS: &[&str] = &[
+    "name",
+    "region",
+    "protocol",
+    "interval",
+    "timeout",
+    "slow_threshold",
+    "users",
+];
+
+/// Keys a protocol accepts besides [`COMMON_KEYS`].
+fn protocol_keys(p: Protocol) -> &'static [&'static str] {
+    match p {
+        Protocol::Imap => &[
+            "host",
+            "port",
+            "tls",
+            "allow_plaintext",
+            "username",
+            "password_file",
+            "password_env",
+            "password",
+            "ca_file",
+            "server_name",
+            "mailbox",
+            "auth_mechanism",
+        ],
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Locating errors.
+
+/// One step of a key path.
+#[derive(Clone, Debug)]
+enum Seg {
+    Key(String),
+    /// 0-based array index, shown 1-based.
+    Index(usize),
+}
+
+#[derive(Clone, Debug, Default)]
+struct KeyPath(Vec<Seg>);
+
+impl KeyPath {
+    fn target(i: usize) -> Self {
+        KeyPath(vec![Seg::Key("target".into()), Seg::Index(i)])
+    }
+    fn global() -> Self {
+        KeyPath(vec![Seg::Key("global".into())])
+    }
+    fn key(&self, k: &str) -> Self {
+        let mut p = self.clone();
+        p.0.push(Seg::Key(k.to_string()));
+        p
+    }
+}
+
+impl fmt::Display for KeyPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, seg) in self.0.iter().enumerate() {
+            match seg {
+                Seg::Key(k) if i == 0 => write!(f, "{k}")?,
+                Seg::Key(k) => write!(f, ".{k}")?,
+                Seg::Index(n) => write!(f, "[{}]", n + 1)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Maps key paths and byte spans of one file back to lines and columns.
+struct Locator<'a> {
+    file: &'a Path,
+    text: &'a str,
+    doc: &'a DeTable<'a>,
+}
+
+impl Locator<'_> {
+    fn syntax(file: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
+        let (line, column) = line_col(text, e.span().map(|s| s.start).unwrap_or(0));
+        ConfigError::Invalid {
+            file: file.to_path_buf(),
+            line,
+            column,
+            key: String::new(),
+            message: e.message().trim().to_string(),
+        }
+    }
+
+    fn at_offset(&self, offset: usize, key: String, message: String) -> ConfigError {
+        let (line, column) = line_col(self.text, offset);
+        ConfigError::Invalid {
+            file: self.file.to_path_buf(),
+            line,
+            column,
+            key,
+            message,
+        }
+    }
+
+    /// An error about the key at `path`, located at that key (or its nearest existing parent).
+    fn error(&self, path: &KeyPath, message: impl Into<String>) -> ConfigError {
+        let offset = self.find(path).map(|s| s.start).unwrap_or(0);
+        self.at_offset(offset, path.to_string(), message.into())
+    }
+
+    /// The span of the last segment of `path` that exists in the document.
+    fn find(&self, path: &KeyPath) -> Option<Range<usize>> {
+        let mut table = self.doc;
+        let mut value: Option<&DeValue<'_>> = None;
+        let mut best = None;
+        for seg in &path.0 {
+            match (seg, value) {
+                (Seg::Key(k), None) | (Seg::Key(k), Some(DeValue::Table(_))) => {
+                    if let Some(DeValue::Table(t)) = value {
+                        table = t;
+                    }
+                    let (key, v) = table.iter().find(|(key, _)| key.get_ref() == k)?;
+                    best = Some(key.span());
+                    value = Some(v.get_ref());
+                }
+                (Seg::Index(i), Some(DeValue::Array(a))) => {
+                    let item = a.get(*i)?;
+                    best = Some(item.span());
+                    value = Some(item.get_ref());
+                }
+                _ => return best,
+            }
+        }
+        best
+    }
+
+    /// The key path whose key or value contains byte `offset`, deepest first.
+    fn path_at(&self, offset: usize) -> KeyPath {
+        fn walk(table: &DeTable<'_>, offset: usize, path: &mut Vec<Seg>) -> bool {
+            for (k, v) in table.iter() {
+                path.push(Seg::Key(k.get_ref().to_string()));
+                // Deepest match first: an array's span is also its first item's header.
+                if walk_value(v.get_ref(), offset, path)
+                    || k.span().contains(&offset)
+                    || v.span().contains(&offset)
+                {
+                    return true;
+                }
+                path.pop();
+            }
+            false
+        }
+        fn walk_value(v: &DeValue<'_>, offset: usize, path: &mut Vec<Seg>) -> bool {
+            match v {
+                DeValue::Table(t) => walk(t, offset, path),
+                DeValue::Array(a) => {
+                    for (i, item) in a.iter().enumerate() {
+                        path.push(Seg::Index(i));
+                        if walk_value(item.get_ref(), offset, path) || item.span().contains(&offset)
+                        {
+                            return true;
+                        }
+                        path.pop();
+                    }
+                    false
+                }
+                _ => false,
+            }
+        }
+        let mut path = Vec::new();
+        walk(self.doc, offset, &mut path);
+        KeyPath(path)
+    }
+
+    fn serde_error(&self, e: &toml::de::Error) -> ConfigError {
+        let offset = e.span().map(|s| s.start).unwrap_or(0);
+        let mut path = self.path_at(offset);
+        let message = e.message().trim().to_string();
+        // serde names the offending key only in the message for these two.
+        for prefix in ["missing field `", "unknown field `"] {
+            if let Some(rest) = message.strip_prefix(prefix)
+                && let Some(name) = rest.split('`').next()
+                && !matches!(path.0.last(), Some(Seg::Key(k)) if k == name)
+            {
+                path.0.push(Seg::Key(name.to_string()));
+            }
+        }
+        self.at_offset(offset, path.to_string(), message)
+    }
+
+    /// Keys present in the table at `path`, with their spans.
+    fn keys_of(&self, path: &KeyPath) -> Vec<(String, Range<usize>)> {
+        let mut value: Option<&DeValue<'_>> = None;
+        let mut table = self.doc;
+        for seg in &path.0 {
+            match (seg, value) {
+                (Seg::Key(k), None) | (Seg::Key(k), Some(DeValue::Table(_))) => {
+                    if let Some(DeValue::Table(t)) = value {
+                        table = t;
+                    }
+                    match table.iter().find(|(key, _)| key.get_ref() == k) {
+                        Some((_, v)) => value = Some(v.get_ref()),
+                        None => return Vec::new(),
+                    }
+                }
+                (Seg::Index(i), Some(DeValue::Array(a))) => match a.get(*i) {
+                    Some(item) => value = Some(item.get_ref()),
+                    None => return Vec::new(),
+                },
+                _ => return Vec::new(),
+            }
+        }
+        match value {
+            Some(DeValue::Table(t)) => {
+                let mut keys: Vec<_> = t
+                    .iter()
+                    .map(|(k, _)| (k.get_ref().to_string(), k.span()))
+                    .collect();
+                keys.sort_by_key(|(_, span)| span.start);
+                keys
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rfind('\n').map_or(offset, |nl| offset - nl - 1) + 1;
+    (line, column)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation.
+
+struct Validator<'a> {
+    loc: &'a Locator<'a>,
+    base_dir: PathBuf,
+    roots: RootsCache,
+}
+
+impl<'a> Validator<'a> {
+    fn new(loc: &'a Locator<'a>) -> Self {
+        let base_dir = loc
+            .file
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Validator {
+            loc,
+            base_dir,
+            roots: RootsCache::default(),
+        }
+    }
+
+    fn config(mut self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let global = self.global(raw.global)?;
+        let mut targets = Vec::with_capacity(raw.target.len());
+        let mut names: HashMap<String, usize> = HashMap::new();
+        for (i, t) in raw.target.into_iter().enumerate() {
+            let path = KeyPath::target(i);
+            if let Some(first) = names.get(&t.name) {
+                return Err(self.loc.error(
+                    &path.key("name"),
+                    format!(
+                        "duplicate target name {:?} (first used by target[{}])",
+                        t.name,
+                        first + 1
+                    ),
+                ));
+            }
+            names.insert(t.name.clone(), i);
+            targets.push(Arc::new(self.target(&global, &path, t)?));
+        }
+        Ok(Config {
+            path: self.loc.file.to_path_buf(),
+            global,
+            targets,
+        })
+    }
+
+    fn global(&self, g: RawGlobal) -> Result<Global, ConfigError> {
+        let path = KeyPath::global();
+        let listen = match g.listen {
+            None => DEFAULT_LISTEN
+                .parse()
+                .expect("default listen address parses"),
+            Some(s) => s.parse().map_err(|_| {
+                self.loc.error(
+                    &path.key("listen"),
+                    format!("{s:?} is not an address:port such as \"127.0.0.1:9783\""),
+                )
+            })?,
+        };
+        let interval = g.interval.unwrap_or(DEFAULT_INTERVAL);
+        let timeout = g.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        let slow_threshold = g.slow_threshold.unwrap_or(DEFAULT_SLOW);
+        self.check_timing(&path, interval, timeout, slow_threshold)?;
+        let concurrency = g.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
+        if !(1..=100_000).contains(&concurrency) {
+            return Err(self
+                .loc
+                .error(&path.key("concurrency"), "must be between 1 and 100000"));
+        }
+        let log_level = g.log_level.unwrap_or_else(|| "info".to_string());
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log_level) {
+            return Err(self
+                .loc
+                .error(&path.key("log_level"), format!("not a log filter: {e}")));
+        }
+        Ok(Global {
+            listen,
+            interval,
+            timeout,
+            slow_threshold,
+            concurrency,
+            log_format: g.log_format.unwrap_or_default(),
+            log_level,
+        })
+    }
+
+    fn check_timing(
+        &self,
+        path: &KeyPath,
+        interval: Duration,
+        timeout: Duration,
+        slow: Duration,
+    ) -> Result<(), ConfigError> {
+        if interval < MIN_INTERVAL {
+            return Err(self.loc.error(&path.key("interval"), "must be at least 1s"));
+        }
+        if timeout.is_zero() {
+            return Err(self
+                .loc
+                .error(&path.key("timeout"), "must be greater than zero"));
+        }
+        if timeout > interval {
+            return Err(self.loc.error(
+                &path.key("timeout"),
+                format!(
+                    "timeout ({}) must not exceed the interval ({}): probes of one target never overlap",
+                    humantime::format_duration(timeout),
+                    humantime::format_duration(interval)
+                ),
+            ));
+        }
+        if slow.is_zero() {
+            return Err(self
+                .loc
+                .error(&path.key("slow_threshold"), "must be greater than zero"));
+        }
+        Ok(())
+    }
+
+    fn target(
+        &mut self,
+        global: &Global,
+        path: &KeyPath,
+        t: RawTarget,
+    ) -> Result<Target, ConfigError> {
+        check_label(&t.name).map_err(|m| self.loc.error(&path.key("name"), m))?;
+        let region = t.region.clone().unwrap_or_else(|| "default".to_string());
+        check_label(&region).map_err(|m| self.loc.error(&path.key("region"), m))?;
+
+        let protocol = t.protocol;
+        let allowed = protocol_keys(protocol);
+        for (key, _) in self.loc.keys_of(path) {
+            if !COMMON_KEYS.contains(&key.as_str()) && !allowed.contains(&key.as_str()) {
+                return Err(self.loc.error(
+                    &path.key(&key),
+                    format!(
+                        "key `{key}` does not apply to protocol \"{}\"",
+                        protocol.as_str()
+                    ),
+                ));
+            }
+        }
+        if t.password.is_some() {
+            return Err(self.loc.error(
+                &path.key("password"),
+                "passwords are never read from probes.toml: use password_file (a file, or a \
+                 systemd credential) or password_env",
+            ));
+        }
+
+        let interval = t.interval.unwrap_or(global.interval);
+        // A target that shortens its interval below the global timeout gets a fitting timeout.
+        let timeout = t.timeout.unwrap_or(global.timeout.min(interval));
+        let slow_threshold = t.slow_threshold.unwrap_or(global.slow_threshold);
+        self.check_timing(path, interval, timeout, slow_threshold)?;
+
+        let mut hasher = Fnv64::default();
+        t.hash(&mut hasher);
+        let spec = match protocol {
+            Protocol::Imap => ProbeSpec::Imap(self.imap(path, &t, &mut hasher)?),
+        };
+        Ok(Target {
+            name: t.name,
+            region,
+            interval,
+            timeout,
+            slow_threshold,
+            users: t.users,
+            spec,
+            fingerprint: hasher.finish(),
+        })
+    }
+
+    fn imap(
+        &mut self,
+        path: &KeyPath,
+        t: &RawTarget,
+        fp: &mut Fnv64,
+    ) -> Result<ImapSpec, ConfigError> {
+        let endpoint = self.endpoint(path, t, (993, 143), fp)?;
+        let credentials = self.credentials(path, t, fp)?;
+        let mailbox = t.mailbox.clone().unwrap_or_else(|| "INBOX".to_string());
+        if mailbox.is_empty() || mailbox.contains(['\r', '\n']) {
+            return Err(self
+                .loc
+                .error(&path.key("mailbox"), "must be a non-empty mailbox name"));
+        }
+        Ok(ImapSpec {
+            endpoint,
+            credentials,
+            auth: t.auth_mechanism.unwrap_or_default(),
+            mailbox,
+        })
+    }
+
+    /// `(implicit_port, plain_port)`: the port to use when none is given.
+    fn endpoint(
+        &mut self,
+        path: &KeyPath,
+        t: &RawTarget,
+        (implicit_port, plain_port): (u16, u16),
+        fp: &mut Fnv64,
+    ) -> Result<Endpoint, ConfigError> {
+        let host = t.host.clone().ok_or_else(|| {
+            self.loc
+                .error(&path.key("host"), "missing: the server to probe")
+        })?;
+        check_host(&host).map_err(|m| self.loc.error(&path.key("host"), m))?;
+        let tls = t.tls.unwrap_or(TlsMode::Implicit);
+        let allow_plaintext = t.allow_plaintext.unwrap_or(false);
+        match (tls, allow_plaintext) {
+            (TlsMode::None, false) => {
+                return Err(self.loc.error(
+                    &path.key("tls"),
+                    "tls = \"none\" sends the password in clear text; set allow_plaintext = true \
+                     if that is really wanted",
+                ));
+            }
+            (TlsMode::Implicit, true) => {
+                return Err(self.loc.error(
+                    &path.key("allow_plaintext"),
+                    "applies only with tls = \"none\" or \"starttls\" (continue without TLS when \
+                     STARTTLS is not offered)",
+                ));
+            }
+            _ => {}
+        }
+        let port = t.port.unwrap_or(match tls {
+            TlsMode::Implicit => implicit_port,
+            TlsMode::Starttls | TlsMode::None => plain_port,
+        });
+        if port == 0 {
+            return Err(self.loc.error(&path.key("port"), "must be 1-65535"));
+        }
+        let tls_client = if tls == TlsMode::None {
+            for key in ["ca_file", "server_name"] {
+                if self.loc.keys_of(path).iter().any(|(k, _)| k == key) {
+                    return Err(self
+                        .loc
+                        .error(&path.key(key), "has no effect with tls = \"none\""));
+                }
+            }
+            None
+        } else {
+            let server_name = t.server_name.clone().unwrap_or_else(|| host.clone());
+            let ca_file = t.ca_file.as_ref().map(|f| self.resolve_path(f));
+            let verifier = match &ca_file {
+                Some(file) => {
+                    let bytes = std::fs::read(file).map_err(|e| {
+                        self.loc.error(
+                            &path.key("ca_file"),
+                            format!("cannot read {}: {e}", file.display()),
+                        )
+                    })?;
+                    bytes.hash(fp);
+                    self.roots
+                        .from_pem(file, &bytes)
+                        .map_err(|m| self.loc.error(&path.key("ca_file"), m))?
+                }
+                None => self
+                    .roots
+                    .system()
+                    .map_err(|m| self.loc.error(&path.key("tls"), m))?,
+            };
+            let client = TlsClient::new(verifier, &server_name).map_err(|m| {
+                let key = if t.server_name.is_some() {
+                    "server_name"
+                } else {
+                    "host"
+                };
+                self.loc.error(&path.key(key), m)
+            })?;
+            Some(Arc::new(client))
+        };
+        Ok(Endpoint {
+            host,
+            port,
+            tls,
+            allow_plaintext,
+            tls_client,
+        })
+    }
+
+    fn credentials(
+        &self,
+        path: &KeyPath,
+        t: &RawTarget,
+        fp: &mut Fnv64,
+    ) -> Result<Credentials, ConfigError> {
+        let username = t
+            .username
+            .clone()
+            .ok_or_else(|| self.loc.error(&path.key("username"), "missing"))?;
+        if username.is_empty() || username.contains(['\r', '\n', '\0']) {
+            return Err(self
+                .loc
+                .error(&path.key("username"), "must be a non-empty single line"));
+        }
+        let password = match (&t.password_file, &t.password_env) {
+            (Some(_), Some(_)) => {
+                return Err(self.loc.error(
+                    &path.key("password_env"),
+                    "give either password_file or password_env, not both",
+                ));
+            }
+            (None, None) => {
+                return Err(self.loc.error(
+                    &path.key("password_file"),
+                    "missing: give password_file (a file or systemd credential) or password_env",
+                ));
+            }
+            (Some(file), None) => {
+                let file = self
+                    .resolve_secret_path(file)
+                    .map_err(|m| self.loc.error(&path.key("password_file"), m))?;
+                read_secret_file(&file)
+                    .map_err(|m| self.loc.error(&path.key("password_file"), m))?
+            }
+            (None, Some(var)) => match std::env::var(var) {
+                Ok(v) if !v.is_empty() => v,
+                Ok(_) => {
+                    return Err(self.loc.error(
+                        &path.key("password_env"),
+                        format!("environment variable {var} is empty"),
+                    ));
+                }
+                Err(_) => {
+                    return Err(self.loc.error(
+                        &path.key("password_env"),
+                        format!("environment variable {var} is not set"),
+                    ));
+                }
+            },
+        };
+        if password.contains(['\r', '\n', '\0']) {
+            return Err(self.loc.error(
+                &path.key(if t.password_file.is_some() {
+                    "password_file"
+                } else {
+                    "password_env"
+                }),
+                "the password must be a single line",
+            ));
+        }
+        password.hash(fp);
+        Ok(Credentials {
+            username,
+            password: SecretString::from(password),
+        })
+    }
+
+    fn resolve_path(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    /// Expands the systemd credentials directory (`%d/NAME` or `${CREDENTIALS_DIRECTORY}/NAME`).
+    fn resolve_secret_path(&self, p: &str) -> Result<PathBuf, String> {
+        for prefix in [
+            "%d/",
+            "${CREDENTIALS_DIRECTORY}/",
+            "$CREDENTIALS_DIRECTORY/",
+        ] {
+            if let Some(name) = p.strip_prefix(prefix) {
+                let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or_else(|| {
+                    format!(
+                        "{p:?} names a systemd credential but CREDENTIALS_DIRECTORY is not set \
+                         (LoadCredential= in the unit sets it)"
+                    )
+                })?;
+                return Ok(Path::new(&dir).join(name));
+            }
+        }
+        Ok(self.resolve_path(p))
+    }
+}
+
+/// Reads a password file: at most 64 KiB, one line, trailing newline removed.
+fn read_secret_file(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let file =
+        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut text = String::new();
+    file.take(MAX_SECRET_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if text.len() as u64 > MAX_SECRET_BYTES {
+        return Err(format!("{} is larger than 64 KiB", path.display()));
+    }
+    let trimmed = text.strip_suffix('\n').unwrap_or(&text);
+    let trimmed = trimmed.strip_suffix('\r').unwrap_or(trimmed);
+    if trimmed.is_empty() {
+        return Err(format!("{} is empty", path.display()));
+    }
+    Ok(trimmed.to_string())
+}
+
+/// Label values (target names, regions) stay short, printable and safe on a command line.
+fn check_label(s: &str) -> Result<(), String> {
+    let ok_start = s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let ok_chars = s
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'));
+    if s.is_empty() || s.len() > 128 || !ok_start || !ok_chars {
+        return Err(format!(
+            "{s:?} must be 1-128 characters of letters, digits, '-', '_', '.', ':' and start with \
+             a letter or digit"
+        ));
+    }
+    Ok(())
+}
+
+fn check_host(host: &str) -> Result<(), String> {
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(());
+    }
+    let valid = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        });
+    if valid {
+        Ok(())
+    } else {
+        Err(format!("{host:?} is not a host name or IP address"))
+    }
+}
+
+/// FNV-1a: a stable hash (unlike std's `DefaultHasher`) for fingerprints and schedule offsets.
+#[derive(Clone, Copy)]
+pub struct Fnv64(u64);
+
+impl Default for Fnv64 {
+    fn default() -> Self {
+        Fnv64(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv64 {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+}
+
+/// A stable 64-bit hash of a string.
+pub fn stable_hash(s: &str) -> u64 {
+    let mut h = Fnv64::default();
+    h.write(s.as_bytes());
+    h.finish()
+}
+
+impl Config {
+    /// Names of all targets, for "unknown target" messages.
+    pub fn target_names(&self) -> HashSet<&str> {
+        self.targets.iter().map(|t| t.name.as_str()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        parse(Path::new("probes.toml"), text)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn line_col_counts_from_one() {
+        assert_eq!(line_col("a\nbc\n", 0), (1, 1));
+        assert_eq!(line_col("a\nbc\n", 3), (2, 2));
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let e = err("[global]\ninterval = \"30s\"\nbogus = 1\n");
+        assert_eq!(
+            e,
+            "probes.toml:3:1: global.bogus: unknown field `bogus`, expected one of `listen`, \
+             `interval`, `timeout`, `slow_threshold`, `concurrency`, `log_format`, `log_level`"
+        );
+    }
+
+    #[test]
+    fn bad_enum_value_in_second_target() {
+        let e = err(concat!(
+            "[[target]]\nname = \"a\"\nprotocol = \"imap\"\nhost = \"h\"\nusername = \"u\"\npassword_env = \"HOME\"\n",
+            "[[target]]\nname = \"b\"\nprotocol = \"imap\"\ntls = \"sometimes\"\n"
+        ));
+        assert!(
+            e.starts_with("probes.toml:10:7: target[2].tls: unknown variant `sometimes`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn missing_name_points_at_the_table() {
+        let e = err("[[target]]\nprotocol = \"imap\"\n");
+        assert_eq!(e, "probes.toml:1:1: target[1].name: missing field `name`");
+    }
+
+    #[test]
+    fn literal_password_refused() {
+        let e = err(
+            "[[target]]\nname = \"a\"\nprotocol = \"imap\"\nhost = \"h\"\nusername = \"u\"\npassword = \"hunter2\"\n",
+        );
+        assert!(
+            e.starts_with("probes.toml:6:1: target[1].password: passwords are never read"),
+            "{e}"
+        );
+        assert!(!e.contains("hunter2"));
+    }
+
+    #[test]
+    fn plaintext_needs_consent() {
+        let e = err(
+            "[[target]]\nname = \"a\"\nprotocol = \"imap\"\nhost = \"h\"\ntls = \"none\"\nusername = \"u\"\npassword_env = \"HOME\"\n",
+        );
+        assert!(
+            e.starts_with("probes.toml:5:1: target[1].tls: tls = \"none\" sends"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn duplicate_names_refused() {
+        let t = "[[target]]\nname = \"a\"\nprotocol = \"imap\"\nhost = \"h\"\nusername = \"u\"\npassword_env = \"HOME\"\n";
+        let e = err(&format!("{t}{t}"));
+        assert!(
+            e.starts_with("probes.toml:8:1: target[2].name: duplicate target name \"a\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn timeout_longer_than_interval_refused() {
+        let e = err("[global]\ninterval = \"5s\"\ntimeout = \"10s\"\n");
+        assert!(
+            e.starts_with("probes.toml:3:1: global.timeout: timeout (10s) must not exceed"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn syntax_error_has_position() {
+        let e = err("[[target]\n");
+        assert!(e.starts_with("probes.toml:1:10: "), "{e}");
+    }
+
+    #[test]
+    fn defaults_for_imap() {
+        let c = parse(
+            Path::new("/nonexistent/probes.toml"),
+            "[[target]]\nname = \"a\"\nprotocol = \"imap\"\nhost = \"127.0.0.1\"\nusername = \"u\"\npassword_env = \"HOME\"\n",
+        )
+        .unwrap();
+        let t = &c.targets[0];
+        assert_eq!(t.region, "default");
+        assert_eq!(t.interval, DEFAULT_INTERVAL);
+        let ProbeSpec::Imap(s) = &t.spec;
+        assert_eq!(s.endpoint.port, 993);
+        assert_eq!(s.endpoint.tls, TlsMode::Implicit);
+        assert_eq!(s.mailbox, "INBOX");
+        assert_eq!(c.global.listen.to_string(), DEFAULT_LISTEN);
+    }
+
+    #[test]
+    fn fingerprint_tracks_changes() {
+        let a = "[[target]]\nname = \"a\"\nprotocol = \"imap\"\nhost = \"h\"\nusername = \"u\"\npassword_env = \"HOME\"\n";
+        let b = a.replace("host = \"h\"", "host = \"h2\"");
+        let fa = parse(Path::new("p.toml"), a).unwrap().targets[0].fingerprint;
+        let fa2 = parse(Path::new("p.toml"), a).unwrap().targets[0].fingerprint;
+        let fb = parse(Path::new("p.toml"), &b).unwrap().targets[0].fingerprint;
+        assert_eq!(fa, fa2);
+        assert_ne!(fa, fb);
+    }
+}

@@ -1,0 +1,163 @@
+//! The daemon: config, scheduler, metrics and the HTTP server wired together, with reloads and a
+//! graceful stop.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, Config};
+use crate::metrics::Metrics;
+use crate::probe::{Outcome, ProbeContext};
+use crate::scheduler::{OutcomeSink, Scheduler};
+use crate::server::{self, AppState};
+
+/// Sends each outcome to the metrics and writes one log line per failed probe.
+struct Reporter {
+    metrics: Arc<Metrics>,
+}
+
+impl OutcomeSink for Reporter {
+    fn record(&self, o: Outcome) {
+        self.metrics.observe(&o);
+        log_outcome(&o);
+    }
+}
+
+/// One line per failed probe (warn) with its class and phase; successes at debug.
+pub fn log_outcome(o: &Outcome) {
+    let t = &o.target;
+    let total_ms = o.total.as_secs_f64() * 1000.0;
+    match &o.failure {
+        Some(f) => tracing::warn!(
+            target = %t.name,
+            region = %t.region,
+            protocol = t.protocol().as_str(),
+            class = f.class.as_str(),
+            phase = f.phase.as_str(),
+            total_ms = format_args!("{total_ms:.1}"),
+            detail = %f.detail,
+            "probe failed"
+        ),
+        None => tracing::debug!(
+            target = %t.name,
+            region = %t.region,
+            protocol = t.protocol().as_str(),
+            slow = o.slow,
+            total_ms = format_args!("{total_ms:.1}"),
+            "probe succeeded"
+        ),
+    }
+}
+
+/// Runs the daemon on an already-bound `listener` until `shutdown` is cancelled.
+///
+/// The config is re-read from `config.path` on SIGHUP and on `POST /-/reload`; an invalid file
+/// is refused, logged and exported while the old config keeps running.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    metrics.config_loaded(true);
+    let reporter = Arc::new(Reporter {
+        metrics: metrics.clone(),
+    });
+    let mut scheduler = Scheduler::new(
+        ProbeContext::new(),
+        metrics.clone(),
+        reporter,
+        config.global.concurrency,
+    );
+    scheduler.apply(&config.targets);
+
+    let ready = Arc::new(AtomicBool::new(true));
+    let (reload_tx, mut reload_rx) = mpsc::channel(4);
+    let addr = listener.local_addr().ok();
+    let http_shutdown = CancellationToken::new();
+    let server = tokio::spawn(server::serve(
+        listener,
+        AppState {
+            metrics: metrics.clone(),
+            ready: ready.clone(),
+            reload: reload_tx,
+        },
+        http_shutdown.clone(),
+    ));
+    tracing::info!(
+        config = %config.path.display(),
+        targets = scheduler.len(),
+        listen = ?addr,
+        "mailprobe started"
+    );
+
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot install the SIGHUP handler")?;
+    let mut current = config;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = hangup.recv() => {
+                let _ = reload(&mut current, &mut scheduler, &metrics);
+            }
+            Some(reply) = reload_rx.recv() => {
+                let _ = reply.send(reload(&mut current, &mut scheduler, &metrics));
+            }
+        }
+    }
+
+    tracing::info!(
+        "stopping: no new probes; waiting for probes in flight (bounded by their deadlines)"
+    );
+    ready.store(false, Ordering::Release);
+    scheduler.shutdown().await;
+    http_shutdown.cancel();
+    server
+        .await
+        .context("HTTP server task failed")?
+        .context("HTTP server failed")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Re-reads the config; applies it if valid, keeps the old one otherwise.
+fn reload(
+    current: &mut Config,
+    scheduler: &mut Scheduler,
+    metrics: &Metrics,
+) -> Result<String, String> {
+    match config::load(&current.path) {
+        Ok(new) => {
+            if new.global.listen != current.global.listen {
+                tracing::warn!(old = %current.global.listen, new = %new.global.listen, "listen address changes need a restart; still listening on the old one");
+            }
+            if new.global.log_format != current.global.log_format
+                || new.global.log_level != current.global.log_level
+            {
+                tracing::warn!("log settings change at the next restart");
+            }
+            scheduler.set_concurrency(new.global.concurrency);
+            let diff = scheduler.apply(&new.targets);
+            let summary = format!(
+                "config reloaded: {} added, {} removed, {} changed, {} unchanged",
+                diff.added.len(),
+                diff.removed.len(),
+                diff.changed.len(),
+                diff.unchanged
+            );
+            tracing::info!(added = ?diff.added, removed = ?diff.removed, changed = ?diff.changed, unchanged = diff.unchanged, "config reloaded");
+            metrics.config_loaded(true);
+            *current = new;
+            Ok(summary)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "config reload refused; the old config keeps running");
+            metrics.config_loaded(false);
+            Err(e.to_string())
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! mailprobe: a synthetic mailbox availability prober.
+//!
+//! It logs in to real mailboxes from one or more vantage points, measures every phase of each
+//! attempt, classifies every failure and exports the results to Prometheus.
+//!
+//! # Layout
+//! - [`config`]: the `probes.toml` model, defaults and validation (errors name file, line, key).
+//! - [`probe`]: the probe interface ([`probe::Outcome`], [`probe::Phase`]) and one file per
+//!   protocol, plus the shared network, TLS and bounded-read helpers.
+//! - [`classify`]: the one place where probe errors become [`classify::FailureClass`]es.
+//! - [`scheduler`]: when each target runs; no overlap, global concurrency, reload diffs.
+//! - [`metrics`]: the one place where outcomes become long-lived Prometheus series.
+//! - [`server`]: the HTTP endpoints (`/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`).
+//! - [`daemon`]: wires the above together; [`daemon::run`] takes the bound listener and the
+//!   shutdown signal so that tests bind port 0 and never sleep for readiness.
+//! - [`report`]: human and JSON renderings of outcomes for `mailprobe probe`.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod classify;
+pub mod config;
+pub mod daemon;
+pub mod logging;
+pub mod metrics;
+pub mod probe;
+pub mod report;
+pub mod scheduler;
+pub mod server;
+
+/// Installs the process-wide rustls crypto provider (ring); call once before any TLS is used.
+///
+/// Every TLS user in the process (our probes, hyper, reqwest) then shares one provider, so no
+/// second crypto library is linked in or chosen at random.
+pub fn install_crypto_provider() {
+    // Err only means a provider was already installed, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

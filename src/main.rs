@@ -1,0 +1,235 @@
+//! The `mailprobe` command: a thin clap wrapper over the library.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use mailprobe::config::{self, Config, LogFormat};
+use mailprobe::probe::{self, ProbeContext};
+use mailprobe::{daemon, logging, report};
+
+/// Synthetic mailbox availability prober: IMAP (and more) probes exported to Prometheus.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon: probe every target on its schedule and serve /metrics.
+    Run {
+        /// The config file.
+        #[arg(short, long, default_value = "probes.toml", env = "MAILPROBE_CONFIG")]
+        config: PathBuf,
+        /// Listen here instead of `[global] listen`.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Validate the config and print a summary of its targets; exit 1 if it is invalid.
+    Check {
+        /// The config file.
+        #[arg(short, long, default_value = "probes.toml", env = "MAILPROBE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Probe the named targets (default: all) once, now, and print what happened.
+    Probe {
+        /// The config file.
+        #[arg(short, long, default_value = "probes.toml", env = "MAILPROBE_CONFIG")]
+        config: PathBuf,
+        /// Print JSON (one object per target, in an array) instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Target names; all targets when none are given.
+        targets: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    mailprobe::install_crypto_provider();
+    let result = match cli.command {
+        Command::Run { config, listen } => run(&config, listen),
+        Command::Check { config } => check(&config),
+        Command::Probe {
+            config,
+            json,
+            targets,
+        } => probe_once(&config, &targets, json),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(path: &Path) -> anyhow::Result<Config> {
+    // The error already names file, line and key.
+    config::load(path).map_err(|e| anyhow::anyhow!(e))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn run(path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
+    let config = load(path)?;
+    logging::init(config.global.log_format, &config.global.log_level);
+    let addr = listen.unwrap_or(config.global.listen);
+    runtime()?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_stop_signal().await;
+            stop.cancel();
+        });
+        daemon::run(config, listener, shutdown).await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn wait_for_stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install SIGTERM/SIGINT handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}
+
+fn check(path: &Path) -> anyhow::Result<ExitCode> {
+    let config = load(path)?;
+    let g = &config.global;
+    println!(
+        "{}: OK: {} targets; listen {}, interval {}, timeout {}, slow above {}, concurrency {}",
+        path.display(),
+        config.targets.len(),
+        g.listen,
+        humantime::format_duration(g.interval),
+        humantime::format_duration(g.timeout),
+        humantime::format_duration(g.slow_threshold),
+        g.concurrency
+    );
+    if config.targets.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!();
+    let rows: Vec<[String; 7]> = config
+        .targets
+        .iter()
+        .map(|t| {
+            let (endpoint, tls) = t.spec.endpoint().map_or(("-".into(), "-"), |e| {
+                (format!("{}:{}", e.host, e.port), e.tls.as_str())
+            });
+            [
+                t.name.clone(),
+                t.region.clone(),
+                t.protocol().as_str().to_string(),
+                endpoint,
+                tls.to_string(),
+                humantime::format_duration(t.interval).to_string(),
+                humantime::format_duration(t.timeout).to_string(),
+            ]
+        })
+        .collect();
+    let headers = [
+        "TARGET", "REGION", "PROTOCOL", "ENDPOINT", "TLS", "INTERVAL", "TIMEOUT",
+    ];
+    let mut widths = headers.map(str::len);
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let print = |cells: Vec<&str>| {
+        let line: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    };
+    print(headers.to_vec());
+    for r in &rows {
+        print(r.iter().map(String::as_str).collect());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn probe_once(path: &Path, names: &[String], json: bool) -> anyhow::Result<ExitCode> {
+    let config = load(path)?;
+    // Problems go to stderr as log lines; stdout stays the table or JSON.
+    logging::init(LogFormat::Text, "warn");
+    let known = config.target_names();
+    if let Some(unknown) = names.iter().find(|n| !known.contains(n.as_str())) {
+        anyhow::bail!(
+            "{}: no target named {unknown:?} (known: {})",
+            path.display(),
+            {
+                let mut k: Vec<&str> = known.into_iter().collect();
+                k.sort_unstable();
+                k.join(", ")
+            }
+        );
+    }
+    let targets: Vec<_> = config
+        .targets
+        .iter()
+        .filter(|t| names.is_empty() || names.contains(&t.name))
+        .cloned()
+        .collect();
+    let concurrency = config.global.concurrency;
+    let outcomes = runtime()?.block_on(async move {
+        let ctx = Arc::new(ProbeContext::new());
+        let slots = Arc::new(tokio::sync::Semaphore::new(concurrency));
+        let handles: Vec<_> = targets
+            .into_iter()
+            .map(|t| {
+                let ctx = ctx.clone();
+                let slots = slots.clone();
+                tokio::spawn(async move {
+                    let _permit = slots.acquire_owned().await;
+                    probe::run(&t, &ctx).await
+                })
+            })
+            .collect();
+        let mut outcomes = Vec::with_capacity(handles.len());
+        for h in handles {
+            outcomes.push(h.await.context("probe task failed")?);
+        }
+        anyhow::Ok(outcomes)
+    })?;
+    if json {
+        let all: Vec<_> = outcomes.iter().map(report::json).collect();
+        println!("{}", serde_json::to_string_pretty(&all)?);
+    } else {
+        print!("{}", report::table(&outcomes));
+    }
+    Ok(if outcomes.iter().all(probe::Outcome::success) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

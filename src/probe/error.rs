@@ -1,0 +1,117 @@
+//! What can go wrong inside a probe, as typed values; [`crate::classify`] turns them into failure
+//! classes, so no probe decides its own label.
+
+use std::io;
+use std::net::SocketAddr;
+
+/// A probe failure with its cause kept intact for classification and the human detail.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// The name does not exist.
+    #[error("{host} does not exist (NXDOMAIN)")]
+    NxDomain {
+        /// The name looked up.
+        host: String,
+    },
+    /// The name exists but has no A/AAAA records.
+    #[error("{host} has no address records")]
+    NoAddress {
+        /// The name looked up.
+        host: String,
+    },
+    /// Any other resolver failure (SERVFAIL, refused, unreachable resolver).
+    #[error("DNS lookup of {host} failed: {reason}")]
+    Dns {
+        /// The name looked up.
+        host: String,
+        /// The resolver's words.
+        reason: String,
+    },
+    /// TCP connect failed.
+    #[error("connect to {addr}: {source}")]
+    Connect {
+        /// The address tried last.
+        addr: SocketAddr,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The TLS handshake failed (the rustls error, if any, is inside).
+    #[error("TLS handshake: {0}")]
+    Tls(io::Error),
+    /// Reading or writing the established connection failed (including a crossed read bound).
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    /// The server closed the connection where a response was due.
+    #[error("connection closed by the server")]
+    Closed,
+    /// The deadline passed.
+    #[error("no answer before the deadline")]
+    Timeout,
+    /// An IMAP command failed (NO, BAD, a parse error, a lost connection).
+    #[error("IMAP {}", imap_detail(.0))]
+    Imap(async_imap::error::Error),
+    /// The server said it cannot serve us now (IMAP BYE greeting).
+    #[error("server unavailable: {0}")]
+    Unavailable(String),
+    /// The server does not advertise a capability the target requires.
+    #[error("server does not advertise {0}")]
+    NotAdvertised(&'static str),
+    /// The server answered something the protocol does not allow here.
+    #[error("unexpected response: {0}")]
+    Protocol(String),
+}
+
+impl From<async_imap::error::Error> for ProbeError {
+    fn from(e: async_imap::error::Error) -> Self {
+        match e {
+            // Keep I/O errors as I/O so that read bounds and resets are seen the same everywhere.
+            async_imap::error::Error::Io(io) => ProbeError::Io(io),
+            async_imap::error::Error::ConnectionLost => ProbeError::Closed,
+            other => ProbeError::Imap(other),
+        }
+    }
+}
+
+/// async-imap words NO/BAD as `code: Some(..), info: Some("text")`; show what the server said.
+fn imap_detail(e: &async_imap::error::Error) -> String {
+    use async_imap::error::Error as E;
+    let (status, raw) = match e {
+        E::No(raw) => ("NO", raw),
+        E::Bad(raw) => ("BAD", raw),
+        other => return other.to_string(),
+    };
+    let Some((code, info)) = raw.split_once(", info: ") else {
+        return format!("{status} {raw}");
+    };
+    let code = code.trim_start_matches("code: ");
+    let code = match code.strip_prefix("Some(").and_then(|c| c.strip_suffix(')')) {
+        Some(c) => format!("[{c}] "),
+        None => String::new(),
+    };
+    let text = info
+        .strip_prefix("Some(\"")
+        .and_then(|t| t.strip_suffix("\")"))
+        .map(|t| t.replace("\\\"", "\"").replace("\\\\", "\\"))
+        .unwrap_or_default();
+    format!("{status} {code}{text}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn imap_no_reads_like_the_server_said_it() {
+        let e = ProbeError::Imap(async_imap::error::Error::No(
+            "code: None, info: Some(\"[AUTHENTICATIONFAILED] Authentication failed.\")".into(),
+        ));
+        assert_eq!(
+            e.to_string(),
+            "IMAP NO [AUTHENTICATIONFAILED] Authentication failed."
+        );
+        let e = ProbeError::Imap(async_imap::error::Error::Bad(
+            "code: Some(Parse), info: Some(\"say \\\"what\\\"\")".into(),
+        ));
+        assert_eq!(e.to_string(), "IMAP BAD [Parse] say \"what\"");
+    }
+}

@@ -1,0 +1,163 @@
+//! The IMAP probe: connect, TLS (implicit or STARTTLS), greeting, LOGIN or AUTHENTICATE PLAIN,
+//! SELECT, LOGOUT, each timed as its own phase.
+//!
+//! async-imap speaks the protocol over a stream we connect and time ourselves (so DNS, connect
+//! and TLS are phases of their own), wrapped in [`Bounded`] so no server line or session can grow
+//! without limit.
+
+use async_imap::imap_proto::{Capability, Response, ResponseCode, Status};
+use async_imap::{Authenticator, Client, Session};
+use secrecy::ExposeSecret;
+
+use super::bounded::{Bounded, Limits};
+use super::net::Stream;
+use super::{Phase, PhaseError, ProbeContext, ProbeError, Timeline};
+use crate::config::{ImapAuth, ImapSpec, TlsMode};
+
+/// Bounds for an IMAP probe session: Dovecot's longest line here (CAPABILITY) is under 1 KiB.
+pub const LIMITS: Limits = Limits {
+    max_line: 64 * 1024,
+    max_total: 1024 * 1024,
+};
+
+type Conn = Bounded<Stream>;
+
+/// What the greeting told us.
+struct Greeting {
+    text: String,
+    /// `Some(offered)` when the greeting carried a CAPABILITY code.
+    starttls: Option<bool>,
+}
+
+/// Runs one IMAP probe against `spec`, recording phases in `tl`.
+pub async fn probe(
+    spec: &ImapSpec,
+    ctx: &ProbeContext,
+    tl: &mut Timeline,
+) -> Result<(), PhaseError> {
+    let ep = &spec.endpoint;
+    let tcp = super::open(tl, ctx, ep).await?;
+    let client = match ep.tls {
+        TlsMode::Implicit => {
+            let tls = super::start_tls(tl, ep, tcp, &[]).await?;
+            let mut client = Client::new(Bounded::new(tls, LIMITS));
+            greet(tl, &mut client).await?;
+            client
+        }
+        TlsMode::None => {
+            let mut client = Client::new(Bounded::new(Stream::Plain(tcp), LIMITS));
+            greet(tl, &mut client).await?;
+            client
+        }
+        TlsMode::Starttls => {
+            let mut client = Client::new(Bounded::new(Stream::Plain(tcp), LIMITS));
+            let greeting = greet(tl, &mut client).await?;
+            if greeting.starttls == Some(false) && ep.allow_plaintext {
+                // Opportunistic: the admin accepted plaintext when STARTTLS is not offered.
+                client
+            } else {
+                tl.phase(Phase::Starttls, starttls(&mut client, greeting.starttls))
+                    .await?;
+                // Anything the server sent after its OK is dropped with the old buffer, as
+                // RFC 3207-style injection defences require.
+                let Some(tcp) = client.into_inner().into_inner().into_plain() else {
+                    return Err(PhaseError {
+                        phase: Phase::Starttls,
+                        error: ProbeError::Protocol("connection is already TLS".into()),
+                    });
+                };
+                let tls = super::start_tls(tl, ep, tcp, &[]).await?;
+                Client::new(Bounded::new(tls, LIMITS))
+            }
+        }
+    };
+    let mut session = tl.phase(Phase::Login, login(client, spec)).await?;
+    tl.phase(Phase::Select, async {
+        session.select(&spec.mailbox).await.map(|_| ())
+    })
+    .await?;
+    tl.phase(Phase::Logout, session.logout()).await?;
+    Ok(())
+}
+
+async fn greet(tl: &mut Timeline, client: &mut Client<Conn>) -> Result<Greeting, PhaseError> {
+    let greeting = tl.phase(Phase::Greeting, read_greeting(client)).await?;
+    tl.set_banner(&greeting.text);
+    Ok(greeting)
+}
+
+async fn read_greeting(client: &mut Client<Conn>) -> Result<Greeting, ProbeError> {
+    let response = client.read_response().await?.ok_or(ProbeError::Closed)?;
+    match response.parsed() {
+        Response::Data {
+            status: Status::Ok | Status::PreAuth,
+            outcome,
+        } => {
+            let starttls = match &outcome.code {
+                Some(ResponseCode::Capabilities(caps)) => Some(caps.iter().any(
+                    |c| matches!(c, Capability::Atom(a) if a.eq_ignore_ascii_case("STARTTLS")),
+                )),
+                _ => None,
+            };
+            Ok(Greeting {
+                text: outcome.information.as_deref().unwrap_or("").to_string(),
+                starttls,
+            })
+        }
+        Response::Data {
+            status: Status::Bye,
+            outcome,
+        } => Err(ProbeError::Unavailable(format!(
+            "greeting was BYE: {}",
+            outcome.information.as_deref().unwrap_or("")
+        ))),
+        other => Err(ProbeError::Protocol(format!(
+            "greeting was not an untagged OK: {other:?}"
+        ))),
+    }
+}
+
+async fn starttls(client: &mut Client<Conn>, offered: Option<bool>) -> Result<(), ProbeError> {
+    if offered == Some(false) {
+        return Err(ProbeError::NotAdvertised("STARTTLS"));
+    }
+    client.run_command_and_check_ok("STARTTLS", None).await?;
+    Ok(())
+}
+
+async fn login(client: Client<Conn>, spec: &ImapSpec) -> Result<Session<Conn>, ProbeError> {
+    let creds = &spec.credentials;
+    let result = match spec.auth {
+        ImapAuth::Login => {
+            client
+                .login(&creds.username, creds.password.expose_secret())
+                .await
+        }
+        ImapAuth::Plain => {
+            let plain = PlainAuth {
+                user: &creds.username,
+                password: creds.password.expose_secret(),
+            };
+            client.authenticate("PLAIN", plain).await
+        }
+    };
+    result.map_err(|(e, _client)| e.into())
+}
+
+/// SASL PLAIN (RFC 4616): `\0user\0password`, sent in answer to the empty challenge.
+struct PlainAuth<'a> {
+    user: &'a str,
+    password: &'a str,
+}
+
+impl Authenticator for PlainAuth<'_> {
+    type Response = Vec<u8>;
+    fn process(&mut self, _challenge: &[u8]) -> Vec<u8> {
+        let mut r = Vec::with_capacity(self.user.len() + self.password.len() + 2);
+        r.push(0);
+        r.extend_from_slice(self.user.as_bytes());
+        r.push(0);
+        r.extend_from_slice(self.password.as_bytes());
+        r
+    }
+}

@@ -1,0 +1,366 @@
+//! The probe interface: a probe takes a target and a deadline and returns an owned [`Outcome`]
+//! with ordered phase timings, a failure class and the phase it happened in.
+//!
+//! One protocol per file ([`imap`]), dispatched by `match` on [`ProbeSpec`]; the shared pieces
+//! are [`net`] (DNS, TCP), [`tls`] (handshake, certificate facts) and [`bounded`] (read limits).
+//! Probes never touch metrics: [`crate::metrics`] turns outcomes into series.
+
+pub mod bounded;
+pub mod error;
+pub mod imap;
+pub mod net;
+pub mod tls;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use base64::Engine;
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+
+use crate::classify::{self, FailureClass};
+use crate::config::{ProbeSpec, Target, TlsMode};
+pub use error::ProbeError;
+use tls::TlsFacts;
+
+/// The protocols mailprobe speaks; the `protocol` label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// IMAP4rev1 mailbox access.
+    Imap,
+}
+
+impl Protocol {
+    /// Every protocol, for pre-created series and summaries.
+    pub const ALL: &'static [Protocol] = &[Protocol::Imap];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Imap => "imap",
+        }
+    }
+}
+
+/// A step of a probe; the `phase` label. Each is timed on its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Resolving the host name.
+    Dns,
+    /// TCP connect.
+    Connect,
+    /// TLS handshake (implicit, or after STARTTLS).
+    Tls,
+    /// Reading the server greeting.
+    Greeting,
+    /// Asking for STARTTLS and getting the go-ahead.
+    Starttls,
+    /// Authenticating.
+    Login,
+    /// Opening the mailbox.
+    Select,
+    /// Saying goodbye.
+    Logout,
+}
+
+impl Phase {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Dns => "dns",
+            Phase::Connect => "connect",
+            Phase::Tls => "tls",
+            Phase::Greeting => "greeting",
+            Phase::Starttls => "starttls",
+            Phase::Login => "login",
+            Phase::Select => "select",
+            Phase::Logout => "logout",
+        }
+    }
+}
+
+/// The phases a target's probe goes through when all is well, in order; series for all of them
+/// exist from the start so a dashboard never has holes for phases a failing probe never reached.
+pub fn expected_phases(spec: &ProbeSpec) -> Vec<Phase> {
+    match spec {
+        ProbeSpec::Imap(s) => {
+            let mut p = vec![Phase::Dns, Phase::Connect];
+            match s.endpoint.tls {
+                TlsMode::Implicit => p.extend([Phase::Tls, Phase::Greeting]),
+                TlsMode::Starttls => p.extend([Phase::Greeting, Phase::Starttls, Phase::Tls]),
+                TlsMode::None => p.push(Phase::Greeting),
+            }
+            p.extend([Phase::Login, Phase::Select, Phase::Logout]);
+            p
+        }
+    }
+}
+
+/// How long one phase took.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PhaseTiming {
+    /// Which phase.
+    pub phase: Phase,
+    /// Its duration (up to the failure, for the failing phase).
+    pub duration: Duration,
+}
+
+/// Why a probe failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// The bounded class (a metric label).
+    pub class: FailureClass,
+    /// The phase it failed in.
+    pub phase: Phase,
+    /// A short human explanation; never holds secrets.
+    pub detail: String,
+}
+
+/// The result of one probe run: owned, so it can be logged, exported and printed independently.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// What was probed.
+    pub target: Arc<Target>,
+    /// Wall-clock start.
+    pub started_at: SystemTime,
+    /// Start to end.
+    pub total: Duration,
+    /// Phases in the order they ran.
+    pub phases: Vec<PhaseTiming>,
+    /// `None` on success.
+    pub failure: Option<Failure>,
+    /// A success that took longer than the target's slow threshold.
+    pub slow: bool,
+    /// TLS facts, when TLS was attempted.
+    pub tls: Option<TlsFacts>,
+    /// The server's greeting text (first line, clipped), for humans.
+    pub banner: Option<String>,
+}
+
+impl Outcome {
+    /// Whether the probe succeeded.
+    pub fn success(&self) -> bool {
+        self.failure.is_none()
+    }
+
+    /// Duration of `phase` in this run, if it ran.
+    pub fn phase(&self, phase: Phase) -> Option<Duration> {
+        self.phases
+            .iter()
+            .find(|p| p.phase == phase)
+            .map(|p| p.duration)
+    }
+}
+
+/// A probe error with the phase it happened in.
+#[derive(Debug)]
+pub struct PhaseError {
+    /// The phase.
+    pub phase: Phase,
+    /// What went wrong.
+    pub error: ProbeError,
+}
+
+/// Records phases as a probe walks through them.
+#[derive(Debug)]
+pub struct Timeline {
+    phases: Vec<PhaseTiming>,
+    current: Option<(Phase, Instant)>,
+    tls: Option<TlsFacts>,
+    banner: Option<String>,
+}
+
+impl Timeline {
+    fn new() -> Self {
+        Timeline {
+            phases: Vec::with_capacity(8),
+            current: None,
+            tls: None,
+            banner: None,
+        }
+    }
+
+    /// Runs `fut` as `phase`, timing it; its error is tagged with the phase.
+    pub async fn phase<T, E, F>(&mut self, phase: Phase, fut: F) -> Result<T, PhaseError>
+    where
+        F: Future<Output = Result<T, E>>,
+        E: Into<ProbeError>,
+    {
+        let start = Instant::now();
+        self.current = Some((phase, start));
+        let result = fut.await;
+        self.current = None;
+        self.phases.push(PhaseTiming {
+            phase,
+            duration: start.elapsed(),
+        });
+        result.map_err(|e| PhaseError {
+            phase,
+            error: e.into(),
+        })
+    }
+
+    /// Records what a TLS handshake established.
+    pub fn set_tls(&mut self, facts: TlsFacts) {
+        self.tls = Some(facts);
+    }
+
+    /// Records the server greeting (first 200 characters, control characters removed).
+    pub fn set_banner(&mut self, text: &str) {
+        self.banner = Some(clean(text, 200));
+    }
+
+    /// Closes the phase that was running when the deadline passed.
+    fn interrupted(&mut self) -> Phase {
+        match self.current.take() {
+            Some((phase, start)) => {
+                self.phases.push(PhaseTiming {
+                    phase,
+                    duration: start.elapsed(),
+                });
+                phase
+            }
+            None => self.phases.last().map_or(Phase::Dns, |p| p.phase),
+        }
+    }
+}
+
+/// What all probes share: the resolver.
+#[derive(Clone)]
+pub struct ProbeContext {
+    /// The uncached system resolver.
+    pub resolver: net::Resolver,
+}
+
+impl ProbeContext {
+    /// A context using the system's DNS settings.
+    pub fn new() -> Self {
+        ProbeContext {
+            resolver: net::system_resolver(),
+        }
+    }
+}
+
+impl Default for ProbeContext {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Runs one probe of `target`; never panics on server input and never outlives the deadline.
+pub async fn run(target: &Arc<Target>, ctx: &ProbeContext) -> Outcome {
+    let started_at = SystemTime::now();
+    let start = Instant::now();
+    let deadline = tokio::time::Instant::from_std(start + target.timeout);
+    let mut timeline = Timeline::new();
+    let dispatch = async {
+        match &target.spec {
+            ProbeSpec::Imap(spec) => imap::probe(spec, ctx, &mut timeline).await,
+        }
+    };
+    let finished = tokio::time::timeout_at(deadline, dispatch).await;
+    let result = match finished {
+        Ok(r) => r,
+        Err(_) => Err(PhaseError {
+            phase: timeline.interrupted(),
+            error: ProbeError::Timeout,
+        }),
+    };
+    let total = start.elapsed();
+    let failure = result.err().map(|e| Failure {
+        class: classify::classify(e.phase, &e.error),
+        phase: e.phase,
+        detail: redact(&clean(&e.error.to_string(), 300), &target.spec),
+    });
+    Outcome {
+        slow: failure.is_none() && total > target.slow_threshold,
+        target: target.clone(),
+        started_at,
+        total,
+        phases: timeline.phases,
+        failure,
+        tls: timeline.tls,
+        banner: timeline.banner,
+    }
+}
+
+/// One line, printable, at most `max` characters.
+fn clean(s: &str, max: usize) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(max)
+        .collect();
+    if s.chars().count() > max {
+        out.push('…');
+    }
+    out
+}
+
+/// Removes the target's secrets from `detail`, in clear or base64 (a server may echo a SASL blob).
+fn redact(detail: &str, spec: &ProbeSpec) -> String {
+    let mut out = detail.to_string();
+    for secret in spec.secrets() {
+        let secret = secret.expose_secret();
+        if secret.is_empty() {
+            continue;
+        }
+        if out.contains(secret) {
+            out = out.replace(secret, "[REDACTED]");
+        }
+        let words: Vec<String> = out
+            .split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=')))
+            .filter(|w| w.len() >= 8)
+            .map(str::to_string)
+            .collect();
+        for word in words {
+            let decoded = base64::engine::general_purpose::STANDARD.decode(&word);
+            if decoded.is_ok_and(|d| d.windows(secret.len()).any(|w| w == secret.as_bytes())) {
+                out = out.replace(&word, "[REDACTED]");
+            }
+        }
+    }
+    out
+}
+
+/// The `dns` and `connect` phases for `ep`, shared by every protocol over TCP.
+pub async fn open(
+    tl: &mut Timeline,
+    ctx: &ProbeContext,
+    ep: &crate::config::Endpoint,
+) -> Result<tokio::net::TcpStream, PhaseError> {
+    let addrs = tl
+        .phase(Phase::Dns, net::resolve(&ctx.resolver, &ep.host, ep.port))
+        .await?;
+    tl.phase(Phase::Connect, net::connect(&addrs)).await
+}
+
+/// The `tls` phase over `tcp`, recording what the handshake established even when it fails.
+pub async fn start_tls(
+    tl: &mut Timeline,
+    ep: &crate::config::Endpoint,
+    tcp: tokio::net::TcpStream,
+    alpn: &[&[u8]],
+) -> Result<net::Stream, PhaseError> {
+    let Some(client) = ep.tls_client.as_ref() else {
+        return Err(PhaseError {
+            phase: Phase::Tls,
+            error: ProbeError::Protocol("TLS requested on a target configured without TLS".into()),
+        });
+    };
+    let (result, facts) = tl
+        .phase(Phase::Tls, async {
+            Ok::<_, ProbeError>(client.handshake(tcp, alpn).await)
+        })
+        .await?;
+    tl.set_tls(facts);
+    result
+        .map(|tls| net::Stream::Tls(Box::new(tls)))
+        .map_err(|e| PhaseError {
+            phase: Phase::Tls,
+            error: ProbeError::Tls(e),
+        })
+}

@@ -1,0 +1,156 @@
+//! Renders outcomes for people (`mailprobe probe` table) and for machines (`--json`).
+
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+use crate::probe::Outcome;
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 10_000.0).round() / 10.0
+}
+
+fn result_word(o: &Outcome) -> &'static str {
+    match (o.success(), o.slow) {
+        (true, false) => "ok",
+        (true, true) => "slow",
+        (false, _) => "FAIL",
+    }
+}
+
+/// The table `mailprobe probe` prints: one row per target, then one detail line per target.
+pub fn table(outcomes: &[Outcome]) -> String {
+    let headers = [
+        "TARGET",
+        "REGION",
+        "PROTOCOL",
+        "RESULT",
+        "CLASS",
+        "PHASE",
+        "TOTAL_MS",
+        "PHASES_MS",
+    ];
+    let rows: Vec<[String; 8]> = outcomes
+        .iter()
+        .map(|o| {
+            let (class, phase) = o
+                .failure
+                .as_ref()
+                .map_or(("-", "-"), |f| (f.class.as_str(), f.phase.as_str()));
+            let phases = o
+                .phases
+                .iter()
+                .map(|p| format!("{}={:.1}", p.phase.as_str(), ms(p.duration)))
+                .collect::<Vec<_>>()
+                .join(" ");
+            [
+                o.target.name.clone(),
+                o.target.region.clone(),
+                o.target.protocol().as_str().to_string(),
+                result_word(o).to_string(),
+                class.to_string(),
+                phase.to_string(),
+                format!("{:.1}", ms(o.total)),
+                phases,
+            ]
+        })
+        .collect();
+    let mut widths = headers.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row.iter()) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |out: &mut String, cells: &[&str]| {
+        let n = cells.len();
+        for (i, (cell, w)) in cells.iter().zip(widths.iter()).enumerate() {
+            if i + 1 == n {
+                out.push_str(cell);
+            } else {
+                let _ = write!(out, "{cell:<w$}  ");
+            }
+        }
+        out.push('\n');
+    };
+    line(&mut out, &headers);
+    for row in &rows {
+        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+        line(&mut out, &cells);
+    }
+    out.push('\n');
+    for o in outcomes {
+        let _ = writeln!(out, "{}: {}", o.target.name, detail_line(o));
+    }
+    out
+}
+
+fn detail_line(o: &Outcome) -> String {
+    let mut parts = Vec::new();
+    if let Some(f) = &o.failure {
+        parts.push(format!("{} at {}: {}", f.class, f.phase.as_str(), f.detail));
+    }
+    if let Some(tls) = &o.tls {
+        let mut s = String::new();
+        if let Some(v) = &tls.version {
+            let _ = write!(s, "{v}");
+            if let Some(c) = &tls.cipher {
+                let _ = write!(s, " {c}");
+            }
+        } else {
+            s.push_str("TLS not established");
+        }
+        if let Some(cert) = &tls.cert {
+            let _ = write!(
+                s,
+                "; certificate {} expires {}",
+                cert.subject,
+                expiry(cert.not_after)
+            );
+        }
+        parts.push(s);
+    }
+    if let Some(b) = &o.banner {
+        parts.push(format!("greeting {b:?}"));
+    }
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join("; ")
+    }
+}
+
+fn expiry(not_after: i64) -> String {
+    let Ok(secs) = u64::try_from(not_after) else {
+        return format!("at {not_after}");
+    };
+    let when = UNIX_EPOCH + Duration::from_secs(secs);
+    let date = humantime::format_rfc3339_seconds(when);
+    match when.duration_since(SystemTime::now()) {
+        Ok(left) => format!("{date} (in {} days)", left.as_secs() / 86_400),
+        Err(e) => format!(
+            "{date} (EXPIRED {} days ago)",
+            e.duration().as_secs() / 86_400
+        ),
+    }
+}
+
+/// One JSON object per outcome, for `mailprobe probe --json`.
+pub fn json(o: &Outcome) -> Value {
+    json!({
+        "target": o.target.name,
+        "region": o.target.region,
+        "protocol": o.target.protocol(),
+        "started_at": humantime::format_rfc3339_millis(o.started_at).to_string(),
+        "success": o.success(),
+        "slow": o.slow,
+        "class": o.failure.as_ref().map(|f| f.class),
+        "phase": o.failure.as_ref().map(|f| f.phase),
+        "detail": o.failure.as_ref().map(|f| f.detail.clone()),
+        "total_ms": ms(o.total),
+        "phases": o.phases.iter().map(|p| json!({"phase": p.phase, "ms": ms(p.duration)})).collect::<Vec<_>>(),
+        "tls": o.tls,
+        "banner": o.banner,
+    })
+}

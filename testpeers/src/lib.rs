@@ -1,0 +1,16 @@
+//! Real peers for mailprobe's tests, demo and benchmark, all on 127.0.0.1.
+//!
+//! - [`pki`]: a test CA and server certificates (valid, for another name, expired).
+//! - [`dovecot`]: a private Dovecot (IMAP, LMTP, auth) with a self-contained config.
+//! - [`fault`]: small scripted servers that misbehave on purpose (silence, garbage, endless
+//!   lines, refusals), optionally behind TLS.
+//! - [`util`]: free ports, temporary directories, checks that the needed programs exist.
+#![forbid(unsafe_code)]
+
+pub mod dovecot;
+pub mod fault;
+pub mod pki;
+pub mod util;
+
+/// Re-exported so test crates name the same `TempDir` type.
+pub use tempfile;
