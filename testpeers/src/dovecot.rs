@@ -115,9 +115,11 @@ impl Dovecot {
         self.dir().join("mail").join(user).join("Maildir")
     }
 
-    /// Dovecot's log so far, for assertion messages.
+    /// Dovecot's log (and early stderr) so far, for assertion messages.
     pub fn log(&self) -> String {
-        fs::read_to_string(self.dir().join("dovecot.log")).unwrap_or_default()
+        let mut log = fs::read_to_string(self.dir().join("stderr.log")).unwrap_or_default();
+        log.push_str(&fs::read_to_string(self.dir().join("dovecot.log")).unwrap_or_default());
+        log
     }
 
     /// Whether it is running.
@@ -232,11 +234,14 @@ service anvil {{
             .arg("-F")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            // Errors before log_path is open (a bad config) go to stderr.
+            .stderr(fs::File::create(dir.join("stderr.log")).expect("stderr.log"))
             .spawn()
             .expect("cannot start dovecot");
         self.child = Some(child);
-        if let Err(e) = wait_for_greeting(self.ports.imap, "* OK", Duration::from_secs(15)) {
+        let child = self.child.as_mut().expect("just set");
+        let alive = || matches!(child.try_wait(), Ok(None));
+        if let Err(e) = wait_for_greeting(self.ports.imap, "* OK", Duration::from_secs(15), alive) {
             let log = self.log();
             self.stop();
             panic!("dovecot did not come up: {e}\n--- dovecot.log ---\n{log}");

@@ -7,6 +7,7 @@
 //! - [`util`]: free ports, temporary directories, checks that the needed programs exist.
 #![forbid(unsafe_code)]
 
+pub mod demo;
 pub mod dovecot;
 pub mod fault;
 pub mod pki;

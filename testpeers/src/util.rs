@@ -57,11 +57,19 @@ pub fn short_tempdir(prefix: &str) -> tempfile::TempDir {
 }
 
 /// Waits until a line starting with `prefix` can be read from `port` (a server is ready when it
-/// greets, not when it accepts).
-pub fn wait_for_greeting(port: u16, prefix: &str, within: Duration) -> Result<String, String> {
+/// greets, not when it accepts); gives up early once `alive` says the server process is gone.
+pub fn wait_for_greeting(
+    port: u16,
+    prefix: &str,
+    within: Duration,
+    mut alive: impl FnMut() -> bool,
+) -> Result<String, String> {
     let deadline = Instant::now() + within;
     let mut last = String::new();
     while Instant::now() < deadline {
+        if !alive() {
+            return Err(format!("the server exited before greeting on port {port}"));
+        }
         match TcpStream::connect(("127.0.0.1", port)) {
             Ok(s) => {
                 s.set_read_timeout(Some(Duration::from_secs(2))).ok();

@@ -91,3 +91,130 @@ pub fn failure(o: &Outcome) -> (&'static str, &'static str) {
         .unwrap_or_else(|| panic!("expected a failure, got success: {o:?}"));
     (f.class.as_str(), f.phase.as_str())
 }
+
+/// A minimal HTTP/1.1 request (the daemon's endpoints are plain text): `(status, body)`.
+pub async fn http(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to daemon");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    (status, body)
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// The value of the sample `name{labels...}` in a text exposition, if present.
+pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let rest = line.strip_prefix(name)?;
+        let (lbls, value) = if let Some(r) = rest.strip_prefix('{') {
+            let (l, v) = r.split_once('}')?;
+            (l, v)
+        } else if rest.starts_with(' ') {
+            ("", rest)
+        } else {
+            return None;
+        };
+        let all = labels
+            .iter()
+            .all(|(k, v)| lbls.split(',').any(|kv| kv == format!("{k}=\"{v}\"")));
+        if all { value.trim().parse().ok() } else { None }
+    })
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, for up to `secs` seconds.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// A daemon running on 127.0.0.1:0 in this process.
+pub struct Daemon {
+    pub addr: std::net::SocketAddr,
+    pub shutdown: tokio_util::sync::CancellationToken,
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Daemon {
+    pub async fn start(cfg: Config) -> Daemon {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(mailprobe::daemon::run(cfg, listener, shutdown.clone()));
+        Daemon {
+            addr,
+            shutdown,
+            task,
+        }
+    }
+
+    pub async fn metrics(&self) -> String {
+        let (status, body) = http(self.addr, "GET", "/metrics").await;
+        assert_eq!(status, 200);
+        body
+    }
+
+    /// Waits until `target` has at least `n` probes counted with `result`.
+    pub async fn wait_probes(&self, target: &str, result: &str, n: f64) -> String {
+        eventually(20, &format!("{n} {result} probes of {target}"), || async {
+            let m = self.metrics().await;
+            let v = sample(
+                &m,
+                "mailprobe_probes_total",
+                &[("target", target), ("result", result)],
+            )?;
+            (v >= n).then_some(m)
+        })
+        .await
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+}

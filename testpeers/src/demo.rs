@@ -1,0 +1,56 @@
+//! The peers behind the shipped `probes.toml`: fixed ports, files in one directory.
+
+use std::path::Path;
+
+use crate::dovecot::{self, Dovecot, Ports};
+use crate::pki::TestPki;
+
+/// IMAP (STARTTLS) port of the demo Dovecot.
+pub const IMAP_PORT: u16 = 10143;
+/// IMAPS port of the demo Dovecot.
+pub const IMAPS_PORT: u16 = 10993;
+/// LMTP port of the demo Dovecot.
+pub const LMTP_PORT: u16 = 10024;
+/// Auth (SASL for Postfix) port of the demo Dovecot.
+pub const AUTH_PORT: u16 = 10026;
+
+/// The running demo peers; stopped when dropped.
+pub struct Demo {
+    /// The Dovecot.
+    pub dovecot: Dovecot,
+}
+
+impl Demo {
+    /// One line per peer, for the terminal.
+    pub fn describe(&self) -> String {
+        format!(
+            "demo peers ready: Dovecot IMAP 127.0.0.1:{IMAP_PORT} (STARTTLS), IMAPS 127.0.0.1:{IMAPS_PORT}; \
+             user {}",
+            dovecot::USER
+        )
+    }
+}
+
+/// Writes `dir/ca.pem` and `dir/probe.pass` and starts the peers on their fixed ports.
+pub fn start(dir: &Path) -> Demo {
+    std::fs::create_dir_all(dir).expect("demo dir");
+    // Dovecot reads certificate paths from its config: they must be absolute.
+    let dir = &std::fs::canonicalize(dir).expect("demo dir path");
+    let pki = TestPki::generate(&dir.join("pki"));
+    std::fs::copy(&pki.ca, dir.join("ca.pem")).expect("copy ca");
+    std::fs::write(dir.join("probe.pass"), format!("{}\n", dovecot::PASSWORD))
+        .expect("write password");
+    let dovecot = Dovecot::start(
+        &pki,
+        dovecot::Options {
+            ports: Some(Ports {
+                imap: IMAP_PORT,
+                imaps: IMAPS_PORT,
+                lmtp: LMTP_PORT,
+                auth: AUTH_PORT,
+            }),
+            ..dovecot::Options::default()
+        },
+    );
+    Demo { dovecot }
+}

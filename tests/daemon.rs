@@ -1,0 +1,281 @@
+//! The daemon end to end: real Dovecot, scheduler, /metrics, health, reload, shutdown.
+
+mod common;
+
+use common::{Daemon, Env, http, sample};
+use mailprobe_testpeers::dovecot::{Dovecot, Options};
+
+const GLOBAL: &str = "[global]\ninterval = \"1s\"\ntimeout = \"1s\"\nslow_threshold = \"5s\"\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_hold_the_documented_series_with_the_right_values() {
+    let env = Env::new();
+    let dc = Dovecot::start(&env.pki, Options::default());
+    let closed = mailprobe_testpeers::util::free_port();
+    let cfg = env.config(&format!(
+        "{GLOBAL}{}{}",
+        env.imap_target("good", dc.ports.imaps, ""),
+        env.imap_target("down", closed, "region = \"other\"")
+            .replace("region = \"test\"\n", ""),
+    ));
+    let d = Daemon::start(cfg).await;
+
+    assert_eq!(http(d.addr, "GET", "/-/healthy").await.0, 200);
+    assert_eq!(http(d.addr, "GET", "/-/ready").await.0, 200);
+
+    d.wait_probes("good", "success", 2.0).await;
+    let m = d.wait_probes("down", "failure", 2.0).await;
+    let good = [("target", "good"), ("region", "test"), ("protocol", "imap")];
+    let down = [
+        ("target", "down"),
+        ("region", "other"),
+        ("protocol", "imap"),
+    ];
+
+    assert_eq!(
+        sample(&m, "mailprobe_probe_success", &good),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(sample(&m, "mailprobe_probe_success", &down), Some(0.0));
+    assert_eq!(sample(&m, "mailprobe_probe_slow", &good), Some(0.0));
+    // Why it is down, from the series alone.
+    assert_eq!(
+        sample(
+            &m,
+            "mailprobe_probe_failure_info",
+            &[
+                ("target", "down"),
+                ("class", "connect_refused"),
+                ("phase", "connect")
+            ]
+        ),
+        Some(1.0)
+    );
+    assert!(sample(&m, "mailprobe_probe_failure_info", &[("target", "good")]).is_none());
+    assert!(
+        sample(
+            &m,
+            "mailprobe_probe_failures_total",
+            &[("target", "down"), ("class", "connect_refused")]
+        )
+        .unwrap()
+            >= 2.0
+    );
+    assert!(sample(&m, "mailprobe_probe_duration_seconds_count", &good).unwrap() >= 2.0);
+    for phase in [
+        "dns", "connect", "tls", "greeting", "login", "select", "logout",
+    ] {
+        let v = sample(
+            &m,
+            "mailprobe_probe_phase_duration_seconds",
+            &[("target", "good"), ("phase", phase)],
+        );
+        assert!(v.is_some_and(|v| v > 0.0), "phase {phase}: {v:?}");
+    }
+    // Phases the failing target never reached still exist, at 0.
+    assert_eq!(
+        sample(
+            &m,
+            "mailprobe_probe_phase_duration_seconds",
+            &[("target", "down"), ("phase", "login")]
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&m, "mailprobe_tls_cert_expiry_timestamp_seconds", &good),
+        Some(env.pki.valid.not_after as f64)
+    );
+    assert!(sample(&m, "mailprobe_tls_version_info", &[("target", "good")]).is_some());
+    assert!(sample(&m, "mailprobe_probe_seconds_since_success", &good).unwrap() < 5.0);
+    assert!(sample(&m, "mailprobe_probe_last_success_timestamp_seconds", &good).unwrap() > 1.7e9);
+    assert!(sample(&m, "mailprobe_probe_last_success_timestamp_seconds", &down).is_none());
+    assert!(sample(&m, "mailprobe_probe_last_run_timestamp_seconds", &down).unwrap() > 1.7e9);
+    assert_eq!(
+        sample(&m, "mailprobe_targets", &[("protocol", "imap")]),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(&m, "mailprobe_config_last_reload_successful", &[]),
+        Some(1.0)
+    );
+    assert!(
+        sample(
+            &m,
+            "mailprobe_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        )
+        .is_some()
+    );
+    assert!(sample(&m, "mailprobe_schedule_delay_seconds_count", &[]).unwrap() >= 4.0);
+    assert!(sample(&m, "mailprobe_probes_in_flight", &[]).is_some());
+    assert!(sample(&m, "process_resident_memory_bytes", &[]).is_some());
+    // No username or address as a label value anywhere.
+    assert!(!m.contains(common::USER), "username leaked into metrics");
+    assert!(
+        !m.contains(common::PASSWORD),
+        "password leaked into metrics"
+    );
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_documents_every_exported_metric_and_nothing_else() {
+    let env = Env::new();
+    let dc = Dovecot::start(&env.pki, Options::default());
+    let closed = mailprobe_testpeers::util::free_port();
+    let cfg = env.config(&format!(
+        "{GLOBAL}{}{}",
+        env.imap_target("good", dc.ports.imaps, ""),
+        env.imap_target("bad", closed, "")
+    ));
+    let d = Daemon::start(cfg).await;
+    d.wait_probes("good", "success", 1.0).await;
+    let m = d.wait_probes("bad", "failure", 1.0).await;
+    d.stop().await;
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    // The metrics reference is a table whose rows start with the metric name.
+    let documented: std::collections::BTreeSet<String> = readme
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `mailprobe_"))
+        .filter_map(|l| l.split('`').next())
+        .map(|n| format!("mailprobe_{n}"))
+        .collect();
+    let exported: std::collections::BTreeSet<String> = m
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .filter(|n| n.starts_with("mailprobe_"))
+        .map(str::to_string)
+        .collect();
+    assert!(!exported.is_empty());
+    let undocumented: Vec<_> = exported.difference(&documented).collect();
+    assert!(
+        undocumented.is_empty(),
+        "exported but not in README: {undocumented:?}"
+    );
+    // Everything documented exists (some only for other protocols, or after a reload or an
+    // overrun; the scheduler and metrics register every family up front).
+    let missing: Vec<_> = documented.difference(&exported).collect();
+    assert!(
+        missing.is_empty(),
+        "in README but not exported: {missing:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_applies_a_valid_change_and_refuses_an_invalid_one() {
+    let env = Env::new();
+    let dc = Dovecot::start(&env.pki, Options::default());
+    let a = env.imap_target("a", dc.ports.imaps, "");
+    let cfg = env.config(&format!("{GLOBAL}{a}"));
+    let d = Daemon::start(cfg).await;
+    let m = d.wait_probes("a", "success", 2.0).await;
+    let before = sample(
+        &m,
+        "mailprobe_probes_total",
+        &[("target", "a"), ("result", "success")],
+    )
+    .unwrap();
+
+    // Add b, keep a unchanged.
+    let b = env
+        .imap_target(
+            "b",
+            dc.ports.imap,
+            "tls = \"starttls\"\nhost = \"localhost\"",
+        )
+        .replace("host = \"127.0.0.1\"\n", "");
+    std::fs::write(env.config_path(), format!("{GLOBAL}{a}{b}")).unwrap();
+    let (status, body) = http(d.addr, "POST", "/-/reload").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("1 added, 0 removed, 0 changed, 1 unchanged"),
+        "{body}"
+    );
+    let m = d.wait_probes("b", "success", 1.0).await;
+    let after = sample(
+        &m,
+        "mailprobe_probes_total",
+        &[("target", "a"), ("result", "success")],
+    )
+    .unwrap();
+    assert!(
+        after >= before,
+        "a's counter was reset: {before} -> {after}"
+    );
+
+    // An invalid file is refused with file, line and key; the old config keeps probing.
+    std::fs::write(env.config_path(), format!("{GLOBAL}{a}{b}bogus = 1\n")).unwrap();
+    let (status, body) = http(d.addr, "POST", "/-/reload").await;
+    assert_eq!(status, 500);
+    assert!(
+        body.contains("probes.toml:") && body.contains("target[2].bogus"),
+        "{body}"
+    );
+    let m = d.metrics().await;
+    assert_eq!(
+        sample(&m, "mailprobe_config_last_reload_successful", &[]),
+        Some(0.0)
+    );
+    let n = sample(
+        &m,
+        "mailprobe_probes_total",
+        &[("target", "b"), ("result", "success")],
+    )
+    .unwrap();
+    d.wait_probes("b", "success", n + 1.0).await;
+
+    // Removing a target removes its series.
+    std::fs::write(env.config_path(), format!("{GLOBAL}{b}")).unwrap();
+    let (status, body) = http(d.addr, "POST", "/-/reload").await;
+    assert_eq!(status, 200, "{body}");
+    let m = d.metrics().await;
+    assert!(
+        sample(&m, "mailprobe_probes_total", &[("target", "a")]).is_none(),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, "mailprobe_config_last_reload_successful", &[]),
+        Some(1.0)
+    );
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_server_turns_the_target_down_and_back_up() {
+    let env = Env::new();
+    let mut dc = Dovecot::start(&env.pki, Options::default());
+    let cfg = env.config(&format!(
+        "{GLOBAL}{}",
+        env.imap_target("flap", dc.ports.imaps, "")
+    ));
+    let d = Daemon::start(cfg).await;
+    d.wait_probes("flap", "success", 1.0).await;
+    dc.stop();
+    let m = d.wait_probes("flap", "failure", 1.0).await;
+    assert_eq!(
+        sample(
+            &m,
+            "mailprobe_probe_failure_info",
+            &[("target", "flap"), ("class", "connect_refused")]
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    dc.restart();
+    let n = sample(
+        &m,
+        "mailprobe_probes_total",
+        &[("target", "flap"), ("result", "success")],
+    )
+    .unwrap();
+    let m = d.wait_probes("flap", "success", n + 1.0).await;
+    assert_eq!(
+        sample(&m, "mailprobe_probe_success", &[("target", "flap")]),
+        Some(1.0)
+    );
+    assert!(sample(&m, "mailprobe_probe_failure_info", &[("target", "flap")]).is_none());
+    d.stop().await;
+}
