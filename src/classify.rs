@@ -45,6 +45,12 @@ pub enum FailureClass {
     ServerUnavailable,
     /// The credentials were rejected.
     AuthRejected,
+    /// The server wants authentication (or TLS first) before it goes on (SMTP 530/538).
+    AuthRequired,
+    /// The server offers no way to authenticate (SMTP AUTH not advertised).
+    AuthUnavailable,
+    /// The server refused the test message, its sender or its recipient (SMTP 5xx).
+    MessageRejected,
     /// Login worked but the mailbox could not be opened.
     MailboxError,
     /// A later phase did not finish before the deadline.
@@ -68,6 +74,9 @@ impl FailureClass {
         FailureClass::ProtocolError,
         FailureClass::ServerUnavailable,
         FailureClass::AuthRejected,
+        FailureClass::AuthRequired,
+        FailureClass::AuthUnavailable,
+        FailureClass::MessageRejected,
         FailureClass::MailboxError,
         FailureClass::Timeout,
     ];
@@ -89,6 +98,9 @@ impl FailureClass {
             FailureClass::ProtocolError => "protocol_error",
             FailureClass::ServerUnavailable => "server_unavailable",
             FailureClass::AuthRejected => "auth_rejected",
+            FailureClass::AuthRequired => "auth_required",
+            FailureClass::AuthUnavailable => "auth_unavailable",
+            FailureClass::MessageRejected => "message_rejected",
             FailureClass::MailboxError => "mailbox_error",
             FailureClass::Timeout => "timeout",
         }
@@ -120,9 +132,20 @@ impl FailureClass {
                 "the server's answer broke the protocol (garbage, oversized line)"
             }
             FailureClass::ServerUnavailable => {
-                "the server refused service for now (IMAP BYE or [UNAVAILABLE])"
+                "the server refused service for now (IMAP BYE or [UNAVAILABLE], SMTP 421 or other \
+                 4xx, or a 554 greeting)"
             }
             FailureClass::AuthRejected => "the credentials were rejected",
+            FailureClass::AuthRequired => {
+                "the server requires authentication or TLS before going on (SMTP 530, 538)"
+            }
+            FailureClass::AuthUnavailable => {
+                "the server offers no way to authenticate (SMTP AUTH not advertised; often its \
+                 SASL backend is down)"
+            }
+            FailureClass::MessageRejected => {
+                "the test message, its sender or recipient was refused (SMTP 5xx)"
+            }
             FailureClass::MailboxError => "logged in, but the mailbox could not be opened",
             FailureClass::Timeout => "a later phase did not finish before the deadline",
         }
@@ -153,8 +176,25 @@ pub fn classify(phase: Phase, error: &ProbeError) -> FailureClass {
         },
         ProbeError::Unavailable(_) => C::ServerUnavailable,
         ProbeError::NotAdvertised(_) if phase == Phase::Starttls => C::StarttlsUnavailable,
+        ProbeError::NotAdvertised(_) if phase == Phase::Auth => C::AuthUnavailable,
         ProbeError::NotAdvertised(_) | ProbeError::Protocol(_) => C::ProtocolError,
         ProbeError::Imap(e) => imap_error(phase, e),
+        ProbeError::Smtp(reply) => smtp_reply(phase, reply.code),
+    }
+}
+
+/// SMTP reply codes by phase: transient refusals, authentication, the message itself.
+fn smtp_reply(phase: Phase, code: u16) -> FailureClass {
+    use FailureClass as C;
+    match (phase, code) {
+        (_, 421) => C::ServerUnavailable,
+        (Phase::Starttls, _) => C::StarttlsUnavailable,
+        (Phase::Greeting, 400..=599) => C::ServerUnavailable,
+        (_, 530 | 538) => C::AuthRequired,
+        (_, 400..=499) => C::ServerUnavailable,
+        (Phase::Auth, 500..=599) => C::AuthRejected,
+        (Phase::MailFrom | Phase::Rcpt | Phase::Data, 500..=599) => C::MessageRejected,
+        _ => C::ProtocolError,
     }
 }
 

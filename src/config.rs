@@ -92,15 +92,25 @@ impl TlsMode {
     }
 }
 
-/// How the IMAP probe authenticates.
+/// How a probe authenticates (`auth_mechanism`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum ImapAuth {
-    /// The IMAP `LOGIN` command.
+pub enum AuthMechanism {
+    /// IMAP: the `LOGIN` command; SMTP: SASL `AUTH LOGIN`.
     #[default]
     Login,
-    /// `AUTHENTICATE PLAIN` (SASL), for servers that disable `LOGIN`.
+    /// SASL PLAIN: IMAP `AUTHENTICATE PLAIN`, SMTP `AUTH PLAIN`.
     Plain,
+}
+
+impl AuthMechanism {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMechanism::Login => "login",
+            AuthMechanism::Plain => "plain",
+        }
+    }
 }
 
 /// Daemon-wide settings from `[global]`.
@@ -163,9 +173,33 @@ pub struct ImapSpec {
     /// Who logs in.
     pub credentials: Credentials,
     /// How to log in.
-    pub auth: ImapAuth,
+    pub auth: AuthMechanism,
     /// The mailbox to SELECT.
     pub mailbox: String,
+}
+
+/// A test message an SMTP probe submits after authenticating.
+#[derive(Clone, Debug)]
+pub struct SendSpec {
+    /// Envelope sender and `From:`.
+    pub from: lettre::Address,
+    /// Envelope recipient and `To:`.
+    pub to: lettre::Address,
+}
+
+/// What an SMTP probe does.
+#[derive(Clone, Debug)]
+pub struct SmtpSpec {
+    /// Where the server is.
+    pub endpoint: Endpoint,
+    /// Who authenticates; `None` probes without AUTH (an MX on port 25).
+    pub credentials: Option<Credentials>,
+    /// SASL mechanism; `None` picks PLAIN when advertised, else LOGIN.
+    pub auth: Option<AuthMechanism>,
+    /// The name sent in EHLO.
+    pub ehlo_name: String,
+    /// The test message to submit, if any.
+    pub send: Option<SendSpec>,
 }
 
 /// The protocol-specific part of a target; a closed set matched exhaustively.
@@ -173,6 +207,8 @@ pub struct ImapSpec {
 pub enum ProbeSpec {
     /// `protocol = "imap"`.
     Imap(ImapSpec),
+    /// `protocol = "smtp"`.
+    Smtp(SmtpSpec),
 }
 
 impl ProbeSpec {
@@ -180,6 +216,7 @@ impl ProbeSpec {
     pub fn protocol(&self) -> Protocol {
         match self {
             ProbeSpec::Imap(_) => Protocol::Imap,
+            ProbeSpec::Smtp(_) => Protocol::Smtp,
         }
     }
 
@@ -187,6 +224,7 @@ impl ProbeSpec {
     pub fn endpoint(&self) -> Option<&Endpoint> {
         match self {
             ProbeSpec::Imap(s) => Some(&s.endpoint),
+            ProbeSpec::Smtp(s) => Some(&s.endpoint),
         }
     }
 
@@ -194,6 +232,7 @@ impl ProbeSpec {
     pub fn secrets(&self) -> Vec<&SecretString> {
         match self {
             ProbeSpec::Imap(s) => vec![&s.credentials.password],
+            ProbeSpec::Smtp(s) => s.credentials.iter().map(|c| &c.password).collect(),
         }
     }
 }
@@ -313,7 +352,10 @@ struct RawTarget {
     slow_threshold: Option<Duration>,
     users: Option<u64>,
     mailbox: Option<String>,
-    auth_mechanism: Option<ImapAuth>,
+    auth_mechanism: Option<AuthMechanism>,
+    ehlo_name: Option<String>,
+    mail_from: Option<String>,
+    send_to: Option<String>,
 }
 
 fn ignore_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<()>, D::Error> {
@@ -347,6 +389,22 @@ fn protocol_keys(p: Protocol) -> &'static [&'static str] {
             "server_name",
             "mailbox",
             "auth_mechanism",
+        ],
+        Protocol::Smtp => &[
+            "host",
+            "port",
+            "tls",
+            "allow_plaintext",
+            "username",
+            "password_file",
+            "password_env",
+            "password",
+            "ca_file",
+            "server_name",
+            "auth_mechanism",
+            "ehlo_name",
+            "mail_from",
+            "send_to",
         ],
     }
 }
@@ -716,6 +774,7 @@ impl<'a> Validator<'a> {
         t.hash(&mut hasher);
         let spec = match protocol {
             Protocol::Imap => ProbeSpec::Imap(self.imap(path, &t, &mut hasher)?),
+            Protocol::Smtp => ProbeSpec::Smtp(self.smtp(path, &t, &mut hasher)?),
         };
         Ok(Target {
             name: t.name,
@@ -735,7 +794,7 @@ impl<'a> Validator<'a> {
         t: &RawTarget,
         fp: &mut Fnv64,
     ) -> Result<ImapSpec, ConfigError> {
-        let endpoint = self.endpoint(path, t, (993, 143), fp)?;
+        let endpoint = self.endpoint(path, t, TlsMode::Implicit, Ports::IMAP, fp)?;
         let credentials = self.credentials(path, t, fp)?;
         let mailbox = t.mailbox.clone().unwrap_or_else(|| "INBOX".to_string());
         if mailbox.is_empty() || mailbox.contains(['\r', '\n']) {
@@ -751,12 +810,83 @@ impl<'a> Validator<'a> {
         })
     }
 
-    /// `(implicit_port, plain_port)`: the port to use when none is given.
+    fn smtp(
+        &mut self,
+        path: &KeyPath,
+        t: &RawTarget,
+        fp: &mut Fnv64,
+    ) -> Result<SmtpSpec, ConfigError> {
+        let endpoint = self.endpoint(path, t, TlsMode::Starttls, Ports::SMTP, fp)?;
+        let credentials = if t.username.is_some() {
+            Some(self.credentials(path, t, fp)?)
+        } else {
+            for key in ["password_file", "password_env", "auth_mechanism"] {
+                if self.loc.keys_of(path).iter().any(|(k, _)| k == key) {
+                    return Err(self.loc.error(
+                        &path.key(key),
+                        "has no effect without username (a target without username probes \
+                         without AUTH)",
+                    ));
+                }
+            }
+            None
+        };
+        let ehlo_name = match &t.ehlo_name {
+            Some(n) => {
+                check_host(n).map_err(|m| self.loc.error(&path.key("ehlo_name"), m))?;
+                n.clone()
+            }
+            None => default_ehlo_name(),
+        };
+        let address = |key: &str, value: &str| -> Result<lettre::Address, ConfigError> {
+            value.parse::<lettre::Address>().map_err(|e| {
+                self.loc.error(
+                    &path.key(key),
+                    format!("{value:?} is not an email address: {e}"),
+                )
+            })
+        };
+        let send = match &t.send_to {
+            None => {
+                if t.mail_from.is_some() {
+                    return Err(self
+                        .loc
+                        .error(&path.key("mail_from"), "has no effect without send_to"));
+                }
+                None
+            }
+            Some(to) => {
+                let to = address("send_to", to)?;
+                let from = match (&t.mail_from, &t.username) {
+                    (Some(f), _) => address("mail_from", f)?,
+                    (None, Some(u)) if u.contains('@') => address("username", u)?,
+                    _ => {
+                        return Err(self.loc.error(
+                            &path.key("mail_from"),
+                            "missing: the sender of the test message (defaults to username \
+                             when that is an address)",
+                        ));
+                    }
+                };
+                Some(SendSpec { from, to })
+            }
+        };
+        Ok(SmtpSpec {
+            endpoint,
+            credentials,
+            auth: t.auth_mechanism,
+            ehlo_name,
+            send,
+        })
+    }
+
+    /// `default_tls` when `tls` is not set; a port from `ports` when `port` is not set.
     fn endpoint(
         &mut self,
         path: &KeyPath,
         t: &RawTarget,
-        (implicit_port, plain_port): (u16, u16),
+        default_tls: TlsMode,
+        ports: Ports,
         fp: &mut Fnv64,
     ) -> Result<Endpoint, ConfigError> {
         let host = t.host.clone().ok_or_else(|| {
@@ -764,7 +894,7 @@ impl<'a> Validator<'a> {
                 .error(&path.key("host"), "missing: the server to probe")
         })?;
         check_host(&host).map_err(|m| self.loc.error(&path.key("host"), m))?;
-        let tls = t.tls.unwrap_or(TlsMode::Implicit);
+        let tls = t.tls.unwrap_or(default_tls);
         let allow_plaintext = t.allow_plaintext.unwrap_or(false);
         match (tls, allow_plaintext) {
             (TlsMode::None, false) => {
@@ -784,8 +914,9 @@ impl<'a> Validator<'a> {
             _ => {}
         }
         let port = t.port.unwrap_or(match tls {
-            TlsMode::Implicit => implicit_port,
-            TlsMode::Starttls | TlsMode::None => plain_port,
+            TlsMode::Implicit => ports.implicit,
+            TlsMode::Starttls => ports.starttls,
+            TlsMode::None => ports.plain,
         });
         if port == 0 {
             return Err(self.loc.error(&path.key("port"), "must be 1-65535"));
@@ -935,6 +1066,36 @@ impl<'a> Validator<'a> {
         }
         Ok(self.resolve_path(p))
     }
+}
+
+/// Default ports of a protocol by TLS mode.
+#[derive(Clone, Copy)]
+struct Ports {
+    implicit: u16,
+    starttls: u16,
+    plain: u16,
+}
+
+impl Ports {
+    const IMAP: Ports = Ports {
+        implicit: 993,
+        starttls: 143,
+        plain: 143,
+    };
+    const SMTP: Ports = Ports {
+        implicit: 465,
+        starttls: 587,
+        plain: 25,
+    };
+}
+
+/// The EHLO name when none is configured: this machine's host name if it is a usable one.
+fn default_ehlo_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| check_host(h).is_ok())
+        .unwrap_or_else(|| "localhost".to_string())
 }
 
 /// Reads a password file: at most 64 KiB, one line, trailing newline removed.
@@ -1130,7 +1291,9 @@ mod tests {
         let t = &c.targets[0];
         assert_eq!(t.region, "default");
         assert_eq!(t.interval, DEFAULT_INTERVAL);
-        let ProbeSpec::Imap(s) = &t.spec;
+        let ProbeSpec::Imap(s) = &t.spec else {
+            panic!("an imap spec")
+        };
         assert_eq!(s.endpoint.port, 993);
         assert_eq!(s.endpoint.tls, TlsMode::Implicit);
         assert_eq!(s.mailbox, "INBOX");

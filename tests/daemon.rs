@@ -279,3 +279,61 @@ async fn a_stopped_server_turns_the_target_down_and_back_up() {
     assert!(sample(&m, "mailprobe_probe_failure_info", &[("target", "flap")]).is_none());
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtp_targets_run_in_the_daemon_with_their_phases_and_certificate() {
+    let env = Env::new();
+    let dc = Dovecot::start(&env.pki, Options::default());
+    let pf = mailprobe_testpeers::postfix::Postfix::start(&env.pki, &dc, None);
+    let cfg = env.config(&format!(
+        "{GLOBAL}{}{}",
+        env.smtp_target("submission", pf.ports.submission, ""),
+        env.smtp_target("wrongpass", pf.ports.submissions, "tls = \"implicit\"")
+            .replace(
+                &env.dir.path().join("wrongpass.pass").display().to_string(),
+                &env.secret("bad.pass", "nope").display().to_string()
+            ),
+    ));
+    let d = Daemon::start(cfg).await;
+    d.wait_probes("submission", "success", 1.0).await;
+    let m = d.wait_probes("wrongpass", "failure", 1.0).await;
+    let sub = [("target", "submission"), ("protocol", "smtp")];
+    assert_eq!(
+        sample(&m, "mailprobe_probe_success", &sub),
+        Some(1.0),
+        "{m}"
+    );
+    for phase in [
+        "greeting", "ehlo", "starttls", "tls", "ehlo_tls", "auth", "quit",
+    ] {
+        let v = sample(
+            &m,
+            "mailprobe_probe_phase_duration_seconds",
+            &[("target", "submission"), ("phase", phase)],
+        );
+        assert!(v.is_some_and(|v| v > 0.0), "phase {phase}: {v:?}");
+    }
+    // The certificate seen after STARTTLS is exported.
+    assert_eq!(
+        sample(&m, "mailprobe_tls_cert_expiry_timestamp_seconds", &sub),
+        Some(env.pki.valid.not_after as f64)
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "mailprobe_probe_failure_info",
+            &[
+                ("target", "wrongpass"),
+                ("class", "auth_rejected"),
+                ("phase", "auth")
+            ]
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, "mailprobe_targets", &[("protocol", "smtp")]),
+        Some(2.0)
+    );
+    d.stop().await;
+}

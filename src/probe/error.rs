@@ -50,6 +50,9 @@ pub enum ProbeError {
     /// An IMAP command failed (NO, BAD, a parse error, a lost connection).
     #[error("IMAP {}", imap_detail(.0))]
     Imap(async_imap::error::Error),
+    /// An SMTP command got a reply other than the one that lets the dialogue go on.
+    #[error("SMTP {0}")]
+    Smtp(crate::probe::smtp::Reply),
     /// The server said it cannot serve us now (IMAP BYE greeting).
     #[error("server unavailable: {0}")]
     Unavailable(String),

@@ -12,7 +12,7 @@ use secrecy::ExposeSecret;
 use super::bounded::{Bounded, Limits};
 use super::net::Stream;
 use super::{Phase, PhaseError, ProbeContext, ProbeError, Timeline};
-use crate::config::{ImapAuth, ImapSpec, TlsMode};
+use crate::config::{AuthMechanism, ImapSpec, TlsMode};
 
 /// Bounds for an IMAP probe session: Dovecot's longest line here (CAPABILITY) is under 1 KiB.
 pub const LIMITS: Limits = Limits {
@@ -128,12 +128,12 @@ async fn starttls(client: &mut Client<Conn>, offered: Option<bool>) -> Result<()
 async fn login(client: Client<Conn>, spec: &ImapSpec) -> Result<Session<Conn>, ProbeError> {
     let creds = &spec.credentials;
     let result = match spec.auth {
-        ImapAuth::Login => {
+        AuthMechanism::Login => {
             client
                 .login(&creds.username, creds.password.expose_secret())
                 .await
         }
-        ImapAuth::Plain => {
+        AuthMechanism::Plain => {
             let plain = PlainAuth {
                 user: &creds.username,
                 password: creds.password.expose_secret(),

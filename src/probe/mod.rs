@@ -9,6 +9,7 @@ pub mod bounded;
 pub mod error;
 pub mod imap;
 pub mod net;
+pub mod smtp;
 pub mod tls;
 
 use std::future::Future;
@@ -30,16 +31,19 @@ use tls::TlsFacts;
 pub enum Protocol {
     /// IMAP4rev1 mailbox access.
     Imap,
+    /// SMTP submission (or an MX).
+    Smtp,
 }
 
 impl Protocol {
     /// Every protocol, for pre-created series and summaries.
-    pub const ALL: &'static [Protocol] = &[Protocol::Imap];
+    pub const ALL: &'static [Protocol] = &[Protocol::Imap, Protocol::Smtp];
 
     /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Imap => "imap",
+            Protocol::Smtp => "smtp",
         }
     }
 }
@@ -62,8 +66,22 @@ pub enum Phase {
     Login,
     /// Opening the mailbox.
     Select,
-    /// Saying goodbye.
+    /// Saying goodbye (IMAP LOGOUT).
     Logout,
+    /// SMTP EHLO before TLS (or the only one, with implicit TLS or none).
+    Ehlo,
+    /// SMTP EHLO again after STARTTLS.
+    EhloTls,
+    /// SMTP AUTH.
+    Auth,
+    /// SMTP MAIL FROM.
+    MailFrom,
+    /// SMTP RCPT TO.
+    Rcpt,
+    /// SMTP DATA, from the command to the reply after the message.
+    Data,
+    /// SMTP QUIT.
+    Quit,
 }
 
 impl Phase {
@@ -78,6 +96,13 @@ impl Phase {
             Phase::Login => "login",
             Phase::Select => "select",
             Phase::Logout => "logout",
+            Phase::Ehlo => "ehlo",
+            Phase::EhloTls => "ehlo_tls",
+            Phase::Auth => "auth",
+            Phase::MailFrom => "mail_from",
+            Phase::Rcpt => "rcpt",
+            Phase::Data => "data",
+            Phase::Quit => "quit",
         }
     }
 }
@@ -94,6 +119,28 @@ pub fn expected_phases(spec: &ProbeSpec) -> Vec<Phase> {
                 TlsMode::None => p.push(Phase::Greeting),
             }
             p.extend([Phase::Login, Phase::Select, Phase::Logout]);
+            p
+        }
+        ProbeSpec::Smtp(s) => {
+            let mut p = vec![Phase::Dns, Phase::Connect];
+            match s.endpoint.tls {
+                TlsMode::Implicit => p.extend([Phase::Tls, Phase::Greeting, Phase::Ehlo]),
+                TlsMode::Starttls => p.extend([
+                    Phase::Greeting,
+                    Phase::Ehlo,
+                    Phase::Starttls,
+                    Phase::Tls,
+                    Phase::EhloTls,
+                ]),
+                TlsMode::None => p.extend([Phase::Greeting, Phase::Ehlo]),
+            }
+            if s.credentials.is_some() {
+                p.push(Phase::Auth);
+            }
+            if s.send.is_some() {
+                p.extend([Phase::MailFrom, Phase::Rcpt, Phase::Data]);
+            }
+            p.push(Phase::Quit);
             p
         }
     }
@@ -259,6 +306,7 @@ pub async fn run(target: &Arc<Target>, ctx: &ProbeContext) -> Outcome {
     let dispatch = async {
         match &target.spec {
             ProbeSpec::Imap(spec) => imap::probe(spec, ctx, &mut timeline).await,
+            ProbeSpec::Smtp(spec) => smtp::probe(spec, ctx, &mut timeline).await,
         }
     };
     let finished = tokio::time::timeout_at(deadline, dispatch).await;

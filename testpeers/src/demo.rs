@@ -1,9 +1,11 @@
-//! The peers behind the shipped `probes.toml`: fixed ports, files in one directory.
+//! The peers behind the shipped `probes.toml`: a Dovecot and a Postfix on fixed ports, the CA
+//! and password files in one directory.
 
 use std::path::Path;
 
 use crate::dovecot::{self, Dovecot, Ports};
 use crate::pki::TestPki;
+use crate::postfix::{self, Postfix};
 
 /// IMAP (STARTTLS) port of the demo Dovecot.
 pub const IMAP_PORT: u16 = 10143;
@@ -13,9 +15,17 @@ pub const IMAPS_PORT: u16 = 10993;
 pub const LMTP_PORT: u16 = 10024;
 /// Auth (SASL for Postfix) port of the demo Dovecot.
 pub const AUTH_PORT: u16 = 10026;
+/// Port-25 style (MX) port of the demo Postfix.
+pub const SMTP_PORT: u16 = 10025;
+/// Submission (STARTTLS + AUTH) port of the demo Postfix.
+pub const SUBMISSION_PORT: u16 = 10587;
+/// Submissions (implicit TLS + AUTH) port of the demo Postfix.
+pub const SUBMISSIONS_PORT: u16 = 10465;
 
-/// The running demo peers; stopped when dropped.
+/// The running demo peers; stopped when dropped (Postfix first: it talks to Dovecot).
 pub struct Demo {
+    /// The Postfix.
+    pub postfix: Postfix,
     /// The Dovecot.
     pub dovecot: Dovecot,
 }
@@ -25,7 +35,8 @@ impl Demo {
     pub fn describe(&self) -> String {
         format!(
             "demo peers ready: Dovecot IMAP 127.0.0.1:{IMAP_PORT} (STARTTLS), IMAPS 127.0.0.1:{IMAPS_PORT}; \
-             user {}",
+             Postfix SMTP 127.0.0.1:{SMTP_PORT}, submission {SUBMISSION_PORT} (STARTTLS), submissions \
+             {SUBMISSIONS_PORT}; user {}",
             dovecot::USER
         )
     }
@@ -52,5 +63,14 @@ pub fn start(dir: &Path) -> Demo {
             ..dovecot::Options::default()
         },
     );
-    Demo { dovecot }
+    let postfix = Postfix::start(
+        &pki,
+        &dovecot,
+        Some(postfix::Ports {
+            smtp: SMTP_PORT,
+            submission: SUBMISSION_PORT,
+            submissions: SUBMISSIONS_PORT,
+        }),
+    );
+    Demo { postfix, dovecot }
 }

@@ -2,6 +2,7 @@
 //!
 //! - [`pki`]: a test CA and server certificates (valid, for another name, expired).
 //! - [`dovecot`]: a private Dovecot (IMAP, LMTP, auth) with a self-contained config.
+//! - [`postfix`]: a private Postfix (MX, submission, submissions) delivering to that Dovecot.
 //! - [`fault`]: small scripted servers that misbehave on purpose (silence, garbage, endless
 //!   lines, refusals), optionally behind TLS.
 //! - [`util`]: free ports, temporary directories, checks that the needed programs exist.
@@ -11,6 +12,7 @@ pub mod demo;
 pub mod dovecot;
 pub mod fault;
 pub mod pki;
+pub mod postfix;
 pub mod util;
 
 /// Re-exported so test crates name the same `TempDir` type.

@@ -55,6 +55,37 @@ impl Env {
             pass = pass.display(),
         )
     }
+
+    /// A `[[target]]` for an SMTP server on 127.0.0.1:`port` trusting the test CA, authenticating
+    /// as the test user; `extra` lines are appended.
+    pub fn smtp_target(&self, name: &str, port: u16, extra: &str) -> String {
+        let pass = self.secret(&format!("{name}.pass"), PASSWORD);
+        format!(
+            "[[target]]\nname = \"{name}\"\nregion = \"test\"\nprotocol = \"smtp\"\nhost = \"127.0.0.1\"\n\
+             port = {port}\nca_file = \"{ca}\"\nehlo_name = \"probe.example.test\"\nusername = \"{USER}\"\n\
+             password_file = \"{pass}\"\n{extra}\n",
+            ca = self.pki.ca.display(),
+            pass = pass.display(),
+        )
+    }
+
+    /// A `[[target]]` for an SMTP server without AUTH (an MX); `extra` lines are appended.
+    pub fn mx_target(&self, name: &str, port: u16, extra: &str) -> String {
+        format!(
+            "[[target]]\nname = \"{name}\"\nregion = \"test\"\nprotocol = \"smtp\"\nhost = \"127.0.0.1\"\n\
+             port = {port}\nca_file = \"{ca}\"\nehlo_name = \"probe.example.test\"\n{extra}\n",
+            ca = self.pki.ca.display(),
+        )
+    }
+}
+
+/// `target` without its `ca_file` line (for `tls = "none"` targets, where it is refused).
+pub fn without_ca(target: String) -> String {
+    target
+        .lines()
+        .filter(|l| !l.starts_with("ca_file = "))
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
 
 /// Probes the first target of `cfg` once.

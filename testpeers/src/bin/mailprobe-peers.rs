@@ -1,5 +1,5 @@
-//! Starts the demo peers the shipped `probes.toml` points at: a private Dovecot on fixed
-//! 127.0.0.1 ports with a test CA, and the password file. Runs until SIGINT or SIGTERM.
+//! Starts the demo peers the shipped `probes.toml` points at: a private Dovecot and Postfix on
+//! fixed 127.0.0.1 ports with a test CA, and the password file. Runs until SIGINT or SIGTERM.
 //!
 //! Usage: `mailprobe-peers demo --dir DIR` (writes DIR/ca.pem, DIR/probe.pass, DIR/ready).
 #![forbid(unsafe_code)]

@@ -1,0 +1,534 @@
+//! The SMTP probe: connect, TLS (implicit or STARTTLS), greeting, EHLO, EHLO again after TLS,
+//! AUTH, optionally a test message (MAIL FROM, RCPT TO, DATA), QUIT, each timed as its own phase.
+//!
+//! The dialogue is driven by our own code rather than lettre's transport: lettre's `starttls()`
+//! does STARTTLS, the handshake and the second EHLO in one call, so they could not be timed
+//! apart, and its connection cannot run over our timed TLS stream. Replies are parsed strictly
+//! (one code per reply, multi-line continuation, at most [`MAX_REPLY_LINES`] lines) and every read
+//! is bounded by [`Bounded`]. lettre builds the test message.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime};
+
+use base64::Engine;
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
+use lettre::message::{Mailbox, Message};
+use secrecy::ExposeSecret;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use super::bounded::{Bounded, Limits};
+use super::net::Stream;
+use super::{Phase, PhaseError, ProbeContext, ProbeError, Timeline};
+use crate::config::{AuthMechanism, Credentials, SendSpec, SmtpSpec, TlsMode};
+
+/// Bounds for an SMTP session. RFC 5321 caps reply lines at 512 octets; we allow more, but not
+/// without limit.
+pub const LIMITS: Limits = Limits {
+    max_line: 8 * 1024,
+    max_total: 1024 * 1024,
+};
+/// The most lines one reply may have (Postfix's EHLO reply has about ten).
+pub const MAX_REPLY_LINES: usize = 256;
+/// The header that carries a probe message's token, so probe mail can be found and cleaned.
+pub const TOKEN_HEADER: &str = "X-Mailprobe-Token";
+
+/// One SMTP reply: a code and its text lines.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    /// The three-digit code.
+    pub code: u16,
+    /// Text of each line, without the code and separator.
+    pub lines: Vec<String>,
+}
+
+impl Reply {
+    /// The enhanced status code (RFC 3463, e.g. `5.7.8`) the reply starts with, if any.
+    pub fn enhanced(&self) -> Option<&str> {
+        let word = self.lines.first()?.split_whitespace().next()?;
+        let parts: Vec<&str> = word.split('.').collect();
+        let ok = parts.len() == 3
+            && matches!(parts[0], "2" | "4" | "5")
+            && parts[1..]
+                .iter()
+                .all(|p| (1..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()));
+        ok.then_some(word)
+    }
+
+    /// The first line's text.
+    pub fn first_line(&self) -> &str {
+        self.lines.first().map_or("", String::as_str)
+    }
+}
+
+impl fmt::Display for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.code, self.first_line())?;
+        if self.lines.len() > 1 {
+            write!(f, " (+{} lines)", self.lines.len() - 1)?;
+        }
+        Ok(())
+    }
+}
+
+/// Parses one reply line: `(code, is_last, text)`.
+fn parse_line(line: &str) -> Result<(u16, bool, &str), ProbeError> {
+    let bad = || ProbeError::Protocol(format!("not an SMTP reply line: {line:?}"));
+    let bytes = line.as_bytes();
+    if bytes.len() < 3
+        || !(b'2'..=b'5').contains(&bytes[0])
+        || !bytes[1].is_ascii_digit()
+        || !bytes[2].is_ascii_digit()
+    {
+        return Err(bad());
+    }
+    let code: u16 = line[..3].parse().map_err(|_| bad())?;
+    match bytes.get(3) {
+        None => Ok((code, true, "")),
+        Some(b' ') => Ok((code, true, &line[4..])),
+        Some(b'-') => Ok((code, false, &line[4..])),
+        Some(_) => Err(bad()),
+    }
+}
+
+/// What EHLO said the server supports.
+#[derive(Debug, Default)]
+struct Capabilities {
+    starttls: bool,
+    /// SASL mechanisms from the AUTH line, upper case.
+    auth: Vec<String>,
+}
+
+impl Capabilities {
+    fn from_reply(r: &Reply) -> Capabilities {
+        let mut caps = Capabilities::default();
+        for line in r.lines.iter().skip(1) {
+            let mut words = line.split_whitespace();
+            let Some(keyword) = words.next() else {
+                continue;
+            };
+            let keyword = keyword.to_ascii_uppercase();
+            if keyword == "STARTTLS" {
+                caps.starttls = true;
+            } else if keyword == "AUTH" || keyword.starts_with("AUTH=") {
+                let first = keyword.strip_prefix("AUTH=").filter(|m| !m.is_empty());
+                caps.auth.extend(first.map(str::to_string));
+                caps.auth.extend(words.map(|w| w.to_ascii_uppercase()));
+            }
+        }
+        caps
+    }
+
+    fn offers(&self, mechanism: &str) -> bool {
+        self.auth.iter().any(|m| m == mechanism)
+    }
+}
+
+/// A bounded, buffered SMTP connection.
+struct Conn {
+    io: BufReader<Bounded<Stream>>,
+}
+
+impl Conn {
+    fn new(stream: Stream) -> Conn {
+        Conn {
+            io: BufReader::new(Bounded::new(stream, LIMITS)),
+        }
+    }
+
+    /// The stream for a STARTTLS upgrade. Anything the server sent after its 220 is dropped with
+    /// the buffer, as the STARTTLS injection defences require.
+    fn into_stream(self) -> Stream {
+        self.io.into_inner().into_inner()
+    }
+
+    async fn read_reply(&mut self) -> Result<Reply, ProbeError> {
+        let mut code = None;
+        let mut lines = Vec::new();
+        let mut buf = Vec::with_capacity(128);
+        loop {
+            buf.clear();
+            let n = self.io.read_until(b'\n', &mut buf).await?;
+            if n == 0 || !buf.ends_with(b"\n") {
+                return Err(ProbeError::Closed);
+            }
+            let text = String::from_utf8_lossy(&buf);
+            let text = text.trim_end_matches(['\r', '\n']);
+            let (c, last, rest) = parse_line(text)?;
+            if code.is_some_and(|prev| prev != c) {
+                return Err(ProbeError::Protocol(format!(
+                    "reply changes its code mid-way: {text:?}"
+                )));
+            }
+            code = Some(c);
+            lines.push(rest.to_string());
+            if last {
+                return Ok(Reply { code: c, lines });
+            }
+            if lines.len() >= MAX_REPLY_LINES {
+                return Err(ProbeError::Protocol(format!(
+                    "reply longer than {MAX_REPLY_LINES} lines"
+                )));
+            }
+        }
+    }
+
+    async fn send_raw(&mut self, data: &[u8]) -> Result<(), ProbeError> {
+        let w = self.io.get_mut();
+        w.write_all(data).await?;
+        w.flush().await?;
+        Ok(())
+    }
+
+    async fn command(&mut self, line: &str) -> Result<Reply, ProbeError> {
+        let mut data = Vec::with_capacity(line.len() + 2);
+        data.extend_from_slice(line.as_bytes());
+        data.extend_from_slice(b"\r\n");
+        self.send_raw(&data).await?;
+        self.read_reply().await
+    }
+}
+
+/// `reply` if its code is acceptable, otherwise the reply as the error.
+fn expect(reply: Reply, ok: impl Fn(u16) -> bool) -> Result<Reply, ProbeError> {
+    if ok(reply.code) {
+        Ok(reply)
+    } else {
+        Err(ProbeError::Smtp(reply))
+    }
+}
+
+/// A test message ready to submit.
+#[derive(Clone, Debug)]
+pub struct ProbeMessage {
+    /// Unique token in the subject and the [`TOKEN_HEADER`].
+    pub token: String,
+    /// Envelope sender.
+    pub from: lettre::Address,
+    /// Envelope recipient.
+    pub to: lettre::Address,
+    /// The message, CRLF line ends, dot-stuffed, ending with the `.` line.
+    data: Vec<u8>,
+}
+
+impl ProbeMessage {
+    /// Builds the message: marked as automatic (`Auto-Submitted`), with a unique `Message-ID`
+    /// and the token in the subject and a header of its own, so it can be filtered and cleaned.
+    pub fn new(send: &SendSpec, token: &str) -> Result<ProbeMessage, ProbeError> {
+        let msg = Message::builder()
+            .from(Mailbox::new(Some("mailprobe".into()), send.from.clone()))
+            .to(Mailbox::new(None, send.to.clone()))
+            .subject(format!("mailprobe probe {token}"))
+            .message_id(Some(format!("<mailprobe.{token}@{}>", send.from.domain())))
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("Auto-Submitted"),
+                "auto-generated".into(),
+            ))
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str(TOKEN_HEADER),
+                token.into(),
+            ))
+            .header(ContentType::TEXT_PLAIN)
+            .body(
+                "This message was sent by mailprobe to check that mail is accepted and \
+                 delivered.\r\nIt is deleted automatically; it is safe to delete.\r\n"
+                    .to_string(),
+            )
+            .map_err(|e| ProbeError::Protocol(format!("cannot build the test message: {e}")))?;
+        Ok(ProbeMessage {
+            token: token.to_string(),
+            from: send.from.clone(),
+            to: send.to.clone(),
+            data: dot_stuff(&msg.formatted()),
+        })
+    }
+}
+
+/// CRLF line ends, a `.` doubled at the start of any line, and the final `.` line.
+fn dot_stuff(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len() + 16);
+    let mut at_line_start = true;
+    let mut prev = 0u8;
+    for &b in raw {
+        if b == b'\n' && prev != b'\r' {
+            out.push(b'\r');
+        }
+        if at_line_start && b == b'.' {
+            out.push(b'.');
+        }
+        out.push(b);
+        at_line_start = b == b'\n';
+        prev = b;
+    }
+    if !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+/// A token that no other probe message has: time, process and a counter, hashed with a
+/// per-process random key.
+pub fn new_token() -> String {
+    use std::hash::BuildHasher;
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    static KEY: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+        std::sync::OnceLock::new();
+    let key = KEY.get_or_init(std::collections::hash_map::RandomState::new);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let a = key.hash_one((now, n, std::process::id()));
+    let b = key.hash_one((a, n));
+    format!("{a:016x}{b:08x}", b = b as u32)
+}
+
+/// The moment a message was accepted: the 250 after its data.
+#[derive(Clone, Debug)]
+pub struct Accepted {
+    /// When the 250 arrived.
+    pub at: Instant,
+    /// The reply (Postfix names the queue id in it).
+    pub reply: Reply,
+}
+
+/// Runs one SMTP probe against `spec`, recording phases in `tl`.
+pub async fn probe(
+    spec: &SmtpSpec,
+    ctx: &ProbeContext,
+    tl: &mut Timeline,
+) -> Result<(), PhaseError> {
+    let message = match &spec.send {
+        Some(send) => Some(
+            ProbeMessage::new(send, &new_token()).map_err(|error| PhaseError {
+                phase: Phase::MailFrom,
+                error,
+            })?,
+        ),
+        None => None,
+    };
+    session(spec, ctx, tl, message.as_ref()).await.map(|_| ())
+}
+
+/// One whole SMTP session; submits `message` when given and returns when it was accepted.
+pub async fn session(
+    spec: &SmtpSpec,
+    ctx: &ProbeContext,
+    tl: &mut Timeline,
+    message: Option<&ProbeMessage>,
+) -> Result<Option<Accepted>, PhaseError> {
+    let ep = &spec.endpoint;
+    let tcp = super::open(tl, ctx, ep).await?;
+    let mut conn = match ep.tls {
+        TlsMode::Implicit => Conn::new(super::start_tls(tl, ep, tcp, &[]).await?),
+        TlsMode::Starttls | TlsMode::None => Conn::new(Stream::Plain(tcp)),
+    };
+    let greeting = tl
+        .phase(Phase::Greeting, async {
+            expect(conn.read_reply().await?, |c| c == 220)
+        })
+        .await?;
+    tl.set_banner(greeting.first_line());
+    let ehlo = format!("EHLO {}", spec.ehlo_name);
+    let mut caps = tl
+        .phase(Phase::Ehlo, async {
+            let r = expect(conn.command(&ehlo).await?, |c| c == 250)?;
+            Ok::<_, ProbeError>(Capabilities::from_reply(&r))
+        })
+        .await?;
+
+    // Opportunistic (allow_plaintext) targets carry on in clear when STARTTLS is not offered.
+    let upgrade = ep.tls == TlsMode::Starttls && (caps.starttls || !ep.allow_plaintext);
+    if upgrade {
+        tl.phase(Phase::Starttls, async {
+            if !caps.starttls {
+                return Err(ProbeError::NotAdvertised("STARTTLS"));
+            }
+            expect(conn.command("STARTTLS").await?, |c| c == 220).map(|_| ())
+        })
+        .await?;
+        let Some(tcp) = conn.into_stream().into_plain() else {
+            return Err(PhaseError {
+                phase: Phase::Starttls,
+                error: ProbeError::Protocol("connection is already TLS".into()),
+            });
+        };
+        conn = Conn::new(super::start_tls(tl, ep, tcp, &[]).await?);
+        caps = tl
+            .phase(Phase::EhloTls, async {
+                let r = expect(conn.command(&ehlo).await?, |c| c == 250)?;
+                Ok::<_, ProbeError>(Capabilities::from_reply(&r))
+            })
+            .await?;
+    }
+
+    if let Some(creds) = &spec.credentials {
+        tl.phase(
+            Phase::Auth,
+            authenticate(&mut conn, creds, spec.auth, &caps),
+        )
+        .await?;
+    }
+
+    let accepted = match message {
+        Some(m) => Some(submit(&mut conn, tl, m).await?),
+        None => None,
+    };
+
+    tl.phase(Phase::Quit, async {
+        expect(conn.command("QUIT").await?, |c| c == 221).map(|_| ())
+    })
+    .await?;
+    Ok(accepted)
+}
+
+async fn authenticate(
+    conn: &mut Conn,
+    creds: &Credentials,
+    configured: Option<AuthMechanism>,
+    caps: &Capabilities,
+) -> Result<(), ProbeError> {
+    if caps.auth.is_empty() {
+        return Err(ProbeError::NotAdvertised("AUTH"));
+    }
+    let mechanism = configured.unwrap_or(if caps.offers("PLAIN") || !caps.offers("LOGIN") {
+        AuthMechanism::Plain
+    } else {
+        AuthMechanism::Login
+    });
+    let b64 = |data: &[u8]| base64::engine::general_purpose::STANDARD.encode(data);
+    let password = creds.password.expose_secret();
+    match mechanism {
+        AuthMechanism::Plain => {
+            let blob = b64(format!("\0{}\0{password}", creds.username).as_bytes());
+            expect(conn.command(&format!("AUTH PLAIN {blob}")).await?, |c| {
+                c == 235
+            })?;
+        }
+        AuthMechanism::Login => {
+            expect(conn.command("AUTH LOGIN").await?, |c| c == 334)?;
+            expect(conn.command(&b64(creds.username.as_bytes())).await?, |c| {
+                c == 334
+            })?;
+            expect(conn.command(&b64(password.as_bytes())).await?, |c| c == 235)?;
+        }
+    }
+    Ok(())
+}
+
+async fn submit(
+    conn: &mut Conn,
+    tl: &mut Timeline,
+    m: &ProbeMessage,
+) -> Result<Accepted, PhaseError> {
+    let from = format!("MAIL FROM:<{}>", m.from);
+    tl.phase(Phase::MailFrom, async {
+        expect(conn.command(&from).await?, |c| c == 250).map(|_| ())
+    })
+    .await?;
+    let to = format!("RCPT TO:<{}>", m.to);
+    tl.phase(Phase::Rcpt, async {
+        expect(conn.command(&to).await?, |c| c == 250 || c == 251).map(|_| ())
+    })
+    .await?;
+    tl.phase(Phase::Data, async {
+        expect(conn.command("DATA").await?, |c| c == 354)?;
+        conn.send_raw(&m.data).await?;
+        let reply = expect(conn.read_reply().await?, |c| c == 250)?;
+        Ok::<_, ProbeError>(Accepted {
+            at: Instant::now(),
+            reply,
+        })
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_lines_parse_strictly() {
+        assert_eq!(
+            parse_line("250-PIPELINING").unwrap(),
+            (250, false, "PIPELINING")
+        );
+        assert_eq!(parse_line("250 OK").unwrap(), (250, true, "OK"));
+        assert_eq!(parse_line("250").unwrap(), (250, true, ""));
+        for bad in ["", "25", "abc def", "250_OK", "650 no", "HTTP/1.1 400"] {
+            assert!(parse_line(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn enhanced_codes_are_recognised() {
+        let r = |t: &str| Reply {
+            code: 535,
+            lines: vec![t.into()],
+        };
+        assert_eq!(
+            r("5.7.8 Error: authentication failed").enhanced(),
+            Some("5.7.8")
+        );
+        assert_eq!(r("Error: authentication failed").enhanced(), None);
+        assert_eq!(r("5.7 nope").enhanced(), None);
+    }
+
+    #[test]
+    fn ehlo_capabilities() {
+        let r = Reply {
+            code: 250,
+            lines: vec![
+                "mx.example.test".into(),
+                "PIPELINING".into(),
+                "starttls".into(),
+                "AUTH PLAIN LOGIN".into(),
+                "AUTH=XOAUTH2".into(),
+            ],
+        };
+        let c = Capabilities::from_reply(&r);
+        assert!(c.starttls);
+        assert!(c.offers("PLAIN") && c.offers("LOGIN") && c.offers("XOAUTH2"));
+    }
+
+    #[test]
+    fn dot_stuffing_and_terminator() {
+        assert_eq!(dot_stuff(b"a\n.b\r\n..c"), b"a\r\n..b\r\n...c\r\n.\r\n");
+        assert_eq!(dot_stuff(b".\r\n"), b"..\r\n.\r\n");
+    }
+
+    #[test]
+    fn tokens_are_unique_and_hex() {
+        let a = new_token();
+        let b = new_token();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 24);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn probe_message_is_marked_and_terminated() {
+        let send = SendSpec {
+            from: "probe@example.test".parse().unwrap(),
+            to: "probe@example.test".parse().unwrap(),
+        };
+        let m = ProbeMessage::new(&send, "abc123").unwrap();
+        let text = String::from_utf8(m.data.clone()).unwrap();
+        assert!(
+            text.contains("Auto-Submitted: auto-generated\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("X-Mailprobe-Token: abc123\r\n"), "{text}");
+        assert!(
+            text.contains("Subject: mailprobe probe abc123\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Message-ID: <mailprobe.abc123@example.test>\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("Date: "), "{text}");
+        assert!(text.ends_with("\r\n.\r\n"));
+    }
+}
