@@ -55,6 +55,8 @@ pub enum FailureClass {
     MailboxError,
     /// A later phase did not finish before the deadline.
     Timeout,
+    /// Round trip: the message was accepted but not seen in the mailbox by the deadline.
+    DeliveryTimeout,
 }
 
 impl FailureClass {
@@ -79,6 +81,7 @@ impl FailureClass {
         FailureClass::MessageRejected,
         FailureClass::MailboxError,
         FailureClass::Timeout,
+        FailureClass::DeliveryTimeout,
     ];
 
     /// The label value.
@@ -103,6 +106,7 @@ impl FailureClass {
             FailureClass::MessageRejected => "message_rejected",
             FailureClass::MailboxError => "mailbox_error",
             FailureClass::Timeout => "timeout",
+            FailureClass::DeliveryTimeout => "delivery_timeout",
         }
     }
 
@@ -148,6 +152,9 @@ impl FailureClass {
             }
             FailureClass::MailboxError => "logged in, but the mailbox could not be opened",
             FailureClass::Timeout => "a later phase did not finish before the deadline",
+            FailureClass::DeliveryTimeout => {
+                "round trip: the message was accepted but not in the mailbox by the deadline"
+            }
         }
     }
 }
@@ -180,6 +187,9 @@ pub fn classify(phase: Phase, error: &ProbeError) -> FailureClass {
         ProbeError::NotAdvertised(_) | ProbeError::Protocol(_) => C::ProtocolError,
         ProbeError::Imap(e) => imap_error(phase, e),
         ProbeError::Smtp(reply) => smtp_reply(phase, reply.code),
+        // A round trip's leg is judged by the phase of the leg that failed.
+        ProbeError::Leg { phase, error } => classify(*phase, error),
+        ProbeError::NotDelivered(_) => C::DeliveryTimeout,
     }
 }
 

@@ -30,6 +30,10 @@ const DEFAULT_SLOW: Duration = Duration::from_secs(2);
 const DEFAULT_CONCURRENCY: usize = 64;
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
 const MAX_SECRET_BYTES: u64 = 64 * 1024;
+const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(120);
+const DEFAULT_DELIVERY_SLOW: Duration = Duration::from_secs(30);
+const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(2);
+const DEFAULT_CLEANUP_AGE: Duration = Duration::from_secs(3600);
 
 /// A config that could not be loaded; the daemon refuses it (and keeps the old one on reload).
 #[derive(Debug, thiserror::Error)]
@@ -202,6 +206,38 @@ pub struct SmtpSpec {
     pub send: Option<SendSpec>,
 }
 
+/// What a round-trip probe does: send through one SMTP target, wait in one IMAP mailbox.
+#[derive(Clone, Debug)]
+pub struct RoundtripSpec {
+    /// Name of the SMTP target whose server and credentials send the message.
+    pub smtp_target: String,
+    /// That target's settings.
+    pub smtp: SmtpSpec,
+    /// Deadline of the send leg (the SMTP target's timeout).
+    pub smtp_timeout: Duration,
+    /// Name of the IMAP target whose mailbox receives it.
+    pub imap_target: String,
+    /// That target's settings.
+    pub imap: ImapSpec,
+    /// Deadline of each IMAP step: opening the mailbox, and cleaning up (the IMAP target's timeout).
+    pub imap_timeout: Duration,
+    /// Sender and recipient of the probe message.
+    pub message: SendSpec,
+    /// How long after acceptance the message must be seen.
+    pub delivery_timeout: Duration,
+    /// How often to look for the message when the server has no IDLE.
+    pub poll_interval: Duration,
+    /// Probe messages older than this are removed by the sweep.
+    pub cleanup_age: Duration,
+}
+
+impl RoundtripSpec {
+    /// The longest one run can take: open the mailbox, send, wait, clean up.
+    pub fn deadline(&self) -> Duration {
+        self.imap_timeout + self.smtp_timeout + self.delivery_timeout + self.imap_timeout
+    }
+}
+
 /// The protocol-specific part of a target; a closed set matched exhaustively.
 #[derive(Clone, Debug)]
 pub enum ProbeSpec {
@@ -209,6 +245,8 @@ pub enum ProbeSpec {
     Imap(ImapSpec),
     /// `protocol = "smtp"`.
     Smtp(SmtpSpec),
+    /// `protocol = "roundtrip"`.
+    Roundtrip(Box<RoundtripSpec>),
 }
 
 impl ProbeSpec {
@@ -217,6 +255,7 @@ impl ProbeSpec {
         match self {
             ProbeSpec::Imap(_) => Protocol::Imap,
             ProbeSpec::Smtp(_) => Protocol::Smtp,
+            ProbeSpec::Roundtrip(_) => Protocol::Roundtrip,
         }
     }
 
@@ -225,6 +264,7 @@ impl ProbeSpec {
         match self {
             ProbeSpec::Imap(s) => Some(&s.endpoint),
             ProbeSpec::Smtp(s) => Some(&s.endpoint),
+            ProbeSpec::Roundtrip(_) => None,
         }
     }
 
@@ -233,6 +273,11 @@ impl ProbeSpec {
         match self {
             ProbeSpec::Imap(s) => vec![&s.credentials.password],
             ProbeSpec::Smtp(s) => s.credentials.iter().map(|c| &c.password).collect(),
+            ProbeSpec::Roundtrip(r) => {
+                let mut v: Vec<_> = r.smtp.credentials.iter().map(|c| &c.password).collect();
+                v.push(&r.imap.credentials.password);
+                v
+            }
         }
     }
 }
@@ -356,6 +401,14 @@ struct RawTarget {
     ehlo_name: Option<String>,
     mail_from: Option<String>,
     send_to: Option<String>,
+    smtp_target: Option<String>,
+    imap_target: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    delivery_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    poll_interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    cleanup_age: Option<Duration>,
 }
 
 fn ignore_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<()>, D::Error> {
@@ -405,6 +458,15 @@ fn protocol_keys(p: Protocol) -> &'static [&'static str] {
             "ehlo_name",
             "mail_from",
             "send_to",
+        ],
+        Protocol::Roundtrip => &[
+            "smtp_target",
+            "imap_target",
+            "send_to",
+            "mail_from",
+            "delivery_timeout",
+            "poll_interval",
+            "cleanup_age",
         ],
     }
 }
@@ -636,13 +698,11 @@ impl<'a> Validator<'a> {
 
     fn config(mut self, raw: RawConfig) -> Result<Config, ConfigError> {
         let global = self.global(raw.global)?;
-        let mut targets = Vec::with_capacity(raw.target.len());
         let mut names: HashMap<String, usize> = HashMap::new();
-        for (i, t) in raw.target.into_iter().enumerate() {
-            let path = KeyPath::target(i);
+        for (i, t) in raw.target.iter().enumerate() {
             if let Some(first) = names.get(&t.name) {
                 return Err(self.loc.error(
-                    &path.key("name"),
+                    &KeyPath::target(i).key("name"),
                     format!(
                         "duplicate target name {:?} (first used by target[{}])",
                         t.name,
@@ -651,12 +711,33 @@ impl<'a> Validator<'a> {
                 ));
             }
             names.insert(t.name.clone(), i);
-            targets.push(Arc::new(self.target(&global, &path, t)?));
+        }
+        // Round trips refer to other targets by name, wherever they stand in the file: validate
+        // the others first, then the round trips, and keep file order.
+        let mut slots: Vec<Option<Arc<Target>>> = vec![None; raw.target.len()];
+        let mut by_name: HashMap<String, Arc<Target>> = HashMap::new();
+        let mut roundtrips = Vec::new();
+        for (i, t) in raw.target.into_iter().enumerate() {
+            if t.protocol == Protocol::Roundtrip {
+                roundtrips.push((i, t));
+                continue;
+            }
+            let target = Arc::new(self.target(&global, &KeyPath::target(i), t, &by_name)?);
+            by_name.insert(target.name.clone(), target.clone());
+            slots[i] = Some(target);
+        }
+        for (i, t) in roundtrips {
+            slots[i] = Some(Arc::new(self.target(
+                &global,
+                &KeyPath::target(i),
+                t,
+                &by_name,
+            )?));
         }
         Ok(Config {
             path: self.loc.file.to_path_buf(),
             global,
-            targets,
+            targets: slots.into_iter().flatten().collect(),
         })
     }
 
@@ -738,6 +819,7 @@ impl<'a> Validator<'a> {
         global: &Global,
         path: &KeyPath,
         t: RawTarget,
+        others: &HashMap<String, Arc<Target>>,
     ) -> Result<Target, ConfigError> {
         check_label(&t.name).map_err(|m| self.loc.error(&path.key("name"), m))?;
         let region = t.region.clone().unwrap_or_else(|| "default".to_string());
@@ -764,17 +846,46 @@ impl<'a> Validator<'a> {
             ));
         }
 
-        let interval = t.interval.unwrap_or(global.interval);
-        // A target that shortens its interval below the global timeout gets a fitting timeout.
-        let timeout = t.timeout.unwrap_or(global.timeout.min(interval));
-        let slow_threshold = t.slow_threshold.unwrap_or(global.slow_threshold);
-        self.check_timing(path, interval, timeout, slow_threshold)?;
-
+        let mut interval = t.interval.unwrap_or(global.interval);
         let mut hasher = Fnv64::default();
         t.hash(&mut hasher);
-        let spec = match protocol {
-            Protocol::Imap => ProbeSpec::Imap(self.imap(path, &t, &mut hasher)?),
-            Protocol::Smtp => ProbeSpec::Smtp(self.smtp(path, &t, &mut hasher)?),
+        let (spec, timeout, slow_threshold) = if protocol == Protocol::Roundtrip {
+            let rt = self.roundtrip(path, &t, others, &mut hasher)?;
+            let deadline = rt.deadline();
+            if t.interval.is_none() && deadline > interval {
+                // Without an interval of its own, a round trip runs as often as it can finish:
+                // its deadline, rounded up to whole minutes.
+                interval = Duration::from_secs(deadline.as_secs().div_ceil(60) * 60);
+            }
+            let slow = t.slow_threshold.unwrap_or(DEFAULT_DELIVERY_SLOW);
+            if deadline > interval {
+                return Err(self.loc.error(
+                    &path.key("interval"),
+                    format!(
+                        "the interval ({}) must cover one whole round trip: {} to open the \
+                         mailbox + {} to send + {} delivery_timeout + {} to clean up = {}",
+                        humantime::format_duration(interval),
+                        humantime::format_duration(rt.imap_timeout),
+                        humantime::format_duration(rt.smtp_timeout),
+                        humantime::format_duration(rt.delivery_timeout),
+                        humantime::format_duration(rt.imap_timeout),
+                        humantime::format_duration(deadline),
+                    ),
+                ));
+            }
+            self.check_timing(path, interval, deadline, slow)?;
+            (ProbeSpec::Roundtrip(Box::new(rt)), deadline, slow)
+        } else {
+            // A target that shortens its interval below the global timeout gets a fitting one.
+            let timeout = t.timeout.unwrap_or(global.timeout.min(interval));
+            let slow = t.slow_threshold.unwrap_or(global.slow_threshold);
+            self.check_timing(path, interval, timeout, slow)?;
+            let spec = match protocol {
+                Protocol::Imap => ProbeSpec::Imap(self.imap(path, &t, &mut hasher)?),
+                Protocol::Smtp => ProbeSpec::Smtp(self.smtp(path, &t, &mut hasher)?),
+                Protocol::Roundtrip => unreachable!("handled above"),
+            };
+            (spec, timeout, slow)
         };
         Ok(Target {
             name: t.name,
@@ -785,6 +896,128 @@ impl<'a> Validator<'a> {
             users: t.users,
             spec,
             fingerprint: hasher.finish(),
+        })
+    }
+
+    fn roundtrip(
+        &mut self,
+        path: &KeyPath,
+        t: &RawTarget,
+        others: &HashMap<String, Arc<Target>>,
+        fp: &mut Fnv64,
+    ) -> Result<RoundtripSpec, ConfigError> {
+        if t.timeout.is_some() {
+            return Err(self.loc.error(
+                &path.key("timeout"),
+                "a round trip's deadline is its legs' timeouts plus delivery_timeout; set \
+                 delivery_timeout here and timeout on the SMTP and IMAP targets",
+            ));
+        }
+        let leg = |key: &str, want: Protocol| -> Result<Arc<Target>, ConfigError> {
+            let name = match key {
+                "smtp_target" => t.smtp_target.as_ref(),
+                _ => t.imap_target.as_ref(),
+            }
+            .ok_or_else(|| {
+                self.loc.error(
+                    &path.key(key),
+                    format!("missing: the name of the {} target to use", want.as_str()),
+                )
+            })?;
+            let target = others.get(name).ok_or_else(|| {
+                self.loc.error(
+                    &path.key(key),
+                    format!("no {} target named {name:?}", want.as_str()),
+                )
+            })?;
+            if target.protocol() != want {
+                return Err(self.loc.error(
+                    &path.key(key),
+                    format!(
+                        "target {name:?} is {}, not {}",
+                        target.protocol().as_str(),
+                        want.as_str()
+                    ),
+                ));
+            }
+            Ok(target.clone())
+        };
+        let smtp_target = leg("smtp_target", Protocol::Smtp)?;
+        let imap_target = leg("imap_target", Protocol::Imap)?;
+        let (ProbeSpec::Smtp(smtp), ProbeSpec::Imap(imap)) = (&smtp_target.spec, &imap_target.spec)
+        else {
+            unreachable!("protocols checked above");
+        };
+        // The legs' own settings define this target too.
+        smtp_target.fingerprint.hash(fp);
+        imap_target.fingerprint.hash(fp);
+
+        let address = |key: &str, value: &str| -> Result<lettre::Address, ConfigError> {
+            value.parse::<lettre::Address>().map_err(|e| {
+                self.loc.error(
+                    &path.key(key),
+                    format!("{value:?} is not an email address: {e}"),
+                )
+            })
+        };
+        let to = match &t.send_to {
+            Some(to) => address("send_to", to)?,
+            None if imap.credentials.username.contains('@') => {
+                address("send_to", &imap.credentials.username)?
+            }
+            None => {
+                return Err(self.loc.error(
+                    &path.key("send_to"),
+                    "missing: the address of the IMAP target's mailbox (defaults to its \
+                     username when that is an address)",
+                ));
+            }
+        };
+        let from = match (&t.mail_from, &smtp.send, &smtp.credentials) {
+            (Some(f), _, _) => address("mail_from", f)?,
+            (None, Some(send), _) => send.from.clone(),
+            (None, None, Some(c)) if c.username.contains('@') => address("mail_from", &c.username)?,
+            _ => {
+                return Err(self.loc.error(
+                    &path.key("mail_from"),
+                    "missing: the sender (defaults to the SMTP target's mail_from or username)",
+                ));
+            }
+        };
+        let delivery_timeout = t.delivery_timeout.unwrap_or(DEFAULT_DELIVERY_TIMEOUT);
+        let poll_interval = t.poll_interval.unwrap_or(DEFAULT_POLL_INTERVAL);
+        let cleanup_age = t.cleanup_age.unwrap_or(DEFAULT_CLEANUP_AGE);
+        if delivery_timeout.is_zero() {
+            return Err(self
+                .loc
+                .error(&path.key("delivery_timeout"), "must be greater than zero"));
+        }
+        if poll_interval < Duration::from_millis(100) {
+            return Err(self
+                .loc
+                .error(&path.key("poll_interval"), "must be at least 100ms"));
+        }
+        if cleanup_age <= delivery_timeout {
+            return Err(self.loc.error(
+                &path.key("cleanup_age"),
+                format!(
+                    "must exceed delivery_timeout ({}): younger probe mail may still be \
+                     on its way",
+                    humantime::format_duration(delivery_timeout)
+                ),
+            ));
+        }
+        Ok(RoundtripSpec {
+            smtp_target: smtp_target.name.clone(),
+            smtp: smtp.clone(),
+            smtp_timeout: smtp_target.timeout,
+            imap_target: imap_target.name.clone(),
+            imap: imap.clone(),
+            imap_timeout: imap_target.timeout,
+            message: SendSpec { from, to },
+            delivery_timeout,
+            poll_interval,
+            cleanup_age,
         })
     }
 
@@ -1298,6 +1531,63 @@ mod tests {
         assert_eq!(s.endpoint.tls, TlsMode::Implicit);
         assert_eq!(s.mailbox, "INBOX");
         assert_eq!(c.global.listen.to_string(), DEFAULT_LISTEN);
+    }
+
+    const LEGS: &str = "[[target]]\nname = \"send\"\nprotocol = \"smtp\"\nhost = \"h\"\nusername = \"u@example.test\"\npassword_env = \"HOME\"\n\
+        [[target]]\nname = \"inbox\"\nprotocol = \"imap\"\nhost = \"h\"\nusername = \"u@example.test\"\npassword_env = \"HOME\"\n";
+
+    #[test]
+    fn roundtrip_refers_to_legs_anywhere_in_the_file() {
+        let rt = "[[target]]\nname = \"rt\"\nprotocol = \"roundtrip\"\nsmtp_target = \"send\"\nimap_target = \"inbox\"\n";
+        // Before its legs, and with no interval: one that covers 10s + 10s + 120s + 10s.
+        let c = parse(Path::new("p.toml"), &format!("{rt}{LEGS}")).unwrap();
+        assert_eq!(c.targets[0].name, "rt");
+        assert_eq!(c.targets[0].interval, Duration::from_secs(180));
+        assert_eq!(c.targets[0].timeout, Duration::from_secs(150));
+        let ProbeSpec::Roundtrip(r) = &c.targets[0].spec else {
+            panic!("a roundtrip spec")
+        };
+        assert_eq!(r.message.to.to_string(), "u@example.test");
+        assert_eq!(r.message.from.to_string(), "u@example.test");
+    }
+
+    #[test]
+    fn roundtrip_errors_name_the_key() {
+        let rt = |extra: &str| {
+            format!(
+                "{LEGS}[[target]]\nname = \"rt\"\nprotocol = \"roundtrip\"\nsmtp_target = \"send\"\nimap_target = \"inbox\"\n{extra}"
+            )
+        };
+        let e = err(&rt("").replace("smtp_target = \"send\"", "smtp_target = \"nope\""));
+        assert!(
+            e.contains("target[3].smtp_target: no smtp target named \"nope\""),
+            "{e}"
+        );
+        let e = err(&rt("").replace("imap_target = \"inbox\"", "imap_target = \"send\""));
+        assert!(
+            e.contains("target[3].imap_target: target \"send\" is smtp, not imap"),
+            "{e}"
+        );
+        let e = err(&rt("timeout = \"5s\"\n"));
+        assert!(
+            e.contains("target[3].timeout: a round trip's deadline is"),
+            "{e}"
+        );
+        let e = err(&rt("interval = \"1m\"\n"));
+        assert!(
+            e.contains("target[3].interval: the interval (1m) must cover one whole round trip"),
+            "{e}"
+        );
+        let e = err(&rt("delivery_timeout = \"2h\"\ninterval = \"3h\"\n"));
+        assert!(
+            e.contains("target[3].cleanup_age: must exceed delivery_timeout"),
+            "{e}"
+        );
+        let e = err(&rt("host = \"h\"\n"));
+        assert!(
+            e.contains("target[3].host: key `host` does not apply to protocol \"roundtrip\""),
+            "{e}"
+        );
     }
 
     #[test]

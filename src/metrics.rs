@@ -19,6 +19,10 @@ use crate::probe::{Outcome, Phase, expected_phases};
 
 /// Buckets for whole-probe durations: tens of milliseconds to the longest deadlines.
 const DURATION_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+/// Buckets for round-trip delivery: sub-second to the "forty minutes late" of a real outage.
+const DELIVERY_BUCKETS: &[f64] = &[
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+];
 /// Buckets for scheduling delay: how late a probe started compared with its plan.
 const DELAY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0,
@@ -55,6 +59,10 @@ pub struct Metrics {
     cert_expiry: GaugeVec,
     tls_info: IntGaugeVec,
     skipped: IntCounterVec,
+    delivery: HistogramVec,
+    last_delivery: GaugeVec,
+    late: IntCounterVec,
+    swept: IntCounterVec,
     schedule_delay: Histogram,
     in_flight: IntGauge,
     targets: IntGaugeVec,
@@ -151,6 +159,27 @@ impl Metrics {
                 TARGET,
             )
             .expect("valid metric"),
+            delivery: HistogramVec::new(
+                HistogramOpts::new("mailprobe_roundtrip_delivery_seconds", "Round trip: from acceptance (250 after DATA) to the message seen in the mailbox; late messages are observed when they turn up.")
+                    .buckets(DELIVERY_BUCKETS.to_vec()),
+                TARGET,
+            )
+            .expect("valid metric"),
+            last_delivery: GaugeVec::new(
+                opts("mailprobe_roundtrip_last_delivery_seconds", "Round trip: delivery latency of the last message seen in time."),
+                TARGET,
+            )
+            .expect("valid metric"),
+            late: IntCounterVec::new(
+                opts("mailprobe_roundtrip_late_total", "Round trip: probe messages that arrived after their deadline (counted and deleted when found)."),
+                TARGET,
+            )
+            .expect("valid metric"),
+            swept: IntCounterVec::new(
+                opts("mailprobe_roundtrip_swept_total", "Round trip: probe messages older than cleanup_age removed from the mailbox."),
+                TARGET,
+            )
+            .expect("valid metric"),
             schedule_delay: Histogram::with_opts(
                 HistogramOpts::new("mailprobe_schedule_delay_seconds", "How late probes start compared with their planned time (includes waiting for a concurrency slot).")
                     .buckets(DELAY_BUCKETS.to_vec()),
@@ -192,6 +221,10 @@ impl Metrics {
             Box::new(m.cert_expiry.clone()),
             Box::new(m.tls_info.clone()),
             Box::new(m.skipped.clone()),
+            Box::new(m.delivery.clone()),
+            Box::new(m.last_delivery.clone()),
+            Box::new(m.late.clone()),
+            Box::new(m.swept.clone()),
             Box::new(m.schedule_delay.clone()),
             Box::new(m.in_flight.clone()),
             Box::new(m.targets.clone()),
@@ -218,6 +251,11 @@ impl Metrics {
         }
         self.skipped.with_label_values(&l).inc_by(0);
         let _ = self.duration.with_label_values(&l);
+        if t.protocol() == crate::probe::Protocol::Roundtrip {
+            self.late.with_label_values(&l).inc_by(0);
+            self.swept.with_label_values(&l).inc_by(0);
+            let _ = self.delivery.with_label_values(&l);
+        }
         let phases: BTreeSet<Phase> = expected_phases(&t.spec).into_iter().collect();
         for p in &phases {
             self.phase_seconds
@@ -263,6 +301,10 @@ impl Metrics {
         }
         let _ = self.duration.remove_label_values(&l);
         let _ = self.skipped.remove_label_values(&l);
+        let _ = self.delivery.remove_label_values(&l);
+        let _ = self.last_delivery.remove_label_values(&l);
+        let _ = self.late.remove_label_values(&l);
+        let _ = self.swept.remove_label_values(&l);
         for result in ["success", "failure"] {
             let _ = self.probes.remove_label_values(&with(&l, result));
         }
@@ -355,6 +397,24 @@ impl Metrics {
                 .set(unix_seconds(finished));
         }
         s.failing = now_failing;
+
+        if let Some(d) = &o.delivery {
+            if let Some(latency) = d.latency {
+                self.delivery
+                    .with_label_values(&l)
+                    .observe(latency.as_secs_f64());
+                self.last_delivery
+                    .with_label_values(&l)
+                    .set(latency.as_secs_f64());
+            }
+            for late in &d.late {
+                self.late.with_label_values(&l).inc();
+                self.delivery
+                    .with_label_values(&l)
+                    .observe(late.as_secs_f64());
+            }
+            self.swept.with_label_values(&l).inc_by(u64::from(d.swept));
+        }
 
         if let Some(tls) = &o.tls {
             if let Some(cert) = &tls.cert {

@@ -114,6 +114,22 @@ fn detail_line(o: &Outcome) -> String {
     if let Some(b) = &o.banner {
         parts.push(format!("greeting {b:?}"));
     }
+    if let Some(d) = &o.delivery {
+        if let Some(l) = d.latency {
+            parts.push(format!("delivered in {:.3} s", l.as_secs_f64()));
+        }
+        if !d.late.is_empty() {
+            let worst = d.late.iter().max().copied().unwrap_or_default();
+            parts.push(format!(
+                "{} late message(s) from earlier runs found and deleted (slowest took {})",
+                d.late.len(),
+                humantime::format_duration(Duration::from_secs(worst.as_secs()))
+            ));
+        }
+        if d.swept > 0 {
+            parts.push(format!("{} old probe message(s) swept", d.swept));
+        }
+    }
     if parts.is_empty() {
         "-".into()
     } else {
@@ -152,5 +168,10 @@ pub fn json(o: &Outcome) -> Value {
         "phases": o.phases.iter().map(|p| json!({"phase": p.phase, "ms": ms(p.duration)})).collect::<Vec<_>>(),
         "tls": o.tls,
         "banner": o.banner,
+        "delivery": o.delivery.as_ref().map(|d| json!({
+            "latency_ms": d.latency.map(ms),
+            "late_ms": d.late.iter().copied().map(ms).collect::<Vec<_>>(),
+            "swept": d.swept,
+        })),
     })
 }

@@ -27,11 +27,17 @@ pub trait OutcomeSink: Send + Sync + 'static {
     fn record(&self, outcome: Outcome);
 }
 
+/// How long probes in flight may go on after a stop was asked for. Most finish well within it
+/// (their deadlines are seconds); a round trip waiting minutes for delivery is cut.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 struct Shared {
     ctx: ProbeContext,
     metrics: Arc<Metrics>,
     sink: Arc<dyn OutcomeSink>,
     slots: Arc<Semaphore>,
+    /// Cancelled when the shutdown grace is over: probes still running are dropped.
+    hard_stop: CancellationToken,
 }
 
 struct TaskHandle {
@@ -75,6 +81,7 @@ impl Scheduler {
                 metrics,
                 sink,
                 slots: Arc::new(Semaphore::new(concurrency)),
+                hard_stop: CancellationToken::new(),
             }),
             tasks: HashMap::new(),
             tracker: TaskTracker::new(),
@@ -170,7 +177,8 @@ impl Scheduler {
         );
     }
 
-    /// Stops scheduling; probes in flight finish (each is bounded by its own deadline).
+    /// Stops scheduling; probes in flight finish within their deadline or [`SHUTDOWN_GRACE`],
+    /// whichever comes first.
     pub async fn shutdown(mut self) {
         for (_, task) in self.tasks.drain() {
             task.cancel.cancel();
@@ -178,7 +186,17 @@ impl Scheduler {
         // Unblock any pending concurrency-lowering task.
         self.shared.slots.close();
         self.tracker.close();
-        self.tracker.wait().await;
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                in_flight = self.shared.metrics.in_flight().get(),
+                "probes still running after the shutdown grace; abandoning them"
+            );
+            self.shared.hard_stop.cancel();
+            self.tracker.wait().await;
+        }
     }
 }
 
@@ -241,8 +259,12 @@ async fn run_target(
         skip_past(&shared, &target, &mut next, started);
 
         shared.metrics.in_flight().inc();
-        let outcome = probe::run(&target, &shared.ctx).await;
+        let outcome = tokio::select! {
+            o = probe::run(&target, &shared.ctx) => Some(o),
+            _ = shared.hard_stop.cancelled() => None,
+        };
         shared.metrics.in_flight().dec();
+        let Some(outcome) = outcome else { return };
         drop(permit);
         shared.sink.record(outcome);
 

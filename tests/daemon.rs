@@ -123,15 +123,21 @@ async fn metrics_hold_the_documented_series_with_the_right_values() {
 async fn readme_documents_every_exported_metric_and_nothing_else() {
     let env = Env::new();
     let dc = Dovecot::start(&env.pki, Options::default());
+    let pf = mailprobe_testpeers::postfix::Postfix::start(&env.pki, &dc, None);
     let closed = mailprobe_testpeers::util::free_port();
+    // Every protocol, a success and a failure, so every family has series.
     let cfg = env.config(&format!(
-        "{GLOBAL}{}{}",
+        "{GLOBAL}{}{}{}[[target]]\nname = \"rt\"\nprotocol = \"roundtrip\"\n\
+         smtp_target = \"send\"\nimap_target = \"good\"\ndelivery_timeout = \"3s\"\n\
+         interval = \"6s\"\n",
         env.imap_target("good", dc.ports.imaps, ""),
-        env.imap_target("bad", closed, "")
+        env.imap_target("bad", closed, ""),
+        env.smtp_target("send", pf.ports.submission, ""),
     ));
     let d = Daemon::start(cfg).await;
     d.wait_probes("good", "success", 1.0).await;
-    let m = d.wait_probes("bad", "failure", 1.0).await;
+    d.wait_probes("bad", "failure", 1.0).await;
+    let m = d.wait_probes("rt", "success", 1.0).await;
     d.stop().await;
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();

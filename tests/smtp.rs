@@ -9,7 +9,7 @@ use common::{Env, failure, phases, probe_first};
 use mailprobe::probe::Phase::*;
 use mailprobe_testpeers::dovecot::{self, Dovecot, Options};
 use mailprobe_testpeers::fault::{Action, FaultServer, Script};
-use mailprobe_testpeers::postfix::{self, Postfix};
+use mailprobe_testpeers::postfix::Postfix;
 
 struct Stack {
     dovecot: Dovecot,
@@ -23,7 +23,10 @@ fn stack(env: &Env) -> Stack {
 }
 
 /// A fault SMTP server: greets with 220, answers EHLO with `ehlo` lines, then `rest` decides.
-fn smtp_fault(ehlo: &'static str, rest: impl Fn(&str) -> Action + Send + Sync + 'static) -> Script {
+fn smtp_fault(
+    ehlo: &'static str,
+    rest: impl Fn(&str) -> Action + std::marker::Send + Sync + 'static,
+) -> Script {
     Script::new(
         Action::send("220 fault.example.test ESMTP\r\n"),
         move |line| {
@@ -127,19 +130,20 @@ async fn a_test_send_arrives_in_the_dovecot_inbox() {
             Dns, Connect, Greeting, Ehlo, Starttls, Tls, EhloTls, Auth, MailFrom, Rcpt, Data, Quit
         ]
     );
-    let maildir = s.dovecot.maildir(dovecot::USER);
     common::eventually(20, "the test message in the Dovecot INBOX", || async {
-        postfix::maildir_contains(&maildir, "X-Mailprobe-Token: ").then_some(())
+        s.dovecot
+            .mailbox_contains(dovecot::USER, "X-Mailprobe-Token: ")
+            .then_some(())
     })
     .await;
-    assert!(postfix::maildir_contains(
-        &maildir,
-        "Auto-Submitted: auto-generated"
-    ));
-    assert!(postfix::maildir_contains(
-        &maildir,
-        "Subject: mailprobe probe "
-    ));
+    assert!(
+        s.dovecot
+            .mailbox_contains(dovecot::USER, "Auto-Submitted: auto-generated")
+    );
+    assert!(
+        s.dovecot
+            .mailbox_contains(dovecot::USER, "Subject: mailprobe probe ")
+    );
 }
 
 #[tokio::test]
@@ -157,9 +161,10 @@ async fn an_mx_on_port_25_accepts_a_test_message_without_auth() {
     let o = probe_first(&cfg).await;
     assert!(o.success(), "{o:?}\n{}", s.postfix.log());
     assert!(!phases(&o).contains(&Auth));
-    let maildir = s.dovecot.maildir(dovecot::OTHER_USER);
     common::eventually(20, "the MX test message delivered", || async {
-        postfix::maildir_contains(&maildir, "X-Mailprobe-Token: ").then_some(())
+        s.dovecot
+            .mailbox_contains(dovecot::OTHER_USER, "X-Mailprobe-Token: ")
+            .then_some(())
     })
     .await;
 }

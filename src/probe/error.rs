@@ -53,6 +53,17 @@ pub enum ProbeError {
     /// An SMTP command got a reply other than the one that lets the dialogue go on.
     #[error("SMTP {0}")]
     Smtp(crate::probe::smtp::Reply),
+    /// A round trip's leg failed in one of its own phases.
+    #[error("{} {error}", phase.as_str())]
+    Leg {
+        /// The leg's phase that failed (e.g. `auth` of the send leg).
+        phase: crate::probe::Phase,
+        /// What went wrong there.
+        error: Box<ProbeError>,
+    },
+    /// The probe message was not seen in the mailbox before the delivery deadline.
+    #[error("message accepted but not in the mailbox after {0:?}")]
+    NotDelivered(std::time::Duration),
     /// The server said it cannot serve us now (IMAP BYE greeting).
     #[error("server unavailable: {0}")]
     Unavailable(String),

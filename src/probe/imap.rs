@@ -20,7 +20,8 @@ pub const LIMITS: Limits = Limits {
     max_total: 1024 * 1024,
 };
 
-type Conn = Bounded<Stream>;
+/// The stream an IMAP session runs over.
+pub type Conn = Bounded<Stream>;
 
 /// What the greeting told us.
 struct Greeting {
@@ -35,22 +36,34 @@ pub async fn probe(
     ctx: &ProbeContext,
     tl: &mut Timeline,
 ) -> Result<(), PhaseError> {
+    let mut session = open(spec, ctx, tl, LIMITS).await?;
+    tl.phase(Phase::Logout, session.logout()).await?;
+    Ok(())
+}
+
+/// Connects, logs in and selects the mailbox: every phase up to `select`.
+pub async fn open(
+    spec: &ImapSpec,
+    ctx: &ProbeContext,
+    tl: &mut Timeline,
+    limits: Limits,
+) -> Result<Session<Conn>, PhaseError> {
     let ep = &spec.endpoint;
     let tcp = super::open(tl, ctx, ep).await?;
     let client = match ep.tls {
         TlsMode::Implicit => {
             let tls = super::start_tls(tl, ep, tcp, &[]).await?;
-            let mut client = Client::new(Bounded::new(tls, LIMITS));
+            let mut client = Client::new(Bounded::new(tls, limits));
             greet(tl, &mut client).await?;
             client
         }
         TlsMode::None => {
-            let mut client = Client::new(Bounded::new(Stream::Plain(tcp), LIMITS));
+            let mut client = Client::new(Bounded::new(Stream::Plain(tcp), limits));
             greet(tl, &mut client).await?;
             client
         }
         TlsMode::Starttls => {
-            let mut client = Client::new(Bounded::new(Stream::Plain(tcp), LIMITS));
+            let mut client = Client::new(Bounded::new(Stream::Plain(tcp), limits));
             let greeting = greet(tl, &mut client).await?;
             if greeting.starttls == Some(false) && ep.allow_plaintext {
                 // Opportunistic: the admin accepted plaintext when STARTTLS is not offered.
@@ -67,7 +80,7 @@ pub async fn probe(
                     });
                 };
                 let tls = super::start_tls(tl, ep, tcp, &[]).await?;
-                Client::new(Bounded::new(tls, LIMITS))
+                Client::new(Bounded::new(tls, limits))
             }
         }
     };
@@ -76,8 +89,7 @@ pub async fn probe(
         session.select(&spec.mailbox).await.map(|_| ())
     })
     .await?;
-    tl.phase(Phase::Logout, session.logout()).await?;
-    Ok(())
+    Ok(session)
 }
 
 async fn greet(tl: &mut Timeline, client: &mut Client<Conn>) -> Result<Greeting, PhaseError> {

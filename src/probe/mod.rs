@@ -9,6 +9,7 @@ pub mod bounded;
 pub mod error;
 pub mod imap;
 pub mod net;
+pub mod roundtrip;
 pub mod smtp;
 pub mod tls;
 
@@ -33,17 +34,20 @@ pub enum Protocol {
     Imap,
     /// SMTP submission (or an MX).
     Smtp,
+    /// Send over SMTP, see it arrive over IMAP.
+    Roundtrip,
 }
 
 impl Protocol {
     /// Every protocol, for pre-created series and summaries.
-    pub const ALL: &'static [Protocol] = &[Protocol::Imap, Protocol::Smtp];
+    pub const ALL: &'static [Protocol] = &[Protocol::Imap, Protocol::Smtp, Protocol::Roundtrip];
 
     /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Imap => "imap",
             Protocol::Smtp => "smtp",
+            Protocol::Roundtrip => "roundtrip",
         }
     }
 }
@@ -82,6 +86,14 @@ pub enum Phase {
     Data,
     /// SMTP QUIT.
     Quit,
+    /// Round trip: opening the receiving mailbox (IMAP connect, login, select, IDLE).
+    Receive,
+    /// Round trip: submitting the probe message (the whole SMTP session).
+    Send,
+    /// Round trip: from the 250 after the message until it is seen in the mailbox.
+    Delivery,
+    /// Round trip: deleting the probe message, sweeping old ones, logging out.
+    Cleanup,
 }
 
 impl Phase {
@@ -103,6 +115,10 @@ impl Phase {
             Phase::Rcpt => "rcpt",
             Phase::Data => "data",
             Phase::Quit => "quit",
+            Phase::Receive => "receive",
+            Phase::Send => "send",
+            Phase::Delivery => "delivery",
+            Phase::Cleanup => "cleanup",
         }
     }
 }
@@ -143,6 +159,9 @@ pub fn expected_phases(spec: &ProbeSpec) -> Vec<Phase> {
             p.push(Phase::Quit);
             p
         }
+        ProbeSpec::Roundtrip(_) => {
+            vec![Phase::Receive, Phase::Send, Phase::Delivery, Phase::Cleanup]
+        }
     }
 }
 
@@ -166,6 +185,18 @@ pub struct Failure {
     pub detail: String,
 }
 
+/// What a round trip learnt about delivery.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Delivery {
+    /// From acceptance (the 250 after DATA) to seen in the mailbox, if seen before the deadline.
+    pub latency: Option<Duration>,
+    /// Earlier probe messages of this target that arrived after their deadline, with how long
+    /// they took (from acceptance to the mailbox's arrival time); they have been deleted.
+    pub late: Vec<Duration>,
+    /// Probe messages older than `cleanup_age` removed by the sweep.
+    pub swept: u32,
+}
+
 /// The result of one probe run: owned, so it can be logged, exported and printed independently.
 #[derive(Clone, Debug)]
 pub struct Outcome {
@@ -185,6 +216,8 @@ pub struct Outcome {
     pub tls: Option<TlsFacts>,
     /// The server's greeting text (first line, clipped), for humans.
     pub banner: Option<String>,
+    /// Round trips only: what happened to the mail.
+    pub delivery: Option<Delivery>,
 }
 
 impl Outcome {
@@ -218,15 +251,20 @@ pub struct Timeline {
     current: Option<(Phase, Instant)>,
     tls: Option<TlsFacts>,
     banner: Option<String>,
+    delivery: Option<Delivery>,
+    slow_basis: Option<Duration>,
 }
 
 impl Timeline {
-    fn new() -> Self {
+    /// An empty timeline (each probe, and each leg of a round trip, has its own).
+    pub fn new() -> Self {
         Timeline {
             phases: Vec::with_capacity(8),
             current: None,
             tls: None,
             banner: None,
+            delivery: None,
+            slow_basis: None,
         }
     }
 
@@ -236,7 +274,21 @@ impl Timeline {
         F: Future<Output = Result<T, E>>,
         E: Into<ProbeError>,
     {
-        let start = Instant::now();
+        self.phase_from(phase, Instant::now(), fut).await
+    }
+
+    /// Like [`Timeline::phase`], but timed from `start` (a round trip measures delivery from
+    /// the moment the message was accepted).
+    pub async fn phase_from<T, E, F>(
+        &mut self,
+        phase: Phase,
+        start: Instant,
+        fut: F,
+    ) -> Result<T, PhaseError>
+    where
+        F: Future<Output = Result<T, E>>,
+        E: Into<ProbeError>,
+    {
         self.current = Some((phase, start));
         let result = fut.await;
         self.current = None;
@@ -260,8 +312,19 @@ impl Timeline {
         self.banner = Some(clean(text, 200));
     }
 
-    /// Closes the phase that was running when the deadline passed.
-    fn interrupted(&mut self) -> Phase {
+    /// Records what a round trip learnt about delivery.
+    pub fn set_delivery(&mut self, delivery: Delivery) {
+        self.delivery = Some(delivery);
+    }
+
+    /// The duration the slow threshold is compared with, when not the whole probe (a round
+    /// trip compares its delivery latency).
+    pub fn set_slow_basis(&mut self, d: Duration) {
+        self.slow_basis = Some(d);
+    }
+
+    /// Closes the phase that was running when a deadline passed, and names it.
+    pub fn interrupted(&mut self) -> Phase {
         match self.current.take() {
             Some((phase, start)) => {
                 self.phases.push(PhaseTiming {
@@ -275,11 +338,20 @@ impl Timeline {
     }
 }
 
-/// What all probes share: the resolver.
+impl Default for Timeline {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What all probes share: the resolver, and what round trips remember between runs.
 #[derive(Clone)]
 pub struct ProbeContext {
     /// The uncached system resolver.
     pub resolver: net::Resolver,
+    /// Probe messages that missed their deadline, per round-trip target, so that their late
+    /// arrival is recognised and counted.
+    pub pending: Arc<roundtrip::Pending>,
 }
 
 impl ProbeContext {
@@ -287,6 +359,7 @@ impl ProbeContext {
     pub fn new() -> Self {
         ProbeContext {
             resolver: net::system_resolver(),
+            pending: Arc::default(),
         }
     }
 }
@@ -307,6 +380,9 @@ pub async fn run(target: &Arc<Target>, ctx: &ProbeContext) -> Outcome {
         match &target.spec {
             ProbeSpec::Imap(spec) => imap::probe(spec, ctx, &mut timeline).await,
             ProbeSpec::Smtp(spec) => smtp::probe(spec, ctx, &mut timeline).await,
+            ProbeSpec::Roundtrip(spec) => {
+                roundtrip::probe(&target.name, spec, ctx, &mut timeline).await
+            }
         }
     };
     let finished = tokio::time::timeout_at(deadline, dispatch).await;
@@ -323,8 +399,9 @@ pub async fn run(target: &Arc<Target>, ctx: &ProbeContext) -> Outcome {
         phase: e.phase,
         detail: redact(&clean(&e.error.to_string(), 300), &target.spec),
     });
+    let slow_basis = timeline.slow_basis.unwrap_or(total);
     Outcome {
-        slow: failure.is_none() && total > target.slow_threshold,
+        slow: failure.is_none() && slow_basis > target.slow_threshold,
         target: target.clone(),
         started_at,
         total,
@@ -332,6 +409,7 @@ pub async fn run(target: &Arc<Target>, ctx: &ProbeContext) -> Outcome {
         failure,
         tls: timeline.tls,
         banner: timeline.banner,
+        delivery: timeline.delivery,
     }
 }
 

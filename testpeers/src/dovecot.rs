@@ -38,6 +38,8 @@ pub struct Options {
     pub starttls: bool,
     /// Extra users beyond [`USER`] and [`OTHER_USER`].
     pub extra_users: Vec<(String, String)>,
+    /// Replaces the advertised IMAP capabilities (e.g. to leave out IDLE and UIDPLUS).
+    pub imap_capability: Option<String>,
 }
 
 impl Default for Options {
@@ -48,6 +50,7 @@ impl Default for Options {
             cert: None,
             starttls: true,
             extra_users: Vec::new(),
+            imap_capability: None,
         }
     }
 }
@@ -115,6 +118,55 @@ impl Dovecot {
         self.dir().join("mail").join(user).join("Maildir")
     }
 
+    /// Whether the Maildir of `user` holds a message containing `needle`.
+    pub fn mailbox_contains(&self, user: &str, needle: &str) -> bool {
+        maildir_files(&self.maildir(user))
+            .iter()
+            .any(|p| fs::read_to_string(p).is_ok_and(|t| t.contains(needle)))
+    }
+
+    /// How many messages the Maildir of `user` holds.
+    pub fn mailbox_len(&self, user: &str) -> usize {
+        maildir_files(&self.maildir(user)).len()
+    }
+
+    /// Drops `message` into the Maildir of `user` as if delivered `age` ago (Dovecot takes a
+    /// Maildir file's mtime as its arrival time).
+    pub fn plant(&self, user: &str, message: &str, age: Duration) {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let home = self.dir().join("mail").join(user);
+        let maildir = self.maildir(user);
+        for dir in [
+            home.clone(),
+            maildir.clone(),
+            maildir.join("new"),
+            maildir.join("cur"),
+            maildir.join("tmp"),
+        ] {
+            fs::create_dir_all(&dir).expect("create maildir");
+            chown(&dir, Some(MAIL_UID), Some(MAIL_UID)).expect("chown maildir");
+        }
+        let when = std::time::SystemTime::now() - age;
+        let secs = when
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs();
+        let name = format!(
+            "{secs}.M{}P{}.planted",
+            N.fetch_add(1, Ordering::SeqCst),
+            std::process::id()
+        );
+        let path = maildir.join("new").join(name);
+        fs::write(&path, message.replace('\n', "\r\n")).expect("plant message");
+        chown(&path, Some(MAIL_UID), Some(MAIL_UID)).expect("chown message");
+        fs::File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(when))
+            .expect("backdate message");
+    }
+
     /// Dovecot's log (and early stderr) so far, for assertion messages.
     pub fn log(&self) -> String {
         let mut log = fs::read_to_string(self.dir().join("stderr.log")).unwrap_or_default();
@@ -166,8 +218,14 @@ impl Dovecot {
         } else {
             String::new()
         };
+        let capability = opts
+            .imap_capability
+            .as_ref()
+            .map(|c| format!("imap_capability = {c}\n"))
+            .unwrap_or_default();
         let conf = format!(
             r#"# Written by mailprobe-testpeers; self-contained, includes nothing from /etc.
+{capability}
 base_dir = {d}/run
 state_dir = {d}/state
 log_path = {d}/dovecot.log
@@ -274,4 +332,19 @@ impl Drop for Dovecot {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The message files of a Maildir (new and cur).
+fn maildir_files(maildir: &Path) -> Vec<PathBuf> {
+    ["new", "cur"]
+        .iter()
+        .flat_map(|sub| {
+            fs::read_dir(maildir.join(sub))
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect()
 }

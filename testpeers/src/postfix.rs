@@ -9,7 +9,6 @@
 
 use std::fs;
 use std::os::unix::fs::chown;
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
@@ -281,15 +280,4 @@ fn postfix_ids() -> (u32, u32) {
         f[2].parse().expect("postfix uid"),
         f[3].parse().expect("postfix gid"),
     )
-}
-
-/// Whether `path` holds a message (a Maildir file) containing `needle`.
-pub fn maildir_contains(maildir: &Path, needle: &str) -> bool {
-    ["new", "cur"].iter().any(|sub| {
-        fs::read_dir(maildir.join(sub))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .any(|e| fs::read_to_string(e.path()).is_ok_and(|t| t.contains(needle)))
-    })
 }

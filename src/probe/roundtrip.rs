@@ -1,0 +1,475 @@
+//! The round-trip probe: send a message through an SMTP target and watch it arrive in an IMAP
+//! mailbox, measuring delivery from the 250 after the message to the moment it is seen.
+//!
+//! One run:
+//! 1. `receive`: open the mailbox (the IMAP target's connect, login, select) and start IDLE when
+//!    the server offers it, *before* sending, so no arrival can be missed and the login is not
+//!    counted as delivery time.
+//! 2. `send`: the SMTP target's whole session with a probe message carrying a unique token.
+//! 3. `delivery`: wait for the token (IDLE, re-checked every [`IDLE_RECHECK`]; or polling at
+//!    `poll_interval`) until `delivery_timeout` after acceptance.
+//! 4. `cleanup`: delete our message, count and delete probe messages of this target that arrived
+//!    after their deadline (late mail), sweep probe messages older than `cleanup_age`, log out.
+//!
+//! Only messages carrying the [`TOKEN_HEADER`] are ever touched, and deletion is by UID (UID
+//! EXPUNGE where UIDPLUS is offered), so other mail in the mailbox is never affected.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_imap::Session;
+use async_imap::extensions::idle::{Handle, IdleResponse};
+use async_imap::imap_proto::{MailboxDatum, Response};
+use futures::TryStreamExt;
+
+use super::bounded::Limits;
+use super::imap::{self, Conn};
+use super::smtp::{self, ProbeMessage, TOKEN_HEADER};
+use super::{Delivery, Phase, PhaseError, ProbeContext, ProbeError, Timeline};
+use crate::config::RoundtripSpec;
+
+/// Bounds for the receiving session: it lives through a whole delivery wait and a sweep, so it
+/// may read more than a login does, but never without limit.
+pub const LIMITS: Limits = Limits {
+    max_line: 64 * 1024,
+    max_total: 16 * 1024 * 1024,
+};
+/// While IDLE, look for the message at least this often even without a notification (a
+/// notification that raced with a search is otherwise only noticed at the deadline).
+pub const IDLE_RECHECK: Duration = Duration::from_secs(10);
+/// Most missed messages remembered per target.
+const MAX_PENDING: usize = 64;
+/// Most probe messages looked at by one sweep.
+const MAX_SWEEP: usize = 500;
+
+/// Probe messages that missed their deadline, per target: `(token, accepted at)`.
+#[derive(Debug, Default)]
+pub struct Pending {
+    by_target: Mutex<HashMap<String, VecDeque<(String, SystemTime)>>>,
+}
+
+impl Pending {
+    fn add(&self, target: &str, token: &str, accepted: SystemTime) {
+        let mut map = self.by_target.lock().unwrap_or_else(|e| e.into_inner());
+        let q = map.entry(target.to_string()).or_default();
+        if q.len() >= MAX_PENDING {
+            q.pop_front();
+        }
+        q.push_back((token.to_string(), accepted));
+    }
+
+    fn snapshot(&self, target: &str) -> Vec<(String, SystemTime)> {
+        let map = self.by_target.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(target)
+            .map(|q| q.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Forgets `tokens` (found) and anything accepted before `forget_before` (the sweep has it).
+    fn forget(&self, target: &str, tokens: &[String], forget_before: SystemTime) {
+        let mut map = self.by_target.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(q) = map.get_mut(target) {
+            q.retain(|(t, at)| !tokens.contains(t) && *at >= forget_before);
+        }
+    }
+
+    /// How many messages of `target` are still outstanding.
+    pub fn len(&self, target: &str) -> usize {
+        let map = self.by_target.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(target).map_or(0, VecDeque::len)
+    }
+
+    /// Whether `target` has no outstanding message.
+    pub fn is_empty(&self, target: &str) -> bool {
+        self.len(target) == 0
+    }
+}
+
+/// Runs one round trip for the target `name`.
+pub async fn probe(
+    name: &str,
+    spec: &RoundtripSpec,
+    ctx: &ProbeContext,
+    tl: &mut Timeline,
+) -> Result<(), PhaseError> {
+    let token = smtp::new_token();
+    let message = ProbeMessage::new(&spec.message, &token).map_err(|error| PhaseError {
+        phase: Phase::Send,
+        error,
+    })?;
+
+    let mut mailbox = leg(
+        tl,
+        Phase::Receive,
+        spec.imap_timeout,
+        async |t: &mut Timeline| Mailbox::open(spec, ctx, t).await,
+    )
+    .await?;
+
+    let sent = leg(
+        tl,
+        Phase::Send,
+        spec.smtp_timeout,
+        async |t: &mut Timeline| smtp::session(&spec.smtp, ctx, t, Some(&message)).await,
+    )
+    .await;
+    let accepted = match sent {
+        Ok(Some(a)) => a,
+        Ok(None) => unreachable!("a session with a message returns its acceptance"),
+        Err(e) => {
+            // Leave the mailbox tidy (bounded), but report the send failure.
+            let _ = tokio::time::timeout(spec.imap_timeout, mailbox.close()).await;
+            return Err(e);
+        }
+    };
+    let accepted_wall = SystemTime::now() - accepted.at.elapsed();
+
+    let waited = tl
+        .phase_from(
+            Phase::Delivery,
+            accepted.at,
+            mailbox.wait_for(
+                &token,
+                accepted.at + spec.delivery_timeout,
+                spec.poll_interval,
+            ),
+        )
+        .await;
+    let mut delivery = Delivery::default();
+    let (found, mut failure) = match waited {
+        Ok(Some(seen)) => {
+            let latency = seen.at.saturating_duration_since(accepted.at);
+            delivery.latency = Some(latency);
+            tl.set_slow_basis(latency);
+            (Some(seen.uid), None)
+        }
+        Ok(None) => {
+            ctx.pending.add(name, &token, accepted_wall);
+            let e = PhaseError {
+                phase: Phase::Delivery,
+                error: ProbeError::NotDelivered(spec.delivery_timeout),
+            };
+            (None, Some(e))
+        }
+        Err(e) => (None, Some(e)),
+    };
+
+    let pending = ctx.pending.snapshot(name);
+    let cleaned = tl
+        .phase(Phase::Cleanup, async {
+            match tokio::time::timeout(
+                spec.imap_timeout,
+                mailbox.cleanup(found, &pending, spec.delivery_timeout, spec.cleanup_age),
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(ProbeError::Timeout),
+            }
+        })
+        .await;
+    match cleaned {
+        Ok(c) => {
+            ctx.pending.forget(
+                name,
+                &c.late_tokens,
+                SystemTime::now() - 2 * spec.cleanup_age,
+            );
+            delivery.late = c.late;
+            delivery.swept = c.swept;
+        }
+        Err(e) => {
+            failure.get_or_insert(e);
+        }
+    }
+    tl.set_delivery(delivery);
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Runs one leg (a whole IMAP or SMTP exchange) as the single phase `outer` of the round trip,
+/// within `limit`; a failure keeps the leg's own phase for classification.
+async fn leg<T>(
+    tl: &mut Timeline,
+    outer: Phase,
+    limit: Duration,
+    run: impl AsyncFnOnce(&mut Timeline) -> Result<T, PhaseError>,
+) -> Result<T, PhaseError> {
+    let mut inner = Timeline::new();
+    tl.phase(outer, async {
+        let result = tokio::time::timeout(limit, run(&mut inner)).await;
+        match result {
+            Ok(r) => r.map_err(|e| ProbeError::Leg {
+                phase: e.phase,
+                error: Box::new(e.error),
+            }),
+            Err(_) => Err(ProbeError::Leg {
+                phase: inner.interrupted(),
+                error: Box::new(ProbeError::Timeout),
+            }),
+        }
+    })
+    .await
+}
+
+/// Where the message was seen, and when.
+struct Seen {
+    uid: u32,
+    at: Instant,
+}
+
+/// What the cleanup found and removed.
+struct Cleaned {
+    late: Vec<Duration>,
+    late_tokens: Vec<String>,
+    swept: u32,
+}
+
+/// The receiving session: plain, or inside IDLE.
+enum State {
+    Ready(Session<Conn>),
+    Idling(Handle<Conn>),
+    /// Transient, while switching; also what is left after an error mid-switch.
+    Gone,
+}
+
+struct Mailbox {
+    state: State,
+    uidplus: bool,
+}
+
+impl Mailbox {
+    /// Logs in, selects, and starts IDLE when offered.
+    async fn open(
+        spec: &RoundtripSpec,
+        ctx: &ProbeContext,
+        t: &mut Timeline,
+    ) -> Result<Mailbox, PhaseError> {
+        let mut session = imap::open(&spec.imap, ctx, t, LIMITS).await?;
+        let caps = t.phase(Phase::Select, session.capabilities()).await?;
+        let uidplus = caps.has_str("UIDPLUS");
+        let mut mailbox = Mailbox {
+            state: State::Ready(session),
+            uidplus,
+        };
+        if caps.has_str("IDLE") {
+            t.phase(Phase::Select, mailbox.start_idle()).await?;
+        }
+        Ok(mailbox)
+    }
+
+    async fn start_idle(&mut self) -> Result<(), ProbeError> {
+        let State::Ready(session) = std::mem::replace(&mut self.state, State::Gone) else {
+            return Err(ProbeError::Protocol("IDLE requested twice".into()));
+        };
+        let mut handle = session.idle();
+        handle.init().await?;
+        self.state = State::Idling(handle);
+        Ok(())
+    }
+
+    /// The plain session, leaving IDLE if needed.
+    async fn session(&mut self) -> Result<&mut Session<Conn>, ProbeError> {
+        if let State::Idling(_) = self.state
+            && let State::Idling(handle) = std::mem::replace(&mut self.state, State::Gone)
+        {
+            self.state = State::Ready(handle.done().await?);
+        }
+        match &mut self.state {
+            State::Ready(s) => Ok(s),
+            _ => Err(ProbeError::Closed),
+        }
+    }
+
+    async fn search(&mut self, token: &str) -> Result<Vec<u32>, ProbeError> {
+        let s = self.session().await?;
+        let uids = s
+            .uid_search(format!("HEADER {TOKEN_HEADER} \"{token}\""))
+            .await?;
+        let mut uids: Vec<u32> = uids.into_iter().collect();
+        uids.sort_unstable();
+        Ok(uids)
+    }
+
+    /// Waits until a message with `token` is in the mailbox, or `deadline` passes (`None`).
+    async fn wait_for(
+        &mut self,
+        token: &str,
+        deadline: Instant,
+        poll: Duration,
+    ) -> Result<Option<Seen>, ProbeError> {
+        loop {
+            let now = Instant::now();
+            if let State::Idling(handle) = &mut self.state {
+                let budget = deadline.saturating_duration_since(now).min(IDLE_RECHECK);
+                let (wait, _stop) = handle.wait_with_timeout(budget);
+                let event = wait.await?;
+                let at = Instant::now();
+                let look = match event {
+                    IdleResponse::NewData(data) => matches!(
+                        data.parsed(),
+                        Response::MailboxData(MailboxDatum::Exists(_))
+                    ),
+                    IdleResponse::Timeout | IdleResponse::ManualInterrupt => true,
+                };
+                if !look {
+                    continue;
+                }
+                if let Some(&uid) = self.search(token).await?.first() {
+                    return Ok(Some(Seen { uid, at }));
+                }
+                if Instant::now() >= deadline {
+                    return Ok(None);
+                }
+                self.start_idle().await?;
+            } else {
+                if let Some(&uid) = self.search(token).await?.first() {
+                    return Ok(Some(Seen {
+                        uid,
+                        at: Instant::now(),
+                    }));
+                }
+                let now = Instant::now();
+                if now >= deadline {
+                    return Ok(None);
+                }
+                tokio::time::sleep(poll.min(deadline - now)).await;
+            }
+        }
+    }
+
+    /// Deletes our message, late ones and old ones; logs out.
+    ///
+    /// A late message's delay is its arrival time (INTERNALDATE, whole seconds) minus its
+    /// acceptance, but never less than `delivery_timeout`: it was searched for and absent then.
+    async fn cleanup(
+        &mut self,
+        found: Option<u32>,
+        pending: &[(String, SystemTime)],
+        delivery_timeout: Duration,
+        cleanup_age: Duration,
+    ) -> Result<Cleaned, ProbeError> {
+        let mut delete: BTreeSet<u32> = found.into_iter().collect();
+        let mut cleaned = Cleaned {
+            late: Vec::new(),
+            late_tokens: Vec::new(),
+            swept: 0,
+        };
+        for (token, accepted) in pending {
+            let uids = self.search(token).await?;
+            let Some(&first) = uids.first() else { continue };
+            let arrived = self
+                .arrival_times(&[first])
+                .await?
+                .get(&first)
+                .copied()
+                .unwrap_or_else(SystemTime::now);
+            let delay = arrived.duration_since(*accepted).unwrap_or(Duration::ZERO);
+            cleaned.late.push(delay.max(delivery_timeout));
+            cleaned.late_tokens.push(token.clone());
+            delete.extend(uids);
+        }
+
+        let all = self.search("").await?;
+        let candidates: Vec<u32> = all
+            .into_iter()
+            .filter(|u| !delete.contains(u))
+            .take(MAX_SWEEP)
+            .collect();
+        if !candidates.is_empty() {
+            let now = SystemTime::now();
+            for (uid, arrived) in self.arrival_times(&candidates).await? {
+                if now.duration_since(arrived).unwrap_or(Duration::ZERO) > cleanup_age {
+                    delete.insert(uid);
+                    cleaned.swept += 1;
+                }
+            }
+        }
+
+        if !delete.is_empty() {
+            let set = uid_set(&delete);
+            let uidplus = self.uidplus;
+            let s = self.session().await?;
+            s.uid_store(&set, "+FLAGS.SILENT (\\Deleted)")
+                .await?
+                .try_collect::<Vec<_>>()
+                .await?;
+            if uidplus {
+                s.uid_expunge(&set).await?.try_collect::<Vec<_>>().await?;
+            } else {
+                s.expunge().await?.try_collect::<Vec<_>>().await?;
+            }
+        }
+        self.close().await?;
+        Ok(cleaned)
+    }
+
+    /// INTERNALDATE (when the server received it) of each of `uids`.
+    async fn arrival_times(
+        &mut self,
+        uids: &[u32],
+    ) -> Result<HashMap<u32, SystemTime>, ProbeError> {
+        let set = uid_set(uids.iter());
+        let s = self.session().await?;
+        let fetches: Vec<_> = s
+            .uid_fetch(&set, "(UID INTERNALDATE)")
+            .await?
+            .try_collect()
+            .await?;
+        Ok(fetches
+            .iter()
+            .filter_map(|f| {
+                let uid = f.uid?;
+                // A message expunged by another session meanwhile can come back dated 1970:
+                // an unknown date, never a reason to delete.
+                let secs = u64::try_from(f.internal_date()?.timestamp())
+                    .ok()
+                    .filter(|&s| s > 0)?;
+                Some((uid, UNIX_EPOCH + Duration::from_secs(secs)))
+            })
+            .collect())
+    }
+
+    /// Logs out (leaving IDLE first).
+    async fn close(&mut self) -> Result<(), ProbeError> {
+        let s = self.session().await?;
+        s.logout().await?;
+        self.state = State::Gone;
+        Ok(())
+    }
+}
+
+fn uid_set<'a>(uids: impl IntoIterator<Item = &'a u32>) -> String {
+    uids.into_iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_is_bounded_and_forgets() {
+        let p = Pending::default();
+        let now = SystemTime::now();
+        for i in 0..100 {
+            p.add("t", &format!("tok{i}"), now);
+        }
+        assert_eq!(p.len("t"), MAX_PENDING);
+        assert_eq!(p.snapshot("t")[0].0, "tok36", "oldest dropped first");
+        p.forget("t", &["tok40".to_string()], now);
+        assert_eq!(p.len("t"), MAX_PENDING - 1);
+        p.forget("t", &[], now + Duration::from_secs(1));
+        assert!(p.is_empty("t"));
+    }
+
+    #[test]
+    fn uid_sets() {
+        assert_eq!(uid_set(&[3u32, 5, 9]), "3,5,9");
+    }
+}
