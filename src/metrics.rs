@@ -47,6 +47,7 @@ struct TargetSeries {
 pub struct Metrics {
     registry: Registry,
     success: IntGaugeVec,
+    consecutive_failures: IntGaugeVec,
     slow: IntGaugeVec,
     probes: IntCounterVec,
     failures: IntCounterVec,
@@ -95,6 +96,11 @@ impl Metrics {
             registry: Registry::new(),
             success: IntGaugeVec::new(
                 opts("mailprobe_probe_success", "1 if the last probe of the target succeeded, 0 if it failed."),
+                TARGET,
+            )
+            .expect("valid metric"),
+            consecutive_failures: IntGaugeVec::new(
+                opts("mailprobe_probe_consecutive_failures", "Probes of the target that failed in a row, up to now (0 after a success)."),
                 TARGET,
             )
             .expect("valid metric"),
@@ -209,6 +215,7 @@ impl Metrics {
         let r = &m.registry;
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(m.success.clone()),
+            Box::new(m.consecutive_failures.clone()),
             Box::new(m.slow.clone()),
             Box::new(m.probes.clone()),
             Box::new(m.failures.clone()),
@@ -288,7 +295,7 @@ impl Metrics {
             [l[0], l[1], l[2], extra]
         }
         // Removal of a series that does not exist is not an error worth reporting.
-        for v in [&self.success, &self.slow] {
+        for v in [&self.success, &self.slow, &self.consecutive_failures] {
             let _ = v.remove_label_values(&l);
         }
         for v in [
@@ -351,6 +358,12 @@ impl Metrics {
         self.success
             .with_label_values(&l)
             .set(i64::from(o.success()));
+        let streak = self.consecutive_failures.with_label_values(&l);
+        if o.success() {
+            streak.set(0);
+        } else {
+            streak.inc();
+        }
         self.slow.with_label_values(&l).set(i64::from(o.slow));
         self.probes
             .with_label_values(&with(if o.success() { "success" } else { "failure" }))

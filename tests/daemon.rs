@@ -39,6 +39,11 @@ async fn metrics_hold_the_documented_series_with_the_right_values() {
     );
     assert_eq!(sample(&m, "mailprobe_probe_success", &down), Some(0.0));
     assert_eq!(sample(&m, "mailprobe_probe_slow", &good), Some(0.0));
+    assert_eq!(
+        sample(&m, "mailprobe_probe_consecutive_failures", &good),
+        Some(0.0)
+    );
+    assert!(sample(&m, "mailprobe_probe_consecutive_failures", &down).unwrap() >= 2.0);
     // Why it is down, from the series alone.
     assert_eq!(
         sample(
