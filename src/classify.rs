@@ -57,6 +57,10 @@ pub enum FailureClass {
     Timeout,
     /// Round trip: the message was accepted but not seen in the mailbox by the deadline.
     DeliveryTimeout,
+    /// HTTP: a status the target does not accept (other than 401/403 and 502/503/504).
+    HttpStatus,
+    /// HTTP: the body does not contain what the target requires.
+    ContentMismatch,
 }
 
 impl FailureClass {
@@ -82,6 +86,8 @@ impl FailureClass {
         FailureClass::MailboxError,
         FailureClass::Timeout,
         FailureClass::DeliveryTimeout,
+        FailureClass::HttpStatus,
+        FailureClass::ContentMismatch,
     ];
 
     /// The label value.
@@ -107,6 +113,8 @@ impl FailureClass {
             FailureClass::MailboxError => "mailbox_error",
             FailureClass::Timeout => "timeout",
             FailureClass::DeliveryTimeout => "delivery_timeout",
+            FailureClass::HttpStatus => "http_status",
+            FailureClass::ContentMismatch => "content_mismatch",
         }
     }
 
@@ -137,9 +145,9 @@ impl FailureClass {
             }
             FailureClass::ServerUnavailable => {
                 "the server refused service for now (IMAP BYE or [UNAVAILABLE], SMTP 421 or other \
-                 4xx, or a 554 greeting)"
+                 4xx, a 554 greeting, HTTP 502/503/504)"
             }
-            FailureClass::AuthRejected => "the credentials were rejected",
+            FailureClass::AuthRejected => "the credentials were rejected (HTTP 401/403 too)",
             FailureClass::AuthRequired => {
                 "the server requires authentication or TLS before going on (SMTP 530, 538)"
             }
@@ -155,6 +163,10 @@ impl FailureClass {
             FailureClass::DeliveryTimeout => {
                 "round trip: the message was accepted but not in the mailbox by the deadline"
             }
+            FailureClass::HttpStatus => {
+                "HTTP status not accepted (other than 401/403 and 502/503/504; includes redirect loops)"
+            }
+            FailureClass::ContentMismatch => "the HTTP body lacks the expected text",
         }
     }
 }
@@ -190,6 +202,13 @@ pub fn classify(phase: Phase, error: &ProbeError) -> FailureClass {
         // A round trip's leg is judged by the phase of the leg that failed.
         ProbeError::Leg { phase, error } => classify(*phase, error),
         ProbeError::NotDelivered(_) => C::DeliveryTimeout,
+        ProbeError::HttpStatus { status, .. } => match status {
+            502..=504 => C::ServerUnavailable,
+            401 | 403 => C::AuthRejected,
+            _ => C::HttpStatus,
+        },
+        ProbeError::Http(e) => hyper_error(e),
+        ProbeError::ContentMismatch(_) => C::ContentMismatch,
     }
 }
 
@@ -205,6 +224,24 @@ fn smtp_reply(phase: Phase, code: u16) -> FailureClass {
         (Phase::Auth, 500..=599) => C::AuthRejected,
         (Phase::MailFrom | Phase::Rcpt | Phase::Data, 500..=599) => C::MessageRejected,
         _ => C::ProtocolError,
+    }
+}
+
+/// hyper's errors: a connection that ended early is closed, a broken message a protocol error.
+fn hyper_error(e: &hyper::Error) -> FailureClass {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<io::Error>() {
+            return io_error(io);
+        }
+        source = err.source();
+    }
+    if e.is_incomplete_message() || e.is_closed() || e.is_canceled() {
+        FailureClass::ConnectionClosed
+    } else if e.is_timeout() {
+        FailureClass::Timeout
+    } else {
+        FailureClass::ProtocolError
     }
 }
 

@@ -34,6 +34,9 @@ const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(120);
 const DEFAULT_DELIVERY_SLOW: Duration = Duration::from_secs(30);
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(2);
 const DEFAULT_CLEANUP_AGE: Duration = Duration::from_secs(3600);
+const DEFAULT_MAX_BODY: u64 = 1024 * 1024;
+const MAX_MAX_BODY: u64 = 64 * 1024 * 1024;
+const DEFAULT_MAX_REDIRECTS: u32 = 5;
 
 /// A config that could not be loaded; the daemon refuses it (and keeps the old one on reload).
 #[derive(Debug, thiserror::Error)]
@@ -206,6 +209,87 @@ pub struct SmtpSpec {
     pub send: Option<SendSpec>,
 }
 
+/// The request method of an HTTPS probe.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethod {
+    /// GET (the default).
+    #[default]
+    Get,
+    /// HEAD.
+    Head,
+    /// POST, with `body` or `body_file` (Autodiscover, EWS).
+    Post,
+}
+
+impl HttpMethod {
+    /// The method as sent.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpMethod::Get => "GET",
+            HttpMethod::Head => "HEAD",
+            HttpMethod::Post => "POST",
+        }
+    }
+}
+
+/// What an HTTPS probe checks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HttpCheck {
+    /// One request (following redirects): status, optionally body.
+    #[default]
+    Page,
+    /// A JMAP server: the session resource names the mail capability, and `Mailbox/get` on the
+    /// API URL returns an Inbox.
+    Jmap,
+}
+
+/// How an HTTPS probe authenticates.
+#[derive(Clone, Debug)]
+pub enum HttpAuth {
+    /// `Authorization: Basic` with username and password.
+    Basic(Credentials),
+    /// `Authorization: Bearer` with a token read like a password.
+    Bearer(SecretString),
+}
+
+/// What must be in the response body.
+#[derive(Clone, Debug)]
+pub enum BodyMatch {
+    /// This text, anywhere in the (bounded) body.
+    Contains(String),
+    /// A match of this regular expression.
+    Regex(regex::Regex),
+}
+
+/// What an HTTPS probe does.
+#[derive(Clone, Debug)]
+pub struct HttpsSpec {
+    /// The URL requested first.
+    pub url: url::Url,
+    /// Host, port and TLS derived from the URL (TLS unless `http://` with `allow_plaintext`).
+    pub endpoint: Endpoint,
+    /// Request method.
+    pub method: HttpMethod,
+    /// Request body (POST).
+    pub body: Option<bytes::Bytes>,
+    /// Extra request headers.
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// Accepted final status codes; empty means any 2xx.
+    pub expect_status: Vec<u16>,
+    /// What the body must contain.
+    pub body_match: Option<BodyMatch>,
+    /// The most body bytes read; more is a protocol error.
+    pub max_body: usize,
+    /// Redirects followed before giving up; 0 means none.
+    pub max_redirects: u32,
+    /// Authentication, if any.
+    pub auth: Option<HttpAuth>,
+    /// Page or JMAP.
+    pub check: HttpCheck,
+}
+
 /// What a round-trip probe does: send through one SMTP target, wait in one IMAP mailbox.
 #[derive(Clone, Debug)]
 pub struct RoundtripSpec {
@@ -247,6 +331,8 @@ pub enum ProbeSpec {
     Smtp(SmtpSpec),
     /// `protocol = "roundtrip"`.
     Roundtrip(Box<RoundtripSpec>),
+    /// `protocol = "https"`.
+    Https(Box<HttpsSpec>),
 }
 
 impl ProbeSpec {
@@ -256,6 +342,7 @@ impl ProbeSpec {
             ProbeSpec::Imap(_) => Protocol::Imap,
             ProbeSpec::Smtp(_) => Protocol::Smtp,
             ProbeSpec::Roundtrip(_) => Protocol::Roundtrip,
+            ProbeSpec::Https(_) => Protocol::Https,
         }
     }
 
@@ -265,6 +352,7 @@ impl ProbeSpec {
             ProbeSpec::Imap(s) => Some(&s.endpoint),
             ProbeSpec::Smtp(s) => Some(&s.endpoint),
             ProbeSpec::Roundtrip(_) => None,
+            ProbeSpec::Https(s) => Some(&s.endpoint),
         }
     }
 
@@ -273,6 +361,11 @@ impl ProbeSpec {
         match self {
             ProbeSpec::Imap(s) => vec![&s.credentials.password],
             ProbeSpec::Smtp(s) => s.credentials.iter().map(|c| &c.password).collect(),
+            ProbeSpec::Https(s) => match &s.auth {
+                Some(HttpAuth::Basic(c)) => vec![&c.password],
+                Some(HttpAuth::Bearer(t)) => vec![t],
+                None => vec![],
+            },
             ProbeSpec::Roundtrip(r) => {
                 let mut v: Vec<_> = r.smtp.credentials.iter().map(|c| &c.password).collect();
                 v.push(&r.imap.credentials.password);
@@ -371,7 +464,7 @@ struct RawGlobal {
     log_level: Option<String>,
 }
 
-#[derive(Deserialize, Hash)]
+#[derive(Clone, Deserialize, Hash)]
 #[serde(deny_unknown_fields)]
 struct RawTarget {
     name: String,
@@ -409,6 +502,18 @@ struct RawTarget {
     poll_interval: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     cleanup_age: Option<Duration>,
+    url: Option<String>,
+    method: Option<HttpMethod>,
+    body: Option<String>,
+    body_file: Option<String>,
+    headers: Option<std::collections::BTreeMap<String, String>>,
+    expect_status: Option<Vec<u16>>,
+    body_contains: Option<String>,
+    body_regex: Option<String>,
+    max_body: Option<u64>,
+    max_redirects: Option<u32>,
+    auth: Option<String>,
+    check: Option<HttpCheck>,
 }
 
 fn ignore_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<()>, D::Error> {
@@ -458,6 +563,27 @@ fn protocol_keys(p: Protocol) -> &'static [&'static str] {
             "ehlo_name",
             "mail_from",
             "send_to",
+        ],
+        Protocol::Https => &[
+            "url",
+            "method",
+            "body",
+            "body_file",
+            "headers",
+            "expect_status",
+            "body_contains",
+            "body_regex",
+            "max_body",
+            "max_redirects",
+            "auth",
+            "username",
+            "password_file",
+            "password_env",
+            "password",
+            "allow_plaintext",
+            "ca_file",
+            "server_name",
+            "check",
         ],
         Protocol::Roundtrip => &[
             "smtp_target",
@@ -883,6 +1009,7 @@ impl<'a> Validator<'a> {
             let spec = match protocol {
                 Protocol::Imap => ProbeSpec::Imap(self.imap(path, &t, &mut hasher)?),
                 Protocol::Smtp => ProbeSpec::Smtp(self.smtp(path, &t, &mut hasher)?),
+                Protocol::Https => ProbeSpec::Https(Box::new(self.https(path, &t, &mut hasher)?)),
                 Protocol::Roundtrip => unreachable!("handled above"),
             };
             (spec, timeout, slow)
@@ -896,6 +1023,206 @@ impl<'a> Validator<'a> {
             users: t.users,
             spec,
             fingerprint: hasher.finish(),
+        })
+    }
+
+    fn https(
+        &mut self,
+        path: &KeyPath,
+        t: &RawTarget,
+        fp: &mut Fnv64,
+    ) -> Result<HttpsSpec, ConfigError> {
+        let raw_url = t.url.as_deref().ok_or_else(|| {
+            self.loc
+                .error(&path.key("url"), "missing: the URL to request")
+        })?;
+        let url = url::Url::parse(raw_url).map_err(|e| {
+            self.loc
+                .error(&path.key("url"), format!("{raw_url:?} is not a URL: {e}"))
+        })?;
+        let allow_plaintext = t.allow_plaintext.unwrap_or(false);
+        let tls = match url.scheme() {
+            "https" => {
+                if allow_plaintext {
+                    return Err(self
+                        .loc
+                        .error(&path.key("allow_plaintext"), "applies only to http:// URLs"));
+                }
+                TlsMode::Implicit
+            }
+            "http" if allow_plaintext => TlsMode::None,
+            "http" => {
+                return Err(self.loc.error(
+                    &path.key("url"),
+                    "http:// sends credentials and content in clear; use https://, or set \
+                     allow_plaintext = true if that is really wanted",
+                ));
+            }
+            other => {
+                return Err(self.loc.error(
+                    &path.key("url"),
+                    format!("scheme {other:?} is not http or https"),
+                ));
+            }
+        };
+        let host = match url.host() {
+            Some(url::Host::Domain(d)) => d.to_string(),
+            Some(url::Host::Ipv4(ip)) => ip.to_string(),
+            Some(url::Host::Ipv6(ip)) => ip.to_string(),
+            None => return Err(self.loc.error(&path.key("url"), "the URL has no host")),
+        };
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(self.loc.error(
+                &path.key("url"),
+                "credentials are never read from probes.toml: use auth with username and \
+                 password_file or password_env",
+            ));
+        }
+        let raw = RawTarget {
+            host: Some(host),
+            port: url.port_or_known_default(),
+            tls: Some(tls),
+            allow_plaintext: Some(allow_plaintext),
+            ..t.clone()
+        };
+        let endpoint = self.endpoint(path, &raw, tls, Ports::HTTPS, fp)?;
+
+        let method = t.method.unwrap_or_default();
+        let body = match (&t.body, &t.body_file) {
+            (Some(_), Some(_)) => {
+                return Err(self.loc.error(
+                    &path.key("body_file"),
+                    "give either body or body_file, not both",
+                ));
+            }
+            (Some(b), None) => Some(bytes::Bytes::from(b.clone())),
+            (None, Some(f)) => {
+                let file = self.resolve_path(f);
+                let data = std::fs::read(&file).map_err(|e| {
+                    self.loc.error(
+                        &path.key("body_file"),
+                        format!("cannot read {}: {e}", file.display()),
+                    )
+                })?;
+                data.hash(fp);
+                Some(bytes::Bytes::from(data))
+            }
+            (None, None) => None,
+        };
+        if body.is_some() && method != HttpMethod::Post {
+            return Err(self.loc.error(
+                &path.key(if t.body.is_some() {
+                    "body"
+                } else {
+                    "body_file"
+                }),
+                "a request body needs method = \"POST\"",
+            ));
+        }
+        let mut headers = Vec::new();
+        for (name, value) in t.headers.iter().flatten() {
+            let key = path.key("headers");
+            let n = http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                self.loc
+                    .error(&key, format!("{name:?} is not a header name"))
+            })?;
+            if n == http::header::AUTHORIZATION || n == http::header::HOST {
+                return Err(self.loc.error(
+                    &key,
+                    format!(
+                        "{name} is set by mailprobe (use auth for credentials, url for the host)"
+                    ),
+                ));
+            }
+            let v = http::HeaderValue::from_str(value).map_err(|_| {
+                self.loc.error(
+                    &key,
+                    format!("the value of {name} is not a valid header value"),
+                )
+            })?;
+            headers.push((n, v));
+        }
+        let expect_status = t.expect_status.clone().unwrap_or_default();
+        if let Some(bad) = expect_status.iter().find(|s| !(100..=599).contains(*s)) {
+            return Err(self.loc.error(
+                &path.key("expect_status"),
+                format!("{bad} is not an HTTP status code"),
+            ));
+        }
+        let body_match = match (&t.body_contains, &t.body_regex) {
+            (Some(_), Some(_)) => {
+                return Err(self.loc.error(
+                    &path.key("body_regex"),
+                    "give either body_contains or body_regex, not both",
+                ));
+            }
+            (Some(s), None) => Some(BodyMatch::Contains(s.clone())),
+            (None, Some(r)) => Some(BodyMatch::Regex(regex::Regex::new(r).map_err(|e| {
+                self.loc.error(
+                    &path.key("body_regex"),
+                    format!("not a regular expression: {e}"),
+                )
+            })?)),
+            (None, None) => None,
+        };
+        let max_body = t.max_body.unwrap_or(DEFAULT_MAX_BODY);
+        if !(1..=MAX_MAX_BODY).contains(&max_body) {
+            return Err(self.loc.error(
+                &path.key("max_body"),
+                "must be between 1 and 67108864 (64 MiB)",
+            ));
+        }
+        let check = t.check.unwrap_or_default();
+        if check == HttpCheck::Jmap && (t.body_contains.is_some() || t.body_regex.is_some()) {
+            return Err(self.loc.error(
+                &path.key(if t.body_contains.is_some() {
+                    "body_contains"
+                } else {
+                    "body_regex"
+                }),
+                "check = \"jmap\" checks the JSON itself",
+            ));
+        }
+        let auth = match t.auth.as_deref() {
+            None => {
+                for key in ["username", "password_file", "password_env"] {
+                    if self.loc.keys_of(path).iter().any(|(k, _)| k == key) {
+                        return Err(self.loc.error(
+                            &path.key(key),
+                            "has no effect without auth = \"basic\" or \"bearer\"",
+                        ));
+                    }
+                }
+                None
+            }
+            Some("basic") => Some(HttpAuth::Basic(self.credentials(path, t, fp)?)),
+            Some("bearer") => {
+                if t.username.is_some() {
+                    return Err(self
+                        .loc
+                        .error(&path.key("username"), "a bearer token has no username"));
+                }
+                Some(HttpAuth::Bearer(self.secret(path, t, fp)?))
+            }
+            Some(other) => {
+                return Err(self.loc.error(
+                    &path.key("auth"),
+                    format!("{other:?} is not \"basic\" or \"bearer\""),
+                ));
+            }
+        };
+        Ok(HttpsSpec {
+            url,
+            endpoint,
+            method,
+            body,
+            headers,
+            expect_status,
+            body_match,
+            max_body: max_body as usize,
+            max_redirects: t.max_redirects.unwrap_or(DEFAULT_MAX_REDIRECTS),
+            auth,
+            check,
         })
     }
 
@@ -1218,6 +1545,19 @@ impl<'a> Validator<'a> {
                 .loc
                 .error(&path.key("username"), "must be a non-empty single line"));
         }
+        Ok(Credentials {
+            username,
+            password: self.secret(path, t, fp)?,
+        })
+    }
+
+    /// The secret from `password_file` or `password_env` (exactly one is required).
+    fn secret(
+        &self,
+        path: &KeyPath,
+        t: &RawTarget,
+        fp: &mut Fnv64,
+    ) -> Result<SecretString, ConfigError> {
         let password = match (&t.password_file, &t.password_env) {
             (Some(_), Some(_)) => {
                 return Err(self.loc.error(
@@ -1265,10 +1605,7 @@ impl<'a> Validator<'a> {
             ));
         }
         password.hash(fp);
-        Ok(Credentials {
-            username,
-            password: SecretString::from(password),
-        })
+        Ok(SecretString::from(password))
     }
 
     fn resolve_path(&self, p: &str) -> PathBuf {
@@ -1319,6 +1656,11 @@ impl Ports {
         implicit: 465,
         starttls: 587,
         plain: 25,
+    };
+    const HTTPS: Ports = Ports {
+        implicit: 443,
+        starttls: 443,
+        plain: 80,
     };
 }
 

@@ -60,6 +60,7 @@ pub struct Metrics {
     cert_expiry: GaugeVec,
     tls_info: IntGaugeVec,
     skipped: IntCounterVec,
+    http_status: IntGaugeVec,
     delivery: HistogramVec,
     last_delivery: GaugeVec,
     late: IntCounterVec,
@@ -165,6 +166,11 @@ impl Metrics {
                 TARGET,
             )
             .expect("valid metric"),
+            http_status: IntGaugeVec::new(
+                opts("mailprobe_http_status_code", "HTTPS: status code of the last response (after redirects); absent until one arrived."),
+                TARGET,
+            )
+            .expect("valid metric"),
             delivery: HistogramVec::new(
                 HistogramOpts::new("mailprobe_roundtrip_delivery_seconds", "Round trip: from acceptance (250 after DATA) to the message seen in the mailbox; late messages are observed when they turn up.")
                     .buckets(DELIVERY_BUCKETS.to_vec()),
@@ -228,6 +234,7 @@ impl Metrics {
             Box::new(m.cert_expiry.clone()),
             Box::new(m.tls_info.clone()),
             Box::new(m.skipped.clone()),
+            Box::new(m.http_status.clone()),
             Box::new(m.delivery.clone()),
             Box::new(m.last_delivery.clone()),
             Box::new(m.late.clone()),
@@ -308,6 +315,7 @@ impl Metrics {
         }
         let _ = self.duration.remove_label_values(&l);
         let _ = self.skipped.remove_label_values(&l);
+        let _ = self.http_status.remove_label_values(&l);
         let _ = self.delivery.remove_label_values(&l);
         let _ = self.last_delivery.remove_label_values(&l);
         let _ = self.late.remove_label_values(&l);
@@ -380,11 +388,21 @@ impl Metrics {
                 .with_label_values(&with(p.as_str()))
                 .set(0.0);
         }
+        // A phase that ran more than once (an HTTP redirect to another host) counts in total.
+        let mut totals: std::collections::BTreeMap<Phase, f64> = Default::default();
         for timing in &o.phases {
-            s.phases.insert(timing.phase);
+            *totals.entry(timing.phase).or_default() += timing.duration.as_secs_f64();
+        }
+        for (phase, secs) in totals {
+            s.phases.insert(phase);
             self.phase_seconds
-                .with_label_values(&with(timing.phase.as_str()))
-                .set(timing.duration.as_secs_f64());
+                .with_label_values(&with(phase.as_str()))
+                .set(secs);
+        }
+        if let Some(http) = &o.http {
+            self.http_status
+                .with_label_values(&l)
+                .set(i64::from(http.status));
         }
 
         let now_failing = o

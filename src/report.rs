@@ -114,6 +114,13 @@ fn detail_line(o: &Outcome) -> String {
     if let Some(b) = &o.banner {
         parts.push(format!("greeting {b:?}"));
     }
+    if let Some(h) = &o.http {
+        let mut s = format!("{} {} from {}", h.version, h.status, h.url);
+        if h.redirects > 0 {
+            let _ = write!(s, " after {} redirect(s)", h.redirects);
+        }
+        parts.push(s);
+    }
     if let Some(d) = &o.delivery {
         if let Some(l) = d.latency {
             parts.push(format!("delivered in {:.3} s", l.as_secs_f64()));
@@ -168,6 +175,7 @@ pub fn json(o: &Outcome) -> Value {
         "phases": o.phases.iter().map(|p| json!({"phase": p.phase, "ms": ms(p.duration)})).collect::<Vec<_>>(),
         "tls": o.tls,
         "banner": o.banner,
+        "http": o.http,
         "delivery": o.delivery.as_ref().map(|d| json!({
             "latency_ms": d.latency.map(ms),
             "late_ms": d.late.iter().copied().map(ms).collect::<Vec<_>>(),

@@ -215,22 +215,31 @@ async fn run_serves_metrics_and_stops_on_sigterm() {
     );
 }
 
-#[test]
-fn the_shipped_probes_toml_works_against_the_demo_peers() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_probes_toml_works_against_the_demo_peers() {
     mailprobe::install_crypto_provider();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = mailprobe_testpeers::util::short_tempdir("mpdemo-");
     // The shipped file, unchanged, next to a demo/ directory like the one scripts/demo makes.
     std::fs::copy(root.join("probes.toml"), dir.path().join("probes.toml")).unwrap();
-    let _peers = mailprobe_testpeers::demo::start(&dir.path().join("demo"));
+    let mut peers = mailprobe_testpeers::demo::start(&dir.path().join("demo"));
+    peers.start_https().await;
     let cfg = dir.path().join("probes.toml");
-    let out = mailprobe(&["check", "-c", cfg.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let out = mailprobe(&["probe", "-c", cfg.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    let path = cfg.to_str().unwrap().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        let check = mailprobe(&["check", "-c", &path]);
+        (check, mailprobe(&["probe", "-c", &path]))
+    })
+    .await
+    .unwrap();
+    assert!(out.0.status.success(), "{}", text(&out.0.stderr));
+    let (stdout, stderr) = (text(&out.1.stdout), text(&out.1.stderr));
+    assert!(out.1.status.success(), "{stdout}\n{stderr}");
+    // Every protocol is in the shipped example.
+    for protocol in ["imap", "smtp", "roundtrip", "https"] {
+        assert!(
+            stdout.contains(&format!(" {protocol} ")),
+            "{protocol} missing:\n{stdout}"
+        );
+    }
 }

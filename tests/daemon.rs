@@ -129,19 +129,27 @@ async fn readme_documents_every_exported_metric_and_nothing_else() {
     let env = Env::new();
     let dc = Dovecot::start(&env.pki, Options::default());
     let pf = mailprobe_testpeers::postfix::Postfix::start(&env.pki, &dc, None);
+    let web = mailprobe_testpeers::https::HttpsServer::start(
+        mailprobe_testpeers::https::Options::new(env.pki.valid.clone()),
+    )
+    .await;
     let closed = mailprobe_testpeers::util::free_port();
     // Every protocol, a success and a failure, so every family has series.
     let cfg = env.config(&format!(
         "{GLOBAL}{}{}{}[[target]]\nname = \"rt\"\nprotocol = \"roundtrip\"\n\
          smtp_target = \"send\"\nimap_target = \"good\"\ndelivery_timeout = \"3s\"\n\
-         interval = \"6s\"\n",
+         interval = \"6s\"\n[[target]]\nname = \"web\"\nprotocol = \"https\"\nurl = \"{}\"\n\
+         ca_file = \"{}\"\n",
         env.imap_target("good", dc.ports.imaps, ""),
         env.imap_target("bad", closed, ""),
         env.smtp_target("send", pf.ports.submission, ""),
+        web.url("/owa/"),
+        env.pki.ca.display(),
     ));
     let d = Daemon::start(cfg).await;
     d.wait_probes("good", "success", 1.0).await;
     d.wait_probes("bad", "failure", 1.0).await;
+    d.wait_probes("web", "success", 1.0).await;
     let m = d.wait_probes("rt", "success", 1.0).await;
     d.stop().await;
     let readme =

@@ -64,6 +64,22 @@ pub enum ProbeError {
     /// The probe message was not seen in the mailbox before the delivery deadline.
     #[error("message accepted but not in the mailbox after {0:?}")]
     NotDelivered(std::time::Duration),
+    /// An HTTP response had a status the target does not accept.
+    #[error("HTTP {status} from {url}{}", if detail.is_empty() { String::new() } else { format!(": {detail}") })]
+    HttpStatus {
+        /// The status code.
+        status: u16,
+        /// The URL that answered.
+        url: String,
+        /// More words (e.g. "more than 5 redirects").
+        detail: String,
+    },
+    /// The HTTP exchange itself failed (a broken response, a reset).
+    #[error("HTTP: {0}")]
+    Http(#[source] hyper::Error),
+    /// The response body does not contain what the target requires.
+    #[error("body does not match: {0}")]
+    ContentMismatch(String),
     /// The server said it cannot serve us now (IMAP BYE greeting).
     #[error("server unavailable: {0}")]
     Unavailable(String),

@@ -7,6 +7,7 @@
 
 pub mod bounded;
 pub mod error;
+pub mod https;
 pub mod imap;
 pub mod net;
 pub mod roundtrip;
@@ -36,11 +37,18 @@ pub enum Protocol {
     Smtp,
     /// Send over SMTP, see it arrive over IMAP.
     Roundtrip,
+    /// Webmail and mail APIs over HTTPS (pages, Autodiscover/EWS, JMAP).
+    Https,
 }
 
 impl Protocol {
     /// Every protocol, for pre-created series and summaries.
-    pub const ALL: &'static [Protocol] = &[Protocol::Imap, Protocol::Smtp, Protocol::Roundtrip];
+    pub const ALL: &'static [Protocol] = &[
+        Protocol::Imap,
+        Protocol::Smtp,
+        Protocol::Roundtrip,
+        Protocol::Https,
+    ];
 
     /// The label value.
     pub fn as_str(self) -> &'static str {
@@ -48,6 +56,7 @@ impl Protocol {
             Protocol::Imap => "imap",
             Protocol::Smtp => "smtp",
             Protocol::Roundtrip => "roundtrip",
+            Protocol::Https => "https",
         }
     }
 }
@@ -94,6 +103,14 @@ pub enum Phase {
     Delivery,
     /// Round trip: deleting the probe message, sweeping old ones, logging out.
     Cleanup,
+    /// HTTP: sending the request until the response headers arrive (time to first byte).
+    Request,
+    /// HTTP: reading the response body.
+    Body,
+    /// JMAP: fetching and checking the session resource.
+    Session,
+    /// JMAP: the `Mailbox/get` call on the API URL.
+    Api,
 }
 
 impl Phase {
@@ -119,6 +136,10 @@ impl Phase {
             Phase::Send => "send",
             Phase::Delivery => "delivery",
             Phase::Cleanup => "cleanup",
+            Phase::Request => "request",
+            Phase::Body => "body",
+            Phase::Session => "session",
+            Phase::Api => "api",
         }
     }
 }
@@ -162,6 +183,17 @@ pub fn expected_phases(spec: &ProbeSpec) -> Vec<Phase> {
         ProbeSpec::Roundtrip(_) => {
             vec![Phase::Receive, Phase::Send, Phase::Delivery, Phase::Cleanup]
         }
+        ProbeSpec::Https(s) => {
+            let mut p = vec![Phase::Dns, Phase::Connect];
+            if s.endpoint.tls != TlsMode::None {
+                p.push(Phase::Tls);
+            }
+            match s.check {
+                crate::config::HttpCheck::Page => p.extend([Phase::Request, Phase::Body]),
+                crate::config::HttpCheck::Jmap => p.extend([Phase::Session, Phase::Api]),
+            }
+            p
+        }
     }
 }
 
@@ -197,6 +229,19 @@ pub struct Delivery {
     pub swept: u32,
 }
 
+/// What an HTTPS probe's last response was.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct HttpFacts {
+    /// Status code of the last response.
+    pub status: u16,
+    /// HTTP version of the last response ("HTTP/1.1", "HTTP/2").
+    pub version: String,
+    /// The URL that answered last (after redirects).
+    pub url: String,
+    /// Redirects followed.
+    pub redirects: u32,
+}
+
 /// The result of one probe run: owned, so it can be logged, exported and printed independently.
 #[derive(Clone, Debug)]
 pub struct Outcome {
@@ -218,6 +263,8 @@ pub struct Outcome {
     pub banner: Option<String>,
     /// Round trips only: what happened to the mail.
     pub delivery: Option<Delivery>,
+    /// HTTPS only: the last response.
+    pub http: Option<HttpFacts>,
 }
 
 impl Outcome {
@@ -252,6 +299,7 @@ pub struct Timeline {
     tls: Option<TlsFacts>,
     banner: Option<String>,
     delivery: Option<Delivery>,
+    http: Option<HttpFacts>,
     slow_basis: Option<Duration>,
 }
 
@@ -264,6 +312,7 @@ impl Timeline {
             tls: None,
             banner: None,
             delivery: None,
+            http: None,
             slow_basis: None,
         }
     }
@@ -310,6 +359,11 @@ impl Timeline {
     /// Records the server greeting (first 200 characters, control characters removed).
     pub fn set_banner(&mut self, text: &str) {
         self.banner = Some(clean(text, 200));
+    }
+
+    /// Records the last HTTP response.
+    pub fn set_http(&mut self, http: HttpFacts) {
+        self.http = Some(http);
     }
 
     /// Records what a round trip learnt about delivery.
@@ -380,6 +434,7 @@ pub async fn run(target: &Arc<Target>, ctx: &ProbeContext) -> Outcome {
         match &target.spec {
             ProbeSpec::Imap(spec) => imap::probe(spec, ctx, &mut timeline).await,
             ProbeSpec::Smtp(spec) => smtp::probe(spec, ctx, &mut timeline).await,
+            ProbeSpec::Https(spec) => https::probe(spec, ctx, &mut timeline).await,
             ProbeSpec::Roundtrip(spec) => {
                 roundtrip::probe(&target.name, spec, ctx, &mut timeline).await
             }
@@ -410,6 +465,7 @@ pub async fn run(target: &Arc<Target>, ctx: &ProbeContext) -> Outcome {
         tls: timeline.tls,
         banner: timeline.banner,
         delivery: timeline.delivery,
+        http: timeline.http,
     }
 }
 

@@ -120,6 +120,11 @@ impl TlsClient {
         })
     }
 
+    /// The same trust for another name (a redirect to another host).
+    pub fn for_name(&self, server_name: &str) -> Result<TlsClient, String> {
+        TlsClient::new(self.verifier.clone(), server_name)
+    }
+
     /// Runs a full handshake over `stream`, offering `alpn`.
     ///
     /// Returns the facts gathered even when the handshake fails (the certificate of a server whose

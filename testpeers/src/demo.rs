@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use crate::dovecot::{self, Dovecot, Ports};
+use crate::https::{self, HttpsServer};
 use crate::pki::TestPki;
 use crate::postfix::{self, Postfix};
 
@@ -21,6 +22,8 @@ pub const SMTP_PORT: u16 = 10025;
 pub const SUBMISSION_PORT: u16 = 10587;
 /// Submissions (implicit TLS + AUTH) port of the demo Postfix.
 pub const SUBMISSIONS_PORT: u16 = 10465;
+/// Port of the demo HTTPS server (webmail page, Autodiscover, JMAP).
+pub const HTTPS_PORT: u16 = 10443;
 
 /// The running demo peers; stopped when dropped (Postfix first: it talks to Dovecot).
 pub struct Demo {
@@ -28,6 +31,9 @@ pub struct Demo {
     pub postfix: Postfix,
     /// The Dovecot.
     pub dovecot: Dovecot,
+    /// The webmail/JMAP server, once started in a runtime ([`Demo::start_https`]).
+    pub https: Option<HttpsServer>,
+    pki: TestPki,
 }
 
 impl Demo {
@@ -36,13 +42,22 @@ impl Demo {
         format!(
             "demo peers ready: Dovecot IMAP 127.0.0.1:{IMAP_PORT} (STARTTLS), IMAPS 127.0.0.1:{IMAPS_PORT}; \
              Postfix SMTP 127.0.0.1:{SMTP_PORT}, submission {SUBMISSION_PORT} (STARTTLS), submissions \
-             {SUBMISSIONS_PORT}; user {}",
+             {SUBMISSIONS_PORT}; HTTPS 127.0.0.1:{HTTPS_PORT} (webmail /owa/, JMAP); user {}",
             dovecot::USER
         )
     }
 }
 
-/// Writes `dir/ca.pem` and `dir/probe.pass` and starts the peers on their fixed ports.
+impl Demo {
+    /// Starts the HTTPS server on its fixed port; call from within a tokio runtime.
+    pub async fn start_https(&mut self) {
+        let opts = https::Options::new(self.pki.valid.clone());
+        self.https = Some(HttpsServer::start_on(opts, HTTPS_PORT).await);
+    }
+}
+
+/// Writes `dir/ca.pem`, `dir/probe.pass` and `dir/jmap.token` and starts Dovecot and Postfix on
+/// their fixed ports (the HTTPS server needs a runtime: [`Demo::start_https`]).
 pub fn start(dir: &Path) -> Demo {
     std::fs::create_dir_all(dir).expect("demo dir");
     // Dovecot reads certificate paths from its config: they must be absolute.
@@ -72,5 +87,15 @@ pub fn start(dir: &Path) -> Demo {
             submissions: SUBMISSIONS_PORT,
         }),
     );
-    Demo { postfix, dovecot }
+    std::fs::write(
+        dir.join("jmap.token"),
+        format!("{}\n", https::Options::new(pki.valid.clone()).token),
+    )
+    .expect("write jmap token");
+    Demo {
+        postfix,
+        dovecot,
+        https: None,
+        pki,
+    }
 }

@@ -5,12 +5,14 @@
 //! - [`postfix`]: a private Postfix (MX, submission, submissions) delivering to that Dovecot.
 //! - [`fault`]: small scripted servers that misbehave on purpose (silence, garbage, endless
 //!   lines, refusals), optionally behind TLS.
+//! - [`https`]: an HTTPS server playing webmail, Autodiscover, JMAP and HTTP faults.
 //! - [`util`]: free ports, temporary directories, checks that the needed programs exist.
 #![forbid(unsafe_code)]
 
 pub mod demo;
 pub mod dovecot;
 pub mod fault;
+pub mod https;
 pub mod pki;
 pub mod postfix;
 pub mod util;

@@ -17,14 +17,15 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let peers = demo::start(&dir);
-    println!("{}", peers.describe());
-    std::fs::write(dir.join("ready"), peers.describe()).expect("write ready file");
+    let mut peers = demo::start(&dir);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     rt.block_on(async {
+        peers.start_https().await;
+        println!("{}", peers.describe());
+        std::fs::write(dir.join("ready"), peers.describe()).expect("write ready file");
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
         let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
