@@ -121,7 +121,7 @@ impl AuthMechanism {
 }
 
 /// Daemon-wide settings from `[global]`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Global {
     /// Address of the HTTP server (`/metrics`, health, reload).
     pub listen: SocketAddr,
@@ -137,6 +137,8 @@ pub struct Global {
     pub log_format: LogFormat,
     /// Default log filter (`RUST_LOG` wins when set).
     pub log_level: String,
+    /// TLS and basic auth for the HTTP endpoints (exporter-toolkit web config), if configured.
+    pub web: Option<Arc<crate::webconfig::WebConfig>>,
 }
 
 /// A username and the password read from a file or the environment.
@@ -462,6 +464,7 @@ struct RawGlobal {
     concurrency: Option<usize>,
     log_format: Option<LogFormat>,
     log_level: Option<String>,
+    web_config_file: Option<String>,
 }
 
 #[derive(Clone, Deserialize, Hash)]
@@ -896,6 +899,19 @@ impl<'a> Validator<'a> {
                 .loc
                 .error(&path.key("log_level"), format!("not a log filter: {e}")));
         }
+        let web = match &g.web_config_file {
+            None => None,
+            Some(f) => {
+                let file = self.resolve_path(f);
+                if !file.exists() {
+                    return Err(self.loc.error(
+                        &path.key("web_config_file"),
+                        format!("{} does not exist", file.display()),
+                    ));
+                }
+                Some(Arc::new(crate::webconfig::WebConfig::load(&file)?))
+            }
+        };
         Ok(Global {
             listen,
             interval,
@@ -904,6 +920,7 @@ impl<'a> Validator<'a> {
             concurrency,
             log_format: g.log_format.unwrap_or_default(),
             log_level,
+            web,
         })
     }
 
@@ -1664,11 +1681,12 @@ impl Ports {
     };
 }
 
-/// The EHLO name when none is configured: this machine's host name if it is a usable one.
+/// The EHLO name when none is configured: this machine's host name if it is a usable one
+/// (gethostname works under the systemd unit's `ProcSubset=pid`, /proc/sys does not).
 fn default_ehlo_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
+    hostname::get()
         .ok()
-        .map(|h| h.trim().to_string())
+        .and_then(|h| h.into_string().ok())
         .filter(|h| check_host(h).is_ok())
         .unwrap_or_else(|| "localhost".to_string())
 }
@@ -1786,7 +1804,8 @@ mod tests {
         assert_eq!(
             e,
             "probes.toml:3:1: global.bogus: unknown field `bogus`, expected one of `listen`, \
-             `interval`, `timeout`, `slow_threshold`, `concurrency`, `log_format`, `log_level`"
+             `interval`, `timeout`, `slow_threshold`, `concurrency`, `log_format`, `log_level`, \
+             `web_config_file`"
         );
     }
 

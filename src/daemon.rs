@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
+use arc_swap::ArcSwapOption;
+use sd_notify::NotifyState;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -79,12 +81,14 @@ pub async fn run(
     let (reload_tx, mut reload_rx) = mpsc::channel(4);
     let addr = listener.local_addr().ok();
     let http_shutdown = CancellationToken::new();
+    let web = Arc::new(arc_swap::ArcSwapOption::new(config.global.web.clone()));
     let server = tokio::spawn(server::serve(
         listener,
         AppState {
             metrics: metrics.clone(),
             ready: ready.clone(),
             reload: reload_tx,
+            web: web.clone(),
         },
         http_shutdown.clone(),
     ));
@@ -92,24 +96,51 @@ pub async fn run(
         config = %config.path.display(),
         targets = scheduler.len(),
         listen = ?addr,
+        tls = config.global.web.as_ref().is_some_and(|w| w.tls.is_some()),
         "mailprobe started"
     );
+    // Config loaded, listener bound, scheduler running: ready.
+    notify(&[
+        NotifyState::Ready,
+        NotifyState::Status(&status(&scheduler, &metrics)),
+    ]);
 
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("cannot install the SIGHUP handler")?;
+    let watchdog = sd_notify::watchdog_enabled();
+    let mut watchdog_tick =
+        tokio::time::interval(watchdog.map_or(std::time::Duration::from_secs(3600), |d| d / 2));
     let mut current = config;
+    let mut reloading = Reloading {
+        scheduler: &mut scheduler,
+        metrics: &metrics,
+        web: &web,
+    };
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = hangup.recv() => {
-                let _ = reload(&mut current, &mut scheduler, &metrics);
+                let _ = reloading.reload(&mut current);
             }
             Some(reply) = reload_rx.recv() => {
-                let _ = reply.send(reload(&mut current, &mut scheduler, &metrics));
+                let _ = reply.send(reloading.reload(&mut current));
+            }
+            _ = watchdog_tick.tick(), if watchdog.is_some() => {
+                // Fed from the loop that also drives reloads, and only while every target task
+                // is alive: a wedged runtime or a dead scheduler gets restarted by systemd.
+                if reloading.scheduler.alive() {
+                    notify(&[
+                        NotifyState::Watchdog,
+                        NotifyState::Status(&status(reloading.scheduler, &metrics)),
+                    ]);
+                } else {
+                    tracing::error!("a target task has died; no longer feeding the systemd watchdog");
+                }
             }
         }
     }
 
+    notify(&[NotifyState::Stopping]);
     tracing::info!(
         "stopping: no new probes; waiting for probes in flight (bounded by their deadlines)"
     );
@@ -124,11 +155,53 @@ pub async fn run(
     Ok(())
 }
 
+/// Sends `state` to systemd when run under it (`NOTIFY_SOCKET`); a no-op otherwise.
+fn notify(state: &[NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(state) {
+        tracing::warn!(error = %e, "cannot notify systemd");
+    }
+}
+
+/// The one-line status systemd shows in `systemctl status`.
+fn status(scheduler: &Scheduler, metrics: &Metrics) -> String {
+    format!(
+        "probing {} targets, {} failing",
+        scheduler.len(),
+        metrics.failing()
+    )
+}
+
+/// What a reload changes.
+struct Reloading<'a> {
+    scheduler: &'a mut Scheduler,
+    metrics: &'a Metrics,
+    web: &'a ArcSwapOption<crate::webconfig::WebConfig>,
+}
+
+impl Reloading<'_> {
+    /// Re-reads the config with systemd told RELOADING, then READY again (the old config keeps
+    /// running when the new one is refused).
+    fn reload(&mut self, current: &mut Config) -> Result<String, String> {
+        let mut states = vec![NotifyState::Reloading];
+        if let Ok(now) = NotifyState::monotonic_usec_now() {
+            states.push(now);
+        }
+        notify(&states);
+        let result = reload(current, self.scheduler, self.metrics, self.web);
+        notify(&[
+            NotifyState::Ready,
+            NotifyState::Status(&status(self.scheduler, self.metrics)),
+        ]);
+        result
+    }
+}
+
 /// Re-reads the config; applies it if valid, keeps the old one otherwise.
 fn reload(
     current: &mut Config,
     scheduler: &mut Scheduler,
     metrics: &Metrics,
+    web: &ArcSwapOption<crate::webconfig::WebConfig>,
 ) -> Result<String, String> {
     match config::load(&current.path) {
         Ok(new) => {
@@ -141,6 +214,7 @@ fn reload(
                 tracing::warn!("log settings change at the next restart");
             }
             scheduler.set_concurrency(new.global.concurrency);
+            web.store(new.global.web.clone());
             let diff = scheduler.apply(&new.targets);
             let summary = format!(
                 "config reloaded: {} added, {} removed, {} changed, {} unchanged",

@@ -11,6 +11,7 @@
 //! - [`scheduler`]: when each target runs; no overlap, global concurrency, reload diffs.
 //! - [`metrics`]: the one place where outcomes become long-lived Prometheus series.
 //! - [`server`]: the HTTP endpoints (`/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`).
+//! - [`webconfig`]: TLS and basic auth for them (exporter-toolkit web config).
 //! - [`daemon`]: wires the above together; [`daemon::run`] takes the bound listener and the
 //!   shutdown signal so that tests bind port 0 and never sleep for readiness.
 //! - [`report`]: human and JSON renderings of outcomes for `mailprobe probe`.
@@ -26,6 +27,7 @@ pub mod probe;
 pub mod report;
 pub mod scheduler;
 pub mod server;
+pub mod webconfig;
 
 /// Installs the process-wide rustls crypto provider (ring); call once before any TLS is used.
 ///

@@ -467,6 +467,12 @@ impl Metrics {
         }
     }
 
+    /// How many targets failed their last probe.
+    pub fn failing(&self) -> usize {
+        let state = self.state.lock().expect("metrics state lock");
+        state.values().filter(|s| s.failing.is_some()).count()
+    }
+
     /// Counts `n` probes of `t` skipped because the previous one overran.
     pub fn skipped(&self, t: &Target, n: u64) {
         self.skipped

@@ -44,6 +44,7 @@ struct TaskHandle {
     target: Arc<Target>,
     updates: watch::Sender<Arc<Target>>,
     cancel: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
 }
 
 /// What a reload changed, for the log.
@@ -149,6 +150,12 @@ impl Scheduler {
         self.concurrency = n;
     }
 
+    /// Whether every target's task is still running (a task ends only when told to, so one
+    /// that ended on its own has panicked). The systemd watchdog is fed only while this holds.
+    pub fn alive(&self) -> bool {
+        self.tasks.values().all(|t| !t.task.is_finished())
+    }
+
     /// Number of targets being probed.
     pub fn len(&self) -> usize {
         self.tasks.len()
@@ -165,7 +172,8 @@ impl Scheduler {
         let cancel = CancellationToken::new();
         let shared = self.shared.clone();
         let name = target.name.clone();
-        self.tracker
+        let task = self
+            .tracker
             .spawn(run_target(target.clone(), rx, cancel.clone(), shared));
         self.tasks.insert(
             name,
@@ -173,6 +181,7 @@ impl Scheduler {
                 target,
                 updates,
                 cancel,
+                task,
             },
         );
     }

@@ -1,19 +1,34 @@
 //! The daemon's HTTP endpoints: `/metrics`, `/-/healthy`, `/-/ready`, `POST /-/reload`, and a
 //! small index page. The bound listener and the shutdown signal come from the caller.
+//!
+//! Connections are accepted here rather than by `axum::serve` so that the web config (TLS, basic
+//! auth) can apply to every endpoint and change on reload without rebinding.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
+use arc_swap::ArcSwapOption;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
+use crate::webconfig::WebConfig;
+
+/// How long a client may take for its TLS handshake before it is dropped.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long open connections may finish their requests once a stop was asked for.
+const DRAIN: Duration = Duration::from_secs(5);
 
 /// A reload request: the daemon answers on the enclosed channel with the outcome.
 pub type ReloadRequest = oneshot::Sender<Result<String, String>>;
@@ -27,6 +42,8 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
     /// Where reload requests go.
     pub reload: mpsc::Sender<ReloadRequest>,
+    /// TLS and basic auth, replaced on reload.
+    pub web: Arc<ArcSwapOption<WebConfig>>,
 }
 
 /// The router, separate from [`serve`] so tests can drive it in-process too.
@@ -37,18 +54,92 @@ pub fn router(state: AppState) -> Router {
         .route("/-/healthy", get(|| async { "Healthy\n" }))
         .route("/-/ready", get(ready))
         .route("/-/reload", post(reload))
+        .layer(middleware::from_fn_with_state(state.clone(), protect))
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until `shutdown` is cancelled.
+/// Serves the endpoints on `listener` until `shutdown` is cancelled, then lets open requests
+/// finish for a few seconds.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    let web = state.web.clone();
+    let app = router(state);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let watcher = graceful.watcher();
+        let tls = web.load().as_ref().and_then(|w| w.tls.clone());
+        tokio::spawn(async move {
+            let builder = auto::Builder::new(TokioExecutor::new());
+            match tls {
+                None => {
+                    let conn = builder.serve_connection(TokioIo::new(tcp), service);
+                    let _ = watcher.watch(conn.into_owned()).await;
+                }
+                Some(tls) => {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+                    let Ok(Ok(stream)) =
+                        tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+                    else {
+                        return;
+                    };
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    let _ = watcher.watch(conn.into_owned()).await;
+                }
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN, graceful.shutdown())
         .await
+        .is_err()
+    {
+        tracing::debug!("HTTP connections still open after the drain period; closing them");
+    }
+    Ok(())
+}
+
+/// Basic auth and extra headers from the web config, for every endpoint.
+async fn protect(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(web) = s.web.load_full() else {
+        return next.run(req).await;
+    };
+    let given = req.headers().get(header::AUTHORIZATION).cloned();
+    let check = web.clone();
+    // bcrypt is deliberately slow: keep it off the async workers.
+    let ok = tokio::task::spawn_blocking(move || check.authorized(given.as_ref()))
+        .await
+        .unwrap_or(false);
+    let mut resp = if ok {
+        next.run(req).await
+    } else {
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Basic realm=\"mailprobe\"")],
+            "Unauthorized\n",
+        )
+            .into_response()
+    };
+    for (name, value) in &web.headers {
+        resp.headers_mut().insert(name.clone(), value.clone());
+    }
+    resp
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {
