@@ -139,6 +139,50 @@ pub struct Global {
     pub log_level: String,
     /// TLS and basic auth for the HTTP endpoints (exporter-toolkit web config), if configured.
     pub web: Option<Arc<crate::webconfig::WebConfig>>,
+    /// The part of the targets this instance probes, when several split a large fleet.
+    pub shard: Option<Shard>,
+}
+
+/// Shard `index` of `count`: the targets whose name hashes to `index` modulo `count`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    /// Which part, from 0.
+    pub index: u32,
+    /// How many parts.
+    pub count: u32,
+}
+
+impl Shard {
+    /// Whether the target named `name` belongs to this shard (stable across restarts, hosts
+    /// and versions: FNV-1a of the name).
+    pub fn owns(&self, name: &str) -> bool {
+        stable_hash(name) % u64::from(self.count) == u64::from(self.index)
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Shard, String> {
+        let bad = || format!("{s:?} is not a shard like \"0/4\" (index/count, index from 0)");
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let (index, count): (u32, u32) = (
+            i.trim().parse().map_err(|_| bad())?,
+            n.trim().parse().map_err(|_| bad())?,
+        );
+        if count == 0 || index >= count {
+            return Err(format!(
+                "shard {s:?}: the index must be below the count (0/{count} to {}/{count})",
+                count.saturating_sub(1)
+            ));
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+impl fmt::Display for Shard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
 }
 
 /// A username and the password read from a file or the environment.
@@ -465,6 +509,7 @@ struct RawGlobal {
     log_format: Option<LogFormat>,
     log_level: Option<String>,
     web_config_file: Option<String>,
+    shard: Option<String>,
 }
 
 #[derive(Clone, Deserialize, Hash)]
@@ -912,6 +957,13 @@ impl<'a> Validator<'a> {
                 Some(Arc::new(crate::webconfig::WebConfig::load(&file)?))
             }
         };
+        let shard = match &g.shard {
+            None => None,
+            Some(s) => Some(
+                s.parse::<Shard>()
+                    .map_err(|m| self.loc.error(&path.key("shard"), m))?,
+            ),
+        };
         Ok(Global {
             listen,
             interval,
@@ -921,6 +973,7 @@ impl<'a> Validator<'a> {
             log_format: g.log_format.unwrap_or_default(),
             log_level,
             web,
+            shard,
         })
     }
 
@@ -1776,6 +1829,15 @@ pub fn stable_hash(s: &str) -> u64 {
 }
 
 impl Config {
+    /// The targets this instance probes: all of them, or its shard's.
+    pub fn owned_targets(&self) -> Vec<Arc<Target>> {
+        self.targets
+            .iter()
+            .filter(|t| self.global.shard.is_none_or(|s| s.owns(&t.name)))
+            .cloned()
+            .collect()
+    }
+
     /// Names of all targets, for "unknown target" messages.
     pub fn target_names(&self) -> HashSet<&str> {
         self.targets.iter().map(|t| t.name.as_str()).collect()
@@ -1805,7 +1867,7 @@ mod tests {
             e,
             "probes.toml:3:1: global.bogus: unknown field `bogus`, expected one of `listen`, \
              `interval`, `timeout`, `slow_threshold`, `concurrency`, `log_format`, `log_level`, \
-             `web_config_file`"
+             `web_config_file`, `shard`"
         );
     }
 
@@ -1947,6 +2009,29 @@ mod tests {
         let e = err(&rt("host = \"h\"\n"));
         assert!(
             e.contains("target[3].host: key `host` does not apply to protocol \"roundtrip\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn shards_split_targets_without_overlap() {
+        let shards: Vec<Shard> = (0..4).map(|i| format!("{i}/4").parse().unwrap()).collect();
+        let mut counts = [0usize; 4];
+        for n in 0..4000 {
+            let name = format!("target-{n}");
+            let owners: Vec<usize> = (0..4).filter(|&i| shards[i].owns(&name)).collect();
+            assert_eq!(owners.len(), 1, "exactly one shard owns {name}");
+            counts[owners[0]] += 1;
+        }
+        assert!(
+            counts.iter().all(|&c| (800..1200).contains(&c)),
+            "{counts:?}"
+        );
+        assert!("4/4".parse::<Shard>().is_err());
+        assert!("1-4".parse::<Shard>().is_err());
+        let e = err("[global]\nshard = \"5/3\"\n");
+        assert!(
+            e.starts_with("probes.toml:2:1: global.shard: shard \"5/3\""),
             "{e}"
         );
     }

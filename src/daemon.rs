@@ -75,7 +75,7 @@ pub async fn run(
         reporter,
         config.global.concurrency,
     );
-    scheduler.apply(&config.targets);
+    scheduler.apply(&config.owned_targets());
 
     let ready = Arc::new(AtomicBool::new(true));
     let (reload_tx, mut reload_rx) = mpsc::channel(4);
@@ -95,6 +95,7 @@ pub async fn run(
     tracing::info!(
         config = %config.path.display(),
         targets = scheduler.len(),
+        shard = %config.global.shard.map_or("all".into(), |s| s.to_string()),
         listen = ?addr,
         tls = config.global.web.as_ref().is_some_and(|w| w.tls.is_some()),
         "mailprobe started"
@@ -215,7 +216,7 @@ fn reload(
             }
             scheduler.set_concurrency(new.global.concurrency);
             web.store(new.global.web.clone());
-            let diff = scheduler.apply(&new.targets);
+            let diff = scheduler.apply(&new.owned_targets());
             let summary = format!(
                 "config reloaded: {} added, {} removed, {} changed, {} unchanged",
                 diff.added.len(),

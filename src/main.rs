@@ -32,6 +32,10 @@ enum Command {
         /// Listen here instead of `[global] listen`.
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Probe only shard INDEX/COUNT of the targets (overrides `[global] shard`), so that
+        /// COUNT instances split a large fleet; INDEX counts from 0.
+        #[arg(long, value_name = "INDEX/COUNT")]
+        shard: Option<mailprobe::config::Shard>,
     },
     /// Validate the config and print a summary of its targets; exit 1 if it is invalid.
     Check {
@@ -56,7 +60,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     mailprobe::install_crypto_provider();
     let result = match cli.command {
-        Command::Run { config, listen } => run(&config, listen),
+        Command::Run {
+            config,
+            listen,
+            shard,
+        } => run(&config, listen, shard),
         Command::Check { config } => check(&config),
         Command::Probe {
             config,
@@ -85,8 +93,15 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-fn run(path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
-    let config = load(path)?;
+fn run(
+    path: &Path,
+    listen: Option<SocketAddr>,
+    shard: Option<mailprobe::config::Shard>,
+) -> anyhow::Result<ExitCode> {
+    let mut config = load(path)?;
+    if shard.is_some() {
+        config.global.shard = shard;
+    }
     logging::init(config.global.log_format, &config.global.log_level);
     let addr = listen.unwrap_or(config.global.listen);
     runtime()?.block_on(async move {
