@@ -5,6 +5,8 @@
 //! - [`postfix`]: a private Postfix (MX, submission, submissions) delivering to that Dovecot.
 //! - [`fault`]: small scripted servers that misbehave on purpose (silence, garbage, endless
 //!   lines, refusals), optionally behind TLS.
+//! - [`prometheus`]: a private Prometheus and Alertmanager, to test the shipped alert rules end to
+//!   end.
 //! - [`util`]: free ports, temporary directories, checks that the needed programs exist.
 #![forbid(unsafe_code)]
 
@@ -13,6 +15,7 @@ pub mod dovecot;
 pub mod fault;
 pub mod pki;
 pub mod postfix;
+pub mod prometheus;
 pub mod util;
 
 /// Re-exported so test crates name the same `TempDir` type.
