@@ -6,6 +6,8 @@
 //! - [`fault`]: small scripted servers that misbehave on purpose (silence, garbage, endless
 //!   lines, refusals), optionally behind TLS.
 //! - [`https`]: an HTTPS server playing webmail, Autodiscover, JMAP and HTTP faults.
+//! - [`prometheus`]: a private Prometheus and Alertmanager, to test the shipped alert rules end to
+//!   end.
 //! - [`util`]: free ports, temporary directories, checks that the needed programs exist.
 #![forbid(unsafe_code)]
 
@@ -15,6 +17,7 @@ pub mod fault;
 pub mod https;
 pub mod pki;
 pub mod postfix;
+pub mod prometheus;
 pub mod util;
 
 /// Re-exported so test crates name the same `TempDir` type.

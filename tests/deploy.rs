@@ -1,0 +1,409 @@
+//! The files under deploy/ stay valid and true to the daemon: Prometheus accepts the scrape config
+//! and the rules, every alert passes its promtool unit tests, Alertmanager accepts its config and
+//! routes as its comments say, the dashboard is importable JSON, and the rules and the dashboard
+//! name only metrics the daemon exports (README's metrics table) or rules the rules file records.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use mailprobe_testpeers::util::require_program;
+
+fn path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(path(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+/// Runs `program args...`, panics with its output unless it exits 0, returns its stdout.
+fn run(program: &Path, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{} {args:?} failed ({}):\n{stdout}\n{stderr}",
+        program.display(),
+        out.status
+    );
+    stdout
+}
+
+fn promtool() -> PathBuf {
+    require_program("promtool", "prometheus")
+}
+
+fn amtool() -> PathBuf {
+    require_program("amtool", "prometheus-alertmanager")
+}
+
+const RULES: &str = "deploy/prometheus/mailprobe.rules.yml";
+const RULE_TESTS: &str = "deploy/prometheus/mailprobe.rules.test.yml";
+const ALERTMANAGER: &str = "deploy/alertmanager/alertmanager.yml";
+const DASHBOARD: &str = "deploy/grafana/mailprobe.json";
+
+/// The values of `key: VALUE` lines of a YAML file (list items included), in order.
+fn yaml_values(text: &str, key: &str) -> Vec<String> {
+    let prefix = format!("{key}:");
+    text.lines()
+        .map(|l| l.trim_start().trim_start_matches("- "))
+        .filter_map(|l| l.strip_prefix(prefix.as_str()))
+        .map(|v| v.trim().trim_matches('"').to_string())
+        .collect()
+}
+
+fn alert_names() -> Vec<String> {
+    let names = yaml_values(&read(RULES), "alert");
+    assert!(names.len() >= 10, "too few alerts found: {names:?}");
+    names
+}
+
+#[test]
+fn prometheus_accepts_the_example_config_and_the_rules_it_loads() {
+    let out = run(
+        &promtool(),
+        &[
+            "check",
+            "config",
+            path("deploy/prometheus/prometheus.yml").to_str().unwrap(),
+        ],
+    );
+    // The config loads the rules file, so both were checked.
+    assert!(out.contains("mailprobe.rules.yml"), "{out}");
+    let out = run(
+        &promtool(),
+        &["check", "rules", path(RULES).to_str().unwrap()],
+    );
+    assert!(out.contains("SUCCESS"), "{out}");
+}
+
+#[test]
+fn the_example_config_labels_every_scrape_target_with_a_location() {
+    let config = read("deploy/prometheus/prometheus.yml");
+    let (_, scrape) = config
+        .split_once("\nscrape_configs:")
+        .expect("scrape_configs");
+    let targets = scrape.matches("- targets:").count();
+    let locations = yaml_values(scrape, "location");
+    assert!(targets >= 2, "several vantage points expected:\n{config}");
+    assert_eq!(
+        locations.len(),
+        targets,
+        "one location per target group: {locations:?}"
+    );
+    let distinct: BTreeSet<_> = locations.iter().collect();
+    assert_eq!(distinct.len(), locations.len(), "{locations:?}");
+    assert!(
+        config.contains("job_name: mailprobe"),
+        "the rules select job=\"mailprobe\""
+    );
+}
+
+#[test]
+fn every_alert_passes_its_promtool_unit_tests_and_has_some() {
+    let out = run(
+        &promtool(),
+        &["test", "rules", path(RULE_TESTS).to_str().unwrap()],
+    );
+    assert!(out.contains("SUCCESS"), "{out}");
+    let tests = read(RULE_TESTS);
+    let tested: BTreeSet<String> = yaml_values(&tests, "alertname").into_iter().collect();
+    let untested: Vec<_> = alert_names()
+        .into_iter()
+        .filter(|a| !tested.contains(a))
+        .collect();
+    assert!(
+        untested.is_empty(),
+        "alerts without unit tests: {untested:?}"
+    );
+    // Each alert has a case where it fires (its name among the expected labels) and one where it
+    // must not (`exp_alerts: []`), as the file's header promises.
+    for alert in alert_names() {
+        let blocks: Vec<&str> = tests
+            .split("- eval_time:")
+            .filter(|b| b.contains(&format!("alertname: {alert}\n")))
+            .collect();
+        assert!(
+            blocks.iter().any(|b| b.contains("exp_labels:")),
+            "{alert} is never expected to fire"
+        );
+        assert!(
+            blocks.iter().any(|b| b.contains("exp_alerts: []")),
+            "{alert} is never checked not to fire"
+        );
+    }
+}
+
+#[test]
+fn every_alert_carries_severity_scope_and_annotations() {
+    let rules = read(RULES);
+    // Split into one chunk per rule (alert or record).
+    let chunks: Vec<&str> = rules
+        .split("\n      - ")
+        .filter(|c| c.starts_with("alert:"))
+        .collect();
+    assert_eq!(chunks.len(), alert_names().len());
+    for chunk in chunks {
+        let name = chunk.lines().next().unwrap();
+        let severity = yaml_values(chunk, "severity");
+        assert!(
+            matches!(
+                severity.as_slice(),
+                [s] if ["page", "ticket", "info"].contains(&s.as_str())
+            ),
+            "{name}: severity {severity:?}"
+        );
+        let scope = yaml_values(chunk, "scope");
+        assert!(
+            matches!(
+                scope.as_slice(),
+                [s] if ["target", "region", "global", "prober"].contains(&s.as_str())
+            ),
+            "{name}: scope {scope:?}"
+        );
+        for key in ["summary", "description"] {
+            assert_eq!(yaml_values(chunk, key).len(), 1, "{name}: no {key}");
+        }
+    }
+}
+
+#[test]
+fn alertmanager_accepts_its_config_and_routes_as_documented() {
+    let config = path(ALERTMANAGER);
+    let config = config.to_str().unwrap();
+    let out = run(&amtool(), &["check-config", config]);
+    assert!(out.contains("SUCCESS"), "{out}");
+    // (labels of an alert, the receivers it must reach)
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &[
+                "alertname=MailprobeTargetDown",
+                "severity=page",
+                "scope=target",
+                "region=eu",
+                "class=connect_refused",
+            ],
+            "mail-oncall-pager",
+        ),
+        (
+            &[
+                "alertname=MailprobeAuthFailingAcrossTargets",
+                "severity=page",
+                "scope=region",
+                "region=eu",
+                "class=auth_rejected",
+            ],
+            "identity-team-webhook,mail-oncall-pager",
+        ),
+        (
+            &[
+                "alertname=MailprobeCertificateExpiringSoon",
+                "severity=ticket",
+                "scope=target",
+                "region=eu",
+            ],
+            "mail-tickets-webhook",
+        ),
+        (
+            &[
+                "alertname=MailprobeNotScraped",
+                "severity=ticket",
+                "scope=prober",
+            ],
+            "monitoring-team-email",
+        ),
+        (
+            &[
+                "alertname=MailprobeProbesSkipped",
+                "severity=info",
+                "scope=prober",
+            ],
+            "monitoring-team-email",
+        ),
+        (&["alertname=Other", "severity=info"], "mail-admins-email"),
+    ];
+    for (labels, receivers) in cases {
+        let verify = format!("--verify.receivers={receivers}");
+        let mut args = vec!["config", "routes", "test", "--config.file", config, &verify];
+        args.extend_from_slice(labels);
+        run(&amtool(), &args);
+    }
+    // Inhibit rules name alerts that exist (a renamed alert would silently stop inhibiting).
+    let am = read(ALERTMANAGER);
+    let alerts = alert_names();
+    let named: Vec<&str> = am
+        .split("alertname=\"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next())
+        .collect();
+    assert!(!named.is_empty());
+    for name in named {
+        assert!(alerts.iter().any(|a| a == name), "unknown alert {name}");
+    }
+}
+
+#[test]
+fn the_dashboard_is_importable_json_with_location_region_and_target_variables() {
+    let dash: serde_json::Value = serde_json::from_str(&read(DASHBOARD)).expect("valid JSON");
+    let inputs = dash["__inputs"].as_array().expect("__inputs");
+    assert!(
+        inputs.iter().any(|i| i["name"] == "DS_PROMETHEUS"
+            && i["type"] == "datasource"
+            && i["pluginId"] == "prometheus"),
+        "{inputs:?}"
+    );
+    let vars: Vec<&str> = dash["templating"]["list"]
+        .as_array()
+        .expect("templating.list")
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    for v in ["location", "region", "target"] {
+        assert!(vars.contains(&v), "no ${v} variable: {vars:?}");
+    }
+    let panels = dash["panels"].as_array().expect("panels");
+    let mut ids = BTreeSet::new();
+    let mut queries = 0;
+    for p in panels {
+        let title = p["title"].as_str().expect("every panel has a title");
+        assert!(ids.insert(p["id"].as_u64().expect("id")), "duplicate id");
+        let g = &p["gridPos"];
+        let (x, w) = (g["x"].as_u64().unwrap(), g["w"].as_u64().unwrap());
+        assert!(x + w <= 24 && g["h"].as_u64().unwrap() > 0, "{title}: {g}");
+        if p["type"] == "row" {
+            continue;
+        }
+        assert_eq!(p["datasource"]["uid"], "${DS_PROMETHEUS}", "{title}");
+        let targets = p["targets"].as_array().expect("targets");
+        assert!(!targets.is_empty(), "{title}");
+        for t in targets {
+            assert!(
+                t["expr"].as_str().is_some_and(|e| !e.trim().is_empty()),
+                "{title}"
+            );
+            queries += 1;
+        }
+    }
+    assert!(queries >= 10, "{queries} queries");
+}
+
+/// Metric names in the README's metrics table, with their types.
+fn documented_metrics() -> Vec<(String, String)> {
+    let readme = read("README.md");
+    let rows: Vec<(String, String)> = readme
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `mailprobe_"))
+        .filter_map(|l| {
+            let mut cells = l.split('|');
+            let name = cells.next()?.trim().trim_end_matches('`');
+            let kind = cells.next()?.trim();
+            Some((format!("mailprobe_{name}"), kind.to_string()))
+        })
+        .collect();
+    assert!(rows.len() >= 20, "metrics table not found: {rows:?}");
+    rows
+}
+
+/// Words of `text` made of metric-name characters that mention `mailprobe_`.
+fn metric_words(text: &str) -> BTreeSet<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .map(|w| w.trim_end_matches(':'))
+        .filter(|w| w.contains("mailprobe_"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The words of `text` that are neither a documented metric (or a histogram's series) nor a
+/// recording rule of `recorded`.
+fn unknown_metrics(text: &str, recorded: &BTreeSet<String>) -> Vec<String> {
+    let documented = documented_metrics();
+    let known = |w: &str| {
+        documented.iter().any(|(name, kind)| {
+            w == name
+                || (kind == "histogram"
+                    && ["_bucket", "_sum", "_count"]
+                        .iter()
+                        .any(|s| w.strip_suffix(s) == Some(name)))
+        })
+    };
+    metric_words(text)
+        .into_iter()
+        .filter(|w| {
+            if w.contains(':') {
+                !recorded.contains(w)
+            } else {
+                !known(w)
+            }
+        })
+        .collect()
+}
+
+/// Every string in the dashboard (queries, variables, descriptions), one per line.
+fn dashboard_strings() -> String {
+    fn walk(v: &serde_json::Value, out: &mut String) {
+        match v {
+            serde_json::Value::String(s) => {
+                out.push_str(s);
+                out.push('\n');
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+            serde_json::Value::Object(o) => o.values().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = String::new();
+    walk(
+        &serde_json::from_str(&read(DASHBOARD)).expect("valid JSON"),
+        &mut out,
+    );
+    out
+}
+
+#[test]
+fn rules_and_dashboard_name_only_exported_metrics_and_recorded_rules() {
+    let rules = read(RULES);
+    let recorded: BTreeSet<String> = yaml_values(&rules, "record").into_iter().collect();
+    assert!(recorded.contains("target:mailprobe_availability:ratio_30d"));
+    // The check itself catches a metric that does not exist, and an undefined recording rule.
+    assert_eq!(
+        unknown_metrics(
+            "rate(mailprobe_probe_nonexistent_total[5m]) / region:mailprobe_nothing:ratio",
+            &recorded
+        ),
+        [
+            "mailprobe_probe_nonexistent_total",
+            "region:mailprobe_nothing:ratio"
+        ]
+    );
+
+    for (file, text) in [
+        (RULES, rules.clone()),
+        (RULE_TESTS, read(RULE_TESTS)),
+        (DASHBOARD, dashboard_strings()),
+    ] {
+        assert!(metric_words(&text).len() >= 5, "{file}: no metrics found");
+        let unknown = unknown_metrics(&text, &recorded);
+        assert!(
+            unknown.is_empty(),
+            "{file} names unknown metrics: {unknown:?}"
+        );
+    }
+
+    // The dashboard shows what it promises.
+    let dash = metric_words(&dashboard_strings());
+    for m in [
+        "mailprobe_probes_total",
+        "mailprobe_probe_phase_duration_seconds",
+        "mailprobe_probe_failures_total",
+        "mailprobe_tls_cert_expiry_timestamp_seconds",
+        "mailprobe_roundtrip_delivery_seconds_bucket",
+        "target:mailprobe_availability:ratio_30d",
+    ] {
+        assert!(dash.contains(m), "the dashboard does not use {m}");
+    }
+}
