@@ -7,14 +7,14 @@
 
 use std::io;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::probe::bounded::LimitExceeded;
 use crate::probe::tls::rustls_error;
 use crate::probe::{Phase, ProbeError};
 
 /// Why a probe failed; the `class` label.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureClass {
     /// The host name does not exist.

@@ -37,6 +37,9 @@ const DEFAULT_CLEANUP_AGE: Duration = Duration::from_secs(3600);
 const DEFAULT_MAX_BODY: u64 = 1024 * 1024;
 const MAX_MAX_BODY: u64 = 64 * 1024 * 1024;
 const DEFAULT_MAX_REDIRECTS: u32 = 5;
+/// Where incident history lives when neither `state_dir` nor systemd's `STATE_DIRECTORY` says.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/mailprobe";
+const DEFAULT_RETENTION: Duration = Duration::from_secs(90 * 86_400);
 
 /// A config that could not be loaded; the daemon refuses it (and keeps the old one on reload).
 #[derive(Debug, thiserror::Error)]
@@ -450,6 +453,17 @@ impl Target {
     }
 }
 
+/// Where and how the incident timeline is kept, from `[incidents]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IncidentSettings {
+    /// The directory holding the SQLite database.
+    pub state_dir: PathBuf,
+    /// Hysteresis: results in a row before a target's health changes.
+    pub policy: crate::incidents::Policy,
+    /// Closed incidents older than this are deleted.
+    pub retention: Duration,
+}
+
 /// A loaded, validated config.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -457,6 +471,8 @@ pub struct Config {
     pub path: PathBuf,
     /// `[global]`.
     pub global: Global,
+    /// `[incidents]`.
+    pub incidents: IncidentSettings,
     /// `[[target]]`s in file order.
     pub targets: Vec<Arc<Target>>,
 }
@@ -468,6 +484,23 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         source,
     })?;
     parse(path, &text)
+}
+
+/// Only the `[incidents]` settings of the config at `path`, without reading any target's
+/// secrets: `mailprobe incidents` runs in an admin's shell, where systemd credentials are absent.
+pub fn load_incident_settings(path: &Path) -> Result<IncidentSettings, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let doc = DeTable::parse(&text).map_err(|e| Locator::syntax(path, &text, &e))?;
+    let loc = Locator {
+        file: path,
+        text: &text,
+        doc: doc.get_ref(),
+    };
+    let raw: RawConfig = toml::from_str(&text).map_err(|e| loc.serde_error(&e))?;
+    Validator::new(&loc).incidents(raw.incidents)
 }
 
 /// Parses and validates config `text` as if read from `path` (relative paths resolve against
@@ -492,6 +525,8 @@ struct RawConfig {
     #[serde(default)]
     global: RawGlobal,
     #[serde(default)]
+    incidents: RawIncidents,
+    #[serde(default)]
     target: Vec<RawTarget>,
 }
 
@@ -510,6 +545,16 @@ struct RawGlobal {
     log_level: Option<String>,
     web_config_file: Option<String>,
     shard: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawIncidents {
+    state_dir: Option<String>,
+    down_after: Option<u32>,
+    up_after: Option<u32>,
+    #[serde(default, with = "humantime_serde")]
+    retention: Option<Duration>,
 }
 
 #[derive(Clone, Deserialize, Hash)]
@@ -872,6 +917,7 @@ impl<'a> Validator<'a> {
 
     fn config(mut self, raw: RawConfig) -> Result<Config, ConfigError> {
         let global = self.global(raw.global)?;
+        let incidents = self.incidents(raw.incidents)?;
         let mut names: HashMap<String, usize> = HashMap::new();
         for (i, t) in raw.target.iter().enumerate() {
             if let Some(first) = names.get(&t.name) {
@@ -911,7 +957,46 @@ impl<'a> Validator<'a> {
         Ok(Config {
             path: self.loc.file.to_path_buf(),
             global,
+            incidents,
             targets: slots.into_iter().flatten().collect(),
+        })
+    }
+
+    fn incidents(&self, raw: RawIncidents) -> Result<IncidentSettings, ConfigError> {
+        let path = KeyPath(vec![Seg::Key("incidents".into())]);
+        let state_dir = match &raw.state_dir {
+            Some(d) => self.resolve_path(d),
+            None => std::env::var_os("STATE_DIRECTORY")
+                .map(|d| {
+                    // systemd may pass several, colon-separated; the first is ours.
+                    let d = d.to_string_lossy().into_owned();
+                    PathBuf::from(d.split(':').next().unwrap_or(&d))
+                })
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
+        };
+        let defaults = crate::incidents::Policy::default();
+        let policy = crate::incidents::Policy {
+            down_after: raw.down_after.unwrap_or(defaults.down_after),
+            up_after: raw.up_after.unwrap_or(defaults.up_after),
+        };
+        for (key, v) in [
+            ("down_after", policy.down_after),
+            ("up_after", policy.up_after),
+        ] {
+            if !(1..=100).contains(&v) {
+                return Err(self.loc.error(&path.key(key), "must be between 1 and 100"));
+            }
+        }
+        let retention = raw.retention.unwrap_or(DEFAULT_RETENTION);
+        if retention < Duration::from_secs(3600) {
+            return Err(self
+                .loc
+                .error(&path.key("retention"), "must be at least 1h"));
+        }
+        Ok(IncidentSettings {
+            state_dir,
+            policy,
+            retention,
         })
     }
 

@@ -12,19 +12,23 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config};
+use crate::incidents::service::Incidents;
 use crate::metrics::Metrics;
 use crate::probe::{Outcome, ProbeContext};
 use crate::scheduler::{OutcomeSink, Scheduler};
 use crate::server::{self, AppState};
 
-/// Sends each outcome to the metrics and writes one log line per failed probe.
+/// Sends each outcome to the metrics and the incident timeline, and writes one log line per
+/// failed probe.
 struct Reporter {
     metrics: Arc<Metrics>,
+    incidents: Incidents,
 }
 
 impl OutcomeSink for Reporter {
     fn record(&self, o: Outcome) {
         self.metrics.observe(&o);
+        self.incidents.observe(&o);
         log_outcome(&o);
     }
 }
@@ -66,8 +70,12 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     metrics.config_loaded(true);
+    let (incidents, incidents_thread) =
+        Incidents::start(&config.incidents, &config.owned_targets(), metrics.clone())
+            .context("cannot open the incident history")?;
     let reporter = Arc::new(Reporter {
         metrics: metrics.clone(),
+        incidents: incidents.clone(),
     });
     let mut scheduler = Scheduler::new(
         ProbeContext::new(),
@@ -89,6 +97,7 @@ pub async fn run(
             ready: ready.clone(),
             reload: reload_tx,
             web: web.clone(),
+            incidents: incidents.clone(),
         },
         http_shutdown.clone(),
     ));
@@ -116,6 +125,7 @@ pub async fn run(
         scheduler: &mut scheduler,
         metrics: &metrics,
         web: &web,
+        incidents: &incidents,
     };
     loop {
         tokio::select! {
@@ -147,6 +157,9 @@ pub async fn run(
     );
     ready.store(false, Ordering::Release);
     scheduler.shutdown().await;
+    // The last outcomes are in; save the timeline.
+    incidents.stop();
+    let _ = tokio::task::spawn_blocking(move || incidents_thread.join()).await;
     http_shutdown.cancel();
     server
         .await
@@ -177,6 +190,7 @@ struct Reloading<'a> {
     scheduler: &'a mut Scheduler,
     metrics: &'a Metrics,
     web: &'a ArcSwapOption<crate::webconfig::WebConfig>,
+    incidents: &'a Incidents,
 }
 
 impl Reloading<'_> {
@@ -188,7 +202,13 @@ impl Reloading<'_> {
             states.push(now);
         }
         notify(&states);
-        let result = reload(current, self.scheduler, self.metrics, self.web);
+        let result = reload(
+            current,
+            self.scheduler,
+            self.metrics,
+            self.web,
+            self.incidents,
+        );
         notify(&[
             NotifyState::Ready,
             NotifyState::Status(&status(self.scheduler, self.metrics)),
@@ -203,6 +223,7 @@ fn reload(
     scheduler: &mut Scheduler,
     metrics: &Metrics,
     web: &ArcSwapOption<crate::webconfig::WebConfig>,
+    incidents: &Incidents,
 ) -> Result<String, String> {
     match config::load(&current.path) {
         Ok(new) => {
@@ -214,9 +235,14 @@ fn reload(
             {
                 tracing::warn!("log settings change at the next restart");
             }
+            if new.incidents != current.incidents {
+                tracing::warn!("[incidents] changes take effect at the next restart");
+            }
             scheduler.set_concurrency(new.global.concurrency);
             web.store(new.global.web.clone());
-            let diff = scheduler.apply(&new.owned_targets());
+            let targets = new.owned_targets();
+            let diff = scheduler.apply(&targets);
+            incidents.set_targets(&targets);
             let summary = format!(
                 "config reloaded: {} added, {} removed, {} changed, {} unchanged",
                 diff.added.len(),

@@ -10,8 +10,10 @@
 //! - [`classify`]: the one place where probe errors become [`classify::FailureClass`]es.
 //! - [`scheduler`]: when each target runs; no overlap, global concurrency, reload diffs.
 //! - [`metrics`]: the one place where outcomes become long-lived Prometheus series.
+//! - [`incidents`]: target health with hysteresis, incidents by scope, their timeline, SQLite.
 //! - [`server`]: the HTTP endpoints (`/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`).
 //! - [`webconfig`]: TLS and basic auth for them (exporter-toolkit web config).
+//! - [`status`]: the status page and its JSON API.
 //! - [`daemon`]: wires the above together; [`daemon::run`] takes the bound listener and the
 //!   shutdown signal so that tests bind port 0 and never sleep for readiness.
 //! - [`report`]: human and JSON renderings of outcomes for `mailprobe probe`.
@@ -21,12 +23,14 @@
 pub mod classify;
 pub mod config;
 pub mod daemon;
+pub mod incidents;
 pub mod logging;
 pub mod metrics;
 pub mod probe;
 pub mod report;
 pub mod scheduler;
 pub mod server;
+pub mod status;
 pub mod webconfig;
 
 /// Installs the process-wide rustls crypto provider (ring); call once before any TLS is used.

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use mailprobe::config::{self, Config, LogFormat};
 use mailprobe::probe::{self, ProbeContext};
-use mailprobe::{daemon, logging, report};
+use mailprobe::{daemon, incidents, logging, report};
 
 /// Synthetic mailbox availability prober: IMAP (and more) probes exported to Prometheus.
 #[derive(Parser)]
@@ -43,6 +43,21 @@ enum Command {
         #[arg(short, long, default_value = "probes.toml", env = "MAILPROBE_CONFIG")]
         config: PathBuf,
     },
+    /// Print the incident timeline kept by the daemon.
+    Incidents {
+        /// The config file (only its [incidents] table is read).
+        #[arg(short, long, default_value = "probes.toml", env = "MAILPROBE_CONFIG")]
+        config: PathBuf,
+        /// How far back: incidents open now, or opened or closed within this period.
+        #[arg(long, default_value = "7d")]
+        since: humantime::Duration,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: incidents::render::Format,
+        /// Read this state directory instead of the config's.
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+    },
     /// Probe the named targets (default: all) once, now, and print what happened.
     Probe {
         /// The config file.
@@ -66,6 +81,12 @@ fn main() -> ExitCode {
             shard,
         } => run(&config, listen, shard),
         Command::Check { config } => check(&config),
+        Command::Incidents {
+            config,
+            since,
+            format,
+            state_dir,
+        } => print_incidents(&config, *since, format, state_dir),
         Command::Probe {
             config,
             json,
@@ -132,6 +153,29 @@ async fn wait_for_stop_signal() {
         _ = term.recv() => tracing::info!("SIGTERM received"),
         _ = int.recv() => tracing::info!("SIGINT received"),
     }
+}
+
+fn print_incidents(
+    path: &Path,
+    since: std::time::Duration,
+    format: incidents::render::Format,
+    state_dir: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let dir = match state_dir {
+        Some(d) => d,
+        None => {
+            config::load_incident_settings(path)
+                .map_err(|e| anyhow::anyhow!(e))?
+                .state_dir
+        }
+    };
+    let store = incidents::store::Store::open_read_only(&dir)?;
+    let cutoff = std::time::SystemTime::now()
+        .checked_sub(since)
+        .unwrap_or(std::time::UNIX_EPOCH);
+    let history = store.history(cutoff)?;
+    print!("{}", incidents::render::render(&history, format));
+    Ok(ExitCode::SUCCESS)
 }
 
 fn check(path: &Path) -> anyhow::Result<ExitCode> {

@@ -70,7 +70,20 @@ pub struct Metrics {
     targets: IntGaugeVec,
     reload_ok: IntGauge,
     reload_time: Gauge,
+    target_state: IntGaugeVec,
+    incidents_open: IntGaugeVec,
     state: Mutex<HashMap<String, TargetSeries>>,
+    /// Each target's health label set as last exported, and the incident count keys.
+    health: Mutex<HealthSeries>,
+}
+
+/// The health series exported so far, so that stale label sets can be removed.
+#[derive(Default)]
+struct HealthSeries {
+    /// Target → `[target, region, protocol, state]`.
+    targets: HashMap<String, [String; 4]>,
+    /// `(scope, region)` keys of `mailprobe_incidents_open`.
+    incidents: BTreeSet<(String, String)>,
 }
 
 const TARGET: &[&str] = &["target", "region", "protocol"];
@@ -205,7 +218,18 @@ impl Metrics {
                 .expect("valid metric"),
             reload_time: Gauge::with_opts(opts("mailprobe_config_last_reload_success_timestamp_seconds", "Unix time of the last successful config load."))
                 .expect("valid metric"),
+            target_state: IntGaugeVec::new(
+                opts("mailprobe_target_state", "1 for the target's health after hysteresis (state is up, degraded or down): what the incident timeline sees."),
+                &labels(&["state"]),
+            )
+            .expect("valid metric"),
+            incidents_open: IntGaugeVec::new(
+                opts("mailprobe_incidents_open", "Open incidents by scope (target, region, global) and region they touch."),
+                &["scope", "region"],
+            )
+            .expect("valid metric"),
             state: Mutex::new(HashMap::new()),
+            health: Mutex::new(HealthSeries::default()),
         };
         let build = IntGaugeVec::new(
             opts(
@@ -244,6 +268,8 @@ impl Metrics {
             Box::new(m.targets.clone()),
             Box::new(m.reload_ok.clone()),
             Box::new(m.reload_time.clone()),
+            Box::new(m.target_state.clone()),
+            Box::new(m.incidents_open.clone()),
             Box::new(build),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
@@ -464,6 +490,53 @@ impl Metrics {
                     .set(1);
                 s.tls_version = Some(version.clone());
             }
+        }
+    }
+
+    /// Exports a target's health (replacing its previous state series).
+    pub fn target_health(&self, s: &crate::incidents::TargetState) {
+        let labels = [
+            s.name.clone(),
+            s.region.clone(),
+            s.protocol.as_str().to_string(),
+            s.health.as_str().to_string(),
+        ];
+        let mut health = self.health.lock().expect("health lock");
+        if let Some(old) = health.targets.get(&s.name)
+            && old != &labels
+        {
+            let old: Vec<&str> = old.iter().map(String::as_str).collect();
+            let _ = self.target_state.remove_label_values(&old);
+        }
+        let l: Vec<&str> = labels.iter().map(String::as_str).collect();
+        self.target_state.with_label_values(&l).set(1);
+        health.targets.insert(s.name.clone(), labels);
+    }
+
+    /// Drops the health series of a target that left the config.
+    pub fn forget_target_health(&self, name: &str) {
+        let mut health = self.health.lock().expect("health lock");
+        if let Some(old) = health.targets.remove(name) {
+            let old: Vec<&str> = old.iter().map(String::as_str).collect();
+            let _ = self.target_state.remove_label_values(&old);
+        }
+    }
+
+    /// Sets the open-incident counts by `(scope, region)`; keys no longer present go to 0.
+    pub fn open_incidents(&self, counts: &std::collections::BTreeMap<(String, String), i64>) {
+        let mut health = self.health.lock().expect("health lock");
+        for key in &health.incidents {
+            if !counts.contains_key(key) {
+                self.incidents_open
+                    .with_label_values(&[key.0.as_str(), key.1.as_str()])
+                    .set(0);
+            }
+        }
+        for ((scope, region), n) in counts {
+            self.incidents_open
+                .with_label_values(&[scope.as_str(), region.as_str()])
+                .set(*n);
+            health.incidents.insert((scope.clone(), region.clone()));
         }
     }
 

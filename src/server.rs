@@ -22,6 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::incidents::service::Incidents;
 use crate::metrics::Metrics;
 use crate::webconfig::WebConfig;
 
@@ -44,12 +45,16 @@ pub struct AppState {
     pub reload: mpsc::Sender<ReloadRequest>,
     /// TLS and basic auth, replaced on reload.
     pub web: Arc<ArcSwapOption<WebConfig>>,
+    /// The incident timeline.
+    pub incidents: Incidents,
 }
 
 /// The router, separate from [`serve`] so tests can drive it in-process too.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", get(index))
+        .route("/", get(status_page))
+        .route("/api/v1/status", get(status_api))
+        .route("/api/v1/incidents", get(incidents_api))
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(|| async { "Healthy\n" }))
         .route("/-/ready", get(ready))
@@ -182,13 +187,69 @@ async fn reload(State(s): State<AppState>) -> Response {
     }
 }
 
-async fn index() -> Html<&'static str> {
-    Html(concat!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>mailprobe</title></head><body>",
-        "<h1>mailprobe</h1><ul>",
-        "<li><a href=\"/metrics\">/metrics</a></li>",
-        "<li><a href=\"/-/healthy\">/-/healthy</a></li>",
-        "<li><a href=\"/-/ready\">/-/ready</a></li>",
-        "</ul></body></html>"
-    ))
+/// Query of `/api/v1/incidents`.
+#[derive(serde::Deserialize)]
+struct Since {
+    since: Option<String>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "cannot read incident history");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "incident history unavailable\n",
+    )
+        .into_response()
+}
+
+async fn status_page(State(s): State<AppState>) -> Response {
+    let since = std::time::SystemTime::now() - crate::status::DEFAULT_WINDOW;
+    match s.incidents.history(since).await {
+        Ok(history) => Html(crate::status::page(&s.incidents.snapshot(), &history)).into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn status_api(State(s): State<AppState>) -> Response {
+    let now = std::time::SystemTime::now();
+    match s.incidents.history(now).await {
+        Ok(history) => {
+            let open: Vec<_> = history
+                .into_iter()
+                .filter(|(i, _)| i.closed_at.is_none())
+                .collect();
+            axum::Json(crate::status::status_json(&s.incidents.snapshot(), &open)).into_response()
+        }
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn incidents_api(
+    State(s): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<Since>,
+) -> Response {
+    let window = match q.since.as_deref().map(humantime::parse_duration) {
+        None => crate::status::DEFAULT_WINDOW,
+        Some(Ok(d)) => d,
+        Some(Err(e)) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("since: {e} (e.g. since=7d)\n"),
+            )
+                .into_response();
+        }
+    };
+    let since = std::time::SystemTime::now()
+        .checked_sub(window)
+        .unwrap_or(std::time::UNIX_EPOCH);
+    match s.incidents.history(since).await {
+        Ok(history) => axum::Json(
+            history
+                .iter()
+                .map(|(i, e)| crate::incidents::render::incident_json(i, e))
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(e) => unavailable(e),
+    }
 }

@@ -155,10 +155,10 @@ async fn run_serves_metrics_and_stops_on_sigterm() {
     let dc = Dovecot::start(&env.pki, Options::default());
     std::fs::write(
         env.config_path(),
-        format!(
+        env.with_state(&format!(
             "[global]\ninterval = \"1s\"\ntimeout = \"1s\"\n{}",
             env.imap_target("up", dc.ports.imaps, "")
-        ),
+        )),
     )
     .unwrap();
     let port = mailprobe_testpeers::util::free_port();

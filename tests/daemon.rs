@@ -206,7 +206,11 @@ async fn reload_applies_a_valid_change_and_refuses_an_invalid_one() {
             "tls = \"starttls\"\nhost = \"localhost\"",
         )
         .replace("host = \"127.0.0.1\"\n", "");
-    std::fs::write(env.config_path(), format!("{GLOBAL}{a}{b}")).unwrap();
+    std::fs::write(
+        env.config_path(),
+        env.with_state(&format!("{GLOBAL}{a}{b}")),
+    )
+    .unwrap();
     let (status, body) = http(d.addr, "POST", "/-/reload").await;
     assert_eq!(status, 200, "{body}");
     assert!(
@@ -226,7 +230,11 @@ async fn reload_applies_a_valid_change_and_refuses_an_invalid_one() {
     );
 
     // An invalid file is refused with file, line and key; the old config keeps probing.
-    std::fs::write(env.config_path(), format!("{GLOBAL}{a}{b}bogus = 1\n")).unwrap();
+    std::fs::write(
+        env.config_path(),
+        env.with_state(&format!("{GLOBAL}{a}{b}bogus = 1\n")),
+    )
+    .unwrap();
     let (status, body) = http(d.addr, "POST", "/-/reload").await;
     assert_eq!(status, 500);
     assert!(
@@ -247,7 +255,7 @@ async fn reload_applies_a_valid_change_and_refuses_an_invalid_one() {
     d.wait_probes("b", "success", n + 1.0).await;
 
     // Removing a target removes its series.
-    std::fs::write(env.config_path(), format!("{GLOBAL}{b}")).unwrap();
+    std::fs::write(env.config_path(), env.with_state(&format!("{GLOBAL}{b}"))).unwrap();
     let (status, body) = http(d.addr, "POST", "/-/reload").await;
     assert_eq!(status, 200, "{body}");
     let m = d.metrics().await;

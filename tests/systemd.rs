@@ -63,9 +63,11 @@ fn the_daemon_speaks_the_notify_protocol() {
     let env = Env::new();
     std::fs::write(
         env.config_path(),
-        "[global]\ninterval = \"1s\"\ntimeout = \"1s\"\n\
-         [[target]]\nname = \"nothing-listens\"\nprotocol = \"imap\"\nhost = \"127.0.0.1\"\n\
-         port = 1\ntls = \"none\"\nallow_plaintext = true\nusername = \"u\"\npassword_env = \"HOME\"\n",
+        env.with_state(
+            "[global]\ninterval = \"1s\"\ntimeout = \"1s\"\n\
+             [[target]]\nname = \"nothing-listens\"\nprotocol = \"imap\"\nhost = \"127.0.0.1\"\n\
+             port = 1\ntls = \"none\"\nallow_plaintext = true\nusername = \"u\"\npassword_env = \"HOME\"\n",
+        ),
     )
     .unwrap();
     let sock_path = env.dir.path().join("notify.sock");

@@ -38,8 +38,22 @@ impl Env {
         self.dir.path().join("probes.toml")
     }
 
-    /// Writes `text` as probes.toml and loads it with the real loader.
+    /// `text` with an `[incidents]` table keeping history in this env's directory (unless it
+    /// has one), so tests never share a state directory.
+    pub fn with_state(&self, text: &str) -> String {
+        if text.contains("[incidents]") {
+            return text.to_string();
+        }
+        format!(
+            "{text}\n[incidents]\nstate_dir = \"{}\"\n",
+            self.dir.path().join("state").display()
+        )
+    }
+
+    /// Writes `text` (with a private state directory) as probes.toml and loads it with the real
+    /// loader.
     pub fn config(&self, text: &str) -> Config {
+        let text = &self.with_state(text);
         std::fs::write(self.config_path(), text).unwrap();
         config::load(&self.config_path()).unwrap_or_else(|e| panic!("config error: {e}\n{text}"))
     }

@@ -1,0 +1,856 @@
+//! Incidents: targets that are not up, grouped into the outage story an admin tells.
+//!
+//! A target that leaves `up` joins the open incident of its region (or the global one), or opens
+//! a new one. An incident's scope follows from its members: `target` (one or a few targets),
+//! `region` (more than half of a region's targets, for a region of two or more), `global` (two
+//! or more regions that way); region incidents that meet merge into one global incident. Its stage
+//! follows too: `outage`, `partial recovery` (some members back, or back but slow),
+//! `degraded: slow access`, and `resolved` once every member is up again.
+//!
+//! Timeline entries are written by [`Engine::tick`], which compares each incident with what its
+//! timeline last said: a burst of failures within one tick is one entry, not hundreds.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use super::state::{Health, Observation, Policy, TargetState};
+use crate::classify::FailureClass;
+use crate::config::Target;
+use crate::probe::{Phase, Protocol};
+
+/// How far an incident reaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// One target, or a few in one region.
+    Target,
+    /// Most of one region's targets.
+    Region,
+    /// Several regions.
+    Global,
+}
+
+impl Scope {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Target => "target",
+            Scope::Region => "region",
+            Scope::Global => "global",
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where an incident stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Targets are down and none has come back.
+    Outage,
+    /// Some targets are back (or back but slow) while others are still down.
+    PartialRecovery,
+    /// Nothing is down, but some targets are slow.
+    Degraded,
+    /// Everything is up again.
+    Resolved,
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Stage::Outage => "outage",
+            Stage::PartialRecovery => "partial recovery",
+            Stage::Degraded => "degraded: slow access",
+            Stage::Resolved => "resolved",
+        })
+    }
+}
+
+/// How many users an incident affects, as far as the config says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Users {
+    /// Sum of `users` over the affected targets that set it.
+    pub known: u64,
+    /// Affected targets that set `users`.
+    pub counted: usize,
+    /// Affected targets.
+    pub targets: usize,
+}
+
+impl fmt::Display for Users {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.counted == 0 {
+            f.write_str("unknown")
+        } else if self.counted < self.targets {
+            write!(f, "at least {}", self.known)
+        } else {
+            write!(f, "{}", self.known)
+        }
+    }
+}
+
+/// The most common failure among the targets that are down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cause {
+    /// Failure class.
+    pub class: FailureClass,
+    /// Phase it happened in.
+    pub phase: Phase,
+}
+
+/// What an incident looks like at one moment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    /// How far it reaches.
+    pub scope: Scope,
+    /// Regions with affected targets.
+    pub regions: Vec<String>,
+    /// Protocols of affected targets.
+    pub protocols: Vec<Protocol>,
+    /// Affected targets (not up), sorted.
+    pub targets: Vec<String>,
+    /// How many are down.
+    pub down: usize,
+    /// How many are degraded.
+    pub degraded: usize,
+    /// Users affected.
+    pub users: Users,
+    /// The dominant failure, when something is down.
+    pub cause: Option<Cause>,
+    /// The likely cause in plain words.
+    pub hint: String,
+    /// Where it stands.
+    pub stage: Stage,
+}
+
+impl Summary {
+    /// "region: eu-west [imap, smtp] (3 targets)".
+    pub fn scope_text(&self) -> String {
+        let protocols: Vec<&str> = self.protocols.iter().map(|p| p.as_str()).collect();
+        format!(
+            "{}: {} [{}] ({} target{})",
+            self.scope,
+            if self.regions.is_empty() {
+                "-".to_string()
+            } else {
+                self.regions.join(", ")
+            },
+            protocols.join(", "),
+            self.targets.len(),
+            if self.targets.len() == 1 { "" } else { "s" }
+        )
+    }
+
+    /// "connect_timeout at connect: network or datacenter problem", or the hint alone.
+    pub fn cause_text(&self) -> String {
+        match self.cause {
+            Some(c) => format!("{} at {}: {}", c.class, c.phase.as_str(), self.hint),
+            None => self.hint.clone(),
+        }
+    }
+}
+
+/// One row of an incident's timeline.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The incident it belongs to.
+    pub incident: i64,
+    /// When the change happened (the probe result that caused it).
+    pub at: SystemTime,
+    /// What happened, in words.
+    pub event: String,
+    /// The incident after the change.
+    pub summary: Summary,
+    /// "ongoing", or "resolved after 1h 3m".
+    pub status: String,
+}
+
+/// An incident, open or closed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Incident {
+    /// Stable id (the database row).
+    pub id: i64,
+    /// When its first target left `up`.
+    pub opened_at: SystemTime,
+    /// When its last target came back (or it was merged into another).
+    pub closed_at: Option<SystemTime>,
+    /// Targets not up now.
+    pub members: BTreeSet<String>,
+    /// Every target that was ever part of it.
+    pub ever: BTreeSet<String>,
+    /// The last change to its members.
+    pub last_change: SystemTime,
+    /// What the timeline last said.
+    pub last: Option<Summary>,
+}
+
+/// What one tick changed, for the store and the metrics.
+#[derive(Debug, Default)]
+pub struct Tick {
+    /// New timeline entries.
+    pub entries: Vec<Entry>,
+    /// Incidents that changed (open or just closed), to save.
+    pub incidents: Vec<Incident>,
+    /// Target states that changed, to save.
+    pub states: Vec<TargetState>,
+    /// Targets no longer configured, to forget.
+    pub removed: Vec<String>,
+}
+
+/// Target states and open incidents.
+#[derive(Debug)]
+pub struct Engine {
+    policy: Policy,
+    targets: BTreeMap<String, TargetState>,
+    regions: BTreeMap<String, usize>,
+    open: Vec<Incident>,
+    next_id: i64,
+    dirty: BTreeSet<String>,
+    removed: Vec<String>,
+}
+
+impl Engine {
+    /// An engine with no targets, resuming from saved `states` and `open` incidents.
+    pub fn new(
+        policy: Policy,
+        states: Vec<TargetState>,
+        open: Vec<Incident>,
+        next_id: i64,
+    ) -> Self {
+        Engine {
+            policy,
+            targets: states.into_iter().map(|s| (s.name.clone(), s)).collect(),
+            regions: BTreeMap::new(),
+            open,
+            next_id,
+            dirty: BTreeSet::new(),
+            removed: Vec::new(),
+        }
+    }
+
+    /// The configured targets (at start and on reload): new ones start up, removed ones leave
+    /// their incidents, changed ones keep their health.
+    pub fn set_targets(&mut self, targets: &[Arc<Target>], now: SystemTime) {
+        let wanted: BTreeMap<&str, &Arc<Target>> =
+            targets.iter().map(|t| (t.name.as_str(), t)).collect();
+        let gone: Vec<String> = self
+            .targets
+            .keys()
+            .filter(|n| !wanted.contains_key(n.as_str()))
+            .cloned()
+            .collect();
+        for name in gone {
+            self.targets.remove(&name);
+            for inc in &mut self.open {
+                if inc.members.remove(&name) {
+                    inc.last_change = now;
+                }
+            }
+            self.dirty.remove(&name);
+            self.removed.push(name);
+        }
+        for t in targets {
+            let state = self.targets.entry(t.name.clone()).or_insert_with(|| {
+                TargetState::new(&t.name, &t.region, t.protocol(), t.users, now)
+            });
+            if state.region != t.region || state.protocol != t.protocol() || state.users != t.users
+            {
+                state.region = t.region.clone();
+                state.protocol = t.protocol();
+                state.users = t.users;
+                self.dirty.insert(t.name.clone());
+            }
+        }
+        self.regions.clear();
+        for s in self.targets.values() {
+            *self.regions.entry(s.region.clone()).or_default() += 1;
+        }
+    }
+
+    /// Takes one probe result; returns the target's new health when it changed.
+    pub fn observe(&mut self, obs: &Observation) -> Option<Health> {
+        let state = self.targets.get_mut(&obs.target)?;
+        let before = state.health;
+        let changed = state.observe(&self.policy, obs);
+        self.dirty.insert(obs.target.clone());
+        let after = changed?;
+        let (name, region) = (state.name.clone(), state.region.clone());
+        match (before, after) {
+            (Health::Up, _) => self.join(&name, &region, obs.at),
+            (_, Health::Up) => {
+                for inc in &mut self.open {
+                    if inc.members.remove(&name) {
+                        inc.last_change = obs.at;
+                    }
+                }
+            }
+            _ => {
+                for inc in self.open.iter_mut().filter(|i| i.members.contains(&name)) {
+                    inc.last_change = obs.at;
+                }
+            }
+        }
+        Some(after)
+    }
+
+    /// Adds a target that just left `up` to the incident that covers its region, or a new one.
+    fn join(&mut self, name: &str, region: &str, at: SystemTime) {
+        let covering = self.open.iter().position(|inc| {
+            !inc.members.is_empty()
+                && (inc.last.as_ref().is_some_and(|s| s.scope == Scope::Global)
+                    || inc
+                        .members
+                        .iter()
+                        .any(|m| self.targets.get(m).is_some_and(|s| s.region == region)))
+        });
+        let inc = match covering {
+            Some(i) => &mut self.open[i],
+            None => {
+                let id = self.next_id;
+                self.next_id += 1;
+                self.open.push(Incident {
+                    id,
+                    opened_at: at,
+                    closed_at: None,
+                    members: BTreeSet::new(),
+                    ever: BTreeSet::new(),
+                    last_change: at,
+                    last: None,
+                });
+                self.open.last_mut().expect("just pushed")
+            }
+        };
+        inc.members.insert(name.to_string());
+        inc.ever.insert(name.to_string());
+        inc.last_change = at;
+    }
+
+    /// Regions where more than half of the (two or more) targets are members.
+    fn region_level(&self, members: &BTreeSet<String>) -> BTreeSet<String> {
+        let mut affected: BTreeMap<&str, usize> = BTreeMap::new();
+        for m in members {
+            if let Some(s) = self.targets.get(m) {
+                *affected.entry(s.region.as_str()).or_default() += 1;
+            }
+        }
+        affected
+            .into_iter()
+            .filter(|(r, n)| {
+                let total = self.regions.get(*r).copied().unwrap_or(0);
+                total >= 2 && n * 2 > total
+            })
+            .map(|(r, _)| r.to_string())
+            .collect()
+    }
+
+    /// The incident as it stands.
+    pub fn summarize(&self, inc: &Incident) -> Summary {
+        let members: Vec<&TargetState> = inc
+            .members
+            .iter()
+            .filter_map(|m| self.targets.get(m))
+            .collect();
+        let down = members.iter().filter(|s| s.health == Health::Down).count();
+        let degraded = members
+            .iter()
+            .filter(|s| s.health == Health::Degraded)
+            .count();
+        let level = self.region_level(&inc.members);
+        let scope = match level.len() {
+            0 => Scope::Target,
+            1 => Scope::Region,
+            _ => Scope::Global,
+        };
+        let regions: BTreeSet<String> = members.iter().map(|s| s.region.clone()).collect();
+        let protocols: BTreeSet<Protocol> = members.iter().map(|s| s.protocol).collect();
+        let mut causes: BTreeMap<(FailureClass, Phase), usize> = BTreeMap::new();
+        for s in members.iter().filter(|s| s.health == Health::Down) {
+            if let Some(f) = s.last_failure {
+                *causes.entry(f).or_default() += 1;
+            }
+        }
+        let cause = causes
+            .iter()
+            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+            .map(|((class, phase), _)| Cause {
+                class: *class,
+                phase: *phase,
+            });
+        let recovered = inc.ever.len() > inc.members.len();
+        let stage = match (down, degraded) {
+            (0, 0) => Stage::Resolved,
+            (0, _) => Stage::Degraded,
+            (_, d) if d > 0 || recovered => Stage::PartialRecovery,
+            _ => Stage::Outage,
+        };
+        let users = Users {
+            known: members.iter().filter_map(|s| s.users).sum(),
+            counted: members.iter().filter(|s| s.users.is_some()).count(),
+            targets: members.len(),
+        };
+        Summary {
+            hint: hint(cause, scope, stage, down),
+            scope,
+            regions: regions.into_iter().collect(),
+            protocols: protocols.into_iter().collect(),
+            targets: members.iter().map(|s| s.name.clone()).collect(),
+            down,
+            degraded,
+            users,
+            cause,
+            stage,
+        }
+    }
+
+    /// Merges incidents that reach whole regions, writes timeline entries for what changed, and
+    /// closes incidents whose targets are all up.
+    pub fn tick(&mut self) -> Tick {
+        let mut out = Tick::default();
+        self.merge_regional(&mut out);
+        let mut still_open = Vec::with_capacity(self.open.len());
+        for mut inc in std::mem::take(&mut self.open) {
+            let summary = self.summarize(&inc);
+            if inc.members.is_empty() {
+                let closed = inc.last_change;
+                inc.closed_at = Some(closed);
+                out.entries.push(Entry {
+                    incident: inc.id,
+                    at: closed,
+                    event: "resolved: every target is up".into(),
+                    status: format!("resolved after {}", duration(closed, inc.opened_at)),
+                    summary: Summary {
+                        stage: Stage::Resolved,
+                        ..inc.last.clone().unwrap_or(summary)
+                    },
+                });
+                out.incidents.push(inc);
+                continue;
+            }
+            let event = describe(inc.last.as_ref(), &summary);
+            if let Some(event) = event {
+                let at = if inc.last.is_none() {
+                    inc.opened_at
+                } else {
+                    inc.last_change
+                };
+                out.entries.push(Entry {
+                    incident: inc.id,
+                    at,
+                    event,
+                    summary: summary.clone(),
+                    status: "ongoing".into(),
+                });
+                inc.last = Some(summary);
+                out.incidents.push(inc.clone());
+            }
+            still_open.push(inc);
+        }
+        self.open = still_open;
+        out.states = std::mem::take(&mut self.dirty)
+            .into_iter()
+            .filter_map(|n| self.targets.get(&n).cloned())
+            .collect();
+        out.removed = std::mem::take(&mut self.removed);
+        out
+    }
+
+    /// Region-wide incidents that meet become one global incident (the oldest absorbs the rest).
+    fn merge_regional(&mut self, out: &mut Tick) {
+        let regional: Vec<i64> = self
+            .open
+            .iter()
+            .filter(|inc| !self.region_level(&inc.members).is_empty())
+            .map(|inc| inc.id)
+            .collect();
+        if regional.len() < 2 {
+            return;
+        }
+        let keep_id = self
+            .open
+            .iter()
+            .filter(|inc| regional.contains(&inc.id))
+            .min_by_key(|inc| (inc.opened_at, inc.id))
+            .map(|inc| inc.id)
+            .expect("two or more regional incidents");
+        let (absorbed, rest): (Vec<Incident>, Vec<Incident>) = std::mem::take(&mut self.open)
+            .into_iter()
+            .partition(|inc| inc.id != keep_id && regional.contains(&inc.id));
+        self.open = rest;
+        for mut a in absorbed {
+            let summary = a.last.clone().unwrap_or_else(|| self.summarize(&a));
+            let keep = self
+                .open
+                .iter_mut()
+                .find(|inc| inc.id == keep_id)
+                .expect("the kept incident stays open");
+            keep.members.extend(a.members.iter().cloned());
+            keep.ever.extend(a.ever.iter().cloned());
+            keep.opened_at = keep.opened_at.min(a.opened_at);
+            keep.last_change = keep.last_change.max(a.last_change);
+            let at = a.last_change;
+            a.members.clear();
+            a.closed_at = Some(at);
+            out.entries.push(Entry {
+                incident: a.id,
+                at,
+                event: format!("merged into incident #{keep_id}, now global"),
+                status: format!("merged into #{keep_id}"),
+                summary,
+            });
+            out.incidents.push(a);
+        }
+    }
+
+    /// Open incidents.
+    pub fn open_incidents(&self) -> &[Incident] {
+        &self.open
+    }
+
+    /// Every target's state.
+    pub fn states(&self) -> impl Iterator<Item = &TargetState> {
+        self.targets.values()
+    }
+}
+
+/// What changed between two summaries, in words; `None` when nothing that matters did.
+fn describe(prev: Option<&Summary>, now: &Summary) -> Option<String> {
+    let Some(p) = prev else {
+        return Some(format!("opened: {}", counts(now)));
+    };
+    let mut parts = Vec::new();
+    if p.scope != now.scope {
+        parts.push(format!("scope {} → {}", p.scope, now.scope));
+    }
+    if p.stage != now.stage {
+        parts.push(now.stage.to_string());
+    }
+    if p.cause != now.cause
+        && let Some(c) = now.cause
+    {
+        parts.push(format!("cause now {} at {}", c.class, c.phase.as_str()));
+    }
+    let (before, after) = (p.targets.len(), now.targets.len());
+    if after > before {
+        parts.push(format!("grew: {}", counts(now)));
+    } else if after < before {
+        parts.push(format!("shrank: {}", counts(now)));
+    } else if p.down != now.down || p.degraded != now.degraded {
+        parts.push(counts(now));
+    }
+    if parts.is_empty() && (p.regions != now.regions || p.protocols != now.protocols) {
+        parts.push(counts(now));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+fn counts(s: &Summary) -> String {
+    match (s.down, s.degraded) {
+        (d, 0) => format!("{d} down"),
+        (0, g) => format!("{g} degraded"),
+        (d, g) => format!("{d} down, {g} degraded"),
+    }
+}
+
+/// `end - start`, rounded to seconds, in words.
+pub fn duration(end: SystemTime, start: SystemTime) -> String {
+    let secs = end
+        .duration_since(start)
+        .unwrap_or(Duration::ZERO)
+        .as_secs();
+    humantime::format_duration(Duration::from_secs(secs)).to_string()
+}
+
+/// The likely cause, in the words an admin would use in the outage report.
+fn hint(cause: Option<Cause>, scope: Scope, stage: Stage, down: usize) -> String {
+    use FailureClass as C;
+    let Some(c) = cause else {
+        return if stage == Stage::Degraded {
+            "slow access: overload or a struggling backend".into()
+        } else {
+            "unknown".into()
+        };
+    };
+    let wide = scope != Scope::Target;
+    let s = match c.class {
+        C::ConnectTimeout | C::NetworkUnreachable if wide => {
+            "network or datacenter problem (connections time out across the region)"
+        }
+        C::ConnectTimeout | C::NetworkUnreachable => "host or network path unreachable",
+        C::ConnectRefused if wide => {
+            "mail service not running across the region (crash, maintenance)"
+        }
+        C::ConnectRefused => "mail service not running or port closed",
+        C::ConnectionClosed => {
+            "server drops connections (crashing, overloaded, or connection limits)"
+        }
+        C::DnsNxdomain => "DNS: the name does not exist (expired or broken zone)",
+        C::DnsFailure => "DNS resolution failing",
+        C::TlsCertExpired => "certificate not renewed",
+        C::TlsCertInvalid => "wrong or untrusted certificate deployed",
+        C::TlsHandshakeFailed => "TLS configuration changed or broken",
+        C::StarttlsUnavailable => "STARTTLS disabled or stripped on the path",
+        C::GreetingTimeout | C::Timeout => "server overloaded or hung",
+        C::ProtocolError => "server answering garbage (misrouted port, broken proxy, bug)",
+        C::ServerUnavailable => "server refusing service: overload or maintenance",
+        C::AuthRejected if wide || down > 1 => {
+            "authentication/directory service failing (LDAP, SASL backend)"
+        }
+        C::AuthRejected => "probe credentials rejected (password changed or account locked?)",
+        C::AuthRequired => "server demands authentication or TLS first (configuration change)",
+        C::AuthUnavailable => "authentication backend unreachable (SASL/auth service down)",
+        C::MessageRejected => "mail refused by policy (recipient, quota, blocklist)",
+        C::MailboxError => "mailbox storage problem (filesystem, quota, index)",
+        C::DeliveryTimeout => "mail accepted but not delivered: queue or delivery backend",
+        C::HttpStatus => "web frontend returning errors",
+        C::ContentMismatch => "web frontend serving the wrong page (maintenance or error page)",
+    };
+    s.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::UNIX_EPOCH;
+
+    fn t(s: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_800_000_000 + s)
+    }
+
+    /// Targets `{region}-{protocol}-{i}` described as (region, protocol, users).
+    fn engine(targets: &[(&str, Protocol, Option<u64>)]) -> Engine {
+        let mut e = Engine::new(Policy::default(), Vec::new(), Vec::new(), 1);
+        let states: Vec<TargetState> = targets
+            .iter()
+            .enumerate()
+            .map(|(i, (region, p, users))| {
+                TargetState::new(
+                    &format!("{region}-{}-{i}", p.as_str()),
+                    region,
+                    *p,
+                    *users,
+                    t(0),
+                )
+            })
+            .collect();
+        for s in states {
+            *e.regions.entry(s.region.clone()).or_default() += 1;
+            e.targets.insert(s.name.clone(), s);
+        }
+        e
+    }
+
+    fn names(e: &Engine, region: &str) -> Vec<String> {
+        e.targets
+            .values()
+            .filter(|s| s.region == region)
+            .map(|s| s.name.clone())
+            .collect()
+    }
+
+    /// Three probes of every named target with the same result at second `at`.
+    fn three(
+        e: &mut Engine,
+        targets: &[String],
+        at: u64,
+        result: Result<bool, (FailureClass, Phase)>,
+    ) {
+        for k in 0..3 {
+            for n in targets {
+                e.observe(&Observation {
+                    target: n.clone(),
+                    at: t(at + k),
+                    result,
+                });
+            }
+        }
+    }
+
+    const TIMEOUT: Result<bool, (FailureClass, Phase)> =
+        Err((FailureClass::ConnectTimeout, Phase::Connect));
+    const AUTH: Result<bool, (FailureClass, Phase)> =
+        Err((FailureClass::AuthRejected, Phase::Login));
+    const SLOW: Result<bool, (FailureClass, Phase)> = Ok(true);
+    const FAST: Result<bool, (FailureClass, Phase)> = Ok(false);
+
+    #[test]
+    fn the_worldwide_outage_story() {
+        let mut e = engine(&[
+            ("eu", Protocol::Imap, Some(1000)),
+            ("eu", Protocol::Smtp, Some(1000)),
+            ("us", Protocol::Imap, Some(2000)),
+            ("us", Protocol::Smtp, Some(2000)),
+            ("asia", Protocol::Imap, None),
+            ("asia", Protocol::Smtp, None),
+        ]);
+        let all: Vec<String> = e.targets.keys().cloned().collect();
+        let (eu, us, asia) = (names(&e, "eu"), names(&e, "us"), names(&e, "asia"));
+
+        // 1. Every region down: connections time out. One global incident.
+        three(&mut e, &all, 100, TIMEOUT);
+        let tick = e.tick();
+        assert_eq!(e.open_incidents().len(), 1, "{:?}", e.open_incidents());
+        let opened = tick
+            .entries
+            .iter()
+            .find(|x| x.event.starts_with("opened"))
+            .unwrap();
+        assert_eq!(opened.summary.scope, Scope::Global);
+        assert_eq!(opened.summary.stage, Stage::Outage);
+        assert_eq!(opened.summary.regions, ["asia", "eu", "us"]);
+        assert_eq!(opened.summary.users.to_string(), "at least 6000");
+        assert_eq!(
+            opened.summary.cause.unwrap().class,
+            FailureClass::ConnectTimeout
+        );
+        assert!(opened.summary.hint.contains("network or datacenter"));
+        assert_eq!(opened.status, "ongoing");
+
+        // 2. Europe and the US come back, but slow: partial recovery, asia still down.
+        three(&mut e, &eu, 200, SLOW);
+        three(&mut e, &us, 200, SLOW);
+        let tick = e.tick();
+        let entry = &tick.entries[0];
+        assert_eq!(entry.summary.stage, Stage::PartialRecovery, "{entry:?}");
+        assert_eq!((entry.summary.down, entry.summary.degraded), (2, 4));
+        assert!(entry.event.contains("partial recovery"), "{}", entry.event);
+
+        // 3. Asia's failure changes: the login is now refused (the directory behind it).
+        three(&mut e, &asia, 300, AUTH);
+        let tick = e.tick();
+        let entry = &tick.entries[0];
+        assert_eq!(
+            entry.summary.cause.unwrap().class,
+            FailureClass::AuthRejected
+        );
+        assert!(
+            entry.event.contains("cause now auth_rejected at login"),
+            "{}",
+            entry.event
+        );
+        assert!(
+            entry.summary.hint.contains("directory"),
+            "{}",
+            entry.summary.hint
+        );
+
+        // 4. Asia back (slow too): degraded, slow access.
+        three(&mut e, &asia, 400, SLOW);
+        let tick = e.tick();
+        assert_eq!(tick.entries[0].summary.stage, Stage::Degraded);
+        assert!(tick.entries[0].summary.hint.starts_with("slow access"));
+
+        // 5. Everything fast again: resolved, with its duration.
+        three(&mut e, &all, 500, FAST);
+        let tick = e.tick();
+        assert!(e.open_incidents().is_empty());
+        let last = tick.entries.last().unwrap();
+        assert_eq!(last.summary.stage, Stage::Resolved);
+        assert_eq!(last.at, t(501));
+        assert_eq!(last.status, "resolved after 6m 39s");
+        let closed = tick
+            .incidents
+            .iter()
+            .find(|i| i.closed_at.is_some())
+            .unwrap();
+        assert_eq!(closed.opened_at, t(102));
+    }
+
+    #[test]
+    fn flapping_targets_open_no_incident() {
+        let mut e = engine(&[("eu", Protocol::Imap, None), ("eu", Protocol::Smtp, None)]);
+        let all: Vec<String> = e.targets.keys().cloned().collect();
+        for round in 0..30u64 {
+            let r = if round % 3 == 2 { FAST } else { TIMEOUT };
+            for n in &all {
+                e.observe(&Observation {
+                    target: n.clone(),
+                    at: t(round),
+                    result: r,
+                });
+            }
+            assert!(e.tick().entries.is_empty(), "round {round}");
+        }
+        assert!(e.open_incidents().is_empty());
+    }
+
+    #[test]
+    fn one_target_of_many_is_target_scope_and_a_burst_is_one_entry() {
+        let mut e = engine(&[
+            ("eu", Protocol::Imap, Some(10)),
+            ("eu", Protocol::Imap, Some(10)),
+            ("eu", Protocol::Imap, Some(10)),
+            ("eu", Protocol::Imap, Some(10)),
+        ]);
+        let eu = names(&e, "eu");
+        three(
+            &mut e,
+            &eu[..1],
+            0,
+            Err((FailureClass::TlsCertExpired, Phase::Tls)),
+        );
+        let tick = e.tick();
+        assert_eq!(tick.entries.len(), 1);
+        let s = &tick.entries[0].summary;
+        assert_eq!(s.scope, Scope::Target);
+        assert_eq!(s.hint, "certificate not renewed");
+        assert_eq!(s.users.to_string(), "10");
+        // Two more in one tick: one entry, and now most of the region: region scope.
+        three(&mut e, &eu[1..3], 10, TIMEOUT);
+        let tick = e.tick();
+        assert_eq!(tick.entries.len(), 1, "{:?}", tick.entries);
+        assert_eq!(tick.entries[0].summary.scope, Scope::Region);
+        assert!(tick.entries[0].event.contains("scope target → region"));
+        // Nothing changes: nothing written.
+        assert!(e.tick().entries.is_empty());
+    }
+
+    #[test]
+    fn region_incidents_that_meet_merge_into_one_global_incident() {
+        let mut e = engine(&[
+            ("eu", Protocol::Imap, None),
+            ("eu", Protocol::Imap, None),
+            ("us", Protocol::Imap, None),
+            ("us", Protocol::Imap, None),
+        ]);
+        let (eu, us) = (names(&e, "eu"), names(&e, "us"));
+        three(&mut e, &eu, 0, TIMEOUT);
+        e.tick();
+        three(&mut e, &us[..1], 10, TIMEOUT);
+        e.tick();
+        assert_eq!(
+            e.open_incidents().len(),
+            2,
+            "us has a target-scope incident of its own"
+        );
+        three(&mut e, &us[1..], 20, TIMEOUT);
+        let tick = e.tick();
+        assert_eq!(e.open_incidents().len(), 1);
+        assert!(
+            tick.entries
+                .iter()
+                .any(|x| x.event.starts_with("merged into incident #1"))
+        );
+        let open = &e.open_incidents()[0];
+        assert_eq!(open.id, 1);
+        assert_eq!(e.summarize(open).scope, Scope::Global);
+    }
+
+    #[test]
+    fn users_unknown_when_not_configured() {
+        let mut e = engine(&[("eu", Protocol::Imap, None)]);
+        let eu = names(&e, "eu");
+        three(&mut e, &eu, 0, TIMEOUT);
+        let tick = e.tick();
+        assert_eq!(tick.entries[0].summary.users.to_string(), "unknown");
+    }
+}

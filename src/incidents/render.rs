@@ -1,0 +1,155 @@
+//! The incident timeline for people and programs: a table, Markdown, CSV or JSON, with the
+//! columns time, event, scope, affected users, cause, status/resolution.
+
+use std::fmt::Write as _;
+use std::time::SystemTime;
+
+use serde_json::{Value, json};
+
+use super::engine::{Entry, Incident};
+
+/// An output format of `mailprobe incidents`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned columns for a terminal.
+    Table,
+    /// A Markdown table, for an outage report.
+    Markdown,
+    /// RFC 4180 CSV, for a spreadsheet.
+    Csv,
+    /// JSON, for programs.
+    Json,
+}
+
+/// RFC 3339 in UTC, to the second.
+pub fn timestamp(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+const HEADERS: [&str; 7] = [
+    "INCIDENT",
+    "TIME",
+    "EVENT",
+    "SCOPE",
+    "AFFECTED USERS",
+    "CAUSE",
+    "STATUS",
+];
+
+fn row(e: &Entry) -> [String; 7] {
+    [
+        format!("#{}", e.incident),
+        timestamp(e.at),
+        e.event.clone(),
+        e.summary.scope_text(),
+        e.summary.users.to_string(),
+        e.summary.cause_text(),
+        e.status.clone(),
+    ]
+}
+
+/// Renders `history` (incidents with their entries, oldest first) in `format`.
+pub fn render(history: &[(Incident, Vec<Entry>)], format: Format) -> String {
+    let rows: Vec<[String; 7]> = history
+        .iter()
+        .flat_map(|(_, entries)| entries.iter().map(row))
+        .collect();
+    match format {
+        Format::Table => table(&rows),
+        Format::Markdown => markdown(&rows),
+        Format::Csv => csv(&rows),
+        Format::Json => {
+            let v: Vec<Value> = history.iter().map(|(i, e)| incident_json(i, e)).collect();
+            serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
+        }
+    }
+}
+
+fn table(rows: &[[String; 7]]) -> String {
+    let mut widths = HEADERS.map(|h| h.chars().count());
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &[&str]| {
+        let text: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(text.join("  ").trim_end());
+        out.push('\n');
+    };
+    line(&HEADERS);
+    for r in rows {
+        line(&r.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+    if rows.is_empty() {
+        out.push_str("(no incidents in this period)\n");
+    }
+    out
+}
+
+fn markdown(rows: &[[String; 7]]) -> String {
+    let mut out = String::new();
+    let cell = |s: &str| s.replace('|', "\\\\|");
+    let _ = writeln!(out, "| {} |", HEADERS.map(|h| h.to_lowercase()).join(" | "));
+    let _ = writeln!(out, "|{}", "---|".repeat(HEADERS.len()));
+    for r in rows {
+        let cells: Vec<String> = r.iter().map(|c| cell(c)).collect();
+        let _ = writeln!(out, "| {} |", cells.join(" | "));
+    }
+    out
+}
+
+fn csv(rows: &[[String; 7]]) -> String {
+    let quote = |s: &str| {
+        if s.contains([',', '"', '\n']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s.to_string()
+        }
+    };
+    let mut out = String::new();
+    out.push_str(
+        &HEADERS
+            .map(|h| h.to_lowercase().replace(' ', "_"))
+            .join(","),
+    );
+    out.push_str("\r\n");
+    for r in rows {
+        let cells: Vec<String> = r.iter().map(|c| quote(c)).collect();
+        out.push_str(&cells.join(","));
+        out.push_str("\r\n");
+    }
+    out
+}
+
+/// One incident with its timeline, as the API and `--format json` give it.
+pub fn incident_json(inc: &Incident, entries: &[Entry]) -> Value {
+    let last = entries.last();
+    json!({
+        "id": inc.id,
+        "opened_at": timestamp(inc.opened_at),
+        "closed_at": inc.closed_at.map(timestamp),
+        "status": last.map(|e| e.status.clone()).unwrap_or_else(|| "ongoing".into()),
+        "summary": last.map(|e| &e.summary),
+        "timeline": entries.iter().map(|e| json!({
+            "at": timestamp(e.at),
+            "event": e.event,
+            "scope": e.summary.scope,
+            "regions": e.summary.regions,
+            "protocols": e.summary.protocols,
+            "targets": e.summary.targets,
+            "down": e.summary.down,
+            "degraded": e.summary.degraded,
+            "affected_users": e.summary.users.to_string(),
+            "cause": e.summary.cause,
+            "hint": e.summary.hint,
+            "stage": e.summary.stage,
+            "status": e.status,
+        })).collect::<Vec<_>>(),
+    })
+}

@@ -1,0 +1,252 @@
+//! The incident service: one thread owns the engine and the database, fed by probe outcomes,
+//! ticking every few seconds, saving each tick in one transaction and publishing a snapshot for
+//! the status page. Probes never wait for it: outcomes go through a bounded channel and are
+//! dropped (and counted in the log) if it is ever full.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+
+use super::engine::{Engine, Entry, Incident, Scope, Summary};
+use super::state::{Observation, TargetState};
+use super::store::{Store, StoreError};
+use crate::config::{IncidentSettings, Target};
+use crate::metrics::Metrics;
+use crate::probe::Outcome;
+
+/// How often the timeline is brought up to date and saved.
+pub const TICK: Duration = Duration::from_secs(5);
+/// How often old incidents are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// Outcomes queued for the service at most.
+const QUEUE: usize = 16 * 1024;
+
+/// What the status page shows: every target's state and the open incidents, as of the last
+/// tick.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// When it was taken.
+    pub at: Option<SystemTime>,
+    /// Every configured target.
+    pub targets: Vec<TargetState>,
+    /// Open incidents with how they stand now.
+    pub open: Vec<(Incident, Summary)>,
+}
+
+enum Msg {
+    Observe(Observation),
+    Targets(Vec<Arc<Target>>),
+    Flush(tokio::sync::oneshot::Sender<()>),
+    Stop,
+}
+
+/// A handle to the running service; cheap to clone.
+#[derive(Clone)]
+pub struct Incidents {
+    tx: SyncSender<Msg>,
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    dir: PathBuf,
+}
+
+impl Incidents {
+    /// Opens the store in `settings.state_dir`, resumes its history and starts the thread.
+    pub fn start(
+        settings: &IncidentSettings,
+        targets: &[Arc<Target>],
+        metrics: Arc<Metrics>,
+    ) -> Result<(Incidents, std::thread::JoinHandle<()>), StoreError> {
+        let mut store = Store::open(&settings.state_dir)?;
+        let (states, open, next_id) = store.load()?;
+        let pruned = store.prune(SystemTime::now() - settings.retention)?;
+        if pruned > 0 {
+            tracing::info!(pruned, "removed incidents older than the retention period");
+        }
+        let mut engine = Engine::new(settings.policy, states, open, next_id);
+        engine.set_targets(targets, SystemTime::now());
+        let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
+        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let worker = Worker {
+            engine,
+            store,
+            metrics,
+            snapshot: snapshot.clone(),
+            retention: settings.retention,
+        };
+        let thread = std::thread::Builder::new()
+            .name("incidents".into())
+            .spawn(move || worker.run(rx))
+            .map_err(|source| StoreError::Dir {
+                path: settings.state_dir.clone(),
+                source,
+            })?;
+        let handle = Incidents {
+            tx,
+            snapshot,
+            dir: settings.state_dir.clone(),
+        };
+        // A first tick at once: the status page and metrics show the resumed state right away.
+        handle.send(Msg::Flush(tokio::sync::oneshot::channel().0));
+        Ok((handle, thread))
+    }
+
+    fn send(&self, msg: Msg) {
+        match self.tx.try_send(msg) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                tracing::warn!("incident service is behind; a probe result was not recorded")
+            }
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+
+    /// Records one probe outcome (never blocks the probe).
+    pub fn observe(&self, o: &Outcome) {
+        let at = o.started_at + o.total;
+        let obs = match &o.failure {
+            None => Observation::ok(&o.target.name, at, o.slow),
+            Some(f) => Observation::failed(&o.target.name, at, f.class, f.phase),
+        };
+        self.send(Msg::Observe(obs));
+    }
+
+    /// The configured targets changed (a reload).
+    pub fn set_targets(&self, targets: &[Arc<Target>]) {
+        let _ = self.tx.send(Msg::Targets(targets.to_vec()));
+    }
+
+    /// Waits until everything sent so far is processed, ticked and saved.
+    pub async fn flush(&self) {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        if self.tx.send(Msg::Flush(done)).is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    /// Saves and stops the thread.
+    pub fn stop(&self) {
+        let _ = self.tx.send(Msg::Stop);
+    }
+
+    /// The state as of the last tick.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Incidents open now or active since `since`, with their timelines, read from the database.
+    pub async fn history(
+        &self,
+        since: SystemTime,
+    ) -> Result<Vec<(Incident, Vec<Entry>)>, StoreError> {
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || Store::open_read_only(&dir)?.history(since))
+            .await
+            .unwrap_or_else(|_| Ok(Vec::new()))
+    }
+}
+
+struct Worker {
+    engine: Engine,
+    store: Store,
+    metrics: Arc<Metrics>,
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    retention: Duration,
+}
+
+impl Worker {
+    fn run(mut self, rx: Receiver<Msg>) {
+        let mut next_tick = Instant::now() + TICK;
+        let mut next_prune = Instant::now() + PRUNE_EVERY;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(wait) {
+                Ok(Msg::Observe(obs)) => {
+                    self.engine.observe(&obs);
+                    continue;
+                }
+                Ok(Msg::Targets(t)) => {
+                    self.engine.set_targets(&t, SystemTime::now());
+                    continue;
+                }
+                Ok(Msg::Flush(done)) => {
+                    self.tick();
+                    let _ = done.send(());
+                }
+                Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => {
+                    self.tick();
+                    return;
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    self.tick();
+                    next_tick = Instant::now() + TICK;
+                }
+            }
+            if Instant::now() >= next_prune {
+                next_prune = Instant::now() + PRUNE_EVERY;
+                match self.store.prune(SystemTime::now() - self.retention) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(
+                        pruned = n,
+                        "removed incidents older than the retention period"
+                    ),
+                    Err(e) => tracing::error!(error = %e, "cannot prune incident history"),
+                }
+            }
+        }
+    }
+
+    fn tick(&mut self) {
+        let tick = self.engine.tick();
+        for e in &tick.entries {
+            tracing::info!(
+                incident = e.incident,
+                event = %e.event,
+                scope = %e.summary.scope_text(),
+                users = %e.summary.users,
+                cause = %e.summary.cause_text(),
+                status = %e.status,
+                "incident"
+            );
+        }
+        if let Err(e) = self.store.save(&tick) {
+            // The history on disk falls behind; the engine keeps the truth in memory and the
+            // next successful save carries its current state.
+            tracing::error!(error = %e, "cannot save incident history");
+        }
+        for s in &tick.states {
+            self.metrics.target_health(s);
+        }
+        for name in &tick.removed {
+            self.metrics.forget_target_health(name);
+        }
+        let open: Vec<(Incident, Summary)> = self
+            .engine
+            .open_incidents()
+            .iter()
+            .map(|i| (i.clone(), self.engine.summarize(i)))
+            .collect();
+        // Every scope × configured region exists from the start, at 0 when nothing is open.
+        let mut counts: BTreeMap<(String, String), i64> = BTreeMap::new();
+        for t in self.engine.states() {
+            for scope in [Scope::Target, Scope::Region, Scope::Global] {
+                counts.insert((scope.as_str().into(), t.region.clone()), 0);
+            }
+        }
+        for (_, s) in &open {
+            for r in &s.regions {
+                *counts
+                    .entry((s.scope.as_str().into(), r.clone()))
+                    .or_default() += 1;
+            }
+        }
+        self.metrics.open_incidents(&counts);
+        self.snapshot.store(Arc::new(Snapshot {
+            at: Some(SystemTime::now()),
+            targets: self.engine.states().cloned().collect(),
+            open,
+        }));
+    }
+}

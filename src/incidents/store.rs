@@ -1,0 +1,513 @@
+//! SQLite persistence of target states and incidents in the state directory, so that a restart
+//! or a reload loses no history and an incident open at shutdown is still open afterwards.
+//!
+//! Schema changes are numbered migrations recorded in `PRAGMA user_version`: each runs once, in a
+//! transaction, in order. A database written by a newer mailprobe (a higher version than this
+//! one knows) is refused rather than misread. WAL mode lets `mailprobe incidents` read while the
+//! daemon writes.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OpenFlags, params};
+
+use super::engine::{Entry, Incident, Summary, Tick};
+use super::state::{Health, TargetState};
+use crate::probe::Protocol;
+
+/// The database file inside the state directory.
+pub const FILE: &str = "mailprobe.db";
+
+/// Schema migrations; the index + 1 is the `user_version` after it ran.
+const MIGRATIONS: &[&str] = &[
+    // 1: the first schema.
+    "CREATE TABLE incidents (
+        id INTEGER PRIMARY KEY,
+        opened_at INTEGER NOT NULL,
+        closed_at INTEGER,
+        last_change INTEGER NOT NULL,
+        members TEXT NOT NULL,
+        ever TEXT NOT NULL,
+        last TEXT
+    );
+    CREATE INDEX incidents_closed_at ON incidents (closed_at);
+    CREATE TABLE entries (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        incident INTEGER NOT NULL REFERENCES incidents (id) ON DELETE CASCADE,
+        at INTEGER NOT NULL,
+        event TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        status TEXT NOT NULL
+    );
+    CREATE INDEX entries_incident ON entries (incident, at);
+    CREATE TABLE targets (
+        name TEXT PRIMARY KEY,
+        region TEXT NOT NULL,
+        protocol TEXT NOT NULL,
+        users INTEGER,
+        health TEXT NOT NULL,
+        since INTEGER NOT NULL,
+        failures INTEGER NOT NULL,
+        successes INTEGER NOT NULL,
+        slow INTEGER NOT NULL,
+        fast INTEGER NOT NULL,
+        last_failure TEXT
+    );",
+];
+
+/// Why the store could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite said no.
+    #[error("{path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// SQLite's error.
+        source: rusqlite::Error,
+    },
+    /// The state directory could not be made.
+    #[error("cannot create the state directory {path}: {source}")]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A newer mailprobe wrote this database.
+    #[error("{path} has schema version {found}; this mailprobe knows up to {known} (downgrade?)")]
+    TooNew {
+        /// The database file.
+        path: PathBuf,
+        /// Its version.
+        found: i64,
+        /// Ours.
+        known: i64,
+    },
+    /// No history was ever written here.
+    #[error("no incident history at {0} (has the daemon run with this state_dir?)")]
+    Missing(PathBuf),
+    /// A stored value did not decode.
+    #[error("{path}: corrupt row: {what}")]
+    Corrupt {
+        /// The database file.
+        path: PathBuf,
+        /// What did not decode.
+        what: String,
+    },
+}
+
+/// The open database.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+fn ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn time(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+impl Store {
+    /// Opens (creating if needed) the database in `dir` and brings its schema up to date.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = dir.join(FILE);
+        let conn = Connection::open(&path).map_err(|source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        })?;
+        let mut store = Store { conn, path };
+        store.sql(|c| {
+            c.pragma_update(None, "journal_mode", "WAL")?;
+            c.pragma_update(None, "foreign_keys", "ON")?;
+            c.pragma_update(None, "synchronous", "NORMAL")?;
+            c.busy_timeout(Duration::from_secs(5))
+        })?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Opens an existing database for reading only (`mailprobe incidents`).
+    pub fn open_read_only(dir: &Path) -> Result<Store, StoreError> {
+        let path = dir.join(FILE);
+        if !path.exists() {
+            return Err(StoreError::Missing(path));
+        }
+        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(
+            |source| StoreError::Sqlite {
+                path: path.clone(),
+                source,
+            },
+        )?;
+        let store = Store { conn, path };
+        let version = store.version()?;
+        if version > MIGRATIONS.len() as i64 {
+            return Err(StoreError::TooNew {
+                path: store.path.clone(),
+                found: version,
+                known: MIGRATIONS.len() as i64,
+            });
+        }
+        Ok(store)
+    }
+
+    fn sql<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        f(&self.conn).map_err(|source| StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    fn corrupt(&self, what: impl Into<String>) -> StoreError {
+        StoreError::Corrupt {
+            path: self.path.clone(),
+            what: what.into(),
+        }
+    }
+
+    /// The schema version recorded in the file.
+    pub fn version(&self) -> Result<i64, StoreError> {
+        self.sql(|c| c.pragma_query_value(None, "user_version", |r| r.get(0)))
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let version = self.version()?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(StoreError::TooNew {
+                path: self.path.clone(),
+                found: version,
+                known,
+            });
+        }
+        let path = self.path.clone();
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = self
+                .conn
+                .transaction()
+                .map_err(|source| StoreError::Sqlite {
+                    path: path.clone(),
+                    source,
+                })?;
+            tx.execute_batch(sql)
+                .and_then(|_| tx.pragma_update(None, "user_version", i as i64 + 1))
+                .and_then(|_| tx.commit())
+                .map_err(|source| StoreError::Sqlite {
+                    path: path.clone(),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Target states, open incidents, and the next incident id.
+    pub fn load(&self) -> Result<(Vec<TargetState>, Vec<Incident>, i64), StoreError> {
+        let rows = self.sql(|c| {
+            let mut st = c.prepare(
+                "SELECT name, region, protocol, users, health, since, failures, successes, slow, fast, last_failure FROM targets",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<i64>>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, i64>(5)?,
+                    [r.get::<_, u32>(6)?, r.get(7)?, r.get(8)?, r.get(9)?],
+                    r.get::<_, Option<String>>(10)?,
+                ))
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        let mut states = Vec::with_capacity(rows.len());
+        for (name, region, protocol, users, health, since, n, last) in rows {
+            let protocol: Protocol = serde_json::from_value(serde_json::Value::String(protocol))
+                .map_err(|e| self.corrupt(format!("target {name}: protocol: {e}")))?;
+            let health = Health::parse(&health)
+                .ok_or_else(|| self.corrupt(format!("target {name}: health {health:?}")))?;
+            let last_failure = match last {
+                Some(j) => Some(
+                    serde_json::from_str(&j)
+                        .map_err(|e| self.corrupt(format!("target {name}: last failure: {e}")))?,
+                ),
+                None => None,
+            };
+            states.push(TargetState {
+                name,
+                region,
+                protocol,
+                users: users.and_then(|u| u64::try_from(u).ok()),
+                health,
+                since: time(since),
+                failures: n[0],
+                successes: n[1],
+                slow: n[2],
+                fast: n[3],
+                last_failure,
+            });
+        }
+        let open = self.incidents("WHERE closed_at IS NULL", params![])?;
+        let next_id: i64 = self.sql(|c| {
+            c.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM incidents", [], |r| {
+                r.get(0)
+            })
+        })?;
+        Ok((states, open, next_id))
+    }
+
+    fn incidents(
+        &self,
+        filter: &str,
+        args: impl rusqlite::Params,
+    ) -> Result<Vec<Incident>, StoreError> {
+        let rows = self.sql(|c| {
+            let mut st = c.prepare(&format!(
+                "SELECT id, opened_at, closed_at, last_change, members, ever, last FROM incidents {filter} ORDER BY opened_at, id"
+            ))?;
+            let rows = st.query_map(args, |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Option<i64>>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, Option<String>>(6)?,
+                ))
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        rows.into_iter()
+            .map(|(id, opened, closed, change, members, ever, last)| {
+                let bad = |e: serde_json::Error| self.corrupt(format!("incident {id}: {e}"));
+                Ok(Incident {
+                    id,
+                    opened_at: time(opened),
+                    closed_at: closed.map(time),
+                    last_change: time(change),
+                    members: serde_json::from_str(&members).map_err(bad)?,
+                    ever: serde_json::from_str(&ever).map_err(bad)?,
+                    last: match last {
+                        Some(j) => Some(serde_json::from_str::<Summary>(&j).map_err(bad)?),
+                        None => None,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    /// Writes one tick's changes in a single transaction.
+    pub fn save(&mut self, tick: &Tick) -> Result<(), StoreError> {
+        if tick.entries.is_empty()
+            && tick.incidents.is_empty()
+            && tick.states.is_empty()
+            && tick.removed.is_empty()
+        {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|source| StoreError::Sqlite {
+                path: path.clone(),
+                source,
+            })?;
+        let result = (|| -> rusqlite::Result<()> {
+            for inc in &tick.incidents {
+                tx.execute(
+                    "INSERT INTO incidents (id, opened_at, closed_at, last_change, members, ever, last)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (id) DO UPDATE SET opened_at = ?2, closed_at = ?3,
+                       last_change = ?4, members = ?5, ever = ?6, last = ?7",
+                    params![
+                        inc.id,
+                        ms(inc.opened_at),
+                        inc.closed_at.map(ms),
+                        ms(inc.last_change),
+                        json(&inc.members),
+                        json(&inc.ever),
+                        inc.last.as_ref().map(json),
+                    ],
+                )?;
+            }
+            for e in &tick.entries {
+                tx.execute(
+                    "INSERT INTO entries (incident, at, event, summary, status) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![e.incident, ms(e.at), e.event, json(&e.summary), e.status],
+                )?;
+            }
+            for s in &tick.states {
+                tx.execute(
+                    "INSERT INTO targets (name, region, protocol, users, health, since, failures, successes, slow, fast, last_failure)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                     ON CONFLICT (name) DO UPDATE SET region = ?2, protocol = ?3, users = ?4,
+                       health = ?5, since = ?6, failures = ?7, successes = ?8, slow = ?9, fast = ?10,
+                       last_failure = ?11",
+                    params![
+                        s.name,
+                        s.region,
+                        s.protocol.as_str(),
+                        s.users.and_then(|u| i64::try_from(u).ok()),
+                        s.health.as_str(),
+                        ms(s.since),
+                        s.failures,
+                        s.successes,
+                        s.slow,
+                        s.fast,
+                        s.last_failure.as_ref().map(json),
+                    ],
+                )?;
+            }
+            for name in &tick.removed {
+                tx.execute("DELETE FROM targets WHERE name = ?1", params![name])?;
+            }
+            Ok(())
+        })();
+        result
+            .and_then(|_| tx.commit())
+            .map_err(|source| StoreError::Sqlite { path, source })
+    }
+
+    /// Incidents open now, or opened or closed since `since`, each with its timeline.
+    pub fn history(&self, since: SystemTime) -> Result<Vec<(Incident, Vec<Entry>)>, StoreError> {
+        let since = ms(since);
+        let incidents = self.incidents(
+            "WHERE closed_at IS NULL OR opened_at >= ?1 OR closed_at >= ?1",
+            params![since],
+        )?;
+        let mut out = Vec::with_capacity(incidents.len());
+        for inc in incidents {
+            let rows = self.sql(|c| {
+                let mut st = c.prepare(
+                    "SELECT at, event, summary, status FROM entries WHERE incident = ?1 ORDER BY at, id",
+                )?;
+                let rows = st.query_map(params![inc.id], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                    ))
+                })?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()
+            })?;
+            let mut entries = Vec::with_capacity(rows.len());
+            for (at, event, summary, status) in rows {
+                entries.push(Entry {
+                    incident: inc.id,
+                    at: time(at),
+                    event,
+                    summary: serde_json::from_str(&summary)
+                        .map_err(|e| self.corrupt(format!("entry of incident {}: {e}", inc.id)))?,
+                    status,
+                });
+            }
+            out.push((inc, entries));
+        }
+        Ok(out)
+    }
+
+    /// Deletes incidents closed before `cutoff` (their entries go with them); returns how many.
+    pub fn prune(&mut self, cutoff: SystemTime) -> Result<usize, StoreError> {
+        self.sql(|c| {
+            c.execute(
+                "DELETE FROM incidents WHERE closed_at IS NOT NULL AND closed_at < ?1",
+                params![ms(cutoff)],
+            )
+        })
+    }
+}
+
+/// A small value stored as a JSON text column (sets, summaries: they always encode).
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::FailureClass;
+    use crate::incidents::engine::Engine;
+    use crate::incidents::state::{Observation, Policy};
+    use crate::probe::Phase;
+
+    fn t(s: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_800_000_000 + s)
+    }
+
+    #[test]
+    fn an_open_incident_survives_a_reopen_and_closes_later() {
+        let dir = std::env::temp_dir().join(format!("mp-store-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut store = Store::open(&dir).unwrap();
+        assert_eq!(store.version().unwrap(), MIGRATIONS.len() as i64);
+        let (states, open, next) = store.load().unwrap();
+        assert!(states.is_empty() && open.is_empty());
+        let seed = vec![
+            TargetState::new("a", "eu", Protocol::Imap, Some(5), t(0)),
+            TargetState::new("b", "eu", Protocol::Imap, None, t(0)),
+        ];
+        let mut e = Engine::new(Policy::default(), seed, Vec::new(), next);
+        for i in 0..3 {
+            e.observe(&Observation::failed(
+                "a",
+                t(i),
+                FailureClass::ConnectRefused,
+                Phase::Connect,
+            ));
+        }
+        store.save(&e.tick()).unwrap();
+        drop(store);
+
+        // A restart: the same file, a fresh engine from it.
+        let mut store = Store::open(&dir).unwrap();
+        let (states, open, next) = store.load().unwrap();
+        assert_eq!(open.len(), 1);
+        assert_eq!(
+            states.iter().find(|s| s.name == "a").unwrap().health,
+            Health::Down
+        );
+        assert_eq!(next, open[0].id + 1);
+        let mut e = Engine::new(Policy::default(), states, open, next);
+        for i in 10..12 {
+            e.observe(&Observation::ok("a", t(i), false));
+        }
+        store.save(&e.tick()).unwrap();
+        let history = store.history(t(0)).unwrap();
+        assert_eq!(history.len(), 1);
+        let (inc, entries) = &history[0];
+        assert_eq!(inc.closed_at, Some(t(11)));
+        let events: Vec<&str> = entries.iter().map(|x| x.event.as_str()).collect();
+        assert_eq!(events, ["opened: 1 down", "resolved: every target is up"]);
+        assert_eq!(entries[1].status, "resolved after 9s");
+        // Retention removes it, entries included.
+        assert_eq!(store.prune(t(100)).unwrap(), 1);
+        assert!(store.history(t(0)).unwrap().is_empty());
+        // Read-only access works alongside.
+        assert!(Store::open_read_only(&dir).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = std::env::temp_dir().join(format!("mp-store-new-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        drop(Store::open(&dir).unwrap());
+        let conn = Connection::open(dir.join(FILE)).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        let e = Store::open(&dir).err().unwrap().to_string();
+        assert!(e.contains("schema version 99"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
