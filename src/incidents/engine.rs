@@ -263,13 +263,11 @@ impl Engine {
             let state = self.targets.entry(t.name.clone()).or_insert_with(|| {
                 TargetState::new(&t.name, &t.region, t.protocol(), t.users, now)
             });
-            if state.region != t.region || state.protocol != t.protocol() || state.users != t.users
-            {
-                state.region = t.region.clone();
-                state.protocol = t.protocol();
-                state.users = t.users;
-                self.dirty.insert(t.name.clone());
-            }
+                        state.region = t.region.clone();
+            state.protocol = t.protocol();
+            state.users = t.users;
+            // Saved and exported at the next tick, new or resumed alike.
+            self.dirty.insert(t.name.clone());
         }
         self.regions.clear();
         for s in self.targets.values() {
