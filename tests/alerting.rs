@@ -199,10 +199,17 @@ async fn a_stopped_server_pages_with_its_class_through_prometheus_and_alertmanag
     let env = Env::new();
     let mut dc = Dovecot::start(&env.pki, Options::default());
     let config = format!("{GLOBAL}{}", env.imap_target(TARGET, dc.ports.imaps, ""));
-    // Two daemons probing the same mailbox stand for two vantage points.
+    // Two daemons probing the same mailbox stand for two vantage points (each with its own
+    // state directory, as two machines would have).
+    let at = |location: &str| {
+        format!(
+            "{config}[incidents]\nstate_dir = \"{}\"\n",
+            env.dir.path().join(location).display()
+        )
+    };
     let daemons = [
-        Daemon::start(env.config(&config)).await,
-        Daemon::start(env.config(&config)).await,
+        Daemon::start(env.config(&at("loc-a"))).await,
+        Daemon::start(env.config(&at("loc-b"))).await,
     ];
     let webhook = Webhook::start().await;
 

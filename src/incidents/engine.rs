@@ -263,7 +263,7 @@ impl Engine {
             let state = self.targets.entry(t.name.clone()).or_insert_with(|| {
                 TargetState::new(&t.name, &t.region, t.protocol(), t.users, now)
             });
-                        state.region = t.region.clone();
+            state.region = t.region.clone();
             state.protocol = t.protocol();
             state.users = t.users;
             // Saved and exported at the next tick, new or resumed alike.

@@ -17,6 +17,8 @@ use crate::probe::Protocol;
 
 /// The database file inside the state directory.
 pub const FILE: &str = "mailprobe.db";
+/// Held (locked) by the daemon that owns the state directory.
+pub const LOCK: &str = "mailprobe.lock";
 
 /// Schema migrations; the index + 1 is the `user_version` after it ran.
 const MIGRATIONS: &[&str] = &[
@@ -84,6 +86,9 @@ pub enum StoreError {
         /// Ours.
         known: i64,
     },
+    /// Another mailprobe daemon uses this state directory.
+    #[error("{0} is locked by another mailprobe daemon; each instance needs its own state_dir")]
+    InUse(PathBuf),
     /// No history was ever written here.
     #[error("no incident history at {0} (has the daemon run with this state_dir?)")]
     Missing(PathBuf),
@@ -97,10 +102,11 @@ pub enum StoreError {
     },
 }
 
-/// The open database.
+/// The open database (and, for the daemon's writable one, the lock on its directory).
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    _lock: Option<std::fs::File>,
 }
 
 fn ms(t: SystemTime) -> i64 {
@@ -114,17 +120,37 @@ fn time(ms: i64) -> SystemTime {
 
 impl Store {
     /// Opens (creating if needed) the database in `dir` and brings its schema up to date.
+    ///
+    /// Only one daemon may write a state directory: two sharing one would overwrite each
+    /// other's target states and incident numbers, so the second is refused.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+        let dir_error = |source| StoreError::Dir {
             path: dir.to_path_buf(),
             source,
-        })?;
+        };
+        std::fs::create_dir_all(dir).map_err(dir_error)?;
+        let lock_path = dir.join(LOCK);
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(dir_error)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(StoreError::InUse(lock_path)),
+            Err(std::fs::TryLockError::Error(e)) => return Err(dir_error(e)),
+        }
         let path = dir.join(FILE);
         let conn = Connection::open(&path).map_err(|source| StoreError::Sqlite {
             path: path.clone(),
             source,
         })?;
-        let mut store = Store { conn, path };
+        let mut store = Store {
+            conn,
+            path,
+            _lock: Some(lock),
+        };
         store.sql(|c| {
             c.pragma_update(None, "journal_mode", "WAL")?;
             c.pragma_update(None, "foreign_keys", "ON")?;
@@ -147,7 +173,11 @@ impl Store {
                 source,
             },
         )?;
-        let store = Store { conn, path };
+        let store = Store {
+            conn,
+            path,
+            _lock: None,
+        };
         let version = store.version()?;
         if version > MIGRATIONS.len() as i64 {
             return Err(StoreError::TooNew {
@@ -495,6 +525,22 @@ mod tests {
         assert!(store.history(t(0)).unwrap().is_empty());
         // Read-only access works alongside.
         assert!(Store::open_read_only(&dir).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_second_writer_is_refused() {
+        let dir = std::env::temp_dir().join(format!("mp-store-lock-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let first = Store::open(&dir).unwrap();
+        let e = Store::open(&dir).err().unwrap().to_string();
+        assert!(e.contains("locked by another mailprobe daemon"), "{e}");
+        assert!(Store::open_read_only(&dir).is_ok(), "readers are welcome");
+        drop(first);
+        assert!(
+            Store::open(&dir).is_ok(),
+            "free again once the first is gone"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

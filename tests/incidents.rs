@@ -1,0 +1,253 @@
+//! The incident timeline end to end: a real Dovecot goes away and comes back, the daemon is
+//! restarted in the middle, and the story is told by the API, the CLI and the status page in a
+//! real headless browser.
+
+mod common;
+
+use std::process::Command;
+
+use common::{Daemon, Env, eventually, http, sample};
+use mailprobe_testpeers::dovecot::{Dovecot, Options};
+use mailprobe_testpeers::util::{free_port, require_program};
+use serde_json::Value;
+
+const GLOBAL: &str = "[global]\ninterval = \"1s\"\ntimeout = \"1s\"\n";
+
+fn config(env: &Env, dc: &Dovecot) -> String {
+    format!(
+        "{GLOBAL}[incidents]\nstate_dir = \"{}\"\ndown_after = 2\nup_after = 2\n{}{}",
+        env.dir.path().join("state").display(),
+        env.imap_target("imap-eu-1", dc.ports.imaps, "region = \"eu\"\nusers = 500")
+            .replace("region = \"test\"\n", ""),
+        env.imap_target(
+            "imap-eu-2",
+            dc.ports.imap,
+            "region = \"eu\"\nusers = 1500\ntls = \"starttls\"\nhost = \"localhost\""
+        )
+        .replace("region = \"test\"\n", "")
+        .replace("host = \"127.0.0.1\"\n", ""),
+    )
+}
+
+async fn json(d: &Daemon, path: &str) -> Value {
+    let (status, body) = http(d.addr, "GET", path).await;
+    assert_eq!(status, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+}
+
+fn mailprobe(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_mailprobe"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_is_told_survives_a_restart_and_resolves() {
+    let env = Env::new();
+    let mut dc = Dovecot::start(&env.pki, Options::default());
+    let text = config(&env, &dc);
+    let d = Daemon::start(env.config(&text)).await;
+    d.wait_probes("imap-eu-1", "success", 1.0).await;
+    d.wait_probes("imap-eu-2", "success", 1.0).await;
+
+    // Dovecot goes away: both eu targets down, one region-wide incident.
+    dc.stop();
+    let incident = eventually(30, "an open region incident", || async {
+        let s = json(&d, "/api/v1/status").await;
+        let inc = s["incidents"].as_array()?.first()?.clone();
+        (inc["summary"]["scope"] == "region" && inc["summary"]["down"] == 2).then_some(inc)
+    })
+    .await;
+    let summary = &incident["summary"];
+    assert_eq!(summary["regions"], serde_json::json!(["eu"]));
+    assert_eq!(summary["users"]["known"], 2000);
+    assert_eq!(summary["cause"]["class"], "connect_refused");
+    assert_eq!(summary["cause"]["phase"], "connect");
+    assert_eq!(incident["status"], "ongoing");
+    let id = incident["id"].as_i64().unwrap();
+    let m = d.metrics().await;
+    assert_eq!(
+        sample(
+            &m,
+            "mailprobe_incidents_open",
+            &[("scope", "region"), ("region", "eu")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "mailprobe_target_state",
+            &[("target", "imap-eu-1"), ("state", "down")]
+        ),
+        Some(1.0)
+    );
+
+    // The daemon restarts while the incident is open: it is still open afterwards.
+    d.stop().await;
+    let d = Daemon::start(env.config(&text)).await;
+    let s = json(&d, "/api/v1/status").await;
+    assert_eq!(s["incidents"][0]["id"].as_i64(), Some(id), "{s}");
+    assert_eq!(s["incidents"][0]["status"], "ongoing");
+
+    // Dovecot is back: the incident resolves, with its whole story.
+    dc.restart();
+    let resolved = eventually(30, "the incident resolved", || async {
+        let list = json(&d, "/api/v1/incidents?since=1h").await;
+        let inc = list
+            .as_array()?
+            .iter()
+            .find(|i| i["id"].as_i64() == Some(id))?
+            .clone();
+        inc["closed_at"].is_string().then_some(inc)
+    })
+    .await;
+    let timeline = resolved["timeline"].as_array().unwrap();
+    let events: Vec<&str> = timeline
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert!(events[0].starts_with("opened"), "{events:?}");
+    assert!(events.last().unwrap().starts_with("resolved"), "{events:?}");
+    let status = resolved["status"].as_str().unwrap();
+    assert!(status.starts_with("resolved after "), "{status}");
+    let m = d.metrics().await;
+    assert_eq!(
+        sample(
+            &m,
+            "mailprobe_incidents_open",
+            &[("scope", "region"), ("region", "eu")]
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "mailprobe_target_state",
+            &[("target", "imap-eu-1"), ("state", "up")]
+        ),
+        Some(1.0)
+    );
+    d.stop().await;
+
+    // The CLI reads the same history, in every format.
+    let cfg = env.config_path();
+    let cfg = cfg.to_str().unwrap();
+    let table = mailprobe(&["incidents", "-c", cfg, "--since", "1h"]);
+    let header = table.lines().next().unwrap();
+    for col in [
+        "TIME",
+        "EVENT",
+        "SCOPE",
+        "AFFECTED USERS",
+        "CAUSE",
+        "STATUS",
+    ] {
+        assert!(header.contains(col), "{header}");
+    }
+    assert!(table.contains("region: eu [imap] (2 targets)"), "{table}");
+    assert!(table.contains("connect_refused at connect"), "{table}");
+    assert!(table.contains("resolved after "), "{table}");
+    let markdown = mailprobe(&[
+        "incidents",
+        "-c",
+        cfg,
+        "--since",
+        "1h",
+        "--format",
+        "markdown",
+    ]);
+    assert!(
+        markdown.starts_with("| incident | time | event |"),
+        "{markdown}"
+    );
+    let csv = mailprobe(&["incidents", "-c", cfg, "--since", "1h", "--format", "csv"]);
+    assert!(
+        csv.starts_with("incident,time,event,scope,affected_users,cause,status\r\n"),
+        "{csv}"
+    );
+    assert!(csv.lines().count() >= 3, "{csv}");
+    let json_out: Value =
+        serde_json::from_str(&mailprobe(&["incidents", "-c", cfg, "--format", "json"])).unwrap();
+    assert_eq!(json_out[0]["id"].as_i64(), Some(id));
+    // Nothing secret anywhere.
+    for out in [&table, &markdown, &csv] {
+        assert!(!out.contains(common::USER) && !out.contains(common::PASSWORD));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_shows_an_ongoing_incident_in_a_real_browser() {
+    let chromium = require_program("chromium", "chromium");
+    let env = Env::new();
+    let closed = free_port();
+    let text = format!(
+        "{GLOBAL}[incidents]\ndown_after = 1\n{}{}",
+        env.imap_target(
+            "webmail-gateway",
+            closed,
+            "region = \"eu-west\"\nusers = 1200"
+        )
+        .replace("region = \"test\"\n", ""),
+        env.imap_target("imap-backup", closed, "region = \"eu-west\"")
+            .replace("region = \"test\"\n", ""),
+    )
+    .replace(
+        "[incidents]\n",
+        &format!(
+            "[incidents]\nstate_dir = \"{}\"\n",
+            env.dir.path().join("state").display()
+        ),
+    );
+    let d = Daemon::start(env.config(&text)).await;
+    eventually(30, "an open incident", || async {
+        let s = json(&d, "/api/v1/status").await;
+        (!s["incidents"].as_array()?.is_empty()).then_some(())
+    })
+    .await;
+
+    let profile = env.dir.path().join("chromium-profile");
+    let url = format!("http://{}/", d.addr);
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-dev-shm-usage",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .args(["--dump-dom", &url])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dom.contains("Ongoing incidents (1)"), "{dom}");
+    assert!(dom.contains("region: eu-west [imap] (2 targets)"), "{dom}");
+    assert!(dom.contains("connect_refused at connect"), "{dom}");
+    assert!(dom.contains("affected users: at least 1200"), "{dom}");
+    assert!(
+        dom.contains("<td class=\"down\">0/2 up, 2 down</td>"),
+        "{dom}"
+    );
+    assert!(!dom.contains(common::USER));
+    d.stop().await;
+}
