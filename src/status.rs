@@ -117,7 +117,12 @@ td.up{background:#dcf5e3} td.degraded{background:#fff1c2} td.down{background:#ff
 .incident{background:#fff;border:1px solid #dde1e6;border-left:5px solid #c62828;padding:8px 10px;margin:10px 0}
 .incident.resolved{border-left-color:#2e8540}
 .incident h3{font-size:15px;margin:0 0 6px}
-@media (max-width:600px){body{padding:6px} th,td{padding:4px 5px;font-size:13px}}
+@media (max-width:600px){body{padding:6px} th,td{padding:4px 5px;font-size:13px}
+ table.timeline,table.timeline tbody,table.timeline tr,table.timeline td{display:block;min-width:0}
+ table.timeline tr:first-child{display:none}
+ table.timeline tr{border-bottom:1px solid #dde1e6;padding:4px 0}
+ table.timeline td{border:none;padding:1px 2px}
+ table.timeline td:before{content:attr(data-label) \": \";font-weight:600;color:#5a6270}}
 ";
 
 /// The status page.
@@ -234,8 +239,13 @@ fn incident_html(
     now: Option<&crate::incidents::Summary>,
     resolved: bool,
 ) {
+    // Ongoing: how it stands now. Resolved: the widest it got.
     let last = entries.last().map(|e| &e.summary);
-    let summary = now.or(last);
+    let summary = if resolved {
+        inc.peak.as_ref().or(last)
+    } else {
+        now.or(last)
+    };
     let _ = write!(
         h,
         "<div class=\"incident{}\" id=\"incident-{}\"><h3>#{} {}</h3>",
@@ -253,11 +263,13 @@ fn incident_html(
             esc(&s.cause_text()),
         );
     }
-    h.push_str("<div class=\"scroll\"><table><tr><th>time</th><th>event</th><th>scope</th><th>users</th><th>cause</th><th>status</th></tr>");
+    h.push_str("<div class=\"scroll\"><table class=\"timeline\"><tr><th>time</th><th>event</th><th>scope</th><th>users</th><th>cause</th><th>status</th></tr>");
     for e in entries {
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td data-label=\"time\">{}</td><td data-label=\"event\">{}</td>\
+             <td data-label=\"scope\">{}</td><td data-label=\"users\">{}</td>\
+             <td data-label=\"cause\">{}</td><td data-label=\"status\">{}</td></tr>",
             esc(&timestamp(e.at)),
             esc(&e.event),
             esc(&e.summary.scope_text()),

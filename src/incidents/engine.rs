@@ -2,8 +2,7 @@
 //!
 //! A target that leaves `up` joins the open incident of its region (or the global one), or opens
 //! a new one. An incident's scope follows from its members: `target` (one or a few targets),
-//! `region` (more than half of a region's targets, for a region of two or more), `global` (two
-//! or more regions that way); region incidents that meet merge into one global incident. Its stage
+//! `region` (more than half of a region's targets), `global` (two or more regions that way); region incidents that meet merge into one global incident. Its stage
 //! follows too: `outage`, `partial recovery` (some members back, or back but slow),
 //! `degraded: slow access`, and `resolved` once every member is up again.
 //!
@@ -192,6 +191,9 @@ pub struct Incident {
     pub last_change: SystemTime,
     /// What the timeline last said.
     pub last: Option<Summary>,
+    /// The widest it got (scope first, then affected targets): what a resolved incident was.
+    #[serde(default)]
+    pub peak: Option<Summary>,
 }
 
 /// What one tick changed, for the store and the metrics.
@@ -324,6 +326,7 @@ impl Engine {
                     ever: BTreeSet::new(),
                     last_change: at,
                     last: None,
+                    peak: None,
                 });
                 self.open.last_mut().expect("just pushed")
             }
@@ -333,7 +336,8 @@ impl Engine {
         inc.last_change = at;
     }
 
-    /// Regions where more than half of the (two or more) targets are members.
+    /// Regions where more than half of the targets are members (a region probed through a
+    /// single target is down when that target is).
     fn region_level(&self, members: &BTreeSet<String>) -> BTreeSet<String> {
         let mut affected: BTreeMap<&str, usize> = BTreeMap::new();
         for m in members {
@@ -345,7 +349,7 @@ impl Engine {
             .into_iter()
             .filter(|(r, n)| {
                 let total = self.regions.get(*r).copied().unwrap_or(0);
-                total >= 2 && n * 2 > total
+                n * 2 > total
             })
             .map(|(r, _)| r.to_string())
             .collect()
@@ -370,6 +374,12 @@ impl Engine {
             _ => Scope::Global,
         };
         let regions: BTreeSet<String> = members.iter().map(|s| s.region.clone()).collect();
+        let scope = if scope == Scope::Target && regions.len() > 1 && level.len() == 1 {
+            // One region down and scattered failures elsewhere: still a regional story.
+            Scope::Region
+        } else {
+            scope
+        };
         let protocols: BTreeSet<Protocol> = members.iter().map(|s| s.protocol).collect();
         let mut causes: BTreeMap<(FailureClass, Phase), usize> = BTreeMap::new();
         for s in members.iter().filter(|s| s.health == Health::Down) {
@@ -448,6 +458,12 @@ impl Engine {
                     summary: summary.clone(),
                     status: "ongoing".into(),
                 });
+                let wider = inc.peak.as_ref().is_none_or(|p| {
+                    (summary.scope, summary.targets.len()) > (p.scope, p.targets.len())
+                });
+                if wider {
+                    inc.peak = Some(summary.clone());
+                }
                 inc.last = Some(summary);
                 out.incidents.push(inc.clone());
             }
@@ -494,6 +510,7 @@ impl Engine {
             keep.members.extend(a.members.iter().cloned());
             keep.ever.extend(a.ever.iter().cloned());
             keep.opened_at = keep.opened_at.min(a.opened_at);
+            keep.peak = keep.peak.take().or(a.peak.clone());
             keep.last_change = keep.last_change.max(a.last_change);
             let at = a.last_change;
             a.members.clear();

@@ -55,6 +55,8 @@ const MIGRATIONS: &[&str] = &[
         fast INTEGER NOT NULL,
         last_failure TEXT
     );",
+    // 2: the widest extent an incident reached, for reports on resolved incidents.
+    "ALTER TABLE incidents ADD COLUMN peak TEXT;",
 ];
 
 /// Why the store could not be used.
@@ -301,7 +303,7 @@ impl Store {
     ) -> Result<Vec<Incident>, StoreError> {
         let rows = self.sql(|c| {
             let mut st = c.prepare(&format!(
-                "SELECT id, opened_at, closed_at, last_change, members, ever, last FROM incidents {filter} ORDER BY opened_at, id"
+                "SELECT id, opened_at, closed_at, last_change, members, ever, last, peak FROM incidents {filter} ORDER BY opened_at, id"
             ))?;
             let rows = st.query_map(args, |r| {
                 Ok((
@@ -312,12 +314,13 @@ impl Store {
                     r.get::<_, String>(4)?,
                     r.get::<_, String>(5)?,
                     r.get::<_, Option<String>>(6)?,
+                    r.get::<_, Option<String>>(7)?,
                 ))
             })?;
             rows.collect::<rusqlite::Result<Vec<_>>>()
         })?;
         rows.into_iter()
-            .map(|(id, opened, closed, change, members, ever, last)| {
+            .map(|(id, opened, closed, change, members, ever, last, peak)| {
                 let bad = |e: serde_json::Error| self.corrupt(format!("incident {id}: {e}"));
                 Ok(Incident {
                     id,
@@ -327,6 +330,10 @@ impl Store {
                     members: serde_json::from_str(&members).map_err(bad)?,
                     ever: serde_json::from_str(&ever).map_err(bad)?,
                     last: match last {
+                        Some(j) => Some(serde_json::from_str::<Summary>(&j).map_err(bad)?),
+                        None => None,
+                    },
+                    peak: match peak {
                         Some(j) => Some(serde_json::from_str::<Summary>(&j).map_err(bad)?),
                         None => None,
                     },
@@ -355,10 +362,10 @@ impl Store {
         let result = (|| -> rusqlite::Result<()> {
             for inc in &tick.incidents {
                 tx.execute(
-                    "INSERT INTO incidents (id, opened_at, closed_at, last_change, members, ever, last)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                    "INSERT INTO incidents (id, opened_at, closed_at, last_change, members, ever, last, peak)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                      ON CONFLICT (id) DO UPDATE SET opened_at = ?2, closed_at = ?3,
-                       last_change = ?4, members = ?5, ever = ?6, last = ?7",
+                       last_change = ?4, members = ?5, ever = ?6, last = ?7, peak = ?8",
                     params![
                         inc.id,
                         ms(inc.opened_at),
@@ -367,6 +374,7 @@ impl Store {
                         json(&inc.members),
                         json(&inc.ever),
                         inc.last.as_ref().map(json),
+                        inc.peak.as_ref().map(json),
                     ],
                 )?;
             }
@@ -541,6 +549,30 @@ mod tests {
             Store::open(&dir).is_ok(),
             "free again once the first is gone"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_version_1_database_is_migrated_in_place() {
+        let dir = std::env::temp_dir().join(format!("mp-store-v1-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // A database as the first release wrote it, with an open incident.
+        let conn = Connection::open(dir.join(FILE)).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO incidents (id, opened_at, last_change, members, ever) VALUES (7, 1000, 1000, '[\"a\"]', '[\"a\"]')",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let store = Store::open(&dir).unwrap();
+        assert_eq!(store.version().unwrap(), MIGRATIONS.len() as i64);
+        let (_, open, next) = store.load().unwrap();
+        assert_eq!((open.len(), open[0].id, next), (1, 7, 8));
+        assert!(open[0].peak.is_none());
+        drop(store);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
