@@ -45,6 +45,8 @@ pub enum FailureClass {
     ServerUnavailable,
     /// The credentials were rejected.
     AuthRejected,
+    /// No OAuth2 token: the identity provider's token endpoint failed (not the mail server).
+    AuthTokenFailed,
     /// The server wants authentication (or TLS first) before it goes on (SMTP 530/538).
     AuthRequired,
     /// The server offers no way to authenticate (SMTP AUTH not advertised).
@@ -80,6 +82,7 @@ impl FailureClass {
         FailureClass::ProtocolError,
         FailureClass::ServerUnavailable,
         FailureClass::AuthRejected,
+        FailureClass::AuthTokenFailed,
         FailureClass::AuthRequired,
         FailureClass::AuthUnavailable,
         FailureClass::MessageRejected,
@@ -107,6 +110,7 @@ impl FailureClass {
             FailureClass::ProtocolError => "protocol_error",
             FailureClass::ServerUnavailable => "server_unavailable",
             FailureClass::AuthRejected => "auth_rejected",
+            FailureClass::AuthTokenFailed => "auth_token_failed",
             FailureClass::AuthRequired => "auth_required",
             FailureClass::AuthUnavailable => "auth_unavailable",
             FailureClass::MessageRejected => "message_rejected",
@@ -147,7 +151,12 @@ impl FailureClass {
                 "the server refused service for now (IMAP BYE or [UNAVAILABLE], SMTP 421 or other \
                  4xx, a 554 greeting, HTTP 502/503/504)"
             }
-            FailureClass::AuthRejected => "the credentials were rejected (HTTP 401/403 too)",
+            FailureClass::AuthRejected => {
+                "the credentials were rejected (an OAuth2 token too; HTTP 401/403 too)"
+            }
+            FailureClass::AuthTokenFailed => {
+                "no OAuth2 token: the identity provider's token endpoint failed"
+            }
             FailureClass::AuthRequired => {
                 "the server requires authentication or TLS before going on (SMTP 530, 538)"
             }
@@ -209,6 +218,8 @@ pub fn classify(phase: Phase, error: &ProbeError) -> FailureClass {
         },
         ProbeError::Http(e) => hyper_error(e),
         ProbeError::ContentMismatch(_) => C::ContentMismatch,
+        ProbeError::Token(_) => C::AuthTokenFailed,
+        ProbeError::TokenRejected { .. } => C::AuthRejected,
     }
 }
 

@@ -111,6 +111,10 @@ pub enum AuthMechanism {
     Login,
     /// SASL PLAIN: IMAP `AUTHENTICATE PLAIN`, SMTP `AUTH PLAIN`.
     Plain,
+    /// SASL XOAUTH2 with an OAuth2 token.
+    Xoauth2,
+    /// SASL OAUTHBEARER (RFC 7628) with an OAuth2 token.
+    Oauthbearer,
 }
 
 impl AuthMechanism {
@@ -119,8 +123,35 @@ impl AuthMechanism {
         match self {
             AuthMechanism::Login => "login",
             AuthMechanism::Plain => "plain",
+            AuthMechanism::Xoauth2 => "xoauth2",
+            AuthMechanism::Oauthbearer => "oauthbearer",
         }
     }
+
+    /// Whether it sends an OAuth2 token (rather than a password).
+    pub fn is_oauth2(self) -> bool {
+        matches!(self, AuthMechanism::Xoauth2 | AuthMechanism::Oauthbearer)
+    }
+}
+
+/// Where an OAuth2 preset takes its endpoint and scopes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OAuth2Provider {
+    /// Microsoft identity platform (Exchange Online).
+    Microsoft,
+    /// Google (Gmail).
+    Google,
+}
+
+/// An OAuth2 grant, as written in the config.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantKind {
+    /// Client credentials.
+    ClientCredentials,
+    /// A refresh token.
+    RefreshToken,
 }
 
 /// Daemon-wide settings from `[global]`.
@@ -188,13 +219,42 @@ impl fmt::Display for Shard {
     }
 }
 
-/// A username and the password read from a file or the environment.
+/// What proves who the probe is.
+#[derive(Clone)]
+pub enum Secret {
+    /// A password read from a file or the environment; its `Debug` prints `[REDACTED]`.
+    Password(SecretString),
+    /// An OAuth2 bearer token from this credential set.
+    OAuth2(Arc<crate::oauth2::OAuth2Spec>),
+}
+
+impl Secret {
+    /// The static secrets in it, to be redacted from any detail.
+    pub fn static_secrets(&self) -> Vec<&SecretString> {
+        match self {
+            Secret::Password(p) => vec![p],
+            Secret::OAuth2(o) => o.secrets(),
+        }
+    }
+}
+
+/// A username and its secret.
 #[derive(Clone)]
 pub struct Credentials {
     /// Login name; never used as a metric label or logged.
     pub username: String,
-    /// The password; its `Debug` prints `[REDACTED]`.
-    pub password: SecretString,
+    /// The password or token source.
+    pub secret: Secret,
+}
+
+impl Credentials {
+    /// The password, when this is password authentication.
+    pub fn password(&self) -> Option<&SecretString> {
+        match &self.secret {
+            Secret::Password(p) => Some(p),
+            Secret::OAuth2(_) => None,
+        }
+    }
 }
 
 impl fmt::Debug for Credentials {
@@ -228,8 +288,9 @@ pub struct ImapSpec {
     pub endpoint: Endpoint,
     /// Who logs in.
     pub credentials: Credentials,
-    /// How to log in.
-    pub auth: AuthMechanism,
+    /// How to log in; `None`: LOGIN with a password, or the bearer mechanism the server
+    /// offers with OAuth2.
+    pub auth: Option<AuthMechanism>,
     /// The mailbox to SELECT.
     pub mailbox: String,
 }
@@ -301,6 +362,8 @@ pub enum HttpAuth {
     Basic(Credentials),
     /// `Authorization: Bearer` with a token read like a password.
     Bearer(SecretString),
+    /// `Authorization: Bearer` with a token from an OAuth2 credential set.
+    OAuth2(Arc<crate::oauth2::OAuth2Spec>),
 }
 
 /// What must be in the response body.
@@ -408,16 +471,26 @@ impl ProbeSpec {
     /// Secrets that must never be echoed back in details, however a server words its errors.
     pub fn secrets(&self) -> Vec<&SecretString> {
         match self {
-            ProbeSpec::Imap(s) => vec![&s.credentials.password],
-            ProbeSpec::Smtp(s) => s.credentials.iter().map(|c| &c.password).collect(),
+            ProbeSpec::Imap(s) => s.credentials.secret.static_secrets(),
+            ProbeSpec::Smtp(s) => s
+                .credentials
+                .iter()
+                .flat_map(|c| c.secret.static_secrets())
+                .collect(),
             ProbeSpec::Https(s) => match &s.auth {
-                Some(HttpAuth::Basic(c)) => vec![&c.password],
+                Some(HttpAuth::Basic(c)) => c.secret.static_secrets(),
                 Some(HttpAuth::Bearer(t)) => vec![t],
+                Some(HttpAuth::OAuth2(o)) => o.secrets(),
                 None => vec![],
             },
             ProbeSpec::Roundtrip(r) => {
-                let mut v: Vec<_> = r.smtp.credentials.iter().map(|c| &c.password).collect();
-                v.push(&r.imap.credentials.password);
+                let mut v: Vec<_> = r
+                    .smtp
+                    .credentials
+                    .iter()
+                    .flat_map(|c| c.secret.static_secrets())
+                    .collect();
+                v.extend(r.imap.credentials.secret.static_secrets());
                 v
             }
         }
@@ -607,6 +680,26 @@ struct RawTarget {
     max_redirects: Option<u32>,
     auth: Option<String>,
     check: Option<HttpCheck>,
+    oauth2: Option<RawOAuth2>,
+}
+
+#[derive(Clone, Deserialize, Hash)]
+#[serde(deny_unknown_fields)]
+struct RawOAuth2 {
+    provider: Option<OAuth2Provider>,
+    tenant: Option<String>,
+    token_url: Option<String>,
+    client_id: Option<String>,
+    client_secret_file: Option<String>,
+    client_secret_env: Option<String>,
+    client_assertion_key_file: Option<String>,
+    client_assertion_cert_file: Option<String>,
+    grant: Option<GrantKind>,
+    refresh_token_file: Option<String>,
+    refresh_token_env: Option<String>,
+    scopes: Option<Vec<String>>,
+    ca_file: Option<String>,
+    allow_plaintext: Option<bool>,
 }
 
 fn ignore_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<()>, D::Error> {
@@ -640,6 +733,8 @@ fn protocol_keys(p: Protocol) -> &'static [&'static str] {
             "server_name",
             "mailbox",
             "auth_mechanism",
+            "auth",
+            "oauth2",
         ],
         Protocol::Smtp => &[
             "host",
@@ -656,6 +751,8 @@ fn protocol_keys(p: Protocol) -> &'static [&'static str] {
             "ehlo_name",
             "mail_from",
             "send_to",
+            "auth",
+            "oauth2",
         ],
         Protocol::Https => &[
             "url",
@@ -677,6 +774,7 @@ fn protocol_keys(p: Protocol) -> &'static [&'static str] {
             "ca_file",
             "server_name",
             "check",
+            "oauth2",
         ],
         Protocol::Roundtrip => &[
             "smtp_target",
@@ -1338,6 +1436,12 @@ impl<'a> Validator<'a> {
                 "check = \"jmap\" checks the JSON itself",
             ));
         }
+        if t.auth.as_deref() != Some("oauth2") && t.oauth2.is_some() {
+            return Err(self.loc.error(
+                &path.key("oauth2"),
+                "has no effect without auth = \"oauth2\"",
+            ));
+        }
         let auth = match t.auth.as_deref() {
             None => {
                 for key in ["username", "password_file", "password_env"] {
@@ -1350,7 +1454,28 @@ impl<'a> Validator<'a> {
                 }
                 None
             }
-            Some("basic") => Some(HttpAuth::Basic(self.credentials(path, t, fp)?)),
+            Some("basic") => Some(HttpAuth::Basic(self.credentials(
+                path,
+                t,
+                Protocol::Https,
+                fp,
+            )?)),
+            Some("oauth2") => {
+                for key in ["username", "password_file", "password_env"] {
+                    if self.loc.keys_of(path).iter().any(|(k, _)| k == key) {
+                        return Err(self.loc.error(
+                            &path.key(key),
+                            "has no effect with auth = \"oauth2\" (the token is the credential)",
+                        ));
+                    }
+                }
+                Some(HttpAuth::OAuth2(Arc::new(self.oauth2(
+                    path,
+                    t,
+                    Protocol::Https,
+                    fp,
+                )?)))
+            }
             Some("bearer") => {
                 if t.username.is_some() {
                     return Err(self
@@ -1362,7 +1487,7 @@ impl<'a> Validator<'a> {
             Some(other) => {
                 return Err(self.loc.error(
                     &path.key("auth"),
-                    format!("{other:?} is not \"basic\" or \"bearer\""),
+                    format!("{other:?} is not \"basic\", \"bearer\" or \"oauth2\""),
                 ));
             }
         };
@@ -1510,7 +1635,7 @@ impl<'a> Validator<'a> {
         fp: &mut Fnv64,
     ) -> Result<ImapSpec, ConfigError> {
         let endpoint = self.endpoint(path, t, TlsMode::Implicit, Ports::IMAP, fp)?;
-        let credentials = self.credentials(path, t, fp)?;
+        let credentials = self.credentials(path, t, Protocol::Imap, fp)?;
         let mailbox = t.mailbox.clone().unwrap_or_else(|| "INBOX".to_string());
         if mailbox.is_empty() || mailbox.contains(['\r', '\n']) {
             return Err(self
@@ -1520,7 +1645,7 @@ impl<'a> Validator<'a> {
         Ok(ImapSpec {
             endpoint,
             credentials,
-            auth: t.auth_mechanism.unwrap_or_default(),
+            auth: t.auth_mechanism,
             mailbox,
         })
     }
@@ -1533,9 +1658,15 @@ impl<'a> Validator<'a> {
     ) -> Result<SmtpSpec, ConfigError> {
         let endpoint = self.endpoint(path, t, TlsMode::Starttls, Ports::SMTP, fp)?;
         let credentials = if t.username.is_some() {
-            Some(self.credentials(path, t, fp)?)
+            Some(self.credentials(path, t, Protocol::Smtp, fp)?)
         } else {
-            for key in ["password_file", "password_env", "auth_mechanism"] {
+            for key in [
+                "password_file",
+                "password_env",
+                "auth_mechanism",
+                "auth",
+                "oauth2",
+            ] {
                 if self.loc.keys_of(path).iter().any(|(k, _)| k == key) {
                     return Err(self.loc.error(
                         &path.key(key),
@@ -1685,10 +1816,13 @@ impl<'a> Validator<'a> {
         })
     }
 
+    /// Username plus password (`auth = "password"`, the default) or OAuth2 credential set
+    /// (`auth = "oauth2"`), with an `auth_mechanism` that fits.
     fn credentials(
-        &self,
+        &mut self,
         path: &KeyPath,
         t: &RawTarget,
+        protocol: Protocol,
         fp: &mut Fnv64,
     ) -> Result<Credentials, ConfigError> {
         let username = t
@@ -1700,9 +1834,291 @@ impl<'a> Validator<'a> {
                 .loc
                 .error(&path.key("username"), "must be a non-empty single line"));
         }
-        Ok(Credentials {
-            username,
-            password: self.secret(path, t, fp)?,
+        let oauth2 = match (t.auth.as_deref(), protocol) {
+            (None | Some("password"), Protocol::Imap | Protocol::Smtp) => false,
+            (Some("basic"), Protocol::Https) => false,
+            (Some("oauth2"), Protocol::Imap | Protocol::Smtp) => true,
+            (Some(other), _) => {
+                return Err(self.loc.error(
+                    &path.key("auth"),
+                    format!("{other:?} is not \"password\" or \"oauth2\""),
+                ));
+            }
+            (None, _) => false,
+        };
+        if let Some(m) = t.auth_mechanism
+            && m.is_oauth2() != oauth2
+        {
+            let wants = if oauth2 {
+                "\"xoauth2\" or \"oauthbearer\""
+            } else {
+                "\"login\" or \"plain\""
+            };
+            return Err(self.loc.error(
+                &path.key("auth_mechanism"),
+                format!(
+                    "\"{}\" does not fit auth = \"{}\": use {wants}",
+                    m.as_str(),
+                    if oauth2 { "oauth2" } else { "password" }
+                ),
+            ));
+        }
+        let secret = if oauth2 {
+            for key in ["password_file", "password_env"] {
+                if self.loc.keys_of(path).iter().any(|(k, _)| k == key) {
+                    return Err(self.loc.error(
+                        &path.key(key),
+                        "has no effect with auth = \"oauth2\" (the token is the credential)",
+                    ));
+                }
+            }
+            Secret::OAuth2(Arc::new(self.oauth2(path, t, protocol, fp)?))
+        } else {
+            if t.oauth2.is_some() {
+                return Err(self.loc.error(
+                    &path.key("oauth2"),
+                    "has no effect without auth = \"oauth2\"",
+                ));
+            }
+            Secret::Password(self.secret(path, t, fp)?)
+        };
+        Ok(Credentials { username, secret })
+    }
+
+    /// The `[target.oauth2]` table: explicit fields, else the provider's preset.
+    fn oauth2(
+        &mut self,
+        path: &KeyPath,
+        t: &RawTarget,
+        protocol: Protocol,
+        fp: &mut Fnv64,
+    ) -> Result<crate::oauth2::OAuth2Spec, ConfigError> {
+        use crate::oauth2::{ClientAuth, Grant, OAuth2Spec};
+        let o = t.oauth2.as_ref().ok_or_else(|| {
+            self.loc.error(
+                &path.key("auth"),
+                "auth = \"oauth2\" needs an [target.oauth2] table (provider or token_url, \
+                 client_id, and a client secret or refresh token)",
+            )
+        })?;
+        let op = path.key("oauth2");
+        // The secrets of this credential set alone: they key the token cache (targets sharing a
+        // credential set share a token) and join the target's fingerprint.
+        let mut secrets = Fnv64::default();
+        let refresh = self.read_secret(
+            &op,
+            ("refresh_token_file", o.refresh_token_file.as_ref()),
+            ("refresh_token_env", o.refresh_token_env.as_ref()),
+            &mut secrets,
+        )?;
+        let kind = o.grant.unwrap_or(if refresh.is_some() {
+            GrantKind::RefreshToken
+        } else {
+            GrantKind::ClientCredentials
+        });
+        let grant = match (kind, refresh) {
+            (GrantKind::RefreshToken, Some(r)) => Grant::RefreshToken(r),
+            (GrantKind::RefreshToken, None) => {
+                return Err(self.loc.error(
+                    &op.key("refresh_token_file"),
+                    "missing: grant = \"refresh_token\" needs refresh_token_file or \
+                     refresh_token_env",
+                ));
+            }
+            (GrantKind::ClientCredentials, Some(_)) => {
+                return Err(self.loc.error(
+                    &op.key("grant"),
+                    "a refresh token is given but grant = \"client_credentials\"",
+                ));
+            }
+            (GrantKind::ClientCredentials, None) => Grant::ClientCredentials,
+        };
+        if o.provider == Some(OAuth2Provider::Google) && kind == GrantKind::ClientCredentials {
+            return Err(self.loc.error(
+                &op.key("grant"),
+                "Google has no client-credentials grant for mail: use a refresh token \
+                 (grant = \"refresh_token\")",
+            ));
+        }
+        let token_url = match (&o.token_url, o.provider) {
+            (Some(u), _) => u.clone(),
+            (None, Some(OAuth2Provider::Microsoft)) => {
+                let tenant = o.tenant.as_deref().ok_or_else(|| {
+                    self.loc.error(
+                        &op.key("tenant"),
+                        "missing: provider = \"microsoft\" needs the tenant (its domain or id)",
+                    )
+                })?;
+                format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token")
+            }
+            (None, Some(OAuth2Provider::Google)) => "https://oauth2.googleapis.com/token".into(),
+            (None, None) => {
+                return Err(self.loc.error(
+                    &op.key("token_url"),
+                    "missing: give token_url, or provider = \"microsoft\" or \"google\"",
+                ));
+            }
+        };
+        let token_url = url::Url::parse(&token_url).map_err(|e| {
+            self.loc.error(
+                &op.key("token_url"),
+                format!("{token_url:?} is not a URL: {e}"),
+            )
+        })?;
+        match token_url.scheme() {
+            "https" => {}
+            "http" if o.allow_plaintext == Some(true) => {}
+            _ => {
+                return Err(self.loc.error(
+                    &op.key("token_url"),
+                    "must be https:// (http:// sends the client secret in clear; set \
+                     allow_plaintext = true in this table if that is really wanted)",
+                ));
+            }
+        }
+        let host = token_url.host_str().unwrap_or_default().to_string();
+        let client_id = o
+            .client_id
+            .clone()
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| {
+                self.loc
+                    .error(&op.key("client_id"), "missing: the application (client) id")
+            })?;
+        let secret = self.read_secret(
+            &op,
+            ("client_secret_file", o.client_secret_file.as_ref()),
+            ("client_secret_env", o.client_secret_env.as_ref()),
+            &mut secrets,
+        )?;
+        let client_auth = match (
+            secret,
+            &o.client_assertion_key_file,
+            &o.client_assertion_cert_file,
+        ) {
+            (Some(_), Some(_), _) => {
+                return Err(self.loc.error(
+                    &op.key("client_assertion_key_file"),
+                    "give either a client secret or a client assertion key, not both",
+                ));
+            }
+            (Some(s), None, _) => ClientAuth::Secret(s),
+            (None, Some(key_file), Some(cert_file)) => {
+                let key_path = self
+                    .resolve_secret_path(key_file)
+                    .map_err(|m| self.loc.error(&op.key("client_assertion_key_file"), m))?;
+                let key = std::fs::read(&key_path)
+                    .map_err(|e| format!("cannot read {}: {e}", key_path.display()))
+                    .and_then(|pem| {
+                        pem.hash(&mut secrets);
+                        use rustls::pki_types::pem::PemObject;
+                        let der = rustls::pki_types::PrivatePkcs8KeyDer::from_pem_slice(&pem)
+                            .map_err(|e| {
+                                format!("{}: not a PKCS#8 PEM key: {e}", key_path.display())
+                            })?;
+                        ring::rsa::KeyPair::from_pkcs8(der.secret_pkcs8_der()).map_err(|e| {
+                            format!(
+                                "{}: not an RSA key ring can sign with: {e}",
+                                key_path.display()
+                            )
+                        })
+                    })
+                    .map_err(|m| self.loc.error(&op.key("client_assertion_key_file"), m))?;
+                let cert_path = self.resolve_path(cert_file);
+                let cert = std::fs::read(&cert_path)
+                    .map_err(|e| format!("cannot read {}: {e}", cert_path.display()))
+                    .and_then(|pem| {
+                        use rustls::pki_types::pem::PemObject;
+                        rustls::pki_types::CertificateDer::from_pem_slice(&pem).map_err(|e| {
+                            format!("{}: not a PEM certificate: {e}", cert_path.display())
+                        })
+                    })
+                    .map_err(|m| self.loc.error(&op.key("client_assertion_cert_file"), m))?;
+                ClientAuth::Assertion {
+                    key: Arc::new(key),
+                    x5t: crate::oauth2::thumbprint(&cert),
+                }
+            }
+            (None, Some(_), None) => {
+                return Err(self.loc.error(
+                    &op.key("client_assertion_cert_file"),
+                    "missing: the certificate registered for the key (its thumbprint names the key)",
+                ));
+            }
+            (None, None, _) if matches!(grant, Grant::RefreshToken(_)) => ClientAuth::None,
+            (None, None, _) => {
+                return Err(self.loc.error(
+                    &op.key("client_secret_file"),
+                    "missing: the client credentials grant needs client_secret_file, \
+                     client_secret_env, or client_assertion_key_file with its certificate",
+                ));
+            }
+        };
+        let scopes = match (&o.scopes, o.provider) {
+            (Some(s), _) => s.clone(),
+            (None, Some(OAuth2Provider::Google)) => vec!["https://mail.google.com/".into()],
+            (None, Some(OAuth2Provider::Microsoft)) => match (kind, protocol) {
+                (GrantKind::ClientCredentials, _) => {
+                    vec!["https://outlook.office365.com/.default".into()]
+                }
+                (GrantKind::RefreshToken, Protocol::Smtp) => vec![
+                    "https://outlook.office.com/SMTP.Send".into(),
+                    "offline_access".into(),
+                ],
+                (GrantKind::RefreshToken, Protocol::Https) => vec![
+                    "https://outlook.office.com/EWS.AccessAsUser.All".into(),
+                    "offline_access".into(),
+                ],
+                (GrantKind::RefreshToken, _) => vec![
+                    "https://outlook.office.com/IMAP.AccessAsUser.All".into(),
+                    "offline_access".into(),
+                ],
+            },
+            (None, None) => Vec::new(),
+        };
+        let verifier = match &o.ca_file {
+            Some(f) => {
+                let file = self.resolve_path(f);
+                let bytes = std::fs::read(&file).map_err(|e| {
+                    self.loc.error(
+                        &op.key("ca_file"),
+                        format!("cannot read {}: {e}", file.display()),
+                    )
+                })?;
+                bytes.hash(fp);
+                self.roots
+                    .from_pem(&file, &bytes)
+                    .map_err(|m| self.loc.error(&op.key("ca_file"), m))?
+            }
+            None => self
+                .roots
+                .system()
+                .map_err(|m| self.loc.error(&op.key("token_url"), m))?,
+        };
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| self.loc.error(&op, format!("TLS setup: {e}")))?
+        .with_webpki_verifier(verifier)
+        .with_no_client_auth();
+        // The cache key: everything that makes a different token, secrets by hash only.
+        let mut key = Fnv64::default();
+        o.hash(&mut key);
+        token_url.as_str().hash(&mut key);
+        scopes.hash(&mut key);
+        secrets.finish().hash(&mut key);
+        secrets.finish().hash(fp);
+        let label = format!("{client_id}@{host}");
+        Ok(OAuth2Spec {
+            token_url,
+            client_id,
+            client_auth,
+            grant,
+            scopes,
+            tls: Arc::new(tls),
+            key: format!("{:016x}", key.finish()),
+            label,
         })
     }
 
@@ -1713,54 +2129,69 @@ impl<'a> Validator<'a> {
         t: &RawTarget,
         fp: &mut Fnv64,
     ) -> Result<SecretString, ConfigError> {
-        let password = match (&t.password_file, &t.password_env) {
+        self.read_secret(
+            path,
+            ("password_file", t.password_file.as_ref()),
+            ("password_env", t.password_env.as_ref()),
+            fp,
+        )?
+        .ok_or_else(|| {
+            self.loc.error(
+                &path.key("password_file"),
+                "missing: give password_file (a file or systemd credential) or password_env",
+            )
+        })
+    }
+
+    /// A secret from a file key or an environment key (at most one of them); `None` when
+    /// neither is set. Files may name systemd credentials (`%d/NAME`).
+    fn read_secret(
+        &self,
+        path: &KeyPath,
+        (file_key, file): (&str, Option<&String>),
+        (env_key, env): (&str, Option<&String>),
+        fp: &mut Fnv64,
+    ) -> Result<Option<SecretString>, ConfigError> {
+        let (key, value) = match (file, env) {
             (Some(_), Some(_)) => {
                 return Err(self.loc.error(
-                    &path.key("password_env"),
-                    "give either password_file or password_env, not both",
+                    &path.key(env_key),
+                    format!("give either {file_key} or {env_key}, not both"),
                 ));
             }
-            (None, None) => {
-                return Err(self.loc.error(
-                    &path.key("password_file"),
-                    "missing: give password_file (a file or systemd credential) or password_env",
-                ));
-            }
+            (None, None) => return Ok(None),
             (Some(file), None) => {
                 let file = self
                     .resolve_secret_path(file)
-                    .map_err(|m| self.loc.error(&path.key("password_file"), m))?;
-                read_secret_file(&file)
-                    .map_err(|m| self.loc.error(&path.key("password_file"), m))?
+                    .map_err(|m| self.loc.error(&path.key(file_key), m))?;
+                (
+                    file_key,
+                    read_secret_file(&file).map_err(|m| self.loc.error(&path.key(file_key), m))?,
+                )
             }
             (None, Some(var)) => match std::env::var(var) {
-                Ok(v) if !v.is_empty() => v,
+                Ok(v) if !v.is_empty() => (env_key, v),
                 Ok(_) => {
                     return Err(self.loc.error(
-                        &path.key("password_env"),
+                        &path.key(env_key),
                         format!("environment variable {var} is empty"),
                     ));
                 }
                 Err(_) => {
                     return Err(self.loc.error(
-                        &path.key("password_env"),
+                        &path.key(env_key),
                         format!("environment variable {var} is not set"),
                     ));
                 }
             },
         };
-        if password.contains(['\r', '\n', '\0']) {
-            return Err(self.loc.error(
-                &path.key(if t.password_file.is_some() {
-                    "password_file"
-                } else {
-                    "password_env"
-                }),
-                "the password must be a single line",
-            ));
+        if value.contains(['\r', '\n', '\0']) {
+            return Err(self
+                .loc
+                .error(&path.key(key), "the secret must be a single line"));
         }
-        password.hash(fp);
-        Ok(SecretString::from(password))
+        value.hash(fp);
+        Ok(Some(SecretString::from(value)))
     }
 
     fn resolve_path(&self, p: &str) -> PathBuf {
@@ -2117,6 +2548,126 @@ mod tests {
         let e = err("[global]\nshard = \"5/3\"\n");
         assert!(
             e.starts_with("probes.toml:2:1: global.shard: shard \"5/3\""),
+            "{e}"
+        );
+    }
+
+    fn oauth2_target(protocol: &str, extra: &str, oauth2: &str) -> String {
+        format!(
+            "[[target]]\nname = \"o\"\nprotocol = \"{protocol}\"\nhost = \"h.example\"\n\
+             username = \"probe@contoso.example\"\nauth = \"oauth2\"\n{extra}\n[target.oauth2]\n{oauth2}"
+        )
+    }
+
+    #[test]
+    fn oauth2_presets_fill_endpoint_and_scopes() {
+        let spec = |protocol: &str, oauth2: &str| {
+            let c = parse(Path::new("p.toml"), &oauth2_target(protocol, "", oauth2)).unwrap();
+            let creds = match &c.targets[0].spec {
+                ProbeSpec::Imap(s) => s.credentials.clone(),
+                ProbeSpec::Smtp(s) => s.credentials.clone().unwrap(),
+                _ => unreachable!(),
+            };
+            match creds.secret {
+                Secret::OAuth2(o) => (o.token_url.to_string(), o.scopes.clone(), o.label.clone()),
+                Secret::Password(_) => panic!("oauth2 expected"),
+            }
+        };
+        let (url, scopes, label) = spec(
+            "imap",
+            "provider = \"microsoft\"\ntenant = \"contoso.onmicrosoft.com\"\nclient_id = \"c1\"\nclient_secret_env = \"HOME\"\n",
+        );
+        assert_eq!(
+            url,
+            "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token"
+        );
+        assert_eq!(scopes, ["https://outlook.office365.com/.default"]);
+        assert_eq!(label, "c1@login.microsoftonline.com");
+        let (_, scopes, _) = spec(
+            "smtp",
+            "provider = \"microsoft\"\ntenant = \"t\"\nclient_id = \"c1\"\nrefresh_token_env = \"HOME\"\n",
+        );
+        assert_eq!(
+            scopes,
+            ["https://outlook.office.com/SMTP.Send", "offline_access"]
+        );
+        let (url, scopes, _) = spec(
+            "imap",
+            "provider = \"google\"\nclient_id = \"g1\"\nclient_secret_env = \"HOME\"\nrefresh_token_env = \"HOME\"\n",
+        );
+        assert_eq!(url, "https://oauth2.googleapis.com/token");
+        assert_eq!(scopes, ["https://mail.google.com/"]);
+        // Explicit fields win over the preset.
+        let (url, scopes, _) = spec(
+            "imap",
+            "provider = \"google\"\ntoken_url = \"https://idp.example/t\"\nscopes = [\"x\"]\nclient_id = \"g1\"\nrefresh_token_env = \"HOME\"\n",
+        );
+        assert_eq!(
+            (url.as_str(), scopes.as_slice()),
+            ("https://idp.example/t", ["x".to_string()].as_slice())
+        );
+    }
+
+    #[test]
+    fn oauth2_mistakes_are_named() {
+        let e = err(&oauth2_target(
+            "imap",
+            "",
+            "provider = \"microsoft\"\nclient_id = \"c\"\nclient_secret_env = \"HOME\"\n",
+        ));
+        assert!(e.contains("target[1].oauth2.tenant: missing"), "{e}");
+        let e = err(&oauth2_target(
+            "imap",
+            "",
+            "provider = \"google\"\nclient_id = \"c\"\nclient_secret_env = \"HOME\"\n",
+        ));
+        assert!(
+            e.contains("target[1].oauth2.grant: Google has no client-credentials grant"),
+            "{e}"
+        );
+        let e = err(&oauth2_target(
+            "imap",
+            "password_env = \"HOME\"",
+            "token_url = \"https://i/t\"\nclient_id = \"c\"\nclient_secret_env = \"HOME\"\n",
+        ));
+        assert!(
+            e.contains("target[1].password_env: has no effect with auth = \"oauth2\""),
+            "{e}"
+        );
+        let e = err(&oauth2_target(
+            "imap",
+            "auth_mechanism = \"plain\"",
+            "token_url = \"https://i/t\"\nclient_id = \"c\"\nclient_secret_env = \"HOME\"\n",
+        ));
+        assert!(
+            e.contains("target[1].auth_mechanism: \"plain\" does not fit auth = \"oauth2\""),
+            "{e}"
+        );
+        let e = err(&oauth2_target(
+            "imap",
+            "",
+            "token_url = \"http://i/t\"\nclient_id = \"c\"\nclient_secret_env = \"HOME\"\n",
+        ));
+        assert!(
+            e.contains("target[1].oauth2.token_url: must be https://"),
+            "{e}"
+        );
+        let e = err(&oauth2_target(
+            "imap",
+            "",
+            "token_url = \"https://i/t\"\nclient_id = \"c\"\n",
+        ));
+        assert!(
+            e.contains("target[1].oauth2.client_secret_file: missing"),
+            "{e}"
+        );
+        let e = err(&oauth2_target(
+            "imap",
+            "",
+            "token_url = \"https://i/t\"\nclient_id = \"c\"\nclient_secret_env = \"HOME\"\nbogus = 1\n",
+        ));
+        assert!(
+            e.contains("target[1].oauth2.bogus: unknown field `bogus`"),
             "{e}"
         );
     }

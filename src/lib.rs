@@ -8,6 +8,7 @@
 //! - [`probe`]: the probe interface ([`probe::Outcome`], [`probe::Phase`]) and one file per
 //!   protocol, plus the shared network, TLS and bounded-read helpers.
 //! - [`classify`]: the one place where probe errors become [`classify::FailureClass`]es.
+//! - [`oauth2`]: OAuth2 tokens (client credentials, refresh tokens), cached per credential set.
 //! - [`scheduler`]: when each target runs; no overlap, global concurrency, reload diffs.
 //! - [`metrics`]: the one place where outcomes become long-lived Prometheus series.
 //! - [`incidents`]: target health with hysteresis, incidents by scope, their timeline, SQLite.
@@ -26,6 +27,7 @@ pub mod daemon;
 pub mod incidents;
 pub mod logging;
 pub mod metrics;
+pub mod oauth2;
 pub mod probe;
 pub mod report;
 pub mod scheduler;

@@ -61,6 +61,10 @@ pub struct Metrics {
     tls_info: IntGaugeVec,
     skipped: IntCounterVec,
     http_status: IntGaugeVec,
+    token_fetches: IntCounterVec,
+    token_fetch_seconds: HistogramVec,
+    token_expiry: GaugeVec,
+    token_remaining: GaugeVec,
     delivery: HistogramVec,
     last_delivery: GaugeVec,
     late: IntCounterVec,
@@ -75,6 +79,8 @@ pub struct Metrics {
     state: Mutex<HashMap<String, TargetSeries>>,
     /// Each target's health label set as last exported, and the incident count keys.
     health: Mutex<HealthSeries>,
+    /// Expiry of the token in use, per credential set (for the remaining-lifetime gauge).
+    token_expiries: Mutex<HashMap<String, SystemTime>>,
 }
 
 /// The health series exported so far, so that stale label sets can be removed.
@@ -184,6 +190,27 @@ impl Metrics {
                 TARGET,
             )
             .expect("valid metric"),
+            token_fetches: IntCounterVec::new(
+                opts("mailprobe_oauth2_token_fetches_total", "OAuth2 token requests to the token endpoint per credential set, by result (success or failure)."),
+                &["credential", "result"],
+            )
+            .expect("valid metric"),
+            token_fetch_seconds: HistogramVec::new(
+                HistogramOpts::new("mailprobe_oauth2_token_fetch_duration_seconds", "Duration of OAuth2 token requests per credential set.")
+                    .buckets(DURATION_BUCKETS.to_vec()),
+                &["credential"],
+            )
+            .expect("valid metric"),
+            token_expiry: GaugeVec::new(
+                opts("mailprobe_oauth2_token_expiry_timestamp_seconds", "When the OAuth2 token in use expires, per credential set."),
+                &["credential"],
+            )
+            .expect("valid metric"),
+            token_remaining: GaugeVec::new(
+                opts("mailprobe_oauth2_token_lifetime_remaining_seconds", "Seconds until the OAuth2 token in use expires, at scrape time (negative once expired)."),
+                &["credential"],
+            )
+            .expect("valid metric"),
             delivery: HistogramVec::new(
                 HistogramOpts::new("mailprobe_roundtrip_delivery_seconds", "Round trip: from acceptance (250 after DATA) to the message seen in the mailbox; late messages are observed when they turn up.")
                     .buckets(DELIVERY_BUCKETS.to_vec()),
@@ -230,6 +257,7 @@ impl Metrics {
             .expect("valid metric"),
             state: Mutex::new(HashMap::new()),
             health: Mutex::new(HealthSeries::default()),
+            token_expiries: Mutex::new(HashMap::new()),
         };
         let build = IntGaugeVec::new(
             opts(
@@ -259,6 +287,10 @@ impl Metrics {
             Box::new(m.tls_info.clone()),
             Box::new(m.skipped.clone()),
             Box::new(m.http_status.clone()),
+            Box::new(m.token_fetches.clone()),
+            Box::new(m.token_fetch_seconds.clone()),
+            Box::new(m.token_expiry.clone()),
+            Box::new(m.token_remaining.clone()),
             Box::new(m.delivery.clone()),
             Box::new(m.last_delivery.clone()),
             Box::new(m.late.clone()),
@@ -455,6 +487,26 @@ impl Metrics {
         }
         s.failing = now_failing;
 
+        if let Some(t) = &o.token {
+            let c = t.credential.as_str();
+            if let Some((took, ok)) = t.fetched {
+                let result = if ok { "success" } else { "failure" };
+                self.token_fetches.with_label_values(&[c, result]).inc();
+                self.token_fetch_seconds
+                    .with_label_values(&[c])
+                    .observe(took.as_secs_f64());
+            }
+            if let Some(expires) = t.expires {
+                self.token_expiry
+                    .with_label_values(&[c])
+                    .set(unix_seconds(expires));
+                self.token_expiries
+                    .lock()
+                    .expect("token expiries lock")
+                    .insert(c.to_string(), expires);
+            }
+        }
+
         if let Some(d) = &o.delivery {
             if let Some(latency) = d.latency {
                 self.delivery
@@ -584,6 +636,20 @@ impl Metrics {
                     .with_label_values(&[name.as_str(), s.region.as_str(), s.protocol])
                     .set(since.as_secs_f64());
             }
+        }
+        for (credential, expires) in self
+            .token_expiries
+            .lock()
+            .expect("token expiries lock")
+            .iter()
+        {
+            let remaining = match expires.duration_since(now) {
+                Ok(d) => d.as_secs_f64(),
+                Err(e) => -e.duration().as_secs_f64(),
+            };
+            self.token_remaining
+                .with_label_values(&[credential.as_str()])
+                .set(remaining);
         }
         let mut out = Vec::with_capacity(64 * 1024);
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {

@@ -114,6 +114,22 @@ fn detail_line(o: &Outcome) -> String {
     if let Some(b) = &o.banner {
         parts.push(format!("greeting {b:?}"));
     }
+    if let Some(t) = &o.token {
+        let mut s = format!("OAuth2 token for {}", t.credential);
+        match t.fetched {
+            Some((took, true)) => {
+                let _ = write!(s, " fetched in {:.1} ms", ms(took));
+            }
+            Some((took, false)) => {
+                let _ = write!(s, ": token endpoint failed after {:.1} ms", ms(took));
+            }
+            None => s.push_str(" from the cache"),
+        }
+        if let Some(exp) = t.expires {
+            let _ = write!(s, ", expires {}", humantime::format_rfc3339_seconds(exp));
+        }
+        parts.push(s);
+    }
     if let Some(h) = &o.http {
         let mut s = format!("{} {} from {}", h.version, h.status, h.url);
         if h.redirects > 0 {
@@ -176,6 +192,12 @@ pub fn json(o: &Outcome) -> Value {
         "tls": o.tls,
         "banner": o.banner,
         "http": o.http,
+        "token": o.token.as_ref().map(|t| json!({
+            "credential": t.credential,
+            "fetched_ms": t.fetched.map(|(d, _)| ms(d)),
+            "fetch_ok": t.fetched.map(|(_, ok)| ok),
+            "expires": t.expires.map(|e| humantime::format_rfc3339_seconds(e).to_string()),
+        })),
         "delivery": o.delivery.as_ref().map(|d| json!({
             "latency_ms": d.latency.map(ms),
             "late_ms": d.late.iter().copied().map(ms).collect::<Vec<_>>(),

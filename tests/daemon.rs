@@ -127,29 +127,61 @@ async fn metrics_hold_the_documented_series_with_the_right_values() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readme_documents_every_exported_metric_and_nothing_else() {
     let env = Env::new();
-    let dc = Dovecot::start(&env.pki, Options::default());
+    let idp = mailprobe_testpeers::oauth::TokenServer::start(
+        &env.pki.valid,
+        std::time::Duration::from_secs(3600),
+    )
+    .await;
+    idp.add_client(
+        "app",
+        mailprobe_testpeers::oauth::Client {
+            secret: Some("s3cret".into()),
+            assertion_key: None,
+            user: common::USER.into(),
+        },
+    );
+    let dc = Dovecot::start(
+        &env.pki,
+        Options {
+            oauth2_introspection: Some(idp.introspection_url.clone()),
+            ..Options::default()
+        },
+    );
     let pf = mailprobe_testpeers::postfix::Postfix::start(&env.pki, &dc, None);
+    let oauth2 = format!(
+        "[[target]]\nname = \"oauth\"\nprotocol = \"imap\"\nhost = \"127.0.0.1\"\nport = {}\nca_file = \"{ca}\"\n\
+         username = \"{}\"\nauth = \"oauth2\"\n[target.oauth2]\ntoken_url = \"{}\"\nclient_id = \"app\"\n\
+         client_secret_file = \"{}\"\nca_file = \"{ca}\"\n",
+        dc.ports.imaps,
+        common::USER,
+        idp.token_url,
+        env.secret("app.secret", "s3cret").display(),
+        ca = env.pki.ca.display(),
+    );
     let web = mailprobe_testpeers::https::HttpsServer::start(
         mailprobe_testpeers::https::Options::new(env.pki.valid.clone()),
     )
     .await;
     let closed = mailprobe_testpeers::util::free_port();
     // Every protocol, a success and a failure, so every family has series.
-    let cfg = env.config(&format!(
-        "{GLOBAL}{}{}{}[[target]]\nname = \"rt\"\nprotocol = \"roundtrip\"\n\
+    let cfg = env.config(
+        &(format!(
+            "{GLOBAL}{}{}{}[[target]]\nname = \"rt\"\nprotocol = \"roundtrip\"\n\
          smtp_target = \"send\"\nimap_target = \"good\"\ndelivery_timeout = \"3s\"\n\
          interval = \"6s\"\n[[target]]\nname = \"web\"\nprotocol = \"https\"\nurl = \"{}\"\n\
          ca_file = \"{}\"\n",
-        env.imap_target("good", dc.ports.imaps, ""),
-        env.imap_target("bad", closed, ""),
-        env.smtp_target("send", pf.ports.submission, ""),
-        web.url("/owa/"),
-        env.pki.ca.display(),
-    ));
+            env.imap_target("good", dc.ports.imaps, ""),
+            env.imap_target("bad", closed, ""),
+            env.smtp_target("send", pf.ports.submission, ""),
+            web.url("/owa/"),
+            env.pki.ca.display(),
+        ) + &oauth2),
+    );
     let d = Daemon::start(cfg).await;
     d.wait_probes("good", "success", 1.0).await;
     d.wait_probes("bad", "failure", 1.0).await;
     d.wait_probes("web", "success", 1.0).await;
+    d.wait_probes("oauth", "success", 1.0).await;
     let m = d.wait_probes("rt", "success", 1.0).await;
     d.stop().await;
     let readme =

@@ -621,6 +621,7 @@ fn hint(cause: Option<Cause>, scope: Scope, stage: Stage, down: usize) -> String
             "authentication/directory service failing (LDAP, SASL backend)"
         }
         C::AuthRejected => "probe credentials rejected (password changed or account locked?)",
+        C::AuthTokenFailed => "identity provider failing: no OAuth2 token (not the mail servers)",
         C::AuthRequired => "server demands authentication or TLS first (configuration change)",
         C::AuthUnavailable => "authentication backend unreachable (SASL/auth service down)",
         C::MessageRejected => "mail refused by policy (recipient, quota, blocklist)",

@@ -80,6 +80,17 @@ pub enum ProbeError {
     /// The response body does not contain what the target requires.
     #[error("body does not match: {0}")]
     ContentMismatch(String),
+    /// No OAuth2 token could be had from the identity provider.
+    #[error("{0}")]
+    Token(crate::oauth2::TokenError),
+    /// The server rejected the OAuth2 token (after its error challenge was answered).
+    #[error("token rejected ({status}): {reply}")]
+    TokenRejected {
+        /// The decoded error challenge (e.g. `status 401, schemes bearer`).
+        status: String,
+        /// The server's final answer.
+        reply: String,
+    },
     /// The server said it cannot serve us now (IMAP BYE greeting).
     #[error("server unavailable: {0}")]
     Unavailable(String),

@@ -117,10 +117,43 @@ pub async fn probe(
     ctx: &ProbeContext,
     tl: &mut Timeline,
 ) -> Result<(), PhaseError> {
+    let auth = authorization(spec, ctx, tl).await?;
     match spec.check {
-        HttpCheck::Page => page(spec, ctx, tl).await,
-        HttpCheck::Jmap => jmap(spec, ctx, tl).await,
+        HttpCheck::Page => page(spec, ctx, tl, auth.as_ref()).await,
+        HttpCheck::Jmap => jmap(spec, ctx, tl, auth.as_ref()).await,
     }
+}
+
+/// The `Authorization` value for this probe, if any (an OAuth2 token is got first, as the
+/// `token` phase).
+async fn authorization(
+    spec: &HttpsSpec,
+    ctx: &ProbeContext,
+    tl: &mut Timeline,
+) -> Result<Option<HeaderValue>, PhaseError> {
+    use base64::Engine;
+    let value = match &spec.auth {
+        None => return Ok(None),
+        Some(HttpAuth::Basic(c)) => {
+            let password = c.password().map(|p| p.expose_secret()).unwrap_or_default();
+            let raw = format!("{}:{password}", c.username);
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(raw)
+            )
+        }
+        Some(HttpAuth::Bearer(t)) => format!("Bearer {}", t.expose_secret()),
+        Some(HttpAuth::OAuth2(o)) => {
+            let token = super::oauth2_token(tl, ctx, o).await?;
+            format!("Bearer {}", token.expose_secret())
+        }
+    };
+    let mut v = HeaderValue::from_str(&value).map_err(|_| PhaseError {
+        phase: Phase::Request,
+        error: ProbeError::Protocol("credentials are not a valid header value".into()),
+    })?;
+    v.set_sensitive(true);
+    Ok(Some(v))
 }
 
 /// Connects to the origin of `url`: `dns`, `connect`, `tls` (with ALPN).
@@ -195,6 +228,8 @@ struct Req<'a> {
     body: Option<Bytes>,
     /// Headers besides the configured ones.
     extra: &'a [(HeaderName, HeaderValue)],
+    /// `Authorization`, sent only to the configured URL's origin.
+    auth: Option<&'a HeaderValue>,
 }
 
 /// Builds a request on `conn`. Credentials go only to the configured URL's origin, never to
@@ -205,6 +240,7 @@ fn build(spec: &HttpsSpec, conn: &Conn, req: Req<'_>) -> Result<Request<Full<Byt
         url,
         body,
         extra,
+        auth,
     } = req;
     let target = if conn.h2 {
         url.as_str().to_string()
@@ -234,23 +270,9 @@ fn build(spec: &HttpsSpec, conn: &Conn, req: Req<'_>) -> Result<Request<Full<Byt
         b = b.header(n, v);
     }
     if origin(url) == origin(&spec.url)
-        && let Some(auth) = &spec.auth
+        && let Some(auth) = auth
     {
-        let value = match auth {
-            HttpAuth::Basic(c) => {
-                use base64::Engine;
-                let raw = format!("{}:{}", c.username, c.password.expose_secret());
-                format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(raw)
-                )
-            }
-            HttpAuth::Bearer(t) => format!("Bearer {}", t.expose_secret()),
-        };
-        let mut v = HeaderValue::from_str(&value)
-            .map_err(|_| ProbeError::Protocol("credentials are not a valid header value".into()))?;
-        v.set_sensitive(true);
-        b = b.header(header::AUTHORIZATION, v);
+        b = b.header(header::AUTHORIZATION, auth.clone());
     }
     b.body(Full::new(body.unwrap_or_default()))
         .map_err(|e| ProbeError::Protocol(format!("cannot build the request: {e}")))
@@ -356,7 +378,12 @@ fn redirect_target(parts: &http::response::Parts, url: &Url) -> Option<Result<Ur
 }
 
 /// A page (or API endpoint): request, follow redirects, check status and body.
-async fn page(spec: &HttpsSpec, ctx: &ProbeContext, tl: &mut Timeline) -> Result<(), PhaseError> {
+async fn page(
+    spec: &HttpsSpec,
+    ctx: &ProbeContext,
+    tl: &mut Timeline,
+    auth: Option<&HeaderValue>,
+) -> Result<(), PhaseError> {
     let mut url = spec.url.clone();
     let mut method = spec.method;
     let mut body = spec.body.clone();
@@ -369,6 +396,7 @@ async fn page(spec: &HttpsSpec, ctx: &ProbeContext, tl: &mut Timeline) -> Result
             url: &url,
             body: body.clone(),
             extra: &[],
+            auth,
         };
         let (parts, incoming) = send(tl, spec, c, req, Phase::Request).await?;
         tl.set_http(HttpFacts {
@@ -453,7 +481,12 @@ fn accepted_explicitly(spec: &HttpsSpec, status: StatusCode) -> bool {
 }
 
 /// JMAP: the session names the mail capability; `Mailbox/get` returns an Inbox.
-async fn jmap(spec: &HttpsSpec, ctx: &ProbeContext, tl: &mut Timeline) -> Result<(), PhaseError> {
+async fn jmap(
+    spec: &HttpsSpec,
+    ctx: &ProbeContext,
+    tl: &mut Timeline,
+    auth: Option<&HeaderValue>,
+) -> Result<(), PhaseError> {
     let json_accept = [(header::ACCEPT, HeaderValue::from_static("application/json"))];
     let mut url = spec.url.clone();
     let mut conn = None;
@@ -464,6 +497,7 @@ async fn jmap(spec: &HttpsSpec, ctx: &ProbeContext, tl: &mut Timeline) -> Result
             url: &url,
             body: None,
             extra: &json_accept,
+            auth,
         };
         let (parts, data) = call(tl, ctx, spec, &mut conn, req, Phase::Session).await?;
         tl.set_http(HttpFacts {
@@ -518,6 +552,7 @@ async fn jmap(spec: &HttpsSpec, ctx: &ProbeContext, tl: &mut Timeline) -> Result
         url: &api_url,
         body: Some(Bytes::from(request.to_string())),
         extra: &json_body,
+        auth,
     };
     let (parts, data) = call(tl, ctx, spec, &mut conn, req, Phase::Api).await?;
     tl.set_http(HttpFacts {

@@ -7,12 +7,13 @@
 
 use async_imap::imap_proto::{Capability, Response, ResponseCode, Status};
 use async_imap::{Authenticator, Client, Session};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 
 use super::bounded::{Bounded, Limits};
 use super::net::Stream;
+use super::sasl::{self, Bearer};
 use super::{Phase, PhaseError, ProbeContext, ProbeError, Timeline};
-use crate::config::{AuthMechanism, ImapSpec, TlsMode};
+use crate::config::{AuthMechanism, ImapSpec, Secret, TlsMode};
 
 /// Bounds for an IMAP probe session: Dovecot's longest line here (CAPABILITY) is under 1 KiB.
 pub const LIMITS: Limits = Limits {
@@ -28,6 +29,8 @@ struct Greeting {
     text: String,
     /// `Some(offered)` when the greeting carried a CAPABILITY code.
     starttls: Option<bool>,
+    /// SASL mechanisms (`AUTH=...`, upper case) when the greeting carried a CAPABILITY code.
+    auth: Option<Vec<String>>,
 }
 
 /// Runs one IMAP probe against `spec`, recording phases in `tl`.
@@ -49,17 +52,22 @@ pub async fn open(
     limits: Limits,
 ) -> Result<Session<Conn>, PhaseError> {
     let ep = &spec.endpoint;
+    let token = match &spec.credentials.secret {
+        Secret::OAuth2(o) => Some(super::oauth2_token(tl, ctx, o).await?),
+        Secret::Password(_) => None,
+    };
     let tcp = super::open(tl, ctx, ep).await?;
+    let mut offered = None;
     let client = match ep.tls {
         TlsMode::Implicit => {
             let tls = super::start_tls(tl, ep, tcp, &[]).await?;
             let mut client = Client::new(Bounded::new(tls, limits));
-            greet(tl, &mut client).await?;
+            offered = greet(tl, &mut client).await?.auth;
             client
         }
         TlsMode::None => {
             let mut client = Client::new(Bounded::new(Stream::Plain(tcp), limits));
-            greet(tl, &mut client).await?;
+            offered = greet(tl, &mut client).await?.auth;
             client
         }
         TlsMode::Starttls => {
@@ -67,6 +75,7 @@ pub async fn open(
             let greeting = greet(tl, &mut client).await?;
             if greeting.starttls == Some(false) && ep.allow_plaintext {
                 // Opportunistic: the admin accepted plaintext when STARTTLS is not offered.
+                offered = greeting.auth;
                 client
             } else {
                 tl.phase(Phase::Starttls, starttls(&mut client, greeting.starttls))
@@ -84,7 +93,8 @@ pub async fn open(
             }
         }
     };
-    let mut session = tl.phase(Phase::Login, login(client, spec)).await?;
+    let login = login(client, spec, token.as_ref(), offered.as_deref());
+    let mut session = tl.phase(Phase::Login, login).await?;
     tl.phase(Phase::Select, async {
         session.select(&spec.mailbox).await.map(|_| ())
     })
@@ -105,15 +115,26 @@ async fn read_greeting(client: &mut Client<Conn>) -> Result<Greeting, ProbeError
             status: Status::Ok | Status::PreAuth,
             outcome,
         } => {
-            let starttls = match &outcome.code {
-                Some(ResponseCode::Capabilities(caps)) => Some(caps.iter().any(
-                    |c| matches!(c, Capability::Atom(a) if a.eq_ignore_ascii_case("STARTTLS")),
-                )),
-                _ => None,
+            let (starttls, auth) = match &outcome.code {
+                Some(ResponseCode::Capabilities(caps)) => (
+                    Some(caps.iter().any(
+                        |c| matches!(c, Capability::Atom(a) if a.eq_ignore_ascii_case("STARTTLS")),
+                    )),
+                    Some(
+                        caps.iter()
+                            .filter_map(|c| match c {
+                                Capability::Auth(m) => Some(m.to_ascii_uppercase()),
+                                _ => None,
+                            })
+                            .collect(),
+                    ),
+                ),
+                _ => (None, None),
             };
             Ok(Greeting {
                 text: outcome.information.as_deref().unwrap_or("").to_string(),
                 starttls,
+                auth,
             })
         }
         Response::Data {
@@ -137,23 +158,88 @@ async fn starttls(client: &mut Client<Conn>, offered: Option<bool>) -> Result<()
     Ok(())
 }
 
-async fn login(client: Client<Conn>, spec: &ImapSpec) -> Result<Session<Conn>, ProbeError> {
+async fn login(
+    client: Client<Conn>,
+    spec: &ImapSpec,
+    token: Option<&SecretString>,
+    offered: Option<&[String]>,
+) -> Result<Session<Conn>, ProbeError> {
     let creds = &spec.credentials;
-    let result = match spec.auth {
-        AuthMechanism::Login => {
-            client
-                .login(&creds.username, creds.password.expose_secret())
-                .await
+    let password = match (&creds.secret, token) {
+        (Secret::Password(p), _) => p,
+        (Secret::OAuth2(_), Some(token)) => {
+            let configured = match spec.auth {
+                Some(AuthMechanism::Oauthbearer) => Some(Bearer::OAuthBearer),
+                Some(AuthMechanism::Xoauth2) => Some(Bearer::XOAuth2),
+                _ => None,
+            };
+            let mech = Bearer::choose(configured, |m| {
+                offered.is_some_and(|o| o.iter().any(|x| x == m))
+            });
+            let ep = &spec.endpoint;
+            let mut auth = BearerAuth {
+                mech,
+                initial: Some(mech.initial(
+                    &creds.username,
+                    token.expose_secret(),
+                    &ep.host,
+                    ep.port,
+                )),
+                rejected: None,
+            };
+            return match client.authenticate(mech.name(), &mut auth).await {
+                Ok(session) => Ok(session),
+                Err((e, _client)) => Err(match auth.rejected {
+                    Some(status) => ProbeError::TokenRejected {
+                        status,
+                        reply: ProbeError::from(e).to_string(),
+                    },
+                    None => e.into(),
+                }),
+            };
         }
+        (Secret::OAuth2(_), None) => {
+            return Err(ProbeError::Protocol(
+                "no OAuth2 token to log in with".into(),
+            ));
+        }
+    };
+    let result = match spec.auth.unwrap_or_default() {
         AuthMechanism::Plain => {
             let plain = PlainAuth {
                 user: &creds.username,
-                password: creds.password.expose_secret(),
+                password: password.expose_secret(),
             };
             client.authenticate("PLAIN", plain).await
         }
+        AuthMechanism::Login | AuthMechanism::Xoauth2 | AuthMechanism::Oauthbearer => {
+            client
+                .login(&creds.username, password.expose_secret())
+                .await
+        }
     };
     result.map_err(|(e, _client)| e.into())
+}
+
+/// XOAUTH2 or OAUTHBEARER: the initial response, then (if the token is refused) the answer to
+/// the server's error challenge, whose decoded status is kept for the detail.
+struct BearerAuth {
+    mech: Bearer,
+    initial: Option<Vec<u8>>,
+    rejected: Option<String>,
+}
+
+impl Authenticator for &mut BearerAuth {
+    type Response = Vec<u8>;
+    fn process(&mut self, challenge: &[u8]) -> Vec<u8> {
+        match self.initial.take() {
+            Some(initial) => initial,
+            None => {
+                self.rejected = Some(sasl::decode_error(challenge));
+                self.mech.error_reply().to_vec()
+            }
+        }
+    }
 }
 
 /// SASL PLAIN (RFC 4616): `\0user\0password`, sent in answer to the empty challenge.

@@ -11,6 +11,7 @@ pub mod https;
 pub mod imap;
 pub mod net;
 pub mod roundtrip;
+pub mod sasl;
 pub mod smtp;
 pub mod tls;
 
@@ -111,6 +112,8 @@ pub enum Phase {
     Session,
     /// JMAP: the `Mailbox/get` call on the API URL.
     Api,
+    /// OAuth2: getting an access token (from the cache, or the token endpoint).
+    Token,
 }
 
 impl Phase {
@@ -140,6 +143,7 @@ impl Phase {
             Phase::Body => "body",
             Phase::Session => "session",
             Phase::Api => "api",
+            Phase::Token => "token",
         }
     }
 }
@@ -147,6 +151,23 @@ impl Phase {
 /// The phases a target's probe goes through when all is well, in order; series for all of them
 /// exist from the start so a dashboard never has holes for phases a failing probe never reached.
 pub fn expected_phases(spec: &ProbeSpec) -> Vec<Phase> {
+    let mut phases = protocol_phases(spec);
+    let oauth2 = match spec {
+        ProbeSpec::Imap(s) => matches!(s.credentials.secret, crate::config::Secret::OAuth2(_)),
+        ProbeSpec::Smtp(s) => s
+            .credentials
+            .as_ref()
+            .is_some_and(|c| matches!(c.secret, crate::config::Secret::OAuth2(_))),
+        ProbeSpec::Https(s) => matches!(s.auth, Some(crate::config::HttpAuth::OAuth2(_))),
+        ProbeSpec::Roundtrip(_) => false,
+    };
+    if oauth2 {
+        phases.insert(0, Phase::Token);
+    }
+    phases
+}
+
+fn protocol_phases(spec: &ProbeSpec) -> Vec<Phase> {
     match spec {
         ProbeSpec::Imap(s) => {
             let mut p = vec![Phase::Dns, Phase::Connect];
@@ -265,6 +286,8 @@ pub struct Outcome {
     pub delivery: Option<Delivery>,
     /// HTTPS only: the last response.
     pub http: Option<HttpFacts>,
+    /// OAuth2 targets: what getting the token did.
+    pub token: Option<crate::oauth2::TokenFacts>,
 }
 
 impl Outcome {
@@ -300,6 +323,9 @@ pub struct Timeline {
     banner: Option<String>,
     delivery: Option<Delivery>,
     http: Option<HttpFacts>,
+    token: Option<crate::oauth2::TokenFacts>,
+    /// Secrets obtained during the probe (access tokens), redacted like configured ones.
+    secrets: Vec<secrecy::SecretString>,
     slow_basis: Option<Duration>,
 }
 
@@ -313,6 +339,8 @@ impl Timeline {
             banner: None,
             delivery: None,
             http: None,
+            token: None,
+            secrets: Vec::new(),
             slow_basis: None,
         }
     }
@@ -361,6 +389,16 @@ impl Timeline {
         self.banner = Some(clean(text, 200));
     }
 
+    /// Records what getting an OAuth2 token did.
+    pub fn set_token(&mut self, facts: crate::oauth2::TokenFacts) {
+        self.token = Some(facts);
+    }
+
+    /// A secret obtained during the probe, never to appear in its detail.
+    pub fn add_secret(&mut self, secret: secrecy::SecretString) {
+        self.secrets.push(secret);
+    }
+
     /// Records the last HTTP response.
     pub fn set_http(&mut self, http: HttpFacts) {
         self.http = Some(http);
@@ -398,11 +436,14 @@ impl Default for Timeline {
     }
 }
 
-/// What all probes share: the resolver, and what round trips remember between runs.
+/// What all probes share: the resolver, OAuth2 tokens, and what round trips remember between
+/// runs.
 #[derive(Clone)]
 pub struct ProbeContext {
     /// The uncached system resolver.
     pub resolver: net::Resolver,
+    /// OAuth2 tokens by credential set.
+    pub tokens: Arc<crate::oauth2::TokenCache>,
     /// Probe messages that missed their deadline, per round-trip target, so that their late
     /// arrival is recognised and counted.
     pub pending: Arc<roundtrip::Pending>,
@@ -413,6 +454,7 @@ impl ProbeContext {
     pub fn new() -> Self {
         ProbeContext {
             resolver: net::system_resolver(),
+            tokens: Arc::default(),
             pending: Arc::default(),
         }
     }
@@ -452,7 +494,14 @@ pub async fn run(target: &Arc<Target>, ctx: &ProbeContext) -> Outcome {
     let failure = result.err().map(|e| Failure {
         class: classify::classify(e.phase, &e.error),
         phase: e.phase,
-        detail: redact(&clean(&e.error.to_string(), 300), &target.spec),
+        detail: redact(
+            &clean(&e.error.to_string(), 300),
+            target
+                .spec
+                .secrets()
+                .into_iter()
+                .chain(timeline.secrets.iter()),
+        ),
     });
     let slow_basis = timeline.slow_basis.unwrap_or(total);
     Outcome {
@@ -466,6 +515,7 @@ pub async fn run(target: &Arc<Target>, ctx: &ProbeContext) -> Outcome {
         banner: timeline.banner,
         delivery: timeline.delivery,
         http: timeline.http,
+        token: timeline.token,
     }
 }
 
@@ -482,10 +532,10 @@ fn clean(s: &str, max: usize) -> String {
     out
 }
 
-/// Removes the target's secrets from `detail`, in clear or base64 (a server may echo a SASL blob).
-fn redact(detail: &str, spec: &ProbeSpec) -> String {
+/// Removes `secrets` from `detail`, in clear or base64 (a server may echo a SASL blob).
+fn redact<'a>(detail: &str, secrets: impl Iterator<Item = &'a secrecy::SecretString>) -> String {
     let mut out = detail.to_string();
-    for secret in spec.secrets() {
+    for secret in secrets {
         let secret = secret.expose_secret();
         if secret.is_empty() {
             continue;
@@ -518,6 +568,26 @@ pub async fn open(
         .phase(Phase::Dns, net::resolve(&ctx.resolver, &ep.host, ep.port))
         .await?;
     tl.phase(Phase::Connect, net::connect(&addrs)).await
+}
+
+/// The `token` phase: an OAuth2 access token for `spec`, from the cache or its endpoint.
+pub async fn oauth2_token(
+    tl: &mut Timeline,
+    ctx: &ProbeContext,
+    spec: &crate::oauth2::OAuth2Spec,
+) -> Result<secrecy::SecretString, PhaseError> {
+    let (result, facts) = tl
+        .phase(Phase::Token, async {
+            Ok::<_, ProbeError>(ctx.tokens.token(spec).await)
+        })
+        .await?;
+    tl.set_token(facts);
+    let token = result.map_err(|e| PhaseError {
+        phase: Phase::Token,
+        error: ProbeError::Token(e),
+    })?;
+    tl.add_secret(token.clone());
+    Ok(token)
 }
 
 /// The `tls` phase over `tcp`, recording what the handshake established even when it fails.

@@ -199,20 +199,24 @@ async fn leg<T>(
     run: impl AsyncFnOnce(&mut Timeline) -> Result<T, PhaseError>,
 ) -> Result<T, PhaseError> {
     let mut inner = Timeline::new();
-    tl.phase(outer, async {
-        let result = tokio::time::timeout(limit, run(&mut inner)).await;
-        match result {
-            Ok(r) => r.map_err(|e| ProbeError::Leg {
-                phase: e.phase,
-                error: Box::new(e.error),
-            }),
-            Err(_) => Err(ProbeError::Leg {
-                phase: inner.interrupted(),
-                error: Box::new(ProbeError::Timeout),
-            }),
-        }
-    })
-    .await
+    let result = tl
+        .phase(outer, async {
+            let result = tokio::time::timeout(limit, run(&mut inner)).await;
+            match result {
+                Ok(r) => r.map_err(|e| ProbeError::Leg {
+                    phase: e.phase,
+                    error: Box::new(e.error),
+                }),
+                Err(_) => Err(ProbeError::Leg {
+                    phase: inner.interrupted(),
+                    error: Box::new(ProbeError::Timeout),
+                }),
+            }
+        })
+        .await;
+    // A token a leg obtained stays a secret of the whole round trip.
+    tl.secrets.append(&mut inner.secrets);
+    result
 }
 
 /// Where the message was seen, and when.

@@ -19,8 +19,9 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use super::bounded::{Bounded, Limits};
 use super::net::Stream;
+use super::sasl::{self, Bearer};
 use super::{Phase, PhaseError, ProbeContext, ProbeError, Timeline};
-use crate::config::{AuthMechanism, Credentials, SendSpec, SmtpSpec, TlsMode};
+use crate::config::{AuthMechanism, Credentials, Secret, SendSpec, SmtpSpec, TlsMode};
 
 /// Bounds for an SMTP session. RFC 5321 caps reply lines at 512 octets; we allow more, but not
 /// without limit.
@@ -319,6 +320,10 @@ pub async fn session(
     message: Option<&ProbeMessage>,
 ) -> Result<Option<Accepted>, PhaseError> {
     let ep = &spec.endpoint;
+    let token = match spec.credentials.as_ref().map(|c| &c.secret) {
+        Some(Secret::OAuth2(o)) => Some(super::oauth2_token(tl, ctx, o).await?),
+        _ => None,
+    };
     let tcp = super::open(tl, ctx, ep).await?;
     let mut conn = match ep.tls {
         TlsMode::Implicit => Conn::new(super::start_tls(tl, ep, tcp, &[]).await?),
@@ -364,11 +369,8 @@ pub async fn session(
     }
 
     if let Some(creds) = &spec.credentials {
-        tl.phase(
-            Phase::Auth,
-            authenticate(&mut conn, creds, spec.auth, &caps),
-        )
-        .await?;
+        let auth = authenticate(&mut conn, creds, spec, token.as_ref(), &caps);
+        tl.phase(Phase::Auth, auth).await?;
     }
 
     let accepted = match message {
@@ -386,21 +388,60 @@ pub async fn session(
 async fn authenticate(
     conn: &mut Conn,
     creds: &Credentials,
-    configured: Option<AuthMechanism>,
+    spec: &SmtpSpec,
+    token: Option<&secrecy::SecretString>,
     caps: &Capabilities,
 ) -> Result<(), ProbeError> {
+    let configured = spec.auth;
     if caps.auth.is_empty() {
         return Err(ProbeError::NotAdvertised("AUTH"));
     }
+    let password = match (&creds.secret, token) {
+        (Secret::Password(p), _) => p,
+        (Secret::OAuth2(_), Some(token)) => {
+            let configured = match configured {
+                Some(AuthMechanism::Oauthbearer) => Some(Bearer::OAuthBearer),
+                Some(AuthMechanism::Xoauth2) => Some(Bearer::XOAuth2),
+                _ => None,
+            };
+            let mech = Bearer::choose(configured, |m| caps.offers(m));
+            let ep = &spec.endpoint;
+            let initial = mech.initial(&creds.username, token.expose_secret(), &ep.host, ep.port);
+            let reply = conn
+                .command(&format!("AUTH {} {}", mech.name(), sasl::b64(&initial)))
+                .await?;
+            return match reply.code {
+                235 => Ok(()),
+                334 => {
+                    // The error challenge: answer it, then the final failure follows.
+                    let challenge = base64::engine::general_purpose::STANDARD
+                        .decode(reply.first_line().trim())
+                        .unwrap_or_default();
+                    let status = sasl::decode_error(&challenge);
+                    let last = conn.command(&sasl::b64(mech.error_reply())).await?;
+                    Err(ProbeError::TokenRejected {
+                        status,
+                        reply: last.to_string(),
+                    })
+                }
+                _ => Err(ProbeError::Smtp(reply)),
+            };
+        }
+        (Secret::OAuth2(_), None) => {
+            return Err(ProbeError::Protocol(
+                "no OAuth2 token to authenticate with".into(),
+            ));
+        }
+    };
     let mechanism = configured.unwrap_or(if caps.offers("PLAIN") || !caps.offers("LOGIN") {
         AuthMechanism::Plain
     } else {
         AuthMechanism::Login
     });
     let b64 = |data: &[u8]| base64::engine::general_purpose::STANDARD.encode(data);
-    let password = creds.password.expose_secret();
+    let password = password.expose_secret();
     match mechanism {
-        AuthMechanism::Plain => {
+        AuthMechanism::Plain | AuthMechanism::Xoauth2 | AuthMechanism::Oauthbearer => {
             let blob = b64(format!("\0{}\0{password}", creds.username).as_bytes());
             expect(conn.command(&format!("AUTH PLAIN {blob}")).await?, |c| {
                 c == 235

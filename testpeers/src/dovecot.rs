@@ -40,6 +40,8 @@ pub struct Options {
     pub extra_users: Vec<(String, String)>,
     /// Replaces the advertised IMAP capabilities (e.g. to leave out IDLE and UIDPLUS).
     pub imap_capability: Option<String>,
+    /// Accept OAuth2 bearer tokens (XOAUTH2, OAUTHBEARER), checked at this introspection URL.
+    pub oauth2_introspection: Option<String>,
 }
 
 impl Default for Options {
@@ -51,6 +53,7 @@ impl Default for Options {
             starttls: true,
             extra_users: Vec::new(),
             imap_capability: None,
+            oauth2_introspection: None,
         }
     }
 }
@@ -223,6 +226,28 @@ impl Dovecot {
             .as_ref()
             .map(|c| format!("imap_capability = {c}\n"))
             .unwrap_or_default();
+        let (mechanisms, oauth2_passdb, password_mechanisms) = match &opts.oauth2_introspection {
+            None => ("plain login", String::new(), ""),
+            Some(url) => {
+                fs::write(
+                    dir.join("dovecot-oauth2.conf.ext"),
+                    format!(
+                        "introspection_mode = post\nintrospection_url = {url}\n\
+                         force_introspection = yes\nusername_attribute = username\n\
+                         active_attribute = active\nactive_value = true\n"
+                    ),
+                )
+                .expect("oauth2 conf");
+                (
+                    "plain login xoauth2 oauthbearer",
+                    format!(
+                        "passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {}/dovecot-oauth2.conf.ext\n}}\n",
+                        dir.display()
+                    ),
+                    "  mechanisms = plain login\n",
+                )
+            }
+        };
         let conf = format!(
             r#"# Written by mailprobe-testpeers; self-contained, includes nothing from /etc.
 {capability}
@@ -236,14 +261,14 @@ ssl_cert = <{cert}
 ssl_key = <{key}
 ssl_min_protocol = TLSv1.2
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = {mechanisms}
 auth_failure_delay = 0
 auth_verbose = yes
 mail_location = maildir:~/Maildir
 first_valid_uid = {MAIL_UID}
-passdb {{
+{oauth2_passdb}passdb {{
   driver = passwd-file
-  args = scheme=PLAIN {d}/passwd
+{password_mechanisms}  args = scheme=PLAIN {d}/passwd
 }}
 userdb {{
   driver = passwd-file

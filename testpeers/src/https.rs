@@ -43,6 +43,16 @@ pub enum Jmap {
     NoInbox,
 }
 
+/// Decides whether a bearer token is valid (e.g. one the test's token server issued).
+#[derive(Clone)]
+pub struct BearerCheck(pub Arc<dyn Fn(&str) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for BearerCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BearerCheck")
+    }
+}
+
 /// How to start the server.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -56,6 +66,8 @@ pub struct Options {
     pub token: String,
     /// The Basic credentials `/secure` requires.
     pub basic: (String, String),
+    /// When set, JMAP accepts the bearer tokens this accepts instead of `token`.
+    pub bearer_check: Option<BearerCheck>,
 }
 
 impl Options {
@@ -67,6 +79,7 @@ impl Options {
             jmap: Jmap::Good,
             token: "jmap-t0ken".into(),
             basic: ("webuser".into(), "web-Secret".into()),
+            bearer_check: None,
         }
     }
 }
@@ -227,7 +240,16 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
         body: body.clone(),
     });
     let o = &state.opts;
-    let bearer_ok = authorization.as_deref() == Some(&format!("Bearer {}", o.token));
+    let bearer_ok = match (
+        &o.bearer_check,
+        authorization
+            .as_deref()
+            .and_then(|a| a.strip_prefix("Bearer ")),
+    ) {
+        (Some(check), Some(token)) => (check.0)(token),
+        (None, Some(token)) => token == o.token,
+        (_, None) => false,
+    };
     let p = path.split('?').next().unwrap_or("");
     match (method.as_str(), p) {
         ("GET", "/") => redirect(StatusCode::FOUND, "/owa/"),

@@ -6,6 +6,7 @@
 //! - [`fault`]: small scripted servers that misbehave on purpose (silence, garbage, endless
 //!   lines, refusals), optionally behind TLS.
 //! - [`https`]: an HTTPS server playing webmail, Autodiscover, JMAP and HTTP faults.
+//! - [`oauth`]: an OAuth2 token server (client credentials, refresh tokens, introspection).
 //! - [`prometheus`]: a private Prometheus and Alertmanager, to test the shipped alert rules end to
 //!   end.
 //! - [`util`]: free ports, temporary directories, checks that the needed programs exist.
@@ -15,6 +16,7 @@ pub mod demo;
 pub mod dovecot;
 pub mod fault;
 pub mod https;
+pub mod oauth;
 pub mod pki;
 pub mod postfix;
 pub mod prometheus;

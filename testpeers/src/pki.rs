@@ -43,6 +43,69 @@ impl ServerCert {
     }
 }
 
+/// An RSA key and self-signed certificate an application registers for signed client
+/// assertions (made with the `openssl` command: ring cannot generate RSA keys).
+#[derive(Clone, Debug)]
+pub struct AppCredential {
+    /// PKCS#8 PEM private key.
+    pub key: PathBuf,
+    /// PEM certificate.
+    pub cert: PathBuf,
+    /// The RSA public key (PKCS#1 DER), for the token server to verify signatures.
+    pub public_key: Vec<u8>,
+}
+
+impl AppCredential {
+    /// Generates one into `dir`.
+    pub fn generate(dir: &Path) -> AppCredential {
+        let openssl = crate::util::require_program("openssl", "openssl");
+        std::fs::create_dir_all(dir).expect("app credential dir");
+        let key = dir.join("app.key");
+        let cert = dir.join("app.pem");
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new(&openssl)
+                .args(args)
+                .output()
+                .expect("run openssl");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let (k, c) = (key.to_str().expect("path"), cert.to_str().expect("path"));
+        run(&[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            k,
+        ]);
+        run(&[
+            "req",
+            "-x509",
+            "-key",
+            k,
+            "-subj",
+            "/CN=mailprobe test app",
+            "-days",
+            "2",
+            "-out",
+            c,
+        ]);
+        let der = PrivateKeyDer::from_pem_file(&key).expect("key pem");
+        let pair = ring::rsa::KeyPair::from_pkcs8(der.secret_der()).expect("rsa key");
+        use ring::signature::KeyPair as _;
+        AppCredential {
+            public_key: pair.public_key().as_ref().to_vec(),
+            key,
+            cert,
+        }
+    }
+}
+
 /// A CA plus certificates for `localhost`/127.0.0.1 (valid), for another name, and expired.
 #[derive(Clone, Debug)]
 pub struct TestPki {

@@ -1,0 +1,364 @@
+//! OAuth2 access tokens for probes that sign in the way Exchange Online and Gmail require.
+//!
+//! A token is fetched from the target's token endpoint (client credentials, or a refresh token
+//! the admin provisioned once), authenticating the client with a secret or a signed client
+//! assertion (RS256 JWT with the certificate's `x5t`, as the Microsoft identity platform takes).
+//! Tokens are cached per credential set, shared by every target using it, and refreshed ahead of
+//! expiry; one fetch at a time per credential set. A token that cannot be refreshed but is still
+//! valid keeps being used (the failed fetch is still reported). Tokens are never logged.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+
+/// How long a token fetch may take at most.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most bytes of a token endpoint's answer read.
+const MAX_RESPONSE: usize = 64 * 1024;
+/// A token is refreshed when less than this (or half its lifetime, if shorter) remains.
+const REFRESH_AHEAD: Duration = Duration::from_secs(300);
+
+/// How the client proves who it is to the token endpoint.
+#[derive(Clone)]
+pub enum ClientAuth {
+    /// `client_secret` in the request body.
+    Secret(SecretString),
+    /// A signed JWT client assertion (RFC 7523), keyed by the certificate's SHA-1 thumbprint.
+    Assertion {
+        /// The RSA private key.
+        key: Arc<ring::rsa::KeyPair>,
+        /// base64url SHA-1 of the certificate (the `x5t` header).
+        x5t: String,
+    },
+    /// A public client (no client authentication), possible with a refresh token.
+    None,
+}
+
+/// Which OAuth2 grant gets the token.
+#[derive(Clone)]
+pub enum Grant {
+    /// Service to service: what Exchange Online application access uses.
+    ClientCredentials,
+    /// A refresh token provisioned once by the admin (delegated access, e.g. Gmail).
+    RefreshToken(SecretString),
+}
+
+/// One credential set: where tokens come from and how to ask.
+#[derive(Clone)]
+pub struct OAuth2Spec {
+    /// The token endpoint.
+    pub token_url: url::Url,
+    /// The client (application) id.
+    pub client_id: String,
+    /// Client authentication.
+    pub client_auth: ClientAuth,
+    /// The grant.
+    pub grant: Grant,
+    /// Scopes asked for.
+    pub scopes: Vec<String>,
+    /// TLS for the token endpoint.
+    pub tls: Arc<rustls::ClientConfig>,
+    /// Identifies the credential set in the cache (a hash; secrets never in clear).
+    pub key: String,
+    /// The `credential` label: `client_id@token host` (no secrets).
+    pub label: String,
+}
+
+impl OAuth2Spec {
+    /// The static secrets in it (client secret, refresh token), to be redacted from details.
+    pub fn secrets(&self) -> Vec<&SecretString> {
+        let mut v = Vec::new();
+        if let ClientAuth::Secret(s) = &self.client_auth {
+            v.push(s);
+        }
+        if let Grant::RefreshToken(r) = &self.grant {
+            v.push(r);
+        }
+        v
+    }
+}
+
+impl std::fmt::Debug for OAuth2Spec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuth2Spec")
+            .field("token_url", &self.token_url.as_str())
+            .field("client_id", &self.client_id)
+            .field("scopes", &self.scopes)
+            .field("credential", &self.label)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why no token could be had.
+#[derive(Debug, thiserror::Error)]
+#[error("token endpoint {url}: {reason}")]
+pub struct TokenError {
+    /// The endpoint.
+    pub url: String,
+    /// What went wrong (the endpoint's `error` and `error_description` when it said).
+    pub reason: String,
+}
+
+/// What a probe's token lookup did, for the metrics.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TokenFacts {
+    /// The credential set.
+    pub credential: String,
+    /// `Some((how long, succeeded))` when the lookup fetched from the endpoint.
+    pub fetched: Option<(Duration, bool)>,
+    /// When the token in use expires.
+    pub expires: Option<SystemTime>,
+}
+
+struct Cached {
+    access: SecretString,
+    expires: SystemTime,
+    refresh_at: Instant,
+    valid_until: Instant,
+}
+
+#[derive(Default)]
+struct Slot {
+    token: Option<Cached>,
+    /// The newest refresh token (providers may rotate it).
+    refresh: Option<SecretString>,
+    client: Option<reqwest::Client>,
+}
+
+/// Tokens by credential set, shared by all probes.
+#[derive(Default)]
+pub struct TokenCache {
+    slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Slot>>>>,
+}
+
+impl TokenCache {
+    /// A valid token for `spec`: the cached one, or a fresh one when it is about to expire.
+    pub async fn token(&self, spec: &OAuth2Spec) -> (Result<SecretString, TokenError>, TokenFacts) {
+        let slot = {
+            let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+            slots.entry(spec.key.clone()).or_default().clone()
+        };
+        // One fetch at a time per credential set: others wait and then find the fresh token.
+        let mut slot = slot.lock().await;
+        let now = Instant::now();
+        let mut facts = TokenFacts {
+            credential: spec.label.clone(),
+            fetched: None,
+            expires: slot.token.as_ref().map(|t| t.expires),
+        };
+        if let Some(t) = &slot.token
+            && now < t.refresh_at
+        {
+            return (Ok(t.access.clone()), facts);
+        }
+        let client = match &slot.client {
+            Some(c) => c.clone(),
+            None => match reqwest::Client::builder()
+                .use_preconfigured_tls((*spec.tls).clone())
+                .timeout(FETCH_TIMEOUT)
+                .user_agent(concat!("mailprobe/", env!("CARGO_PKG_VERSION")))
+                .build()
+            {
+                Ok(c) => {
+                    slot.client = Some(c.clone());
+                    c
+                }
+                Err(e) => {
+                    let err = TokenError {
+                        url: spec.token_url.to_string(),
+                        reason: format!("cannot build the HTTP client: {e}"),
+                    };
+                    return (Err(err), facts);
+                }
+            },
+        };
+        let refresh = match &spec.grant {
+            Grant::RefreshToken(configured) => {
+                Some(slot.refresh.clone().unwrap_or_else(|| configured.clone()))
+            }
+            Grant::ClientCredentials => None,
+        };
+        let started = Instant::now();
+        let result = fetch(&client, spec, refresh.as_ref()).await;
+        let took = started.elapsed();
+        facts.fetched = Some((took, result.is_ok()));
+        match result {
+            Ok(fresh) => {
+                let lifetime = fresh.expires_in;
+                let ahead = REFRESH_AHEAD.min(lifetime / 2);
+                let fetched_at = Instant::now();
+                let expires = SystemTime::now() + lifetime;
+                if let Some(r) = fresh.refresh {
+                    slot.refresh = Some(r);
+                }
+                slot.token = Some(Cached {
+                    access: fresh.access.clone(),
+                    expires,
+                    refresh_at: fetched_at + lifetime - ahead,
+                    valid_until: fetched_at + lifetime,
+                });
+                facts.expires = Some(expires);
+                (Ok(fresh.access), facts)
+            }
+            Err(e) => match &slot.token {
+                // Still valid: keep using it; the failed refresh is reported all the same.
+                Some(t) if Instant::now() < t.valid_until => (Ok(t.access.clone()), facts),
+                _ => (Err(e), facts),
+            },
+        }
+    }
+}
+
+struct Fresh {
+    access: SecretString,
+    expires_in: Duration,
+    refresh: Option<SecretString>,
+}
+
+async fn fetch(
+    client: &reqwest::Client,
+    spec: &OAuth2Spec,
+    refresh: Option<&SecretString>,
+) -> Result<Fresh, TokenError> {
+    let fail = |reason: String| TokenError {
+        url: spec.token_url.to_string(),
+        reason,
+    };
+    let mut form: Vec<(&str, String)> = vec![("client_id", spec.client_id.clone())];
+    match (&spec.grant, refresh) {
+        (Grant::RefreshToken(_), Some(r)) => {
+            form.push(("grant_type", "refresh_token".into()));
+            form.push(("refresh_token", r.expose_secret().to_string()));
+        }
+        _ => form.push(("grant_type", "client_credentials".into())),
+    }
+    if !spec.scopes.is_empty() {
+        form.push(("scope", spec.scopes.join(" ")));
+    }
+    match &spec.client_auth {
+        ClientAuth::Secret(s) => form.push(("client_secret", s.expose_secret().to_string())),
+        ClientAuth::Assertion { key, x5t } => {
+            form.push((
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into(),
+            ));
+            form.push(("client_assertion", assertion(spec, key, x5t).map_err(fail)?));
+        }
+        ClientAuth::None => {}
+    }
+    let mut resp = client
+        .post(spec.token_url.clone())
+        .header(reqwest::header::ACCEPT, "application/json")
+        .form(&form)
+        .send()
+        .await
+        .map_err(|e| fail(transport_reason(&e)))?;
+    let status = resp.status();
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| fail(transport_reason(&e)))? {
+        if body.len() + chunk.len() > MAX_RESPONSE {
+            return Err(fail(format!("answer larger than {MAX_RESPONSE} bytes")));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let text = |k: &str| json.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    if !status.is_success() {
+        let mut reason = format!("HTTP {}", status.as_u16());
+        if let Some(e) = text("error") {
+            reason.push(' ');
+            reason.push_str(&e);
+        }
+        if let Some(d) = text("error_description") {
+            reason.push_str(": ");
+            reason.extend(d.chars().take(200));
+        }
+        return Err(fail(reason));
+    }
+    let access =
+        text("access_token").ok_or_else(|| fail("no access_token in the answer".into()))?;
+    if let Some(kind) = text("token_type")
+        && !kind.eq_ignore_ascii_case("bearer")
+    {
+        return Err(fail(format!("token_type {kind:?} is not Bearer")));
+    }
+    let expires_in = match json.get("expires_in") {
+        Some(v) => v
+            .as_u64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            .ok_or_else(|| fail("expires_in is not a number".into()))?,
+        None => 3600,
+    };
+    Ok(Fresh {
+        access: SecretString::from(access),
+        expires_in: Duration::from_secs(expires_in.max(1)),
+        refresh: text("refresh_token").map(SecretString::from),
+    })
+}
+
+/// A transport failure in words (the URL is already in the error; reqwest's own text repeats it).
+fn transport_reason(e: &reqwest::Error) -> String {
+    let mut reason = if e.is_timeout() {
+        "no answer in time".to_string()
+    } else if e.is_connect() {
+        "cannot connect".to_string()
+    } else {
+        "request failed".to_string()
+    };
+    let mut source = std::error::Error::source(e);
+    if let Some(s) = source {
+        reason.push_str(": ");
+        reason.push_str(&s.to_string());
+        source = s.source();
+    }
+    if let Some(s) = source {
+        reason.push_str(": ");
+        reason.push_str(&s.to_string());
+    }
+    reason
+}
+
+fn b64url(data: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
+}
+
+/// A client assertion: a JWT signed with RS256, valid for ten minutes, for this endpoint only.
+fn assertion(spec: &OAuth2Spec, key: &ring::rsa::KeyPair, x5t: &str) -> Result<String, String> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "x5t": x5t});
+    let claims = serde_json::json!({
+        "aud": spec.token_url.as_str(),
+        "iss": spec.client_id,
+        "sub": spec.client_id,
+        "jti": crate::probe::smtp::new_token(),
+        "nbf": now,
+        "iat": now,
+        "exp": now + 600,
+    });
+    let signing_input = format!(
+        "{}.{}",
+        b64url(header.to_string().as_bytes()),
+        b64url(claims.to_string().as_bytes())
+    );
+    let mut signature = vec![0; key.public().modulus_len()];
+    key.sign(
+        &ring::signature::RSA_PKCS1_SHA256,
+        &ring::rand::SystemRandom::new(),
+        signing_input.as_bytes(),
+        &mut signature,
+    )
+    .map_err(|_| "cannot sign the client assertion".to_string())?;
+    Ok(format!("{signing_input}.{}", b64url(&signature)))
+}
+
+/// base64url SHA-1 of a certificate: the `x5t` a client assertion names its key by.
+pub fn thumbprint(cert_der: &[u8]) -> String {
+    b64url(ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, cert_der).as_ref())
+}
