@@ -74,7 +74,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let mut report = report::Report::new(args.quick);
-    rt.block_on(async {
+    let result = rt.block_on(async {
         if wanted(Scenario::Scale) {
             scenarios::scale(&mut ctx, &mut report).await?;
         }
@@ -95,7 +95,11 @@ fn main() -> anyhow::Result<()> {
             scenarios::shard(&mut ctx, &mut report).await?;
         }
         anyhow::Ok(())
-    })?;
+    });
+    if args.keep {
+        eprintln!("scratch directory kept: {}", ctx.keep().display());
+    }
+    result?;
     report.finish(started.elapsed());
     let text = report.markdown(&ctx);
     println!("{text}");
@@ -104,8 +108,5 @@ fn main() -> anyhow::Result<()> {
     }
     std::fs::write(&args.out, &text)?;
     eprintln!("written to {}", args.out.display());
-    if args.keep {
-        eprintln!("scratch directory kept: {}", ctx.keep().display());
-    }
     Ok(())
 }
