@@ -159,22 +159,39 @@ struct Conn {
 
 async fn serve(mut tcp: TcpStream, accepted: Instant, accepted_unix: Duration, shared: &Shared) {
     let delay = shared.opts.greeting_delay;
-    if !delay.is_zero() {
-        shared.timer.wait_until(accepted + delay).await;
-    }
     let caps = if shared.acceptor.is_some() {
         "IMAP4rev1 STARTTLS AUTH=PLAIN"
     } else {
         "IMAP4rev1 AUTH=PLAIN"
     };
     let greeting = format!("* OK [CAPABILITY {caps}] bench-imapd ready.\r\n");
-    if tcp.write_all(greeting.as_bytes()).await.is_err() {
-        return;
-    }
+    let greeted = if delay.is_zero() {
+        if tcp.write_all(greeting.as_bytes()).await.is_err() {
+            return;
+        }
+        Instant::now()
+    } else {
+        // The timer thread writes the greeting itself, on a duplicate of the socket, the
+        // moment the deadline passes: no task wake-up between the deadline and the write.
+        let Ok(std) = tcp.into_std() else { return };
+        let Ok(dup) = std.try_clone() else { return };
+        let Some(greeted) = shared
+            .timer
+            .write_at(accepted + delay, dup, greeting.into_bytes())
+            .await
+        else {
+            return;
+        };
+        let Ok(back) = TcpStream::from_std(std) else {
+            return;
+        };
+        tcp = back;
+        greeted
+    };
     let conn = Conn {
         accepted,
         accepted_unix,
-        greeted: Instant::now(),
+        greeted,
     };
     let mut plain = BufReader::new(tcp);
     match session(&mut plain, &conn, shared, caps, true).await {
@@ -271,14 +288,17 @@ fn first_arg(args: &str) -> &str {
 }
 
 /// Exact delays: tokio's timer has millisecond granularity, this thread sleeps to the
-/// deadline with the kernel's high-resolution timer and then wakes the connection.
+/// deadline with the kernel's high-resolution timer, writes the greeting and reports when.
 struct Timer {
     tx: Mutex<mpsc::Sender<Entry>>,
 }
 
 struct Entry {
     at: Instant,
-    wake: oneshot::Sender<()>,
+    socket: std::net::TcpStream,
+    data: Vec<u8>,
+    /// Gets the time the write returned, or nothing if it failed.
+    done: oneshot::Sender<Option<Instant>>,
 }
 
 impl PartialEq for Entry {
@@ -309,8 +329,11 @@ impl Timer {
                 loop {
                     let now = Instant::now();
                     while heap.peek().is_some_and(|e: &Entry| e.at <= now) {
-                        if let Some(e) = heap.pop() {
-                            let _ = e.wake.send(());
+                        if let Some(mut e) = heap.pop() {
+                            use std::io::Write;
+                            // A fresh socket's send buffer always takes a one-line greeting.
+                            let ok = e.socket.write_all(&e.data).is_ok();
+                            let _ = e.done.send(ok.then(Instant::now));
                         }
                     }
                     let next = match heap.peek() {
@@ -328,16 +351,21 @@ impl Timer {
         Timer { tx: Mutex::new(tx) }
     }
 
-    async fn wait_until(&self, at: Instant) {
-        let (wake, rx) = oneshot::channel();
-        let sent = self
-            .tx
-            .lock()
-            .expect("timer lock")
-            .send(Entry { at, wake })
-            .is_ok();
-        if sent {
-            let _ = rx.await;
-        }
+    /// Writes `data` to `socket` at `at`; the time the write returned, if it succeeded.
+    async fn write_at(
+        &self,
+        at: Instant,
+        socket: std::net::TcpStream,
+        data: Vec<u8>,
+    ) -> Option<Instant> {
+        let (done, rx) = oneshot::channel();
+        let entry = Entry {
+            at,
+            socket,
+            data,
+            done,
+        };
+        self.tx.lock().expect("timer lock").send(entry).ok()?;
+        rx.await.ok().flatten()
     }
 }
