@@ -5,17 +5,23 @@
 //! `protocol`; `class` and `phase` appear where they apply. No username or address is ever a
 //! label value. The README's metrics reference lists every series defined here.
 
-use std::collections::{BTreeSet, HashMap};
+mod exposition;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 use crate::config::Target;
-use crate::probe::{Outcome, Phase, expected_phases};
+use crate::probe::{Outcome, Phase, Protocol, expected_phases};
+
+use exposition::{FAMILIES, Out, Roundtrip, TargetSeries, escape};
 
 /// Buckets for whole-probe durations: tens of milliseconds to the longest deadlines.
 const DURATION_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
@@ -28,71 +34,52 @@ const DELAY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0,
 ];
 
-/// What we remember per target so its series can be updated, aged and removed.
-struct TargetSeries {
-    region: String,
-    protocol: &'static str,
-    /// When probing of this target began (for "seconds since success" before any success).
-    since: SystemTime,
-    last_success: Option<SystemTime>,
-    /// `(class, phase)` of the current failure, if the last probe failed.
-    failing: Option<(&'static str, &'static str)>,
-    /// Every `(class, phase)` ever counted, so removal can find them.
-    failure_labels: BTreeSet<(&'static str, &'static str)>,
-    phases: BTreeSet<Phase>,
-    tls_version: Option<String>,
+/// The per-target series, by target name, and how many targets each protocol has.
+#[derive(Default)]
+struct State {
+    targets: BTreeMap<String, TargetSeries>,
+    per_protocol: [i64; Protocol::ALL.len()],
 }
+
+/// Targets rendered per hold of the state lock: probes finishing meanwhile wait microseconds.
+const RENDER_BATCH: usize = 256;
 
 /// The daemon's registry and every series it exports.
 pub struct Metrics {
     registry: Registry,
-    success: IntGaugeVec,
-    consecutive_failures: IntGaugeVec,
-    slow: IntGaugeVec,
-    probes: IntCounterVec,
-    failures: IntCounterVec,
-    failure_info: IntGaugeVec,
-    duration: HistogramVec,
-    phase_seconds: GaugeVec,
-    last_run: GaugeVec,
-    last_success: GaugeVec,
-    since_success: GaugeVec,
-    cert_expiry: GaugeVec,
-    tls_info: IntGaugeVec,
-    skipped: IntCounterVec,
-    http_status: IntGaugeVec,
-    token_fetches: IntCounterVec,
-    token_fetch_seconds: HistogramVec,
-    token_expiry: GaugeVec,
-    token_remaining: GaugeVec,
-    delivery: HistogramVec,
-    last_delivery: GaugeVec,
-    late: IntCounterVec,
-    swept: IntCounterVec,
     schedule_delay: Histogram,
     in_flight: IntGauge,
     targets: IntGaugeVec,
     reload_ok: IntGauge,
     reload_time: Gauge,
-    target_state: IntGaugeVec,
+    token_fetches: IntCounterVec,
+    token_fetch_seconds: HistogramVec,
+    token_expiry: GaugeVec,
+    token_remaining: GaugeVec,
     incidents_open: IntGaugeVec,
-    state: Mutex<HashMap<String, TargetSeries>>,
-    /// Each target's health label set as last exported, and the incident count keys.
+    /// Per-target series, kept compactly and rendered directly (see `exposition`).
+    state: Mutex<State>,
+    /// Each target's health sample, and the incident count keys exported so far.
     health: Mutex<HealthSeries>,
     /// Expiry of the token in use, per credential set (for the remaining-lifetime gauge).
     token_expiries: Mutex<HashMap<String, SystemTime>>,
+    /// Size of the last rendering, to allocate the next one at once.
+    last_size: AtomicUsize,
 }
 
-/// The health series exported so far, so that stale label sets can be removed.
+/// The family of target health, kept apart from the probe series: the incident engine sets it,
+/// on its own clock, for every configured target.
+const TARGET_STATE: &str = "mailprobe_target_state";
+const TARGET_STATE_HELP: &str = "1 for the target's health after hysteresis (state is up, degraded or down): what the incident timeline sees.";
+
+/// The health series exported so far.
 #[derive(Default)]
 struct HealthSeries {
-    /// Target → `[target, region, protocol, state]`.
-    targets: HashMap<String, [String; 4]>,
+    /// Target name → its `mailprobe_target_state` sample line.
+    targets: BTreeMap<String, String>,
     /// `(scope, region)` keys of `mailprobe_incidents_open`.
     incidents: BTreeSet<(String, String)>,
 }
-
-const TARGET: &[&str] = &["target", "region", "protocol"];
 
 fn opts(name: &str, help: &str) -> Opts {
     Opts::new(name, help)
@@ -107,89 +94,21 @@ fn unix_seconds(t: SystemTime) -> f64 {
 impl Metrics {
     /// Creates and registers every series family (none for targets yet).
     pub fn new() -> Self {
-        let labels = |extra: &[&'static str]| -> Vec<&'static str> {
-            let mut v = TARGET.to_vec();
-            v.extend_from_slice(extra);
-            v
-        };
         let m = Metrics {
             registry: Registry::new(),
-            success: IntGaugeVec::new(
-                opts("mailprobe_probe_success", "1 if the last probe of the target succeeded, 0 if it failed."),
-                TARGET,
+            schedule_delay: Histogram::with_opts(
+                HistogramOpts::new("mailprobe_schedule_delay_seconds", "How late probes start compared with their planned time (includes waiting for a concurrency slot).")
+                    .buckets(DELAY_BUCKETS.to_vec()),
             )
             .expect("valid metric"),
-            consecutive_failures: IntGaugeVec::new(
-                opts("mailprobe_probe_consecutive_failures", "Probes of the target that failed in a row, up to now (0 after a success)."),
-                TARGET,
-            )
-            .expect("valid metric"),
-            slow: IntGaugeVec::new(
-                opts("mailprobe_probe_slow", "1 if the last probe succeeded but took longer than the target's slow threshold (degraded)."),
-                TARGET,
-            )
-            .expect("valid metric"),
-            probes: IntCounterVec::new(
-                opts("mailprobe_probes_total", "Probes run, by result (success or failure)."),
-                &labels(&["result"]),
-            )
-            .expect("valid metric"),
-            failures: IntCounterVec::new(
-                opts("mailprobe_probe_failures_total", "Failed probes by failure class and the phase that failed."),
-                &labels(&["class", "phase"]),
-            )
-            .expect("valid metric"),
-            failure_info: IntGaugeVec::new(
-                opts("mailprobe_probe_failure_info", "1 for the class and phase of the last probe's failure; absent while the target succeeds."),
-                &labels(&["class", "phase"]),
-            )
-            .expect("valid metric"),
-            duration: HistogramVec::new(
-                HistogramOpts::new("mailprobe_probe_duration_seconds", "Duration of whole probes, successful or not.")
-                    .buckets(DURATION_BUCKETS.to_vec()),
-                TARGET,
-            )
-            .expect("valid metric"),
-            phase_seconds: GaugeVec::new(
-                opts("mailprobe_probe_phase_duration_seconds", "Duration of each phase in the last probe; 0 for phases that probe did not reach."),
-                &labels(&["phase"]),
-            )
-            .expect("valid metric"),
-            last_run: GaugeVec::new(
-                opts("mailprobe_probe_last_run_timestamp_seconds", "Unix time the last probe of the target finished."),
-                TARGET,
-            )
-            .expect("valid metric"),
-            last_success: GaugeVec::new(
-                opts("mailprobe_probe_last_success_timestamp_seconds", "Unix time of the last successful probe of the target."),
-                TARGET,
-            )
-            .expect("valid metric"),
-            since_success: GaugeVec::new(
-                opts("mailprobe_probe_seconds_since_success", "Seconds since the last successful probe (or since probing began, if none yet), at scrape time."),
-                TARGET,
-            )
-            .expect("valid metric"),
-            cert_expiry: GaugeVec::new(
-                opts("mailprobe_tls_cert_expiry_timestamp_seconds", "notAfter of the server's certificate as Unix time, from the last probe that saw it."),
-                TARGET,
-            )
-            .expect("valid metric"),
-            tls_info: IntGaugeVec::new(
-                opts("mailprobe_tls_version_info", "TLS version negotiated by the last successful handshake (value always 1)."),
-                &labels(&["version"]),
-            )
-            .expect("valid metric"),
-            skipped: IntCounterVec::new(
-                opts("mailprobe_probes_skipped_total", "Scheduled probes skipped because the previous one had not finished in time (overruns)."),
-                TARGET,
-            )
-            .expect("valid metric"),
-            http_status: IntGaugeVec::new(
-                opts("mailprobe_http_status_code", "HTTPS: status code of the last response (after redirects); absent until one arrived."),
-                TARGET,
-            )
-            .expect("valid metric"),
+            in_flight: IntGauge::with_opts(opts("mailprobe_probes_in_flight", "Probes running now."))
+                .expect("valid metric"),
+            targets: IntGaugeVec::new(opts("mailprobe_targets", "Configured targets by protocol."), &["protocol"])
+                .expect("valid metric"),
+            reload_ok: IntGauge::with_opts(opts("mailprobe_config_last_reload_successful", "1 if the last config (re)load succeeded, 0 if it was refused and the old config kept running."))
+                .expect("valid metric"),
+            reload_time: Gauge::with_opts(opts("mailprobe_config_last_reload_success_timestamp_seconds", "Unix time of the last successful config load."))
+                .expect("valid metric"),
             token_fetches: IntCounterVec::new(
                 opts("mailprobe_oauth2_token_fetches_total", "OAuth2 token requests to the token endpoint per credential set, by result (success or failure)."),
                 &["credential", "result"],
@@ -211,53 +130,15 @@ impl Metrics {
                 &["credential"],
             )
             .expect("valid metric"),
-            delivery: HistogramVec::new(
-                HistogramOpts::new("mailprobe_roundtrip_delivery_seconds", "Round trip: from acceptance (250 after DATA) to the message seen in the mailbox; late messages are observed when they turn up.")
-                    .buckets(DELIVERY_BUCKETS.to_vec()),
-                TARGET,
-            )
-            .expect("valid metric"),
-            last_delivery: GaugeVec::new(
-                opts("mailprobe_roundtrip_last_delivery_seconds", "Round trip: delivery latency of the last message seen in time."),
-                TARGET,
-            )
-            .expect("valid metric"),
-            late: IntCounterVec::new(
-                opts("mailprobe_roundtrip_late_total", "Round trip: probe messages that arrived after their deadline (counted and deleted when found)."),
-                TARGET,
-            )
-            .expect("valid metric"),
-            swept: IntCounterVec::new(
-                opts("mailprobe_roundtrip_swept_total", "Round trip: probe messages older than cleanup_age removed from the mailbox."),
-                TARGET,
-            )
-            .expect("valid metric"),
-            schedule_delay: Histogram::with_opts(
-                HistogramOpts::new("mailprobe_schedule_delay_seconds", "How late probes start compared with their planned time (includes waiting for a concurrency slot).")
-                    .buckets(DELAY_BUCKETS.to_vec()),
-            )
-            .expect("valid metric"),
-            in_flight: IntGauge::with_opts(opts("mailprobe_probes_in_flight", "Probes running now."))
-                .expect("valid metric"),
-            targets: IntGaugeVec::new(opts("mailprobe_targets", "Configured targets by protocol."), &["protocol"])
-                .expect("valid metric"),
-            reload_ok: IntGauge::with_opts(opts("mailprobe_config_last_reload_successful", "1 if the last config (re)load succeeded, 0 if it was refused and the old config kept running."))
-                .expect("valid metric"),
-            reload_time: Gauge::with_opts(opts("mailprobe_config_last_reload_success_timestamp_seconds", "Unix time of the last successful config load."))
-                .expect("valid metric"),
-            target_state: IntGaugeVec::new(
-                opts("mailprobe_target_state", "1 for the target's health after hysteresis (state is up, degraded or down): what the incident timeline sees."),
-                &labels(&["state"]),
-            )
-            .expect("valid metric"),
             incidents_open: IntGaugeVec::new(
                 opts("mailprobe_incidents_open", "Open incidents by scope (target, region, global) and region they touch."),
                 &["scope", "region"],
             )
             .expect("valid metric"),
-            state: Mutex::new(HashMap::new()),
+            state: Mutex::new(State::default()),
             health: Mutex::new(HealthSeries::default()),
             token_expiries: Mutex::new(HashMap::new()),
+            last_size: AtomicUsize::new(0),
         };
         let build = IntGaugeVec::new(
             opts(
@@ -272,35 +153,15 @@ impl Metrics {
             .set(1);
         let r = &m.registry;
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
-            Box::new(m.success.clone()),
-            Box::new(m.consecutive_failures.clone()),
-            Box::new(m.slow.clone()),
-            Box::new(m.probes.clone()),
-            Box::new(m.failures.clone()),
-            Box::new(m.failure_info.clone()),
-            Box::new(m.duration.clone()),
-            Box::new(m.phase_seconds.clone()),
-            Box::new(m.last_run.clone()),
-            Box::new(m.last_success.clone()),
-            Box::new(m.since_success.clone()),
-            Box::new(m.cert_expiry.clone()),
-            Box::new(m.tls_info.clone()),
-            Box::new(m.skipped.clone()),
-            Box::new(m.http_status.clone()),
-            Box::new(m.token_fetches.clone()),
-            Box::new(m.token_fetch_seconds.clone()),
-            Box::new(m.token_expiry.clone()),
-            Box::new(m.token_remaining.clone()),
-            Box::new(m.delivery.clone()),
-            Box::new(m.last_delivery.clone()),
-            Box::new(m.late.clone()),
-            Box::new(m.swept.clone()),
             Box::new(m.schedule_delay.clone()),
             Box::new(m.in_flight.clone()),
             Box::new(m.targets.clone()),
             Box::new(m.reload_ok.clone()),
             Box::new(m.reload_time.clone()),
-            Box::new(m.target_state.clone()),
+            Box::new(m.token_fetches.clone()),
+            Box::new(m.token_fetch_seconds.clone()),
+            Box::new(m.token_expiry.clone()),
+            Box::new(m.token_remaining.clone()),
             Box::new(m.incidents_open.clone()),
             Box::new(build),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
@@ -314,178 +175,78 @@ impl Metrics {
     /// Creates the series a target has from its first moment (counters at 0, phase gauges),
     /// so dashboards and `rate()` see it before its first probe finishes.
     pub fn register_target(&self, t: &Target) {
-        let protocol = t.protocol().as_str();
-        let l = [t.name.as_str(), t.region.as_str(), protocol];
-        for result in ["success", "failure"] {
-            self.probes
-                .with_label_values(&[l[0], l[1], l[2], result])
-                .inc_by(0);
-        }
-        self.skipped.with_label_values(&l).inc_by(0);
-        let _ = self.duration.with_label_values(&l);
-        if t.protocol() == crate::probe::Protocol::Roundtrip {
-            self.late.with_label_values(&l).inc_by(0);
-            self.swept.with_label_values(&l).inc_by(0);
-            let _ = self.delivery.with_label_values(&l);
-        }
-        let phases: BTreeSet<Phase> = expected_phases(&t.spec).into_iter().collect();
-        for p in &phases {
-            self.phase_seconds
-                .with_label_values(&[l[0], l[1], l[2], p.as_str()])
-                .set(0.0);
-        }
+        let series = TargetSeries::new(t, expected_phases(&t.spec));
         let mut state = self.state.lock().expect("metrics state lock");
-        state.insert(
-            t.name.clone(),
-            TargetSeries {
-                region: t.region.clone(),
-                protocol,
-                since: SystemTime::now(),
-                last_success: None,
-                failing: None,
-                failure_labels: BTreeSet::new(),
-                phases,
-                tls_version: None,
-            },
-        );
+        if let Some(old) = state.targets.insert(t.name.clone(), series) {
+            state.per_protocol[protocol_index(old.protocol)] -= 1;
+        }
+        state.per_protocol[protocol_index(t.protocol().as_str())] += 1;
         self.count_targets(&state);
     }
 
     /// Removes every series of the target named `name` (it left the config).
     pub fn unregister_target(&self, name: &str) {
         let mut state = self.state.lock().expect("metrics state lock");
-        let Some(s) = state.remove(name) else { return };
-        let l = [name, s.region.as_str(), s.protocol];
-        fn with<'a>(l: &[&'a str; 3], extra: &'a str) -> [&'a str; 4] {
-            [l[0], l[1], l[2], extra]
-        }
-        // Removal of a series that does not exist is not an error worth reporting.
-        for v in [&self.success, &self.slow, &self.consecutive_failures] {
-            let _ = v.remove_label_values(&l);
-        }
-        for v in [
-            &self.last_run,
-            &self.last_success,
-            &self.since_success,
-            &self.cert_expiry,
-        ] {
-            let _ = v.remove_label_values(&l);
-        }
-        let _ = self.duration.remove_label_values(&l);
-        let _ = self.skipped.remove_label_values(&l);
-        let _ = self.http_status.remove_label_values(&l);
-        let _ = self.delivery.remove_label_values(&l);
-        let _ = self.last_delivery.remove_label_values(&l);
-        let _ = self.late.remove_label_values(&l);
-        let _ = self.swept.remove_label_values(&l);
-        for result in ["success", "failure"] {
-            let _ = self.probes.remove_label_values(&with(&l, result));
-        }
-        for (class, phase) in &s.failure_labels {
-            let _ = self
-                .failures
-                .remove_label_values(&[l[0], l[1], l[2], class, phase]);
-            let _ = self
-                .failure_info
-                .remove_label_values(&[l[0], l[1], l[2], class, phase]);
-        }
-        for p in &s.phases {
-            let _ = self
-                .phase_seconds
-                .remove_label_values(&with(&l, p.as_str()));
-        }
-        if let Some(v) = &s.tls_version {
-            let _ = self.tls_info.remove_label_values(&with(&l, v));
-        }
+        let Some(s) = state.targets.remove(name) else {
+            return;
+        };
+        state.per_protocol[protocol_index(s.protocol)] -= 1;
         self.count_targets(&state);
     }
 
-    fn count_targets(&self, state: &HashMap<String, TargetSeries>) {
-        for p in crate::probe::Protocol::ALL {
-            let n = state.values().filter(|s| s.protocol == p.as_str()).count();
-            self.targets.with_label_values(&[p.as_str()]).set(n as i64);
+    fn count_targets(&self, state: &State) {
+        for (p, n) in Protocol::ALL.iter().zip(state.per_protocol) {
+            self.targets.with_label_values(&[p.as_str()]).set(n);
         }
     }
 
     /// Writes one outcome into the series of its target.
     pub fn observe(&self, o: &Outcome) {
         let t = &o.target;
-        let protocol = t.protocol().as_str();
-        let l = [t.name.as_str(), t.region.as_str(), protocol];
-        let with = |extra: &'static str| [l[0], l[1], l[2], extra];
         let finished = o.started_at + o.total;
+        // A phase that ran more than once (an HTTP redirect to another host) counts in total.
+        let mut totals: BTreeMap<Phase, f64> = BTreeMap::new();
+        for timing in &o.phases {
+            *totals.entry(timing.phase).or_default() += timing.duration.as_secs_f64();
+        }
 
         let mut state = self.state.lock().expect("metrics state lock");
-        let Some(s) = state.get_mut(&t.name) else {
+        let Some(s) = state.targets.get_mut(&t.name) else {
             // An outcome for a target removed while its probe ran: drop it.
             return;
         };
 
-        self.success
-            .with_label_values(&l)
-            .set(i64::from(o.success()));
-        let streak = self.consecutive_failures.with_label_values(&l);
+        s.success = o.success();
         if o.success() {
-            streak.set(0);
+            s.consecutive_failures = 0;
         } else {
-            streak.inc();
+            s.consecutive_failures += 1;
         }
-        self.slow.with_label_values(&l).set(i64::from(o.slow));
-        self.probes
-            .with_label_values(&with(if o.success() { "success" } else { "failure" }))
-            .inc();
-        self.duration
-            .with_label_values(&l)
-            .observe(o.total.as_secs_f64());
-        self.last_run
-            .with_label_values(&l)
-            .set(unix_seconds(finished));
+        s.slow = o.slow;
+        s.probes[usize::from(o.success())] += 1;
+        s.duration.observe(DURATION_BUCKETS, o.total.as_secs_f64());
+        s.last_run = Some(unix_seconds(finished));
 
-        for p in &s.phases {
-            self.phase_seconds
-                .with_label_values(&with(p.as_str()))
-                .set(0.0);
+        for secs in s.phases.values_mut() {
+            *secs = 0.0;
         }
-        // A phase that ran more than once (an HTTP redirect to another host) counts in total.
-        let mut totals: std::collections::BTreeMap<Phase, f64> = Default::default();
-        for timing in &o.phases {
-            *totals.entry(timing.phase).or_default() += timing.duration.as_secs_f64();
-        }
-        for (phase, secs) in totals {
-            s.phases.insert(phase);
-            self.phase_seconds
-                .with_label_values(&with(phase.as_str()))
-                .set(secs);
-        }
+        s.phases.extend(totals);
         if let Some(http) = &o.http {
-            self.http_status
-                .with_label_values(&l)
-                .set(i64::from(http.status));
+            s.http_status = Some(i64::from(http.status));
         }
 
         let now_failing = o
             .failure
             .as_ref()
             .map(|f| (f.class.as_str(), f.phase.as_str()));
-        if let Some(prev) = s.failing
-            && Some(prev) != now_failing
-        {
-            let _ = self
-                .failure_info
-                .remove_label_values(&[l[0], l[1], l[2], prev.0, prev.1]);
-        }
-        if let Some((class, phase)) = now_failing {
-            let fl = [l[0], l[1], l[2], class, phase];
-            self.failures.with_label_values(&fl).inc();
-            self.failure_info.with_label_values(&fl).set(1);
-            s.failure_labels.insert((class, phase));
+        if let Some(key) = now_failing {
+            *s.failures.entry(key).or_default() += 1;
         } else {
             s.last_success = Some(finished);
-            self.last_success
-                .with_label_values(&l)
-                .set(unix_seconds(finished));
         }
         s.failing = now_failing;
+        Self::observe_details(s, o);
+        drop(state);
 
         if let Some(t) = &o.token {
             let c = t.credential.as_str();
@@ -506,76 +267,56 @@ impl Metrics {
                     .insert(c.to_string(), expires);
             }
         }
+    }
 
+    /// Writes the round-trip and TLS facts of an outcome (under the state lock).
+    fn observe_details(s: &mut TargetSeries, o: &Outcome) {
         if let Some(d) = &o.delivery {
+            let r = s.roundtrip.get_or_insert_with(Roundtrip::new);
             if let Some(latency) = d.latency {
-                self.delivery
-                    .with_label_values(&l)
-                    .observe(latency.as_secs_f64());
-                self.last_delivery
-                    .with_label_values(&l)
-                    .set(latency.as_secs_f64());
+                r.delivery.observe(DELIVERY_BUCKETS, latency.as_secs_f64());
+                r.last_delivery = Some(latency.as_secs_f64());
             }
             for late in &d.late {
-                self.late.with_label_values(&l).inc();
-                self.delivery
-                    .with_label_values(&l)
-                    .observe(late.as_secs_f64());
+                r.late += 1;
+                r.delivery.observe(DELIVERY_BUCKETS, late.as_secs_f64());
             }
-            self.swept.with_label_values(&l).inc_by(u64::from(d.swept));
+            r.swept += u64::from(d.swept);
         }
 
         if let Some(tls) = &o.tls {
             if let Some(cert) = &tls.cert {
-                self.cert_expiry
-                    .with_label_values(&l)
-                    .set(cert.not_after as f64);
+                s.cert_expiry = Some(cert.not_after as f64);
             }
             if let Some(version) = &tls.version
                 && s.tls_version.as_deref() != Some(version)
             {
-                if let Some(old) = s.tls_version.take() {
-                    let _ = self.tls_info.remove_label_values(&[l[0], l[1], l[2], &old]);
-                }
-                self.tls_info
-                    .with_label_values(&[l[0], l[1], l[2], version])
-                    .set(1);
                 s.tls_version = Some(version.clone());
             }
         }
     }
 
-    /// Exports a target's health (replacing its previous state series).
+    /// Exports a target's health (replacing its previous state sample).
     pub fn target_health(&self, s: &crate::incidents::TargetState) {
-        let labels = [
-            s.name.clone(),
-            s.region.clone(),
-            s.protocol.as_str().to_string(),
-            s.health.as_str().to_string(),
-        ];
+        let line = format!(
+            "{TARGET_STATE}{{protocol=\"{}\",region=\"{}\",state=\"{}\",target=\"{}\"}} 1\n",
+            escape(s.protocol.as_str()),
+            escape(&s.region),
+            s.health.as_str(),
+            escape(&s.name),
+        );
         let mut health = self.health.lock().expect("health lock");
-        if let Some(old) = health.targets.get(&s.name)
-            && old != &labels
-        {
-            let old: Vec<&str> = old.iter().map(String::as_str).collect();
-            let _ = self.target_state.remove_label_values(&old);
-        }
-        let l: Vec<&str> = labels.iter().map(String::as_str).collect();
-        self.target_state.with_label_values(&l).set(1);
-        health.targets.insert(s.name.clone(), labels);
+        health.targets.insert(s.name.clone(), line);
     }
 
     /// Drops the health series of a target that left the config.
     pub fn forget_target_health(&self, name: &str) {
         let mut health = self.health.lock().expect("health lock");
-        if let Some(old) = health.targets.remove(name) {
-            let old: Vec<&str> = old.iter().map(String::as_str).collect();
-            let _ = self.target_state.remove_label_values(&old);
-        }
+        health.targets.remove(name);
     }
 
     /// Sets the open-incident counts by `(scope, region)`; keys no longer present go to 0.
-    pub fn open_incidents(&self, counts: &std::collections::BTreeMap<(String, String), i64>) {
+    pub fn open_incidents(&self, counts: &BTreeMap<(String, String), i64>) {
         let mut health = self.health.lock().expect("health lock");
         for key in &health.incidents {
             if !counts.contains_key(key) {
@@ -595,14 +336,19 @@ impl Metrics {
     /// How many targets failed their last probe.
     pub fn failing(&self) -> usize {
         let state = self.state.lock().expect("metrics state lock");
-        state.values().filter(|s| s.failing.is_some()).count()
+        state
+            .targets
+            .values()
+            .filter(|s| s.failing.is_some())
+            .count()
     }
 
     /// Counts `n` probes of `t` skipped because the previous one overran.
     pub fn skipped(&self, t: &Target, n: u64) {
-        self.skipped
-            .with_label_values(&[&t.name, &t.region, t.protocol().as_str()])
-            .inc_by(n);
+        let mut state = self.state.lock().expect("metrics state lock");
+        if let Some(s) = state.targets.get_mut(&t.name) {
+            s.skipped += n;
+        }
     }
 
     /// Records how late a probe started.
@@ -625,24 +371,120 @@ impl Metrics {
 
     /// Renders the text exposition format, refreshing time-relative gauges first.
     pub fn render(&self) -> String {
+        let mut out = String::with_capacity(self.last_size.load(Ordering::Relaxed) + 64 * 1024);
+        self.render_chunks(usize::MAX, &mut |chunk| {
+            out.push_str(&chunk);
+            true
+        });
+        self.last_size.store(out.len(), Ordering::Relaxed);
+        out
+    }
+
+    /// Renders the text exposition format in pieces of about `chunk` bytes, handing each to
+    /// `emit` (which returns `false` to stop: the client has gone), so a large `/metrics` can be
+    /// streamed without holding all of it in memory. Families come in name order; per-target
+    /// families are written in batches of targets, releasing the lock in between.
+    pub fn render_chunks(&self, chunk: usize, emit: &mut dyn FnMut(String) -> bool) {
         let now = SystemTime::now();
-        {
-            let state = self.state.lock().expect("metrics state lock");
-            for (name, s) in state.iter() {
-                let since = now
-                    .duration_since(s.last_success.unwrap_or(s.since))
-                    .unwrap_or(Duration::ZERO);
-                self.since_success
-                    .with_label_values(&[name.as_str(), s.region.as_str(), s.protocol])
-                    .set(since.as_secs_f64());
+        self.refresh_token_lifetimes(now);
+        let registry = self.registry.gather();
+        let mut registry = registry.iter().peekable();
+        let capacity = chunk.min(self.last_size.load(Ordering::Relaxed)) + 64 * 1024;
+        let mut buf = String::with_capacity(capacity);
+        let encoder = TextEncoder::new();
+        let mut flush = |buf: &mut String, force: bool| -> bool {
+            if buf.is_empty() || (!force && buf.len() < chunk) {
+                return true;
+            }
+            emit(std::mem::replace(buf, String::with_capacity(capacity)))
+        };
+        let mut health_due = true;
+        for family in FAMILIES {
+            if health_due && TARGET_STATE < family.name {
+                health_due = false;
+                self.render_health(&mut registry, &encoder, &mut buf);
+            }
+            while let Some(mf) = registry.next_if(|mf| mf.name() < family.name) {
+                if let Err(e) = encoder.encode_utf8(std::slice::from_ref(mf), &mut buf) {
+                    tracing::error!(error = %e, "cannot encode metrics");
+                }
+            }
+            let mut out = Out::new(&mut buf, family, now);
+            let mut after: Option<String> = None;
+            loop {
+                let state = self.state.lock().expect("metrics state lock");
+                let range = match &after {
+                    None => state.targets.range::<str, _>(..),
+                    Some(last) => state
+                        .targets
+                        .range::<str, _>((Bound::Excluded(last.as_str()), Bound::Unbounded)),
+                };
+                let mut n = 0;
+                let mut last = None;
+                for (name, s) in range.take(RENDER_BATCH) {
+                    family.write(&mut out, s);
+                    last = Some(name);
+                    n += 1;
+                }
+                after = last.cloned();
+                drop(state);
+                if !flush(out.buf, false) {
+                    return;
+                }
+                if n < RENDER_BATCH {
+                    break;
+                }
             }
         }
-        for (credential, expires) in self
-            .token_expiries
-            .lock()
-            .expect("token expiries lock")
-            .iter()
-        {
+        if health_due {
+            self.render_health(&mut registry, &encoder, &mut buf);
+        }
+        for mf in registry {
+            if let Err(e) = encoder.encode_utf8(std::slice::from_ref(mf), &mut buf) {
+                tracing::error!(error = %e, "cannot encode metrics");
+            }
+        }
+        flush(&mut buf, true);
+    }
+
+    /// Writes the registry's families named before `mailprobe_target_state`, then that family.
+    fn render_health<'a>(
+        &self,
+        registry: &mut std::iter::Peekable<
+            impl Iterator<Item = &'a prometheus::proto::MetricFamily>,
+        >,
+        encoder: &TextEncoder,
+        buf: &mut String,
+    ) {
+        while let Some(mf) = registry.next_if(|mf| mf.name() < TARGET_STATE) {
+            if let Err(e) = encoder.encode_utf8(std::slice::from_ref(mf), buf) {
+                tracing::error!(error = %e, "cannot encode metrics");
+            }
+        }
+        let health = self.health.lock().expect("health lock");
+        if health.targets.is_empty() {
+            return;
+        }
+        for part in [
+            "# HELP ",
+            TARGET_STATE,
+            " ",
+            TARGET_STATE_HELP,
+            "\n# TYPE ",
+            TARGET_STATE,
+            " gauge\n",
+        ] {
+            buf.push_str(part);
+        }
+        for line in health.targets.values() {
+            buf.push_str(line);
+        }
+    }
+
+    /// Sets each token's remaining lifetime as of `now`.
+    fn refresh_token_lifetimes(&self, now: SystemTime) {
+        let expiries = self.token_expiries.lock().expect("token expiries lock");
+        for (credential, expires) in expiries.iter() {
             let remaining = match expires.duration_since(now) {
                 Ok(d) => d.as_secs_f64(),
                 Err(e) => -e.duration().as_secs_f64(),
@@ -651,16 +493,55 @@ impl Metrics {
                 .with_label_values(&[credential.as_str()])
                 .set(remaining);
         }
-        let mut out = Vec::with_capacity(64 * 1024);
-        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
-            tracing::error!(error = %e, "cannot encode metrics");
-        }
-        String::from_utf8(out).unwrap_or_default()
     }
+}
+
+/// Index of a protocol label in [`Protocol::ALL`].
+fn protocol_index(protocol: &str) -> usize {
+    Protocol::ALL
+        .iter()
+        .position(|p| p.as_str() == protocol)
+        .unwrap_or(0)
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::incidents::{Health, TargetState};
+
+    /// Health and incident series sit among the others in name order, and go when told.
+    #[test]
+    fn health_and_incident_series_render_in_order() {
+        let m = Metrics::new();
+        let mut s = TargetState::new("a\"b", "eu", Protocol::Imap, None, SystemTime::now());
+        m.target_health(&s);
+        s.health = Health::Down;
+        m.target_health(&s);
+        let counts = BTreeMap::from([(("region".to_string(), "eu".to_string()), 2)]);
+        m.open_incidents(&counts);
+        let r = m.render();
+        let line = "mailprobe_target_state{protocol=\"imap\",region=\"eu\",state=\"down\",target=\"a\\\"b\"} 1";
+        assert!(r.lines().any(|l| l == line), "{r}");
+        assert_eq!(r.matches("mailprobe_target_state{").count(), 1, "{r}");
+        assert!(r.contains("mailprobe_incidents_open{region=\"eu\",scope=\"region\"} 2"));
+        let types: Vec<&str> = r
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .collect();
+        let mut sorted = types.clone();
+        sorted.sort();
+        assert_eq!(types, sorted, "families in name order, each once");
+
+        m.open_incidents(&BTreeMap::new());
+        m.forget_target_health("a\"b");
+        let r = m.render();
+        assert!(!r.contains("mailprobe_target_state"), "{r}");
+        assert!(r.contains("mailprobe_incidents_open{region=\"eu\",scope=\"region\"} 0"));
     }
 }

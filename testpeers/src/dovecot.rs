@@ -177,6 +177,11 @@ impl Dovecot {
         log
     }
 
+    /// The master process id (the benchmark charges the master and its children's CPU).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Whether it is running.
     pub fn is_running(&self) -> bool {
         self.child.is_some()

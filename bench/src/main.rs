@@ -1,0 +1,112 @@
+//! The mailprobe benchmark: starts its own peers on 127.0.0.1 (Dovecot, Postfix, a small IMAP
+//! responder), runs mailprobe and prometheus-blackbox-exporter side by side, and writes the
+//! figures of BENCHMARKS.md as a Markdown table.
+//!
+//! Run it through `bench/run` (which installs the peers and builds the release binaries).
+#![forbid(unsafe_code)]
+
+mod http;
+mod imapd;
+mod procfs;
+mod procs;
+mod prom;
+mod report;
+mod scenarios;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::{Parser, ValueEnum};
+
+/// Benchmark mailprobe against local peers and blackbox_exporter; prints and writes a table.
+#[derive(Parser)]
+struct Args {
+    /// Shorter windows and one round each (about two minutes); figures are noisier.
+    #[arg(long)]
+    quick: bool,
+    /// The mailprobe binary under test.
+    #[arg(long, default_value = "target/release/mailprobe")]
+    mailprobe: PathBuf,
+    /// The blackbox_exporter binary to compare with.
+    #[arg(long, default_value = "/usr/bin/prometheus-blackbox-exporter")]
+    blackbox: PathBuf,
+    /// Where the Markdown results go.
+    #[arg(long, default_value = "bench/results/latest.md")]
+    out: PathBuf,
+    /// Run only these scenarios (default: all; callgrind and shard are skipped with --quick).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<Scenario>,
+    /// Keep the scratch directory (configs, logs) instead of deleting it.
+    #[arg(long)]
+    keep: bool,
+}
+
+/// The parts of the benchmark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    /// 10,000 targets at 60 s: startup, CPU, RSS, scrape time, schedule jitter.
+    Scale,
+    /// Greeting-phase bias at 1,000 concurrent probes against an exact 200 ms greeting delay.
+    Bias,
+    /// CPU per IMAP STARTTLS probe, mailprobe vs blackbox_exporter, against Dovecot.
+    Imap,
+    /// CPU per SMTP submission probe, mailprobe vs blackbox_exporter, against Postfix.
+    Smtp,
+    /// Instructions per IMAP probe under callgrind (repeatable).
+    Callgrind,
+    /// 10,000 targets split over two shards.
+    Shard,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    mailprobe::install_crypto_provider();
+    let wanted = |s: Scenario| {
+        if args.only.is_empty() {
+            !(args.quick && matches!(s, Scenario::Callgrind | Scenario::Shard))
+        } else {
+            args.only.contains(&s)
+        }
+    };
+    let started = Instant::now();
+    let mut ctx = scenarios::Ctx::new(&args.mailprobe, &args.blackbox, args.quick)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut report = report::Report::new(args.quick);
+    let result = rt.block_on(async {
+        if wanted(Scenario::Scale) {
+            scenarios::scale(&mut ctx, &mut report).await?;
+        }
+        if wanted(Scenario::Bias) {
+            scenarios::bias(&mut ctx, &mut report).await?;
+        }
+        if wanted(Scenario::Imap) || wanted(Scenario::Smtp) || wanted(Scenario::Callgrind) {
+            scenarios::real_peers(
+                &mut ctx,
+                &mut report,
+                wanted(Scenario::Imap),
+                wanted(Scenario::Smtp),
+                wanted(Scenario::Callgrind),
+            )
+            .await?;
+        }
+        if wanted(Scenario::Shard) {
+            scenarios::shard(&mut ctx, &mut report).await?;
+        }
+        anyhow::Ok(())
+    });
+    if args.keep {
+        eprintln!("scratch directory kept: {}", ctx.keep().display());
+    }
+    result?;
+    report.finish(started.elapsed());
+    let text = report.markdown(&ctx);
+    println!("{text}");
+    if let Some(parent) = args.out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&args.out, &text)?;
+    eprintln!("written to {}", args.out.display());
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! Pure hot paths, timed without network: config load, metrics registration, recording an
+//! outcome, rendering `/metrics`, and parsing an IMAP reply, at the 10,000-target scale of
+//! BENCHMARKS.md. `cargo bench` (std timing; no benchmark framework to build).
+#![forbid(unsafe_code)]
+
+use std::hint::black_box;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use mailprobe::config::{self, Target};
+use mailprobe::metrics::Metrics;
+use mailprobe::probe::tls::{CertFacts, TlsFacts};
+use mailprobe::probe::{Outcome, PhaseTiming, expected_phases};
+
+const TARGETS: usize = 10_000;
+
+/// Runs `f` until `budget` is spent (at least `min` times) and prints min and median per call.
+fn bench<T>(name: &str, min: usize, budget: Duration, mut f: impl FnMut() -> T) {
+    black_box(f());
+    let mut times = Vec::new();
+    let start = Instant::now();
+    while times.len() < min || start.elapsed() < budget {
+        let t = Instant::now();
+        black_box(f());
+        times.push(t.elapsed());
+    }
+    times.sort();
+    let fmt = |d: Duration| {
+        let ns = d.as_nanos() as f64;
+        if ns >= 1e6 {
+            format!("{:.2} ms", ns / 1e6)
+        } else if ns >= 1e3 {
+            format!("{:.2} µs", ns / 1e3)
+        } else {
+            format!("{ns:.0} ns")
+        }
+    };
+    println!(
+        "{name:<44} min {:>10}   median {:>10}   ({} runs)",
+        fmt(times[0]),
+        fmt(times[times.len() / 2]),
+        times.len()
+    );
+}
+
+/// A config of `n` IMAP STARTTLS targets like the benchmark's, in `dir` (which gets the CA and
+/// password files it names).
+fn config_text(dir: &Path, n: usize) -> String {
+    // Any PEM certificate will do for loading; this one is generated for the bench.
+    let pki = mailprobe_testpeers::pki::TestPki::generate(&dir.join("pki"));
+    let pass = dir.join("probe.pass");
+    std::fs::write(&pass, "secret\n").expect("password file");
+    let mut s = String::from("[global]\ninterval = \"60s\"\ntimeout = \"10s\"\n\n");
+    for i in 0..n {
+        s.push_str(&format!(
+            "[[target]]\nname = \"t{i:05}\"\nregion = \"r{}\"\nprotocol = \"imap\"\nhost = \"127.0.0.1\"\n\
+             port = 10143\ntls = \"starttls\"\nca_file = \"{}\"\nusername = \"t{i:05}\"\npassword_file = \"{}\"\n\n",
+            i % 10,
+            pki.ca.display(),
+            pass.display()
+        ));
+    }
+    s
+}
+
+/// What a successful IMAP STARTTLS probe of `t` returns.
+fn outcome(t: &Arc<Target>) -> Outcome {
+    let phases = expected_phases(&t.spec)
+        .into_iter()
+        .enumerate()
+        .map(|(i, phase)| PhaseTiming {
+            phase,
+            duration: Duration::from_micros(300 + 17 * i as u64),
+        })
+        .collect();
+    Outcome {
+        target: t.clone(),
+        started_at: SystemTime::now(),
+        total: Duration::from_micros(4321),
+        phases,
+        failure: None,
+        slow: false,
+        tls: Some(TlsFacts {
+            version: Some("TLS 1.3".into()),
+            cipher: Some("TLS13_AES_256_GCM_SHA384".into()),
+            alpn: None,
+            cert: Some(CertFacts {
+                not_after: 1_900_000_000,
+                subject: "CN=localhost".into(),
+                issuer: "CN=mailprobe test CA".into(),
+            }),
+        }),
+        banner: Some("Dovecot ready.".into()),
+        delivery: None,
+        http: None,
+        token: None,
+    }
+}
+
+fn main() {
+    // `cargo bench -- FILTER` runs only the benches whose name contains FILTER.
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let on = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
+    mailprobe::install_crypto_provider();
+    let dir = mailprobe_testpeers::tempfile::tempdir().expect("temp dir");
+    let text = config_text(dir.path(), TARGETS);
+    let path = dir.path().join("probes.toml");
+    let secs = Duration::from_secs(3);
+
+    if on("config") {
+        bench("config: parse 10,000 IMAP targets", 5, secs, || {
+            config::parse(&path, &text).expect("valid config")
+        });
+    }
+    let cfg = config::parse(&path, &text).expect("valid config");
+    let targets = cfg.owned_targets();
+
+    if on("register") {
+        bench("metrics: new + register 10,000 targets", 5, secs, || {
+            let m = Metrics::new();
+            for t in &targets {
+                m.register_target(t);
+            }
+            m
+        });
+    }
+    let m = Metrics::new();
+    for t in &targets {
+        m.register_target(t);
+    }
+    let outcomes: Vec<Outcome> = targets.iter().map(outcome).collect();
+    if on("observe") {
+        let mut i = 0;
+        bench("metrics: observe one IMAP outcome", 1000, secs, || {
+            i = (i + 1) % outcomes.len();
+            m.observe(&outcomes[i]);
+        });
+    }
+    for o in &outcomes {
+        m.observe(o);
+    }
+    if on("render") {
+        let size = m.render().len();
+        bench(
+            &format!(
+                "metrics: render 10,000 targets ({:.1} MB)",
+                size as f64 / 1e6
+            ),
+            5,
+            secs,
+            || m.render(),
+        );
+    }
+    if on("imap") {
+        let select = b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n";
+        bench("imap: parse one untagged FLAGS reply", 1000, secs, || {
+            async_imap::imap_proto::Response::parse(select).expect("parses")
+        });
+    }
+}
