@@ -27,6 +27,10 @@ struct Args {
     /// The mailprobe binary under test.
     #[arg(long, default_value = "target/release/mailprobe")]
     mailprobe: PathBuf,
+    /// The same mailprobe built with symbols (`cargo build --profile profiling`), for the
+    /// callgrind profile: the same code as release, so the same instruction counts.
+    #[arg(long, default_value = "target/profiling/mailprobe")]
+    profiled: PathBuf,
     /// The blackbox_exporter binary to compare with.
     #[arg(long, default_value = "/usr/bin/prometheus-blackbox-exporter")]
     blackbox: PathBuf,
@@ -69,7 +73,7 @@ fn main() -> anyhow::Result<()> {
         }
     };
     let started = Instant::now();
-    let mut ctx = scenarios::Ctx::new(&args.mailprobe, &args.blackbox, args.quick)?;
+    let mut ctx = scenarios::Ctx::new(&args.mailprobe, &args.profiled, &args.blackbox, args.quick)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -75,6 +75,9 @@ pub fn spawn_daemon(
     sock.set_read_timeout(Some(Duration::from_millis(200)))?;
     let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let log = dir.join(format!("mailprobe-{tag}.log"));
+    // Each instance keeps its incident history in the scratch directory, never the system's.
+    let state = dir.join(format!("state-{tag}"));
+    std::fs::create_dir_all(&state)?;
     let start = Instant::now();
     let child = Command::new(bin)
         .arg("run")
@@ -84,6 +87,7 @@ pub fn spawn_daemon(
         .arg(addr.to_string())
         .args(extra)
         .env("NOTIFY_SOCKET", &sock_path)
+        .env("STATE_DIRECTORY", &state)
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

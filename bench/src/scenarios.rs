@@ -33,6 +33,8 @@ pub struct Ctx {
     /// sessions of one user from one address at once.
     dovecot_users: Vec<String>,
     bin: PathBuf,
+    /// The same build with symbols, for callgrind.
+    profiled: PathBuf,
     /// The blackbox_exporter binary.
     pub blackbox: PathBuf,
     ticks: f64,
@@ -47,7 +49,7 @@ pub struct Ctx {
 
 impl Ctx {
     /// Creates the scratch directory and the test PKI.
-    pub fn new(bin: &Path, blackbox: &Path, quick: bool) -> anyhow::Result<Ctx> {
+    pub fn new(bin: &Path, profiled: &Path, blackbox: &Path, quick: bool) -> anyhow::Result<Ctx> {
         let bin = std::fs::canonicalize(bin)
             .with_context(|| format!("{} not found (build it first)", bin.display()))?;
         let dir = short_tempdir("mpb-");
@@ -70,6 +72,7 @@ impl Ctx {
                 .map(|i| format!("bench{i:02}@example.test"))
                 .collect(),
             bin,
+            profiled: profiled.to_path_buf(),
             blackbox: blackbox.to_path_buf(),
             ticks: procfs::clock_ticks(),
             cores: procfs::cores(),
@@ -1145,6 +1148,7 @@ async fn instructions(
     eprintln!("callgrind: instructions per IMAP probe (slow: runs under valgrind)");
     let port = dovecot.ports.imap;
     let mut mp = Vec::new();
+    let mut outs = Vec::new();
     for n in [1usize, 21] {
         // One probe at a time: under valgrind everything is serialized anyway.
         let text = imap_config(
@@ -1163,7 +1167,7 @@ async fn instructions(
         let run = std::process::Command::new("valgrind")
             .arg("--tool=callgrind")
             .arg(format!("--callgrind-out-file={}", out.display()))
-            .arg(&ctx.bin)
+            .arg(&ctx.profiled)
             .args(["probe", "--config"])
             .arg(&cfg)
             .output()?;
@@ -1176,8 +1180,10 @@ async fn instructions(
             );
         }
         mp.push(callgrind_total(&out)?);
+        outs.push(out);
     }
     let mp_per = (mp[1] as f64 - mp[0] as f64) / 20.0;
+    let profile = profile_table(&outs[0], &outs[1], 20.0)?;
 
     // blackbox_exporter: counters zeroed after a warm-up probe, then 20 probes, then dumped.
     // The Debian binary carries a file capability (ICMP), which valgrind refuses to run, and
@@ -1217,33 +1223,56 @@ async fn instructions(
                 .output()
                 .map(|o| o.status.success())
         };
+        // A warm-up probe, a dump (which also zeroes the counters), 20 probes, a second dump:
+        // the second dump holds exactly those 20. Each dump is waited for, since callgrind
+        // takes the request only when the program next runs.
+        let dumps = || -> Vec<PathBuf> {
+            let mut v: Vec<PathBuf> = std::fs::read_dir(&ctx.path)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("callgrind-blackbox.out."))
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        let dump_and_wait = |n: usize| async move {
+            if !control("--dump")? {
+                bail!("callgrind_control --dump failed");
+            }
+            let start = Instant::now();
+            while dumps().len() < n {
+                if start.elapsed() > Duration::from_secs(60) {
+                    bail!("callgrind wrote no dump {n} for blackbox_exporter");
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            anyhow::Ok(())
+        };
         for round in 0..21 {
-            if round == 1 && !control("--zero")? {
-                bail!("callgrind_control --zero failed");
+            if round == 1 {
+                dump_and_wait(1).await?;
             }
             let (_, body) = conn.get(&path).await?;
             if !String::from_utf8_lossy(&body).contains("\nprobe_success 1") {
                 bail!("blackbox probe under callgrind failed");
             }
         }
-        if !control("--dump")? {
-            bail!("callgrind_control --dump failed");
-        }
+        dump_and_wait(2).await?;
+        // Let callgrind finish writing the file before it is read.
+        tokio::time::sleep(Duration::from_millis(500)).await;
         anyhow::Ok(())
     }
     .await;
     let _ = child.kill();
     let _ = child.wait();
     measured?;
-    let dump = std::fs::read_dir(&ctx.path)?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("callgrind-blackbox.out."))
-        })
-        .context("callgrind wrote no dump for blackbox_exporter")?;
+    let dump = ctx.path.join("callgrind-blackbox.out.2");
     let bb_total = callgrind_total(&dump)?;
     let bb_per = bb_total as f64 / 20.0;
     report.figure(
@@ -1265,10 +1294,14 @@ async fn instructions(
              STARTTLS targets against the Dovecot above: {} and {} instructions, so {:.0} per probe \
              (the difference over 20; startup and config load cancel out). blackbox_exporter: \
              started under callgrind (`GODEBUG=asyncpreemptoff=1`), one warm-up \
-             `/probe?module=imap_starttls` request, counters zeroed, 20 requests on one keep-alive \
-             connection, counters dumped: {} instructions, {:.0} per probe. Ratio {:.2}. \
-             (blackbox's figure includes its HTTP request handling; mailprobe's does not include \
-             metrics or scheduling, which the CPU figures above do.)\n",
+             `/probe?module=imap_starttls` request, a dump (which zeroes the counters), 20 requests \
+             on one keep-alive connection, a second dump: {} instructions, {:.0} per probe. Ratio \
+             {:.2}. (blackbox's figure includes its HTTP request handling; mailprobe's does not \
+             include metrics or scheduling, which the CPU figures above do.)\n\n\
+             Where mailprobe's instructions go, per probe (`callgrind_annotate` of the two runs, \
+             the 1-target run subtracted from the 21-target run, grouped by source file and \
+             function; the binary is `cargo build --profile profiling`, release with symbols):\n\n\
+             {profile}",
             mp[0],
             mp[1],
             mp_per,
@@ -1278,6 +1311,119 @@ async fn instructions(
         ),
     );
     Ok(())
+}
+
+/// Where the instructions of a callgrind run go, for the report: what the probe code spends
+/// its time on, by group of functions. The groups are ordered by cost per probe.
+fn profile_table(one: &Path, many: &Path, probes: f64) -> anyhow::Result<String> {
+    let (a, b) = (annotate_groups(one)?, annotate_groups(many)?);
+    let total: f64 = PROFILE_GROUPS
+        .iter()
+        .map(|(g, _)| b.get(g).copied().unwrap_or(0) as f64 - a.get(g).copied().unwrap_or(0) as f64)
+        .sum::<f64>()
+        / probes;
+    let mut rows: Vec<(&str, f64)> = PROFILE_GROUPS
+        .iter()
+        .map(|(g, _)| {
+            let d = b.get(g).copied().unwrap_or(0) as f64 - a.get(g).copied().unwrap_or(0) as f64;
+            (*g, d / probes)
+        })
+        .collect();
+    rows.sort_by(|x, y| y.1.total_cmp(&x.1));
+    let mut s = String::from("| where | instructions per probe | share |\n|---|---|---|\n");
+    for (g, per) in rows {
+        if per.abs() < total * 0.001 {
+            continue;
+        }
+        let _ = writeln!(
+            s,
+            "| {g} | {:.0} k | {:.1} % |",
+            per / 1e3,
+            100.0 * per / total
+        );
+    }
+    Ok(s)
+}
+
+/// Groups of functions and the patterns (in callgrind_annotate's `file:function`) that put a
+/// function in a group; the first match wins, the last group takes the rest.
+const PROFILE_GROUPS: &[(&str, &[&str])] = &[
+    (
+        "ring: P-256 (ECDSA checks of the certificate chain and the handshake signature)",
+        &["nistz256", "p256", "ecp_", "/ec/"],
+    ),
+    ("ring: X25519 (key exchange)", &["curve25519", "x25519"]),
+    (
+        "ring: SHA-2 (handshake transcript, HKDF, certificate digests)",
+        &["sha512", "sha256", "digest"],
+    ),
+    (
+        "ring: AES-GCM (record encryption)",
+        &["aes", "gcm", "ghash"],
+    ),
+    ("ring: other", &["/ring-"]),
+    (
+        "rustls (TLS state machine, certificate parsing)",
+        &["/rustls", "/webpki", "/rustls-webpki"],
+    ),
+    ("glibc malloc and free", &["malloc", "/arena.c"]),
+    (
+        "glibc memset and memcpy",
+        &["memset", "memmove", "memcpy", "memcmp"],
+    ),
+    (
+        "IMAP reply parsing (imap-proto, nom)",
+        &["imap-proto", "/nom-"],
+    ),
+    ("async-imap", &["async-imap"]),
+    ("tokio (runtime, I/O, timers)", &["/tokio-", "/mio-"]),
+    ("Rust standard library", &["/rustc/"]),
+    ("other crates", &["/.cargo/registry/"]),
+    ("mailprobe's own code", &["/src/", "mailprobe::"]),
+    ("kernel interface and the rest", &[""]),
+];
+
+/// Instructions per group of [`PROFILE_GROUPS`] in one callgrind output.
+fn annotate_groups(out: &Path) -> anyhow::Result<std::collections::HashMap<&'static str, u64>> {
+    let run = std::process::Command::new("callgrind_annotate")
+        .args(["--threshold=100", "--auto=no"])
+        .arg(out)
+        .output()
+        .context("cannot run callgrind_annotate")?;
+    if !run.status.success() {
+        bail!(
+            "callgrind_annotate failed: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
+    let mut groups = std::collections::HashMap::new();
+    for line in String::from_utf8_lossy(&run.stdout).lines() {
+        // `  14,134,504 (21.99%)  file:function [object]`
+        let line = line.trim_start();
+        let Some((count, rest)) = line.split_once(' ') else {
+            continue;
+        };
+        let Ok(count) = count.replace(',', "").parse::<u64>() else {
+            continue;
+        };
+        let Some((_, what)) = rest.split_once(')') else {
+            continue;
+        };
+        let what = what.trim();
+        if what == "PROGRAM TOTALS" {
+            continue;
+        }
+        let lower = what.to_ascii_lowercase();
+        // ring's groups go by function name within ring's own files only.
+        let group = PROFILE_GROUPS
+            .iter()
+            .filter(|(g, _)| !g.starts_with("ring:") || lower.contains("ring"))
+            .find(|(_, pats)| pats.iter().any(|p| lower.contains(p)))
+            .map(|(g, _)| *g)
+            .unwrap_or("kernel interface and the rest");
+        *groups.entry(group).or_default() += count;
+    }
+    Ok(groups)
 }
 
 // ---------------------------------------------------------------------------------------------
