@@ -281,11 +281,9 @@ impl Snapshot {
 // ---------------------------------------------------------------------------------------------
 // 10,000 targets.
 
-/// 10,000 IMAP STARTTLS targets at a 60 s interval against the responder: startup to READY,
-/// CPU, RSS, `/metrics` scrape time and schedule jitter.
-pub async fn scale(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
-    const N: usize = 10_000;
-    eprintln!("scale: {N} IMAP STARTTLS targets at 60 s against the responder");
+/// The large fleet: a responder (STARTTLS, greeting at once) on 8 ports and a config of `n`
+/// IMAP STARTTLS targets on them at a 60 s interval, written to `file`.
+fn fleet(ctx: &Ctx, n: usize, file: &str) -> anyhow::Result<(Responder, PathBuf)> {
     let responder = Responder::start(imapd::Options {
         ports: 8,
         greeting_delay: Duration::ZERO,
@@ -296,13 +294,22 @@ pub async fn scale(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
         &global("60s", "10s", 64),
         &ImapTargets {
             prefix: "t",
-            count: N,
+            count: n,
             ports: &responder.ports,
             tls: Tls::Starttls,
             users: None,
         },
     );
-    let cfg = ctx.write("scale.toml", &text)?;
+    let cfg = ctx.write(file, &text)?;
+    Ok((responder, cfg))
+}
+
+/// 10,000 IMAP STARTTLS targets at a 60 s interval against the responder: startup to READY,
+/// CPU, RSS, `/metrics` scrape time and schedule jitter.
+pub async fn scale(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
+    const N: usize = 10_000;
+    eprintln!("scale: {N} IMAP STARTTLS targets at 60 s against the responder");
+    let (responder, cfg) = fleet(ctx, N, "scale.toml")?;
 
     // Startup to READY, a few separate starts.
     let runs = if ctx.quick { 3 } else { 5 };
@@ -1433,23 +1440,7 @@ fn annotate_groups(out: &Path) -> anyhow::Result<std::collections::HashMap<&'sta
 pub async fn shard(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
     const N: usize = 10_000;
     eprintln!("shard: {N} targets over two instances");
-    let responder = Responder::start(imapd::Options {
-        ports: 8,
-        greeting_delay: Duration::ZERO,
-        tls: Some(ctx.pki.valid.server_config(&[])),
-    })?;
-    let text = imap_config(
-        ctx,
-        &global("60s", "10s", 64),
-        &ImapTargets {
-            prefix: "t",
-            count: N,
-            ports: &responder.ports,
-            tls: Tls::Starttls,
-            users: None,
-        },
-    );
-    let cfg = ctx.write("shard.toml", &text)?;
+    let (_responder, cfg) = fleet(ctx, N, "shard.toml")?;
     let window = Duration::from_secs(30);
     let mut daemons = Vec::new();
     for i in 0..2 {
