@@ -149,7 +149,13 @@ pub async fn http(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16,
     s.write_all(req.as_bytes()).await.unwrap();
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).await.unwrap();
-    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (status, _, body) = parse_response(&buf);
+    (status, body)
+}
+
+/// `(status, head, body)` of a whole HTTP/1.1 response, the body de-chunked when it was chunked.
+fn parse_response(buf: &[u8]) -> (u16, String, String) {
+    let text = String::from_utf8_lossy(buf);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head
         .split(' ')
@@ -164,7 +170,7 @@ pub async fn http(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16,
     } else {
         body.to_string()
     };
-    (status, body)
+    (status, head.to_string(), body)
 }
 
 fn dechunk(mut body: &str) -> String {
@@ -324,20 +330,5 @@ pub async fn https_full(
     let mut buf = Vec::new();
     // A close_notify-less close is fine here: we only need what arrived.
     let _ = tls.read_to_end(&mut buf).await;
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
-    Ok((status, head.to_string(), body))
+    Ok(parse_response(&buf))
 }
