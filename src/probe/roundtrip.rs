@@ -6,8 +6,9 @@
 //!    the server offers it, *before* sending, so no arrival can be missed and the login is not
 //!    counted as delivery time.
 //! 2. `send`: the SMTP target's whole session with a probe message carrying a unique token.
-//! 3. `delivery`: wait for the token (IDLE, re-checked every [`IDLE_RECHECK`]; or polling at
-//!    `poll_interval`) until `delivery_timeout` after acceptance.
+//! 3. `delivery`: wait for the token until `delivery_timeout` after acceptance: in IDLE, looking
+//!    on each EXISTS and, without one, every `poll_interval` (leave IDLE, search, re-enter), since
+//!    some servers never notify; without IDLE, searching every `poll_interval`.
 //! 4. `cleanup`: delete our message, count and delete probe messages of this target that arrived
 //!    after their deadline (late mail), sweep probe messages older than `cleanup_age`, log out.
 //!
@@ -35,9 +36,6 @@ pub const LIMITS: Limits = Limits {
     max_line: 64 * 1024,
     max_total: 16 * 1024 * 1024,
 };
-/// While IDLE, look for the message at least this often even without a notification (a
-/// notification that raced with a search is otherwise only noticed at the deadline).
-pub const IDLE_RECHECK: Duration = Duration::from_secs(10);
 /// Most missed messages remembered per target.
 const MAX_PENDING: usize = 64;
 /// Most probe messages looked at by one sweep.
@@ -299,35 +297,53 @@ impl Mailbox {
     }
 
     /// Waits until a message with `token` is in the mailbox, or `deadline` passes (`None`).
+    ///
+    /// In IDLE it looks on an EXISTS, and every `poll` without one: leaves IDLE (DONE), searches,
+    /// and enters IDLE again. Courier, and Cyrus without idled, send nothing during IDLE when
+    /// mail arrives, so against them `poll` is what bounds the time to notice a delivery.
     async fn wait_for(
         &mut self,
         token: &str,
         deadline: Instant,
         poll: Duration,
     ) -> Result<Option<Seen>, ProbeError> {
+        let mut next_look = Instant::now() + poll;
         loop {
             let now = Instant::now();
             if let State::Idling(handle) = &mut self.state {
-                let budget = deadline.saturating_duration_since(now).min(IDLE_RECHECK);
+                // Counted from the last look, so untagged chatter (keepalives, flag updates)
+                // cannot postpone it.
+                let budget = deadline.min(next_look).saturating_duration_since(now);
                 let (wait, _stop) = handle.wait_with_timeout(budget);
-                let event = wait.await?;
-                let at = Instant::now();
-                let look = match event {
-                    IdleResponse::NewData(data) => matches!(
-                        data.parsed(),
-                        Response::MailboxData(MailboxDatum::Exists(_))
-                    ),
-                    IdleResponse::Timeout | IdleResponse::ManualInterrupt => true,
+                // async-imap restarts its timeout on each untagged OK (a keepalive such as
+                // `* OK Still here`): bound the whole wait here.
+                let event = match tokio::time::timeout(budget, wait).await {
+                    Ok(event) => event?,
+                    Err(_) => IdleResponse::Timeout,
                 };
-                if !look {
-                    continue;
-                }
+                let notified = match event {
+                    IdleResponse::NewData(data) => {
+                        if !matches!(
+                            data.parsed(),
+                            Response::MailboxData(MailboxDatum::Exists(_))
+                        ) && Instant::now() < next_look.min(deadline)
+                        {
+                            continue;
+                        }
+                        Some(Instant::now())
+                    }
+                    IdleResponse::Timeout | IdleResponse::ManualInterrupt => None,
+                };
                 if let Some(&uid) = self.search(token).await?.first() {
+                    // Notified: the server had it then. Found by looking: seen when the
+                    // search answered.
+                    let at = notified.unwrap_or_else(Instant::now);
                     return Ok(Some(Seen { uid, at }));
                 }
                 if Instant::now() >= deadline {
                     return Ok(None);
                 }
+                next_look = Instant::now() + poll;
                 self.start_idle().await?;
             } else {
                 if let Some(&uid) = self.search(token).await?.first() {
