@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{Daemon, Env, failure, phases, probe_first, sample};
-use mailprobe::probe::{self, Phase, ProbeContext};
+use mailprobe::probe::{self, Outcome, Phase, ProbeContext, ServerTime, StampSource};
 use mailprobe_testpeers::dovecot::{self, Dovecot, Options};
 use mailprobe_testpeers::postfix::Postfix;
 use tokio::io::{
@@ -69,6 +69,8 @@ async fn a_round_trip_is_delivered_quickly_and_leaves_no_mail_behind() {
     let latency = d.latency.expect("a delivery latency");
     // Postfix → LMTP → Dovecot on one machine: well under a second.
     assert!(latency < Duration::from_secs(1), "{latency:?}");
+    let server = server_time(&o, StampSource::InternalDate);
+    eprintln!("plain Dovecot: seen {latency:?}, INTERNALDATE within {server:?}");
     assert!(!o.slow);
     assert!(d.late.is_empty() && d.swept == 0, "{d:?}");
     assert!(
@@ -245,6 +247,8 @@ async fn round_trips_run_in_the_daemon_and_export_delivery_latency() {
     );
     let last = sample(&m, "mailprobe_roundtrip_last_delivery_seconds", &rt).unwrap();
     assert!(last > 0.0 && last < 1.0, "{last}");
+    let server = sample(&m, "mailprobe_roundtrip_last_server_delivery_seconds", &rt).unwrap();
+    assert!((0.0..=last).contains(&server), "{server} {last}");
     assert_eq!(sample(&m, "mailprobe_roundtrip_late_total", &rt), Some(0.0));
     assert_eq!(
         sample(&m, "mailprobe_roundtrip_swept_total", &rt),
@@ -284,6 +288,58 @@ async fn mailprobe_probe_runs_a_round_trip_once() {
         "{stdout}"
     );
     assert!(stdout.contains("delivered in "), "{stdout}");
+    assert!(
+        stdout.contains(" (seen), INTERNALDATE says within "),
+        "{stdout}"
+    );
+}
+
+/// A store whose INTERNALDATE is not the arrival (here rewritten to 1996, as for a copied
+/// message keeping its original date): the server's time comes from the topmost Received field
+/// (Dovecot's LMTP writes it), not from a date outside acceptance..sight.
+#[tokio::test]
+async fn an_internaldate_that_is_not_the_arrival_gives_way_to_the_received_date() {
+    let env = Env::new();
+    let s = stack(&env, Options::default());
+    let proxy = SilentIdle::start(
+        s.dovecot.ports.imap,
+        Tweaks {
+            internaldate: Some("17-Jul-1996 02:44:25 -0700"),
+            ..Tweaks::default()
+        },
+    )
+    .await;
+    let cfg = env.config(&roundtrip_via(&env, &s, &proxy, "poll_interval = \"1s\""));
+    let o = probe::run(&rt_target(&cfg), &ProbeContext::new()).await;
+    assert!(o.success(), "{o:?}");
+    let latency = o.delivery.as_ref().unwrap().latency.unwrap();
+    let server = server_time(&o, StampSource::Received);
+    assert!(
+        proxy
+            .seen()
+            .iter()
+            .any(|(_, w)| *w == Seen::InternalDate("17-Jul-1996 02:44:25 -0700".into())),
+        "the probe was given the rewritten INTERNALDATE"
+    );
+    eprintln!("INTERNALDATE 1996: seen {latency:?}, Received within {server:?}");
+    assert_eq!(s.dovecot.mailbox_len(dovecot::USER), 0);
+}
+
+/// The server's own delivery time of `o`, from `source`, checked against the seen time.
+fn server_time(o: &Outcome, source: StampSource) -> Duration {
+    let d = o.delivery.as_ref().expect("a round trip");
+    let seen = d.latency.expect("seen in time");
+    match &d.server {
+        Some(ServerTime::Stamped { took, source: s }) => {
+            assert_eq!(*s, source, "{d:?}");
+            assert!(
+                *took <= seen,
+                "the server was done before it was seen: {d:?}"
+            );
+            *took
+        }
+        other => panic!("no server time from {source:?}: {other:?}"),
+    }
 }
 
 /// Courier (and Cyrus without idled) send nothing during IDLE when mail arrives. The probe must
@@ -322,8 +378,13 @@ async fn a_server_silent_in_idle_is_looked_at_again_every_poll_interval() {
     assert!(idles >= 3, "{seen:?}");
     assert_idle_lasts_one_poll(&proxy, poll);
     let latency = o.delivery.as_ref().unwrap().latency.unwrap();
+    let server = server_time(&o, StampSource::InternalDate);
+    assert!(
+        seen.iter().any(|(_, w)| matches!(w, Seen::InternalDate(_))),
+        "the server's INTERNALDATE was read: {seen:?}"
+    );
     eprintln!(
-        "silent IDLE: seen {latency:?}; IDLE entered {idles} times; swallowed {:?}",
+        "silent IDLE: seen {latency:?}, INTERNALDATE within {server:?}; IDLE entered {idles} times; swallowed {:?}",
         seen.iter()
             .filter_map(|(_, w)| match w {
                 Seen::Swallowed(t) => Some(t.as_str()),
@@ -359,6 +420,7 @@ async fn keepalives_in_idle_do_not_put_off_the_next_look() {
     assert!(o.success(), "{o:?}");
     assert!(proxy.count(&Seen::Chatter) >= 2, "{:?}", proxy.seen());
     assert_idle_lasts_one_poll(&proxy, Duration::from_secs(1));
+    server_time(&o, StampSource::InternalDate);
 }
 
 /// Every IDLE the proxy saw ended (DONE) at the poll interval: not before it (no busy loop), and
