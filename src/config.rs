@@ -421,7 +421,7 @@ pub struct RoundtripSpec {
     pub message: SendSpec,
     /// How long after acceptance the message must be seen.
     pub delivery_timeout: Duration,
-    /// How often to look for the message when the server has no IDLE.
+    /// How often to look without a notification (in IDLE too: some servers never send one).
     pub poll_interval: Duration,
     /// Probe messages older than this are removed by the sweep.
     pub cleanup_age: Duration,

@@ -19,7 +19,7 @@ use prometheus::{
 };
 
 use crate::config::Target;
-use crate::probe::{Outcome, Phase, Protocol, expected_phases};
+use crate::probe::{Outcome, Phase, Protocol, ServerTime, expected_phases};
 
 use exposition::{FAMILIES, Out, Roundtrip, TargetSeries, escape};
 
@@ -276,6 +276,12 @@ impl Metrics {
             if let Some(latency) = d.latency {
                 r.delivery.observe(DELIVERY_BUCKETS, latency.as_secs_f64());
                 r.last_delivery = Some(latency.as_secs_f64());
+                // Always about the same message as last_delivery: absent when it had no
+                // believable stamp.
+                r.last_server_delivery = match &d.server {
+                    Some(ServerTime::Stamped { took, .. }) => Some(took.as_secs_f64()),
+                    Some(ServerTime::Unknown(_)) | None => None,
+                };
             }
             for late in &d.late {
                 r.late += 1;

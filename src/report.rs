@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use crate::probe::Outcome;
+use crate::probe::{Outcome, ServerTime};
 
 fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 10_000.0).round() / 10.0
@@ -139,7 +139,24 @@ fn detail_line(o: &Outcome) -> String {
     }
     if let Some(d) = &o.delivery {
         if let Some(l) = d.latency {
-            parts.push(format!("delivered in {:.3} s", l.as_secs_f64()));
+            let mut s = format!("delivered in {:.3} s", l.as_secs_f64());
+            // Seen is when mailprobe noticed; the server's stamp says when the mail system was
+            // done (a server silent in IDLE makes the two differ by up to poll_interval).
+            match &d.server {
+                Some(ServerTime::Stamped { took, source }) => {
+                    let _ = write!(
+                        s,
+                        " (seen), {} says within {:.3} s",
+                        source.as_str(),
+                        took.as_secs_f64()
+                    );
+                }
+                Some(ServerTime::Unknown(why)) => {
+                    let _ = write!(s, " (seen), server's own time unknown: {why}");
+                }
+                None => {}
+            }
+            parts.push(s);
         }
         if !d.late.is_empty() {
             let worst = d.late.iter().max().copied().unwrap_or_default();
@@ -200,6 +217,18 @@ pub fn json(o: &Outcome) -> Value {
         })),
         "delivery": o.delivery.as_ref().map(|d| json!({
             "latency_ms": d.latency.map(ms),
+            "server_ms": match &d.server {
+                Some(ServerTime::Stamped { took, .. }) => Some(ms(*took)),
+                _ => None,
+            },
+            "server_source": match &d.server {
+                Some(ServerTime::Stamped { source, .. }) => Some(*source),
+                _ => None,
+            },
+            "server_unknown": match &d.server {
+                Some(ServerTime::Unknown(why)) => Some(why.as_str()),
+                _ => None,
+            },
             "late_ms": d.late.iter().copied().map(ms).collect::<Vec<_>>(),
             "swept": d.swept,
         })),

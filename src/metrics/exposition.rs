@@ -47,6 +47,7 @@ impl<const N: usize> Hist<N> {
 pub(super) struct Roundtrip {
     pub(super) delivery: Hist<{ DELIVERY_BUCKETS.len() }>,
     pub(super) last_delivery: Option<f64>,
+    pub(super) last_server_delivery: Option<f64>,
     pub(super) late: u64,
     pub(super) swept: u64,
 }
@@ -56,6 +57,7 @@ impl Roundtrip {
         Box::new(Roundtrip {
             delivery: Hist::EMPTY,
             last_delivery: None,
+            last_server_delivery: None,
             late: 0,
             swept: 0,
         })
@@ -400,6 +402,16 @@ pub(super) static FAMILIES: &[Family] = &[
         kind: "gauge",
         write: |o, t| {
             if let Some(v) = t.roundtrip.as_ref().and_then(|r| r.last_delivery) {
+                o.plain(t, &v);
+            }
+        },
+    },
+    Family {
+        name: "mailprobe_roundtrip_last_server_delivery_seconds",
+        help: "Round trip: the server's own delivery time of the last message seen in time (acceptance to the end of the second of its INTERNALDATE, or topmost Received date), at most the seen latency.",
+        kind: "gauge",
+        write: |o, t| {
+            if let Some(v) = t.roundtrip.as_ref().and_then(|r| r.last_server_delivery) {
                 o.plain(t, &v);
             }
         },

@@ -248,6 +248,45 @@ pub struct Delivery {
     pub late: Vec<Duration>,
     /// Probe messages older than `cleanup_age` removed by the sweep.
     pub swept: u32,
+    /// The server's own time for the message seen in time, so a slow mail system can be told
+    /// from a late look (`None` when none was seen, or the cleanup could not read its stamps).
+    pub server: Option<ServerTime>,
+}
+
+/// The server's own account of a delivery, next to `latency` (when the probe saw it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServerTime {
+    /// From acceptance to the end of the second the server stamped: the latest the stamp
+    /// allows, and never more than the seen latency.
+    Stamped {
+        /// Acceptance to the stamp.
+        took: Duration,
+        /// Which stamp.
+        source: StampSource,
+    },
+    /// No stamp fits between acceptance and sight (said why): the server's clock differs from
+    /// ours, or what it stamped is not the arrival.
+    Unknown(String),
+}
+
+/// Which of the server's stamps gave its delivery time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StampSource {
+    /// The message's INTERNALDATE: when the mailbox store received it (RFC 3501 2.3.3).
+    InternalDate,
+    /// The date of the topmost `Received:` field: the last hop that wrote one.
+    Received,
+}
+
+impl StampSource {
+    /// As the protocol names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StampSource::InternalDate => "INTERNALDATE",
+            StampSource::Received => "Received",
+        }
+    }
 }
 
 /// What an HTTPS probe's last response was.

@@ -6,8 +6,9 @@
 //!    the server offers it, *before* sending, so no arrival can be missed and the login is not
 //!    counted as delivery time.
 //! 2. `send`: the SMTP target's whole session with a probe message carrying a unique token.
-//! 3. `delivery`: wait for the token (IDLE, re-checked every [`IDLE_RECHECK`]; or polling at
-//!    `poll_interval`) until `delivery_timeout` after acceptance.
+//! 3. `delivery`: wait for the token until `delivery_timeout` after acceptance: in IDLE, looking
+//!    on each EXISTS and, without one, every `poll_interval` (leave IDLE, search, re-enter), since
+//!    some servers never notify; without IDLE, searching every `poll_interval`.
 //! 4. `cleanup`: delete our message, count and delete probe messages of this target that arrived
 //!    after their deadline (late mail), sweep probe messages older than `cleanup_age`, log out.
 //!
@@ -26,7 +27,9 @@ use futures::TryStreamExt;
 use super::bounded::Limits;
 use super::imap::{self, Conn};
 use super::smtp::{self, ProbeMessage, TOKEN_HEADER};
-use super::{Delivery, Phase, PhaseError, ProbeContext, ProbeError, Timeline};
+use super::{
+    Delivery, Phase, PhaseError, ProbeContext, ProbeError, ServerTime, StampSource, Timeline,
+};
 use crate::config::RoundtripSpec;
 
 /// Bounds for the receiving session: it lives through a whole delivery wait and a sweep, so it
@@ -35,9 +38,14 @@ pub const LIMITS: Limits = Limits {
     max_line: 64 * 1024,
     max_total: 16 * 1024 * 1024,
 };
-/// While IDLE, look for the message at least this often even without a notification (a
-/// notification that raced with a search is otherwise only noticed at the deadline).
-pub const IDLE_RECHECK: Duration = Duration::from_secs(10);
+/// Resolution of the server's stamps: INTERNALDATE and RFC 5322 dates carry whole seconds.
+const STAMP_RESOLUTION: Duration = Duration::from_secs(1);
+/// How far outside acceptance..sight a stamp may fall and still be believed: clocks NTP keeps
+/// together differ by far less, a store that stamps something else (a copy's original date) by
+/// far more.
+const STAMP_SLACK: Duration = Duration::from_secs(2);
+/// Most header bytes read for the topmost `Received:` field (RFC 5322 lines stay under 1000).
+const RECEIVED_MAX: usize = 4096;
 /// Most missed messages remembered per target.
 const MAX_PENDING: usize = 64;
 /// Most probe messages looked at by one sweep.
@@ -178,6 +186,9 @@ pub async fn probe(
             );
             delivery.late = c.late;
             delivery.swept = c.swept;
+            if let (Some(latency), Some(stamps)) = (delivery.latency, c.found) {
+                delivery.server = Some(stamps.server_time(accepted_wall, latency));
+            }
         }
         Err(e) => {
             failure.get_or_insert(e);
@@ -227,6 +238,8 @@ struct Seen {
 
 /// What the cleanup found and removed.
 struct Cleaned {
+    /// The server's stamps of the message seen in time.
+    found: Option<Stamps>,
     late: Vec<Duration>,
     late_tokens: Vec<String>,
     swept: u32,
@@ -299,35 +312,53 @@ impl Mailbox {
     }
 
     /// Waits until a message with `token` is in the mailbox, or `deadline` passes (`None`).
+    ///
+    /// In IDLE it looks on an EXISTS, and every `poll` without one: leaves IDLE (DONE), searches,
+    /// and enters IDLE again. Courier, and Cyrus without idled, send nothing during IDLE when
+    /// mail arrives, so against them `poll` is what bounds the time to notice a delivery.
     async fn wait_for(
         &mut self,
         token: &str,
         deadline: Instant,
         poll: Duration,
     ) -> Result<Option<Seen>, ProbeError> {
+        let mut next_look = Instant::now() + poll;
         loop {
             let now = Instant::now();
             if let State::Idling(handle) = &mut self.state {
-                let budget = deadline.saturating_duration_since(now).min(IDLE_RECHECK);
+                // Counted from the last look, so untagged chatter (keepalives, flag updates)
+                // cannot postpone it.
+                let budget = deadline.min(next_look).saturating_duration_since(now);
                 let (wait, _stop) = handle.wait_with_timeout(budget);
-                let event = wait.await?;
-                let at = Instant::now();
-                let look = match event {
-                    IdleResponse::NewData(data) => matches!(
-                        data.parsed(),
-                        Response::MailboxData(MailboxDatum::Exists(_))
-                    ),
-                    IdleResponse::Timeout | IdleResponse::ManualInterrupt => true,
+                // async-imap restarts its timeout on each untagged OK (a keepalive such as
+                // `* OK Still here`): bound the whole wait here.
+                let event = match tokio::time::timeout(budget, wait).await {
+                    Ok(event) => event?,
+                    Err(_) => IdleResponse::Timeout,
                 };
-                if !look {
-                    continue;
-                }
+                let notified = match event {
+                    IdleResponse::NewData(data) => {
+                        if !matches!(
+                            data.parsed(),
+                            Response::MailboxData(MailboxDatum::Exists(_))
+                        ) && Instant::now() < next_look.min(deadline)
+                        {
+                            continue;
+                        }
+                        Some(Instant::now())
+                    }
+                    IdleResponse::Timeout | IdleResponse::ManualInterrupt => None,
+                };
                 if let Some(&uid) = self.search(token).await?.first() {
+                    // Notified: the server had it then. Found by looking: seen when the
+                    // search answered.
+                    let at = notified.unwrap_or_else(Instant::now);
                     return Ok(Some(Seen { uid, at }));
                 }
                 if Instant::now() >= deadline {
                     return Ok(None);
                 }
+                next_look = Instant::now() + poll;
                 self.start_idle().await?;
             } else {
                 if let Some(&uid) = self.search(token).await?.first() {
@@ -345,9 +376,9 @@ impl Mailbox {
         }
     }
 
-    /// Deletes our message, late ones and old ones; logs out.
+    /// Reads the server's stamps of our message, deletes it, late ones and old ones; logs out.
     ///
-    /// A late message's delay is its arrival time (INTERNALDATE, whole seconds) minus its
+    /// A late message's delay is its arrival as the server stamped it (whole seconds) minus its
     /// acceptance, but never less than `delivery_timeout`: it was searched for and absent then.
     async fn cleanup(
         &mut self,
@@ -358,23 +389,34 @@ impl Mailbox {
     ) -> Result<Cleaned, ProbeError> {
         let mut delete: BTreeSet<u32> = found.into_iter().collect();
         let mut cleaned = Cleaned {
+            found: None,
             late: Vec::new(),
             late_tokens: Vec::new(),
             swept: 0,
         };
+        let mut late = Vec::new();
         for (token, accepted) in pending {
             let uids = self.search(token).await?;
             let Some(&first) = uids.first() else { continue };
-            let arrived = self
-                .arrival_times(&[first])
-                .await?
+            late.push((token, *accepted, first));
+            delete.extend(uids);
+        }
+        let wanted: Vec<u32> = found.into_iter().chain(late.iter().map(|l| l.2)).collect();
+        let stamps = if wanted.is_empty() {
+            HashMap::new()
+        } else {
+            self.stamps(&wanted).await?
+        };
+        cleaned.found = found.map(|uid| stamps.get(&uid).copied().unwrap_or_default());
+        let now = SystemTime::now();
+        for (token, accepted, first) in late {
+            let arrived = stamps
                 .get(&first)
-                .copied()
-                .unwrap_or_else(SystemTime::now);
-            let delay = arrived.duration_since(*accepted).unwrap_or(Duration::ZERO);
+                .and_then(|s| s.within(accepted, now).ok())
+                .map_or(now, |(at, _)| at);
+            let delay = arrived.duration_since(accepted).unwrap_or(Duration::ZERO);
             cleaned.late.push(delay.max(delivery_timeout));
             cleaned.late_tokens.push(token.clone());
-            delete.extend(uids);
         }
 
         let all = self.search("").await?;
@@ -426,13 +468,29 @@ impl Mailbox {
         Ok(fetches
             .iter()
             .filter_map(|f| {
-                let uid = f.uid?;
                 // A message expunged by another session meanwhile can come back dated 1970:
                 // an unknown date, never a reason to delete.
-                let secs = u64::try_from(f.internal_date()?.timestamp())
-                    .ok()
-                    .filter(|&s| s > 0)?;
-                Some((uid, UNIX_EPOCH + Duration::from_secs(secs)))
+                Some((f.uid?, unix(f.internal_date()?.timestamp())?))
+            })
+            .collect())
+    }
+
+    /// The server's stamps of each of `uids`: INTERNALDATE and the topmost `Received:` date
+    /// (from at most [`RECEIVED_MAX`] bytes of those fields; PEEK, so nothing is marked seen).
+    async fn stamps(&mut self, uids: &[u32]) -> Result<HashMap<u32, Stamps>, ProbeError> {
+        let set = uid_set(uids.iter());
+        let s = self.session().await?;
+        let items =
+            format!("(UID INTERNALDATE BODY.PEEK[HEADER.FIELDS (RECEIVED)]<0.{RECEIVED_MAX}>)");
+        let fetches: Vec<_> = s.uid_fetch(&set, items).await?.try_collect().await?;
+        Ok(fetches
+            .iter()
+            .filter_map(|f| {
+                let stamps = Stamps {
+                    internal: f.internal_date().and_then(|d| unix(d.timestamp())),
+                    received: f.header().and_then(topmost_received),
+                };
+                Some((f.uid?, stamps))
             })
             .collect())
     }
@@ -444,6 +502,107 @@ impl Mailbox {
         self.state = State::Gone;
         Ok(())
     }
+}
+
+/// When the server says a message arrived, by each stamp it gave (whole seconds).
+///
+/// INTERNALDATE comes first: it is the mailbox store's own record of when the message landed
+/// (RFC 3501 2.3.3: for delivered mail, the time of final delivery), the end of the path a round
+/// trip measures; it is fetched without reading the message. The topmost `Received:` field is
+/// the last hop that wrote one, which may be an MTA before queues and filters (Postfix before a
+/// content filter, Courier's esmtpd before maildrop) and is there only if that hop adds one: the
+/// fallback for a store whose INTERNALDATE is missing or is not the arrival (a copy keeping its
+/// original date).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Stamps {
+    internal: Option<SystemTime>,
+    received: Option<SystemTime>,
+}
+
+impl Stamps {
+    /// The first stamp (INTERNALDATE, then Received) whose second lies within `lo..=hi` give or
+    /// take [`STAMP_SLACK`]; otherwise why none does.
+    fn within(&self, lo: SystemTime, hi: SystemTime) -> Result<(SystemTime, StampSource), String> {
+        let mut why = Vec::new();
+        for (stamp, source) in [
+            (self.internal, StampSource::InternalDate),
+            (self.received, StampSource::Received),
+        ] {
+            let name = source.as_str();
+            let Some(at) = stamp else {
+                why.push(match source {
+                    StampSource::InternalDate => "no INTERNALDATE".to_string(),
+                    StampSource::Received => "no Received date".to_string(),
+                });
+                continue;
+            };
+            if let Ok(early) = lo.duration_since(at + STAMP_RESOLUTION)
+                && early > STAMP_SLACK
+            {
+                why.push(format!("{name} {} s before acceptance", early.as_secs()));
+            } else if let Ok(late) = at.duration_since(hi)
+                && late > STAMP_SLACK
+            {
+                why.push(format!(
+                    "{name} {} s after the message was seen",
+                    late.as_secs()
+                ));
+            } else {
+                return Ok((at, source));
+            }
+        }
+        Err(why.join(", "))
+    }
+
+    /// The server's delivery time of a message accepted at `accepted` and seen `seen` later:
+    /// to the end of the stamped second (the latest the stamp allows), within `0..=seen`.
+    fn server_time(&self, accepted: SystemTime, seen: Duration) -> ServerTime {
+        match self.within(accepted, accepted + seen) {
+            Ok((at, source)) => {
+                let end = at + STAMP_RESOLUTION;
+                let took = end.duration_since(accepted).unwrap_or(Duration::ZERO);
+                ServerTime::Stamped {
+                    took: took.min(seen),
+                    source,
+                }
+            }
+            Err(why) => ServerTime::Unknown(why),
+        }
+    }
+}
+
+/// The date of the first `Received:` field in `header` (the fields as FETCHed, possibly cut
+/// at [`RECEIVED_MAX`] bytes): the text after its last `;` (RFC 5322 3.6.7).
+fn topmost_received(header: &[u8]) -> Option<SystemTime> {
+    let text = String::from_utf8_lossy(header);
+    let mut lines = text.split('\n').map(|l| l.trim_end_matches('\r'));
+    let first = lines.find(|l| {
+        l.get(..9)
+            .is_some_and(|n| n.eq_ignore_ascii_case("received:"))
+    })?;
+    let mut field = first[9..].to_string();
+    let mut ended = header.len() < RECEIVED_MAX;
+    for line in lines {
+        if line.starts_with([' ', '\t']) {
+            field.push_str(line);
+        } else {
+            ended = true;
+            break;
+        }
+    }
+    // A field cut by the byte limit may have lost the end of its date.
+    if !ended {
+        return None;
+    }
+    let (_, date) = field.rsplit_once(';')?;
+    let date = chrono::DateTime::parse_from_rfc2822(date.trim()).ok()?;
+    unix(date.timestamp())
+}
+
+/// A Unix time in seconds as a `SystemTime`; `None` for 1970 or before (no real date).
+fn unix(secs: i64) -> Option<SystemTime> {
+    let secs = u64::try_from(secs).ok().filter(|&s| s > 0)?;
+    Some(UNIX_EPOCH + Duration::from_secs(secs))
 }
 
 fn uid_set<'a>(uids: impl IntoIterator<Item = &'a u32>) -> String {
@@ -470,6 +629,105 @@ mod tests {
         assert_eq!(p.len("t"), MAX_PENDING - 1);
         p.forget("t", &[], now + Duration::from_secs(1));
         assert!(p.is_empty("t"));
+    }
+
+    const T: u64 = 1_795_000_000;
+
+    fn at(secs: u64, millis: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis)
+    }
+
+    #[test]
+    fn the_server_time_ends_at_the_stamped_second_and_never_exceeds_the_seen_time() {
+        let stamps = Stamps {
+            internal: Some(at(T + 1, 0)),
+            received: None,
+        };
+        // Accepted at T.400, stamped T+1 (so delivered before T+2), seen 3 s later.
+        let st = stamps.server_time(at(T, 400), Duration::from_secs(3));
+        assert_eq!(
+            st,
+            ServerTime::Stamped {
+                took: Duration::from_millis(1600),
+                source: StampSource::InternalDate
+            }
+        );
+        // Seen 0.5 s after acceptance: the stamp cannot say more than that.
+        let st = stamps.server_time(at(T, 800), Duration::from_millis(500));
+        assert_eq!(
+            st,
+            ServerTime::Stamped {
+                took: Duration::from_millis(500),
+                source: StampSource::InternalDate
+            }
+        );
+        // A server clock a little behind ours: delivered "at once", not unknown.
+        let st = stamps.server_time(at(T + 3, 500), Duration::from_secs(2));
+        assert_eq!(
+            st,
+            ServerTime::Stamped {
+                took: Duration::ZERO,
+                source: StampSource::InternalDate
+            }
+        );
+    }
+
+    #[test]
+    fn an_internaldate_that_is_not_the_arrival_falls_back_to_received_or_is_unknown() {
+        let accepted = at(T, 0);
+        let seen = Duration::from_secs(2);
+        let copied = Stamps {
+            internal: Some(at(T - 86_400, 0)),
+            received: Some(at(T, 0)),
+        };
+        assert_eq!(
+            copied.server_time(accepted, seen),
+            ServerTime::Stamped {
+                took: Duration::from_secs(1),
+                source: StampSource::Received
+            }
+        );
+        let skewed = Stamps {
+            internal: Some(at(T + 3600, 0)),
+            received: Some(at(T - 60, 0)),
+        };
+        assert_eq!(
+            skewed.server_time(accepted, seen),
+            ServerTime::Unknown(
+                "INTERNALDATE 3598 s after the message was seen, Received 59 s before acceptance"
+                    .into()
+            )
+        );
+        assert_eq!(
+            Stamps::default().server_time(accepted, seen),
+            ServerTime::Unknown("no INTERNALDATE, no Received date".into())
+        );
+    }
+
+    #[test]
+    fn the_topmost_received_date_is_read_from_folded_fields() {
+        let header = b"Received: from mail.example.test ([127.0.0.1])\r\n\
+            \tby mx.example.test with LMTP id abc\r\n\
+            \tfor <probe@example.test>; Tue, 24 Nov 2026 12:00:05 +0100 (CET)\r\n\
+            Received: from client by submit.example.test; Tue, 24 Nov 2026 11:00:00 +0000\r\n\r\n";
+        let expected = chrono::DateTime::parse_from_rfc3339("2026-11-24T11:00:05Z")
+            .unwrap()
+            .timestamp();
+        assert_eq!(topmost_received(header), unix(expected));
+        assert_eq!(
+            topmost_received(b"received: by x; 24 Nov 2026 11:00:05 GMT\r\n\r\n"),
+            unix(expected)
+        );
+        assert_eq!(topmost_received(b"\r\n"), None);
+        assert_eq!(topmost_received(b"Received: by x; yesterday\r\n\r\n"), None);
+        assert_eq!(topmost_received(b"Received: by x\r\n\r\n"), None);
+        // Cut by the byte limit inside the field: "EST" cut to "E" would parse as -0000.
+        let mut cut = b"Received: by x (".to_vec();
+        cut.resize(RECEIVED_MAX - 30, b'x');
+        cut.extend_from_slice(b"); Tue, 24 Nov 2026 11:00:05 E");
+        assert_eq!(cut.len(), RECEIVED_MAX);
+        assert!(chrono::DateTime::parse_from_rfc2822("Tue, 24 Nov 2026 11:00:05 E").is_ok());
+        assert_eq!(topmost_received(&cut), None);
     }
 
     #[test]
