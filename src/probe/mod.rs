@@ -440,8 +440,8 @@ impl Default for Timeline {
 /// runs.
 #[derive(Clone)]
 pub struct ProbeContext {
-    /// The uncached system resolver.
-    pub resolver: net::Resolver,
+    /// Uncached resolvers: the system's, and one per `dns_servers` setting.
+    pub resolvers: Arc<net::Resolvers>,
     /// OAuth2 tokens by credential set.
     pub tokens: Arc<crate::oauth2::TokenCache>,
     /// Probe messages that missed their deadline, per round-trip target, so that their late
@@ -450,10 +450,10 @@ pub struct ProbeContext {
 }
 
 impl ProbeContext {
-    /// A context using the system's DNS settings.
+    /// A context; a target's resolver is built from its DNS settings when first needed.
     pub fn new() -> Self {
         ProbeContext {
-            resolver: net::system_resolver(),
+            resolvers: Arc::new(net::Resolvers::new()),
             tokens: Arc::default(),
             pending: Arc::default(),
         }
@@ -564,8 +564,9 @@ pub async fn open(
     ctx: &ProbeContext,
     ep: &crate::config::Endpoint,
 ) -> Result<tokio::net::TcpStream, PhaseError> {
+    let resolver = ctx.resolvers.get(&ep.net);
     let addrs = tl
-        .phase(Phase::Dns, net::resolve(&ctx.resolver, &ep.host, ep.port))
+        .phase(Phase::Dns, net::resolve(&resolver, &ep.host, ep.port))
         .await?;
     tl.phase(Phase::Connect, net::connect(&addrs)).await
 }

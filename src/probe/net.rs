@@ -1,12 +1,16 @@
 //! DNS and TCP, timed separately so that a slow resolver is never blamed on the mail server.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{ResolveHosts, ResolverConfig, ResolverOpts};
+use hickory_resolver::config::{
+    ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
+};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
@@ -16,39 +20,139 @@ use tokio_rustls::client::TlsStream;
 
 use super::error::ProbeError;
 
-/// The resolver every probe shares; it never caches, so each probe measures a real lookup.
+/// A resolver; it never caches, so each probe measures a real lookup.
 pub type Resolver = TokioResolver;
 
-/// Builds the shared resolver from `/etc/resolv.conf` and `/etc/hosts`.
+/// How a target reaches its host: which name servers to ask.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct NetSettings {
+    /// `dns_servers`: name servers asked instead of the system's (`None`: `/etc/resolv.conf`
+    /// and `/etc/hosts`).
+    pub dns_servers: Option<Arc<[SocketAddr]>>,
+}
+
+/// Parses a `dns_servers` entry: an IP address with an optional port (53 by default).
+pub fn parse_dns_server(entry: &str) -> Result<SocketAddr, String> {
+    // "[2001:db8::53]" without a port is an IPv6 address too.
+    let bare = entry
+        .strip_prefix('[')
+        .and_then(|e| e.strip_suffix(']'))
+        .unwrap_or(entry);
+    let server = match entry.parse::<SocketAddr>() {
+        Ok(a) => a,
+        Err(_) => match bare.parse::<IpAddr>() {
+            Ok(ip) => SocketAddr::new(ip, 53),
+            Err(_) => {
+                let shown: String = entry.chars().take(60).collect();
+                let more = if entry.chars().count() > 60 {
+                    "…"
+                } else {
+                    ""
+                };
+                return Err(format!(
+                    "{shown:?}{more} is not a name server address such as \"192.0.2.53\", \
+                     \"192.0.2.53:5353\" or \"[2001:db8::53]:53\" (an IP address, not a name)"
+                ));
+            }
+        },
+    };
+    if server.port() == 0 {
+        return Err(format!("{entry}: the port must be 1-65535"));
+    }
+    Ok(server)
+}
+
+/// Distinct settings kept at most; past that the set starts afresh (a rebuilt resolver costs
+/// microseconds, and reloads with ever new `dns_servers` must not grow it without end).
+const MAX_RESOLVERS: usize = 64;
+
+/// The resolvers probes use, one per distinct [`NetSettings`], built when first needed.
+pub struct Resolvers {
+    built: Mutex<HashMap<NetSettings, Resolver>>,
+}
+
+impl Resolvers {
+    /// The set, with the system resolver built at once (so a missing resolv.conf is reported
+    /// at startup).
+    pub fn new() -> Self {
+        let default = NetSettings::default();
+        let system = build(&default);
+        Resolvers {
+            built: Mutex::new(HashMap::from([(default, system)])),
+        }
+    }
+
+    /// The resolver for `net`.
+    pub fn get(&self, net: &NetSettings) -> Resolver {
+        let mut built = self.built.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = built.get(net) {
+            return r.clone();
+        }
+        if built.len() >= MAX_RESOLVERS {
+            built.clear();
+        }
+        let r = build(net);
+        built.insert(net.clone(), r.clone());
+        r
+    }
+}
+
+impl Default for Resolvers {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Builds a resolver for `net`: its `dns_servers` (UDP, TCP when an answer is truncated), or
+/// the system's settings and `/etc/hosts`.
 ///
 /// Caching is off (a prober that answers from cache hides DNS outages) and each query is tried
 /// once; the probe's own deadline bounds the whole lookup.
-pub fn system_resolver() -> Resolver {
-    let mut builder = match TokioResolver::builder_tokio() {
-        Ok(b) => b,
-        Err(e) => {
-            // Without resolv.conf there is nothing to ask: names fail, IP literals still work.
-            tracing::warn!(error = %e, "cannot read the system DNS configuration; only IP addresses and /etc/hosts will resolve");
-            TokioResolver::builder_with_config(
-                ResolverConfig::from_parts(None, vec![], vec![]),
-                TokioRuntimeProvider::default(),
-            )
+fn build(net: &NetSettings) -> Resolver {
+    let empty = || {
+        TokioResolver::builder_with_config(
+            ResolverConfig::from_parts(None, vec![], vec![]),
+            TokioRuntimeProvider::default(),
+        )
+    };
+    let (mut builder, hosts) = match &net.dns_servers {
+        Some(servers) => {
+            let servers = servers
+                .iter()
+                .map(|s| {
+                    let mut udp = ConnectionConfig::udp();
+                    udp.port = s.port();
+                    let mut tcp = ConnectionConfig::tcp();
+                    tcp.port = s.port();
+                    NameServerConfig::new(s.ip(), true, vec![udp, tcp])
+                })
+                .collect();
+            let config = ResolverConfig::from_parts(None, vec![], servers);
+            let builder =
+                TokioResolver::builder_with_config(config, TokioRuntimeProvider::default());
+            // The configured servers answer, not the local hosts file.
+            (builder, ResolveHosts::Never)
         }
+        None => match TokioResolver::builder_tokio() {
+            Ok(b) => (b, ResolveHosts::Always),
+            Err(e) => {
+                // Without resolv.conf there is nothing to ask: names fail, IP literals still work.
+                tracing::warn!(error = %e, "cannot read the system DNS configuration; only IP addresses and /etc/hosts will resolve");
+                (empty(), ResolveHosts::Always)
+            }
+        },
     };
     let opts: &mut ResolverOpts = builder.options_mut();
     opts.cache_size = 0;
     opts.attempts = 1;
-    opts.use_hosts_file = ResolveHosts::Always;
+    opts.use_hosts_file = hosts;
     match builder.build() {
         Ok(r) => r,
         Err(e) => {
-            tracing::warn!(error = %e, "cannot build the DNS resolver from system settings; using an empty one");
-            TokioResolver::builder_with_config(
-                ResolverConfig::from_parts(None, vec![], vec![]),
-                TokioRuntimeProvider::default(),
-            )
-            .build()
-            .expect("a resolver without name servers always builds")
+            tracing::warn!(error = %e, "cannot build the DNS resolver; using an empty one");
+            empty()
+                .build()
+                .expect("a resolver without name servers always builds")
         }
     }
 }
