@@ -176,7 +176,7 @@ pub struct Global {
     pub web: Option<Arc<crate::webconfig::WebConfig>>,
     /// The part of the targets this instance probes, when several split a large fleet.
     pub shard: Option<Shard>,
-    /// Targets' default name servers (`dns_servers`).
+    /// Targets' default address families and name servers (`ip_protocol`, `dns_servers`).
     pub net: crate::probe::net::NetSettings,
 }
 
@@ -282,7 +282,7 @@ pub struct Endpoint {
     pub allow_plaintext: bool,
     /// The TLS client (roots, verification name); `None` when `tls = "none"`.
     pub tls_client: Option<Arc<TlsClient>>,
-    /// The name servers to ask for `host`.
+    /// The address families and name servers for `host`.
     pub net: crate::probe::net::NetSettings,
 }
 
@@ -626,6 +626,7 @@ struct RawGlobal {
     web_config_file: Option<String>,
     shard: Option<String>,
     dns_servers: Option<Vec<String>>,
+    ip_protocol: Option<crate::probe::net::IpProtocol>,
 }
 
 #[derive(Deserialize, Default)]
@@ -690,6 +691,7 @@ struct RawTarget {
     check: Option<HttpCheck>,
     oauth2: Option<RawOAuth2>,
     dns_servers: Option<Vec<String>>,
+    ip_protocol: Option<crate::probe::net::IpProtocol>,
 }
 
 #[derive(Clone, Deserialize, Hash)]
@@ -745,6 +747,7 @@ fn protocol_keys(p: Protocol) -> &'static [&'static str] {
             "auth",
             "oauth2",
             "dns_servers",
+            "ip_protocol",
         ],
         Protocol::Smtp => &[
             "host",
@@ -764,6 +767,7 @@ fn protocol_keys(p: Protocol) -> &'static [&'static str] {
             "auth",
             "oauth2",
             "dns_servers",
+            "ip_protocol",
         ],
         Protocol::Https => &[
             "url",
@@ -787,6 +791,7 @@ fn protocol_keys(p: Protocol) -> &'static [&'static str] {
             "check",
             "oauth2",
             "dns_servers",
+            "ip_protocol",
         ],
         Protocol::Roundtrip => &[
             "smtp_target",
@@ -1181,6 +1186,7 @@ impl<'a> Validator<'a> {
             ),
         };
         let net = crate::probe::net::NetSettings {
+            ip_protocol: g.ip_protocol.unwrap_or_default(),
             dns_servers: match &g.dns_servers {
                 Some(list) => Some(self.dns_servers(&path.key("dns_servers"), list)?),
                 None => None,
@@ -1889,7 +1895,29 @@ impl<'a> Validator<'a> {
             }
             None => self.net.dns_servers.clone(),
         };
-        Ok(crate::probe::net::NetSettings { dns_servers })
+        let ip_protocol = t.ip_protocol.unwrap_or(self.net.ip_protocol);
+        if let Ok(ip) = host.parse::<std::net::IpAddr>()
+            && !ip_protocol.allows(ip)
+        {
+            let (key, from) = match (t.ip_protocol, &t.url) {
+                (Some(_), _) => ("ip_protocol", ""),
+                (None, Some(_)) => ("url", " (from [global])"),
+                (None, None) => ("host", " (from [global])"),
+            };
+            let family = if ip.is_ipv4() { "an IPv4" } else { "an IPv6" };
+            return Err(self.loc.error(
+                &path.key(key),
+                format!(
+                    "the host {ip} is {family} address, which ip_protocol = \"{}\"{from} never \
+                     connects to",
+                    ip_protocol.as_str()
+                ),
+            ));
+        }
+        Ok(crate::probe::net::NetSettings {
+            ip_protocol,
+            dns_servers,
+        })
     }
 
     /// `dns_servers`: IP addresses with an optional port (53 by default), no names, no repeats.
@@ -2511,7 +2539,7 @@ mod tests {
             e,
             "probes.toml:3:1: global.bogus: unknown field `bogus`, expected one of `listen`, \
              `interval`, `timeout`, `slow_threshold`, `concurrency`, `log_format`, `log_level`, \
-             `web_config_file`, `shard`, `dns_servers`"
+             `web_config_file`, `shard`, `dns_servers`, `ip_protocol`"
         );
     }
 
