@@ -95,6 +95,7 @@ fn outcome(t: &Arc<Target>) -> Outcome {
         delivery: None,
         http: None,
         token: None,
+        peer: Some(([127, 0, 0, 1], 993).into()),
     }
 }
 

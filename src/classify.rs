@@ -193,6 +193,8 @@ pub fn classify(phase: Phase, error: &ProbeError) -> FailureClass {
         ProbeError::NxDomain { .. } => C::DnsNxdomain,
         ProbeError::NoAddress { .. } | ProbeError::Dns { .. } => C::DnsFailure,
         ProbeError::Connect { source, .. } => connect_error(source),
+        // Every address failed: the attempt net::connect found most telling decides.
+        ProbeError::ConnectFailed { decisive, .. } => classify(phase, decisive),
         ProbeError::Tls(e) => tls_error(e),
         ProbeError::Io(e) => io_error(e),
         ProbeError::Closed => C::ConnectionClosed,

@@ -37,6 +37,7 @@ const DEFAULT_CLEANUP_AGE: Duration = Duration::from_secs(3600);
 const DEFAULT_MAX_BODY: u64 = 1024 * 1024;
 const MAX_MAX_BODY: u64 = 64 * 1024 * 1024;
 const DEFAULT_MAX_REDIRECTS: u32 = 5;
+const MAX_DNS_SERVERS: usize = 8;
 /// Where incident history lives when neither `state_dir` nor systemd's `STATE_DIRECTORY` says.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/mailprobe";
 const DEFAULT_RETENTION: Duration = Duration::from_secs(90 * 86_400);
@@ -175,6 +176,8 @@ pub struct Global {
     pub web: Option<Arc<crate::webconfig::WebConfig>>,
     /// The part of the targets this instance probes, when several split a large fleet.
     pub shard: Option<Shard>,
+    /// Targets' default address families and name servers (`ip_protocol`, `dns_servers`).
+    pub net: crate::probe::net::NetSettings,
 }
 
 /// Shard `index` of `count`: the targets whose name hashes to `index` modulo `count`.
@@ -279,6 +282,8 @@ pub struct Endpoint {
     pub allow_plaintext: bool,
     /// The TLS client (roots, verification name); `None` when `tls = "none"`.
     pub tls_client: Option<Arc<TlsClient>>,
+    /// The address families and name servers for `host`.
+    pub net: crate::probe::net::NetSettings,
 }
 
 /// What an IMAP probe does.
@@ -620,6 +625,8 @@ struct RawGlobal {
     log_level: Option<String>,
     web_config_file: Option<String>,
     shard: Option<String>,
+    dns_servers: Option<Vec<String>>,
+    ip_protocol: Option<crate::probe::net::IpProtocol>,
 }
 
 #[derive(Deserialize, Default)]
@@ -683,6 +690,8 @@ struct RawTarget {
     auth: Option<String>,
     check: Option<HttpCheck>,
     oauth2: Option<RawOAuth2>,
+    dns_servers: Option<Vec<String>>,
+    ip_protocol: Option<crate::probe::net::IpProtocol>,
 }
 
 #[derive(Clone, Deserialize, Hash)]
@@ -737,6 +746,8 @@ fn protocol_keys(p: Protocol) -> &'static [&'static str] {
             "auth_mechanism",
             "auth",
             "oauth2",
+            "dns_servers",
+            "ip_protocol",
         ],
         Protocol::Smtp => &[
             "host",
@@ -755,6 +766,8 @@ fn protocol_keys(p: Protocol) -> &'static [&'static str] {
             "send_to",
             "auth",
             "oauth2",
+            "dns_servers",
+            "ip_protocol",
         ],
         Protocol::Https => &[
             "url",
@@ -777,6 +790,8 @@ fn protocol_keys(p: Protocol) -> &'static [&'static str] {
             "server_name",
             "check",
             "oauth2",
+            "dns_servers",
+            "ip_protocol",
         ],
         Protocol::Roundtrip => &[
             "smtp_target",
@@ -1001,6 +1016,8 @@ struct Validator<'a> {
     /// Password and CA files read so far in this load: a fleet often shares one of each, and
     /// reading it once per target was a fifth of the load time at 10,000 targets.
     files: FilesRead,
+    /// `[global]`'s network settings, the default of every target.
+    net: crate::probe::net::NetSettings,
 }
 
 /// Files read during one config load, by path.
@@ -1029,11 +1046,13 @@ impl<'a> Validator<'a> {
             base_dir,
             roots: RootsCache::default(),
             files: FilesRead::default(),
+            net: Default::default(),
         }
     }
 
     fn config(mut self, raw: RawConfig) -> Result<Config, ConfigError> {
         let global = self.global(raw.global)?;
+        self.net = global.net.clone();
         let incidents = self.incidents(raw.incidents)?;
         let mut names: HashMap<String, usize> = HashMap::new();
         for (i, t) in raw.target.iter().enumerate() {
@@ -1166,7 +1185,15 @@ impl<'a> Validator<'a> {
                     .map_err(|m| self.loc.error(&path.key("shard"), m))?,
             ),
         };
+        let net = crate::probe::net::NetSettings {
+            ip_protocol: g.ip_protocol.unwrap_or_default(),
+            dns_servers: match &g.dns_servers {
+                Some(list) => Some(self.dns_servers(&path.key("dns_servers"), list)?),
+                None => None,
+            },
+        };
         Ok(Global {
+            net,
             listen,
             interval,
             timeout,
@@ -1836,13 +1863,96 @@ impl<'a> Validator<'a> {
             })?;
             Some(Arc::new(client))
         };
+        let net = self.net_settings(path, t, &host)?;
+        net.hash(fp);
         Ok(Endpoint {
             host,
             port,
             tls,
             allow_plaintext,
             tls_client,
+            net,
         })
+    }
+
+    /// A target's network settings: its own keys, else `[global]`'s.
+    fn net_settings(
+        &self,
+        path: &KeyPath,
+        t: &RawTarget,
+        host: &str,
+    ) -> Result<crate::probe::net::NetSettings, ConfigError> {
+        let dns_servers = match &t.dns_servers {
+            Some(list) => {
+                let key = path.key("dns_servers");
+                if host.parse::<std::net::IpAddr>().is_ok() {
+                    return Err(self.loc.error(
+                        &key,
+                        "has no effect: the host is an IP address, nothing is looked up",
+                    ));
+                }
+                Some(self.dns_servers(&key, list)?)
+            }
+            None => self.net.dns_servers.clone(),
+        };
+        let ip_protocol = t.ip_protocol.unwrap_or(self.net.ip_protocol);
+        if let Ok(ip) = host.parse::<std::net::IpAddr>()
+            && !ip_protocol.allows(ip)
+        {
+            let (key, from) = match (t.ip_protocol, &t.url) {
+                (Some(_), _) => ("ip_protocol", ""),
+                (None, Some(_)) => ("url", " (from [global])"),
+                (None, None) => ("host", " (from [global])"),
+            };
+            let family = if ip.is_ipv4() { "an IPv4" } else { "an IPv6" };
+            return Err(self.loc.error(
+                &path.key(key),
+                format!(
+                    "the host {ip} is {family} address, which ip_protocol = \"{}\"{from} never \
+                     connects to",
+                    ip_protocol.as_str()
+                ),
+            ));
+        }
+        Ok(crate::probe::net::NetSettings {
+            ip_protocol,
+            dns_servers,
+        })
+    }
+
+    /// `dns_servers`: IP addresses with an optional port (53 by default), no names, no repeats.
+    fn dns_servers(
+        &self,
+        key: &KeyPath,
+        list: &[String],
+    ) -> Result<Arc<[SocketAddr]>, ConfigError> {
+        if list.is_empty() {
+            return Err(self.loc.error(
+                key,
+                "is empty: leave it out to use the system's resolver (/etc/resolv.conf)",
+            ));
+        }
+        if list.len() > MAX_DNS_SERVERS {
+            return Err(self.loc.error(
+                key,
+                format!(
+                    "has {} entries; at most {MAX_DNS_SERVERS} are asked",
+                    list.len()
+                ),
+            ));
+        }
+        let mut servers: Vec<SocketAddr> = Vec::with_capacity(list.len());
+        for (i, entry) in list.iter().enumerate() {
+            let mut item = key.clone();
+            item.0.push(Seg::Index(i));
+            let server =
+                crate::probe::net::parse_dns_server(entry).map_err(|m| self.loc.error(&item, m))?;
+            if servers.contains(&server) {
+                return Err(self.loc.error(&item, format!("{server} is listed twice")));
+            }
+            servers.push(server);
+        }
+        Ok(servers.into())
     }
 
     /// Username plus password (`auth = "password"`, the default) or OAuth2 credential set
@@ -2429,7 +2539,7 @@ mod tests {
             e,
             "probes.toml:3:1: global.bogus: unknown field `bogus`, expected one of `listen`, \
              `interval`, `timeout`, `slow_threshold`, `concurrency`, `log_format`, `log_level`, \
-             `web_config_file`, `shard`"
+             `web_config_file`, `shard`, `dns_servers`, `ip_protocol`"
         );
     }
 

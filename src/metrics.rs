@@ -269,8 +269,11 @@ impl Metrics {
         }
     }
 
-    /// Writes the round-trip and TLS facts of an outcome (under the state lock).
+    /// Writes the round-trip, TLS and address facts of an outcome (under the state lock).
     fn observe_details(s: &mut TargetSeries, o: &Outcome) {
+        if let Some(peer) = &o.peer {
+            s.family = Some(crate::probe::net::IpFamily::of(peer));
+        }
         if let Some(d) = &o.delivery {
             let r = s.roundtrip.get_or_insert_with(Roundtrip::new);
             if let Some(latency) = d.latency {

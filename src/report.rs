@@ -91,6 +91,12 @@ fn detail_line(o: &Outcome) -> String {
     if let Some(f) = &o.failure {
         parts.push(format!("{} at {}: {}", f.class, f.phase.as_str(), f.detail));
     }
+    if let Some(peer) = &o.peer {
+        parts.push(format!(
+            "connected to {peer} ({})",
+            crate::probe::net::IpFamily::of(peer).name()
+        ));
+    }
     if let Some(tls) = &o.tls {
         let mut s = String::new();
         if let Some(v) = &tls.version {
@@ -208,6 +214,10 @@ pub fn json(o: &Outcome) -> Value {
         "phases": o.phases.iter().map(|p| json!({"phase": p.phase, "ms": ms(p.duration)})).collect::<Vec<_>>(),
         "tls": o.tls,
         "banner": o.banner,
+        "peer": o.peer.map(|p| json!({
+            "address": p.to_string(),
+            "family": crate::probe::net::IpFamily::of(&p),
+        })),
         "http": o.http,
         "token": o.token.as_ref().map(|t| json!({
             "credential": t.credential,

@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::config::Target;
 use crate::probe::Phase;
+use crate::probe::net::IpFamily;
 
 use super::{DELIVERY_BUCKETS, DURATION_BUCKETS, unix_seconds};
 
@@ -90,6 +91,8 @@ pub(super) struct TargetSeries {
     pub(super) phases: BTreeMap<Phase, f64>,
     pub(super) cert_expiry: Option<f64>,
     pub(super) tls_version: Option<String>,
+    /// Address family of the last connection established.
+    pub(super) family: Option<IpFamily>,
     pub(super) skipped: u64,
     pub(super) http_status: Option<i64>,
     pub(super) roundtrip: Option<Box<Roundtrip>>,
@@ -120,6 +123,7 @@ impl TargetSeries {
             phases: phases.into_iter().map(|p| (p, 0.0)).collect(),
             cert_expiry: None,
             tls_version: None,
+            family: None,
             skipped: 0,
             http_status: None,
             roundtrip: (t.protocol() == crate::probe::Protocol::Roundtrip).then(Roundtrip::new),
@@ -301,6 +305,17 @@ pub(super) static FAMILIES: &[Family] = &[
             for ((class, phase), n) in &t.failures {
                 let before = format!("class=\"{class}\",phase=\"{phase}\",");
                 o.sample("", &before, t, ",", "", n);
+            }
+        },
+    },
+    Family {
+        name: "mailprobe_probe_ip_family_info",
+        help: "Address family (ipv4 or ipv6) of the last connection a probe of the target established (value always 1).",
+        kind: "gauge",
+        write: |o, t| {
+            if let Some(f) = t.family {
+                let before = format!("family=\"{}\",", f.as_str());
+                o.sample("", &before, t, ",", "", &1u64);
             }
         },
     },
@@ -518,6 +533,7 @@ mod tests {
             delivery: None,
             http: None,
             token: None,
+            peer: (!fail).then(|| "[::1]:993".parse().unwrap()),
         };
         m.observe(&outcome(false));
         m.observe(&outcome(true));
@@ -534,6 +550,7 @@ mod tests {
             "mailprobe_probe_last_run_timestamp_seconds{protocol=\"imap\",region=\"eu\",target=\"im\"} 1764000000.55",
             "mailprobe_probe_consecutive_failures{protocol=\"imap\",region=\"eu\",target=\"im\"} 1",
             "mailprobe_targets{protocol=\"imap\"} 1",
+            "mailprobe_probe_ip_family_info{family=\"ipv6\",protocol=\"imap\",region=\"eu\",target=\"im\"} 1",
         ] {
             assert!(r.lines().any(|l| l == line), "{line}\n{r}");
         }

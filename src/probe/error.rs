@@ -27,13 +27,24 @@ pub enum ProbeError {
         /// The resolver's words.
         reason: String,
     },
-    /// TCP connect failed.
+    /// TCP connect to one address failed.
     #[error("connect to {addr}: {source}")]
     Connect {
-        /// The address tried last.
+        /// The address tried.
         addr: SocketAddr,
         /// The OS error.
         source: io::Error,
+    },
+    /// No address took the TCP connection: each one tried is named, the most telling decides
+    /// the class (see [`crate::probe::net::connect`]).
+    #[error("{}", tried.join("; "))]
+    ConnectFailed {
+        /// The failure that classifies the whole: one attempt's [`ProbeError::Connect`] (its OS
+        /// error intact), or [`ProbeError::Timeout`] when that attempt had no answer.
+        decisive: Box<ProbeError>,
+        /// What each address did, the decisive one first, then the others in the order tried
+        /// (bounded, the rest counted).
+        tried: Vec<String>,
     },
     /// The TLS handshake failed (the rustls error, if any, is inside).
     #[error("TLS handshake: {0}")]

@@ -196,6 +196,7 @@ async fn connect(
             tls,
             allow_plaintext: spec.endpoint.allow_plaintext,
             tls_client,
+            net: spec.endpoint.net.clone(),
         }
     };
     let tcp = super::open(tl, ctx, &endpoint).await?;

@@ -327,6 +327,8 @@ pub struct Outcome {
     pub http: Option<HttpFacts>,
     /// OAuth2 targets: what getting the token did.
     pub token: Option<crate::oauth2::TokenFacts>,
+    /// The address the (last) TCP connection went to; its family is the `family` label.
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 impl Outcome {
@@ -366,6 +368,10 @@ pub struct Timeline {
     /// Secrets obtained during the probe (access tokens), redacted like configured ones.
     secrets: Vec<secrecy::SecretString>,
     slow_basis: Option<Duration>,
+    /// The address the last TCP connection went to.
+    peer: Option<std::net::SocketAddr>,
+    /// When the probe's deadline passes, so that connecting can name what did not answer.
+    deadline: Option<tokio::time::Instant>,
 }
 
 impl Timeline {
@@ -381,6 +387,8 @@ impl Timeline {
             token: None,
             secrets: Vec::new(),
             slow_basis: None,
+            peer: None,
+            deadline: None,
         }
     }
 
@@ -479,8 +487,8 @@ impl Default for Timeline {
 /// runs.
 #[derive(Clone)]
 pub struct ProbeContext {
-    /// The uncached system resolver.
-    pub resolver: net::Resolver,
+    /// Uncached resolvers: the system's, and one per `dns_servers` setting.
+    pub resolvers: Arc<net::Resolvers>,
     /// OAuth2 tokens by credential set.
     pub tokens: Arc<crate::oauth2::TokenCache>,
     /// Probe messages that missed their deadline, per round-trip target, so that their late
@@ -489,10 +497,10 @@ pub struct ProbeContext {
 }
 
 impl ProbeContext {
-    /// A context using the system's DNS settings.
+    /// A context; a target's resolver is built from its DNS settings when first needed.
     pub fn new() -> Self {
         ProbeContext {
-            resolver: net::system_resolver(),
+            resolvers: Arc::new(net::Resolvers::new()),
             tokens: Arc::default(),
             pending: Arc::default(),
         }
@@ -511,6 +519,7 @@ pub async fn run(target: &Arc<Target>, ctx: &ProbeContext) -> Outcome {
     let start = Instant::now();
     let deadline = tokio::time::Instant::from_std(start + target.timeout);
     let mut timeline = Timeline::new();
+    timeline.deadline = Some(deadline);
     let dispatch = async {
         match &target.spec {
             ProbeSpec::Imap(spec) => imap::probe(spec, ctx, &mut timeline).await,
@@ -533,13 +542,18 @@ pub async fn run(target: &Arc<Target>, ctx: &ProbeContext) -> Outcome {
     let failure = result.err().map(|e| Failure {
         class: classify::classify(e.phase, &e.error),
         phase: e.phase,
-        detail: redact(
-            &clean(&e.error.to_string(), 300),
-            target
-                .spec
-                .secrets()
-                .into_iter()
-                .chain(timeline.secrets.iter()),
+        detail: via(
+            redact(
+                &clean(&e.error.to_string(), 300),
+                target
+                    .spec
+                    .secrets()
+                    .into_iter()
+                    .chain(timeline.secrets.iter()),
+            ),
+            e.phase,
+            target,
+            timeline.peer,
         ),
     });
     let slow_basis = timeline.slow_basis.unwrap_or(total);
@@ -555,6 +569,27 @@ pub async fn run(target: &Arc<Target>, ctx: &ProbeContext) -> Outcome {
         delivery: timeline.delivery,
         http: timeline.http,
         token: timeline.token,
+        peer: timeline.peer,
+    }
+}
+
+/// A failure after connecting to a host name says which of its addresses answered (an IP
+/// address host is named by the config already).
+fn via(
+    detail: String,
+    phase: Phase,
+    target: &Target,
+    peer: Option<std::net::SocketAddr>,
+) -> String {
+    let named = target
+        .spec
+        .endpoint()
+        .is_some_and(|ep| ep.host.parse::<std::net::IpAddr>().is_err());
+    match peer {
+        Some(addr) if named && !matches!(phase, Phase::Dns | Phase::Connect) => {
+            format!("{detail} (via {addr}, {})", net::IpFamily::of(&addr).name())
+        }
+        _ => detail,
     }
 }
 
@@ -603,10 +638,19 @@ pub async fn open(
     ctx: &ProbeContext,
     ep: &crate::config::Endpoint,
 ) -> Result<tokio::net::TcpStream, PhaseError> {
+    let resolver = ctx.resolvers.get(&ep.net);
     let addrs = tl
-        .phase(Phase::Dns, net::resolve(&ctx.resolver, &ep.host, ep.port))
+        .phase(
+            Phase::Dns,
+            net::resolve(&resolver, &ep.host, ep.port, ep.net.ip_protocol),
+        )
         .await?;
-    tl.phase(Phase::Connect, net::connect(&addrs)).await
+    let deadline = tl.deadline;
+    let (tcp, peer) = tl
+        .phase(Phase::Connect, net::connect(&addrs, deadline))
+        .await?;
+    tl.peer = Some(peer);
+    Ok(tcp)
 }
 
 /// The `token` phase: an OAuth2 access token for `spec`, from the cache or its endpoint.

@@ -1,72 +1,288 @@
 //! DNS and TCP, timed separately so that a slow resolver is never blamed on the mail server.
+//!
+//! A host may have several addresses in two families. [`connect`] follows RFC 8305 (Happy
+//! Eyeballs v2): the families alternate, each attempt gets [`CONNECTION_ATTEMPT_DELAY`] alone
+//! before the next address is tried alongside it (at once when it fails), the first connection
+//! wins and the others are dropped. A dead IPv6 path therefore costs a quarter second, not the
+//! probe. `ip_protocol = "ip4"` or `"ip6"` probes one family on purpose, so that an outage of
+//! that family alone is seen.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 
 use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{ResolveHosts, ResolverConfig, ResolverOpts};
+use hickory_resolver::config::{
+    ConnectionConfig, LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig,
+    ResolverOpts,
+};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_rustls::client::TlsStream;
 
 use super::error::ProbeError;
 
-/// The resolver every probe shares; it never caches, so each probe measures a real lookup.
+/// A resolver; it never caches, so each probe measures a real lookup.
 pub type Resolver = TokioResolver;
 
-/// Builds the shared resolver from `/etc/resolv.conf` and `/etc/hosts`.
-///
-/// Caching is off (a prober that answers from cache hides DNS outages) and each query is tried
-/// once; the probe's own deadline bounds the whole lookup.
-pub fn system_resolver() -> Resolver {
-    let mut builder = match TokioResolver::builder_tokio() {
-        Ok(b) => b,
-        Err(e) => {
-            // Without resolv.conf there is nothing to ask: names fail, IP literals still work.
-            tracing::warn!(error = %e, "cannot read the system DNS configuration; only IP addresses and /etc/hosts will resolve");
-            TokioResolver::builder_with_config(
-                ResolverConfig::from_parts(None, vec![], vec![]),
-                TokioRuntimeProvider::default(),
-            )
+/// Which address families a target is probed over: `ip_protocol`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IpProtocol {
+    /// A and AAAA; connect as RFC 8305 does, whichever family answers first (IPv6 tried first).
+    #[default]
+    Any,
+    /// A records and IPv4 only: an IPv4 outage fails the probe whatever IPv6 does.
+    Ip4,
+    /// AAAA records and IPv6 only: an IPv6 outage fails the probe whatever IPv4 does.
+    Ip6,
+}
+
+impl IpProtocol {
+    /// The config value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IpProtocol::Any => "any",
+            IpProtocol::Ip4 => "ip4",
+            IpProtocol::Ip6 => "ip6",
         }
-    };
-    let opts: &mut ResolverOpts = builder.options_mut();
-    opts.cache_size = 0;
-    opts.attempts = 1;
-    opts.use_hosts_file = ResolveHosts::Always;
-    match builder.build() {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot build the DNS resolver from system settings; using an empty one");
-            TokioResolver::builder_with_config(
-                ResolverConfig::from_parts(None, vec![], vec![]),
-                TokioRuntimeProvider::default(),
-            )
-            .build()
-            .expect("a resolver without name servers always builds")
+    }
+
+    /// Whether an address of `ip`'s family may be used.
+    pub fn allows(self, ip: IpAddr) -> bool {
+        match self {
+            IpProtocol::Any => true,
+            IpProtocol::Ip4 => ip.is_ipv4(),
+            IpProtocol::Ip6 => ip.is_ipv6(),
+        }
+    }
+
+    /// Which records the resolver asks for.
+    fn strategy(self) -> LookupIpStrategy {
+        match self {
+            // Both queries at once, AAAA first in the answer (the RFC 6724 default order).
+            IpProtocol::Any => LookupIpStrategy::Ipv6AndIpv4,
+            IpProtocol::Ip4 => LookupIpStrategy::Ipv4Only,
+            IpProtocol::Ip6 => LookupIpStrategy::Ipv6Only,
         }
     }
 }
 
-/// Resolves `host` to socket addresses; IP literals skip DNS.
+/// The address family a connection used: the `family` label, and what the detail names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IpFamily {
+    /// IPv4.
+    Ipv4,
+    /// IPv6.
+    Ipv6,
+}
+
+impl IpFamily {
+    /// The family of `addr`.
+    pub fn of(addr: &SocketAddr) -> IpFamily {
+        match addr {
+            SocketAddr::V4(_) => IpFamily::Ipv4,
+            SocketAddr::V6(_) => IpFamily::Ipv6,
+        }
+    }
+
+    /// The label value: `ipv4` or `ipv6`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IpFamily::Ipv4 => "ipv4",
+            IpFamily::Ipv6 => "ipv6",
+        }
+    }
+
+    /// As people write it: `IPv4`, `IPv6`.
+    pub fn name(self) -> &'static str {
+        match self {
+            IpFamily::Ipv4 => "IPv4",
+            IpFamily::Ipv6 => "IPv6",
+        }
+    }
+}
+
+/// How a target reaches its host: which families, and which name servers to ask.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct NetSettings {
+    /// `ip_protocol`: the families resolved and connected to.
+    pub ip_protocol: IpProtocol,
+    /// `dns_servers`: name servers asked instead of the system's (`None`: `/etc/resolv.conf`
+    /// and `/etc/hosts`).
+    pub dns_servers: Option<Arc<[SocketAddr]>>,
+}
+
+/// Parses a `dns_servers` entry: an IP address with an optional port (53 by default).
+pub fn parse_dns_server(entry: &str) -> Result<SocketAddr, String> {
+    // "[2001:db8::53]" without a port is an IPv6 address too.
+    let bare = entry
+        .strip_prefix('[')
+        .and_then(|e| e.strip_suffix(']'))
+        .unwrap_or(entry);
+    let server = match entry.parse::<SocketAddr>() {
+        Ok(a) => a,
+        Err(_) => match bare.parse::<IpAddr>() {
+            Ok(ip) => SocketAddr::new(ip, 53),
+            Err(_) => {
+                let shown: String = entry.chars().take(60).collect();
+                let more = if entry.chars().count() > 60 {
+                    "…"
+                } else {
+                    ""
+                };
+                return Err(format!(
+                    "{shown:?}{more} is not a name server address such as \"192.0.2.53\", \
+                     \"192.0.2.53:5353\" or \"[2001:db8::53]:53\" (an IP address, not a name)"
+                ));
+            }
+        },
+    };
+    if server.port() == 0 {
+        return Err(format!("{entry}: the port must be 1-65535"));
+    }
+    Ok(server)
+}
+
+/// Distinct settings kept at most; past that the set starts afresh (a rebuilt resolver costs
+/// microseconds, and reloads with ever new `dns_servers` must not grow it without end).
+const MAX_RESOLVERS: usize = 64;
+
+/// The resolvers probes use, one per distinct [`NetSettings`], built when first needed.
+pub struct Resolvers {
+    built: Mutex<HashMap<NetSettings, Resolver>>,
+}
+
+impl Resolvers {
+    /// The set, with the system resolver built at once (so a missing resolv.conf is reported
+    /// at startup).
+    pub fn new() -> Self {
+        let default = NetSettings::default();
+        let system = build(&default);
+        Resolvers {
+            built: Mutex::new(HashMap::from([(default, system)])),
+        }
+    }
+
+    /// The resolver for `net`.
+    pub fn get(&self, net: &NetSettings) -> Resolver {
+        let mut built = self.built.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = built.get(net) {
+            return r.clone();
+        }
+        if built.len() >= MAX_RESOLVERS {
+            built.clear();
+        }
+        let r = build(net);
+        built.insert(net.clone(), r.clone());
+        r
+    }
+}
+
+impl Default for Resolvers {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Builds a resolver for `net`: its `dns_servers` (UDP, TCP when an answer is truncated), or
+/// the system's settings and `/etc/hosts`.
+///
+/// Caching is off (a prober that answers from cache hides DNS outages) and each query is tried
+/// once; the probe's own deadline bounds the whole lookup.
+fn build(net: &NetSettings) -> Resolver {
+    let empty = || {
+        TokioResolver::builder_with_config(
+            ResolverConfig::from_parts(None, vec![], vec![]),
+            TokioRuntimeProvider::default(),
+        )
+    };
+    let (mut builder, hosts) = match &net.dns_servers {
+        Some(servers) => {
+            let servers = servers
+                .iter()
+                .map(|s| {
+                    let mut udp = ConnectionConfig::udp();
+                    udp.port = s.port();
+                    let mut tcp = ConnectionConfig::tcp();
+                    tcp.port = s.port();
+                    NameServerConfig::new(s.ip(), true, vec![udp, tcp])
+                })
+                .collect();
+            let config = ResolverConfig::from_parts(None, vec![], servers);
+            let builder =
+                TokioResolver::builder_with_config(config, TokioRuntimeProvider::default());
+            // The configured servers answer, not the local hosts file.
+            (builder, ResolveHosts::Never)
+        }
+        None => match TokioResolver::builder_tokio() {
+            Ok(b) => (b, ResolveHosts::Always),
+            Err(e) => {
+                // Without resolv.conf there is nothing to ask: names fail, IP literals still work.
+                tracing::warn!(error = %e, "cannot read the system DNS configuration; only IP addresses and /etc/hosts will resolve");
+                (empty(), ResolveHosts::Always)
+            }
+        },
+    };
+    let opts: &mut ResolverOpts = builder.options_mut();
+    opts.cache_size = 0;
+    opts.attempts = 1;
+    opts.use_hosts_file = hosts;
+    opts.ip_strategy = net.ip_protocol.strategy();
+    match builder.build() {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot build the DNS resolver; using an empty one");
+            empty()
+                .build()
+                .expect("a resolver without name servers always builds")
+        }
+    }
+}
+
+/// Resolves `host` to socket addresses of the families `ip_protocol` allows; IP literals skip
+/// DNS.
 pub async fn resolve(
     resolver: &Resolver,
     host: &str,
     port: u16,
+    ip_protocol: IpProtocol,
 ) -> Result<Vec<SocketAddr>, ProbeError> {
     if let Ok(ip) = host.parse::<IpAddr>() {
+        // The config refuses such a target; an HTTP redirect may still name one.
+        if !ip_protocol.allows(ip) {
+            return Err(ProbeError::Dns {
+                host: host.to_string(),
+                reason: format!(
+                    "an address of the wrong family for ip_protocol = \"{}\"",
+                    ip_protocol.as_str()
+                ),
+            });
+        }
         return Ok(vec![SocketAddr::new(ip, port)]);
     }
     let lookup = resolver
         .lookup_ip(host)
         .await
         .map_err(|e| dns_error(host, e))?;
-    let addrs: Vec<SocketAddr> = lookup.iter().map(|ip| SocketAddr::new(ip, port)).collect();
+    let addrs: Vec<SocketAddr> = lookup
+        .iter()
+        .filter(|ip| ip_protocol.allows(*ip))
+        .map(|ip| SocketAddr::new(ip, port))
+        .collect();
     if addrs.is_empty() {
         return Err(ProbeError::NoAddress {
             host: host.to_string(),
@@ -91,25 +307,194 @@ fn dns_error(host: &str, e: NetError) -> ProbeError {
     }
 }
 
-/// Connects to the first address that accepts, trying them in order.
-pub async fn connect(addrs: &[SocketAddr]) -> Result<TcpStream, ProbeError> {
-    let mut last = None;
-    for addr in addrs {
-        match TcpStream::connect(addr).await {
-            Ok(s) => {
-                // Small request/response exchanges: do not let Nagle add delay to what we measure.
-                let _ = s.set_nodelay(true);
-                return Ok(s);
-            }
-            Err(source) => {
-                last = Some(ProbeError::Connect {
-                    addr: *addr,
-                    source,
-                })
-            }
+/// How long an attempt runs alone before the next address is tried alongside it: RFC 8305's
+/// recommended Connection Attempt Delay.
+pub const CONNECTION_ATTEMPT_DELAY: Duration = Duration::from_millis(250);
+
+/// Addresses tried at most per connection (the first ones in RFC 8305 order), so a name with
+/// dozens of dead addresses cannot hold dozens of sockets per probe.
+pub const MAX_ATTEMPTS: usize = 8;
+
+/// Attempts a failure's detail names one by one; the rest are counted.
+const NAMED_ATTEMPTS: usize = 4;
+
+/// Connects to `addrs` as RFC 8305 says (see the module doc), giving up at `deadline`; returns
+/// the stream and the address that took it.
+///
+/// When every attempt fails, the error names each address tried with what it did, and carries
+/// the most telling failure intact for [`crate::classify`].
+pub async fn connect(
+    addrs: &[SocketAddr],
+    deadline: Option<Instant>,
+) -> Result<(TcpStream, SocketAddr), ProbeError> {
+    let order = interleave(addrs);
+    let (stream, addr) = race(
+        &order[..order.len().min(MAX_ATTEMPTS)],
+        order.len().saturating_sub(MAX_ATTEMPTS),
+        CONNECTION_ATTEMPT_DELAY,
+        deadline,
+        TcpStream::connect,
+    )
+    .await?;
+    // Small request/response exchanges: do not let Nagle add delay to what we measure.
+    let _ = stream.set_nodelay(true);
+    Ok((stream, addr))
+}
+
+/// RFC 8305 section 4: the families alternate, starting with the family of the first address
+/// (the resolver puts AAAA first); within a family the resolver's order stays. Repeats go.
+pub fn interleave(addrs: &[SocketAddr]) -> Vec<SocketAddr> {
+    let mut unique: Vec<SocketAddr> = Vec::with_capacity(addrs.len());
+    for a in addrs {
+        if !unique.contains(a) {
+            unique.push(*a);
         }
     }
-    Err(last.unwrap_or(ProbeError::Protocol("no address to connect to".into())))
+    let Some(first) = unique.first().map(IpFamily::of) else {
+        return unique;
+    };
+    let (mut lead, mut other): (Vec<_>, Vec<_>) = (Vec::new(), Vec::new());
+    for a in unique {
+        if IpFamily::of(&a) == first {
+            lead.push(a);
+        } else {
+            other.push(a);
+        }
+    }
+    let mut out = Vec::with_capacity(lead.len() + other.len());
+    let (mut lead, mut other) = (lead.into_iter(), other.into_iter());
+    loop {
+        match (lead.next(), other.next()) {
+            (None, None) => return out,
+            (a, b) => out.extend(a.into_iter().chain(b)),
+        }
+    }
+}
+
+/// What became of one address.
+#[derive(Debug)]
+enum Attempt {
+    /// Started at this instant; no answer yet.
+    Running(Instant),
+    /// Failed with this error.
+    Failed(io::Error),
+}
+
+/// Races connection attempts to `order` (already sorted), starting one every `delay` or when
+/// the previous one fails, until one succeeds, all fail, or `deadline` passes. `skipped`
+/// addresses were left out before the race (for the detail).
+async fn race<S, F, Fut>(
+    order: &[SocketAddr],
+    skipped: usize,
+    delay: Duration,
+    deadline: Option<Instant>,
+    connect: F,
+) -> Result<(S, SocketAddr), ProbeError>
+where
+    F: Fn(SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = io::Result<S>>,
+{
+    let mut attempts: Vec<Attempt> = Vec::with_capacity(order.len());
+    let mut running = FuturesUnordered::new();
+    let mut next_start = Instant::now();
+    let expired = |now: Instant| deadline.is_some_and(|d| now >= d);
+    loop {
+        let now = Instant::now();
+        if attempts.len() < order.len()
+            && (running.is_empty() || now >= next_start)
+            && !expired(now)
+        {
+            let i = attempts.len();
+            attempts.push(Attempt::Running(now));
+            let attempt = connect(order[i]);
+            running.push(async move { (i, attempt.await) });
+            next_start = now + delay;
+            continue;
+        }
+        if running.is_empty() {
+            break;
+        }
+        let more = attempts.len() < order.len();
+        tokio::select! {
+            Some((i, result)) = running.next() => match result {
+                Ok(stream) => return Ok((stream, order[i])),
+                Err(e) => {
+                    attempts[i] = Attempt::Failed(e);
+                    // A failed attempt hands over at once.
+                    next_start = Instant::now();
+                }
+            },
+            () = tokio::time::sleep_until(next_start), if more => {}
+            () = sleep_until_deadline(deadline) => break,
+        }
+    }
+    Err(failure(order, attempts, skipped))
+}
+
+async fn sleep_until_deadline(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// How much a failed attempt tells about the target, most first: the host answered (refused),
+/// nothing answered, the network said there is no way there, or a local error that says
+/// nothing about the target (no IPv6 on this host, no free port, no file descriptor).
+fn weight(attempt: &Attempt) -> u8 {
+    match attempt {
+        Attempt::Running(_) => 1,
+        Attempt::Failed(e) => match e.kind() {
+            io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset => 0,
+            io::ErrorKind::TimedOut => 1,
+            io::ErrorKind::NetworkUnreachable | io::ErrorKind::HostUnreachable => 2,
+            _ => 3,
+        },
+    }
+}
+
+/// The error for a race nobody won: the most telling attempt (the earliest among equals)
+/// decides the class and is named first, then the others in the order tried.
+fn failure(order: &[SocketAddr], attempts: Vec<Attempt>, skipped: usize) -> ProbeError {
+    let Some(decisive) = attempts
+        .iter()
+        .enumerate()
+        .min_by_key(|(_, a)| weight(a))
+        .map(|(i, _)| i)
+    else {
+        return ProbeError::Timeout;
+    };
+    let now = Instant::now();
+    let line = |addr: SocketAddr, a: &Attempt| match a {
+        Attempt::Running(started) => format!(
+            "connect to {addr}: no answer within {:.1} s",
+            now.duration_since(*started).as_secs_f64()
+        ),
+        Attempt::Failed(e) => format!("connect to {addr}: {e}"),
+    };
+    let mut tried = vec![line(order[decisive], &attempts[decisive])];
+    for (i, a) in attempts.iter().enumerate() {
+        if i != decisive && tried.len() < NAMED_ATTEMPTS {
+            tried.push(line(order[i], a));
+        }
+    }
+    let unnamed = attempts.len() - tried.len();
+    let untried = order.len() - attempts.len() + skipped;
+    if unnamed > 0 {
+        tried.push(format!("{unnamed} more tried"));
+    }
+    if untried > 0 {
+        tried.push(format!("{untried} more not tried"));
+    }
+    let addr = order[decisive];
+    let decisive = match attempts.into_iter().nth(decisive) {
+        Some(Attempt::Failed(source)) => ProbeError::Connect { addr, source },
+        _ => ProbeError::Timeout,
+    };
+    ProbeError::ConnectFailed {
+        decisive: Box::new(decisive),
+        tried,
+    }
 }
 
 /// A TCP connection before or after TLS (STARTTLS upgrades in place).
@@ -166,5 +551,242 @@ impl AsyncWrite for Stream {
             Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::classify::{FailureClass, classify};
+    use crate::probe::Phase;
+
+    fn a(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn families_alternate_starting_with_the_first_address() {
+        let (v6a, v6b, v4a, v4b, v4c) = (
+            a("[2001:db8::1]:993"),
+            a("[2001:db8::2]:993"),
+            a("192.0.2.1:993"),
+            a("192.0.2.2:993"),
+            a("192.0.2.3:993"),
+        );
+        assert_eq!(
+            interleave(&[v6a, v6b, v4a, v4b, v4c]),
+            [v6a, v4a, v6b, v4b, v4c]
+        );
+        assert_eq!(
+            interleave(&[v4a, v4b, v4c, v6a, v6b]),
+            [v4a, v6a, v4b, v6b, v4c]
+        );
+        assert_eq!(interleave(&[v4a, v6a, v4a, v6a]), [v4a, v6a]);
+        assert_eq!(interleave(&[v4b, v4a]), [v4b, v4a]);
+        assert_eq!(interleave(&[]), Vec::<SocketAddr>::new());
+    }
+
+    /// What a fake address does when connected to, after `ms` milliseconds.
+    #[derive(Clone, Copy)]
+    enum Fake {
+        Accept(u64),
+        Fail(u64, io::ErrorKind),
+        Silent,
+    }
+
+    /// Runs a race over `plan`, recording when each attempt started (ms since the start) and
+    /// how many attempts were dropped unfinished.
+    async fn run(
+        plan: &[(&str, Fake)],
+        deadline_ms: Option<u64>,
+    ) -> (
+        Result<((), SocketAddr), ProbeError>,
+        Vec<(SocketAddr, u64)>,
+        usize,
+    ) {
+        let order: Vec<SocketAddr> = plan.iter().map(|(s, _)| a(s)).collect();
+        let fakes: HashMap<SocketAddr, Fake> = plan.iter().map(|(s, f)| (a(s), *f)).collect();
+        let t0 = Instant::now();
+        let started = Mutex::new(Vec::new());
+        let dropped = AtomicUsize::new(0);
+        struct Guard<'a>(&'a AtomicUsize, bool);
+        impl Drop for Guard<'_> {
+            fn drop(&mut self) {
+                if !self.1 {
+                    self.0.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }
+        let deadline = deadline_ms.map(|ms| t0 + Duration::from_millis(ms));
+        let result = race(&order, 0, CONNECTION_ATTEMPT_DELAY, deadline, |addr| {
+            started
+                .lock()
+                .unwrap()
+                .push((addr, t0.elapsed().as_millis() as u64));
+            let fake = fakes[&addr];
+            let dropped = &dropped;
+            async move {
+                let mut guard = Guard(dropped, false);
+                let r = match fake {
+                    Fake::Accept(ms) => {
+                        tokio::time::sleep(Duration::from_millis(ms)).await;
+                        Ok(())
+                    }
+                    Fake::Fail(ms, kind) => {
+                        tokio::time::sleep(Duration::from_millis(ms)).await;
+                        Err(io::Error::from(kind))
+                    }
+                    Fake::Silent => std::future::pending().await,
+                };
+                guard.1 = true;
+                r
+            }
+        })
+        .await;
+        let started = started.into_inner().unwrap();
+        (result, started, dropped.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_first_address_gets_250_ms_then_the_next_wins() {
+        let (result, started, dropped) = run(
+            &[
+                ("[::1]:993", Fake::Silent),
+                ("127.0.0.1:993", Fake::Accept(3)),
+            ],
+            None,
+        )
+        .await;
+        assert_eq!(result.unwrap().1, a("127.0.0.1:993"));
+        assert_eq!(started, [(a("[::1]:993"), 0), (a("127.0.0.1:993"), 250)]);
+        assert_eq!(dropped, 1, "the losing attempt is dropped");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_attempt_hands_over_at_once() {
+        let unreachable = io::ErrorKind::NetworkUnreachable;
+        let (result, started, _) = run(
+            &[
+                ("[::1]:993", Fake::Fail(5, unreachable)),
+                ("127.0.0.1:993", Fake::Silent),
+                ("[::2]:993", Fake::Accept(1)),
+            ],
+            None,
+        )
+        .await;
+        assert_eq!(result.unwrap().1, a("[::2]:993"));
+        assert_eq!(
+            started,
+            [
+                (a("[::1]:993"), 0),
+                (a("127.0.0.1:993"), 5),
+                (a("[::2]:993"), 255)
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_early_answer_wins_while_slower_attempts_still_run() {
+        // The first address answers after 400 ms, after the second started at 250 ms.
+        let (result, started, dropped) = run(
+            &[
+                ("[::1]:993", Fake::Accept(400)),
+                ("127.0.0.1:993", Fake::Accept(300)),
+            ],
+            None,
+        )
+        .await;
+        assert_eq!(result.unwrap().1, a("[::1]:993"));
+        assert_eq!(started.len(), 2);
+        assert_eq!(dropped, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn when_all_fail_the_refusal_decides_and_every_address_is_named() {
+        let (result, _, _) = run(
+            &[
+                (
+                    "[::1]:993",
+                    Fake::Fail(1, io::ErrorKind::NetworkUnreachable),
+                ),
+                (
+                    "127.0.0.1:993",
+                    Fake::Fail(2, io::ErrorKind::ConnectionRefused),
+                ),
+                ("[::2]:993", Fake::Fail(3, io::ErrorKind::AddrNotAvailable)),
+            ],
+            None,
+        )
+        .await;
+        let e = result.unwrap_err();
+        assert_eq!(classify(Phase::Connect, &e), FailureClass::ConnectRefused);
+        let text = e.to_string();
+        let lines: Vec<&str> = text.split("; ").collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(lines[0].starts_with("connect to 127.0.0.1:993: "), "{text}");
+        assert!(lines[1].starts_with("connect to [::1]:993: "), "{text}");
+        assert!(lines[2].starts_with("connect to [::2]:993: "), "{text}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_local_error_does_not_hide_a_host_that_does_not_answer() {
+        // No IPv6 on the prober (EADDRNOTAVAIL) while IPv4 is silent: the target's silence is
+        // what counts.
+        let (result, _, _) = run(
+            &[
+                ("[::1]:993", Fake::Fail(1, io::ErrorKind::AddrNotAvailable)),
+                ("127.0.0.1:993", Fake::Silent),
+            ],
+            Some(2000),
+        )
+        .await;
+        let e = result.unwrap_err();
+        assert_eq!(classify(Phase::Connect, &e), FailureClass::ConnectTimeout);
+        assert_eq!(
+            e.to_string(),
+            "connect to 127.0.0.1:993: no answer within 2.0 s; connect to [::1]:993: \
+             address not available"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn at_the_deadline_every_silent_address_is_named_and_the_rest_counted() {
+        let plan: Vec<(String, Fake)> = (1..=7)
+            .map(|i| (format!("192.0.2.{i}:25"), Fake::Silent))
+            .collect();
+        let plan: Vec<(&str, Fake)> = plan.iter().map(|(s, f)| (s.as_str(), *f)).collect();
+        // 1 s: attempts start at 0, 250, 500, 750 ms; three are never tried.
+        let (result, started, dropped) = run(&plan, Some(1000)).await;
+        assert_eq!(started.len(), 4);
+        assert_eq!(dropped, 4);
+        let e = result.unwrap_err();
+        assert_eq!(classify(Phase::Connect, &e), FailureClass::ConnectTimeout);
+        assert_eq!(
+            e.to_string(),
+            "connect to 192.0.2.1:25: no answer within 1.0 s; connect to 192.0.2.2:25: no \
+             answer within 0.8 s; connect to 192.0.2.3:25: no answer within 0.5 s; connect to \
+             192.0.2.4:25: no answer within 0.2 s; 3 more not tried"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_already_past_tries_nothing() {
+        let (result, started, _) = run(&[("127.0.0.1:993", Fake::Accept(1))], Some(0)).await;
+        assert!(started.is_empty());
+        let e = result.unwrap_err();
+        assert_eq!(classify(Phase::Connect, &e), FailureClass::ConnectTimeout);
+    }
+
+    #[test]
+    fn ip_protocol_selects_families_and_records() {
+        let (v4, v6): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "::1".parse().unwrap());
+        assert!(IpProtocol::Any.allows(v4) && IpProtocol::Any.allows(v6));
+        assert!(IpProtocol::Ip4.allows(v4) && !IpProtocol::Ip4.allows(v6));
+        assert!(!IpProtocol::Ip6.allows(v4) && IpProtocol::Ip6.allows(v6));
+        assert_eq!(IpProtocol::Ip4.strategy(), LookupIpStrategy::Ipv4Only);
+        assert_eq!(IpProtocol::Ip6.strategy(), LookupIpStrategy::Ipv6Only);
+        assert_eq!(IpProtocol::Any.strategy(), LookupIpStrategy::Ipv6AndIpv4);
     }
 }

@@ -1,10 +1,13 @@
-//! Real peers for mailprobe's tests, demo and benchmark, all on 127.0.0.1.
+//! Real peers for mailprobe's tests, demo and benchmark, all on loopback (127.0.0.1, and ::1 where a
+//! test needs IPv6).
 //!
 //! - [`pki`]: a test CA and server certificates (valid, for another name, expired).
 //! - [`dovecot`]: a private Dovecot (IMAP, LMTP, auth) with a self-contained config.
 //! - [`postfix`]: a private Postfix (MX, submission, submissions) delivering to that Dovecot.
 //! - [`fault`]: small scripted servers that misbehave on purpose (silence, garbage, endless
 //!   lines, refusals), optionally behind TLS.
+//! - [`dns`]: a private dnsmasq answering only for the names a test gives it.
+//! - [`blackhole`]: an address on loopback that silently drops SYNs (a full accept queue).
 //! - [`https`]: an HTTPS server playing webmail, Autodiscover, JMAP and HTTP faults.
 //! - [`oauth`]: an OAuth2 token server (client credentials, refresh tokens, introspection).
 //! - [`prometheus`]: a private Prometheus and Alertmanager, to test the shipped alert rules end to
@@ -12,7 +15,9 @@
 //! - [`util`]: free ports, temporary directories, checks that the needed programs exist.
 #![forbid(unsafe_code)]
 
+pub mod blackhole;
 pub mod demo;
+pub mod dns;
 pub mod dovecot;
 pub mod fault;
 pub mod https;
