@@ -202,6 +202,16 @@ fn alertmanager_accepts_its_config_and_routes_as_documented() {
         ),
         (
             &[
+                "alertname=MailprobeTargetDown",
+                "severity=page",
+                "scope=target",
+                "region=eu",
+                "class=auth_policy",
+            ],
+            "identity-team-webhook,mail-oncall-pager",
+        ),
+        (
+            &[
                 "alertname=MailprobeCertificateExpiringSoon",
                 "severity=ticket",
                 "scope=target",

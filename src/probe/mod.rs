@@ -23,7 +23,7 @@ use base64::Engine;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
-use crate::classify::{self, FailureClass};
+use crate::classify::{self, FailureClass, ProberFault};
 use crate::config::{ProbeSpec, Target, TlsMode};
 pub use error::ProbeError;
 use tls::TlsFacts;
@@ -232,6 +232,9 @@ pub struct PhaseTiming {
 pub struct Failure {
     /// The bounded class (a metric label).
     pub class: FailureClass,
+    /// Why mailprobe itself could not run the probe; set exactly when `class` is
+    /// [`FailureClass::ProberError`], which is no failure of the target.
+    pub fault: Option<ProberFault>,
     /// The phase it failed in.
     pub phase: Phase,
     /// A short human explanation; never holds secrets.
@@ -466,6 +469,9 @@ impl Default for ProbeContext {
     }
 }
 
+/// The most characters of a failure's detail (a multi-line SMTP reply with its meaning fits).
+pub const MAX_DETAIL: usize = 1000;
+
 /// Runs one probe of `target`; never panics on server input and never outlives the deadline.
 pub async fn run(target: &Arc<Target>, ctx: &ProbeContext) -> Outcome {
     let started_at = SystemTime::now();
@@ -491,17 +497,25 @@ pub async fn run(target: &Arc<Target>, ctx: &ProbeContext) -> Outcome {
         }),
     };
     let total = start.elapsed();
-    let failure = result.err().map(|e| Failure {
-        class: classify::classify(e.phase, &e.error),
-        phase: e.phase,
-        detail: redact(
-            &clean(&e.error.to_string(), 300),
-            target
-                .spec
-                .secrets()
-                .into_iter()
-                .chain(timeline.secrets.iter()),
-        ),
+    let failure = result.err().map(|e| {
+        let verdict = classify::judge(e.phase, &e.error);
+        let text = match verdict.meaning {
+            Some(meaning) => format!("{} — {meaning}", e.error),
+            None => e.error.to_string(),
+        };
+        Failure {
+            class: verdict.class,
+            fault: verdict.fault,
+            phase: e.phase,
+            detail: redact(
+                &clean(&text, MAX_DETAIL),
+                target
+                    .spec
+                    .secrets()
+                    .into_iter()
+                    .chain(timeline.secrets.iter()),
+            ),
+        }
     });
     let slow_basis = timeline.slow_basis.unwrap_or(total);
     Outcome {
@@ -600,7 +614,7 @@ pub async fn start_tls(
     let Some(client) = ep.tls_client.as_ref() else {
         return Err(PhaseError {
             phase: Phase::Tls,
-            error: ProbeError::Protocol("TLS requested on a target configured without TLS".into()),
+            error: ProbeError::Internal("TLS requested on a target configured without TLS".into()),
         });
     };
     let (result, facts) = tl
