@@ -413,6 +413,7 @@ fn rules_and_dashboard_name_only_exported_metrics_and_recorded_rules() {
         "mailprobe_tls_cert_expiry_timestamp_seconds",
         "mailprobe_roundtrip_delivery_seconds_bucket",
         "target:mailprobe_availability:ratio_30d",
+        "mailprobe_prober_errors_total",
     ] {
         assert!(dash.contains(m), "the dashboard does not use {m}");
     }
