@@ -227,10 +227,7 @@ impl Metrics {
         if let Some(f) = o.failure.as_ref()
             && f.class == FailureClass::ProberError
         {
-            let reason = f.fault.unwrap_or(ProberFault::Internal);
-            self.prober_errors
-                .with_label_values(&[t.protocol().as_str(), reason.as_str()])
-                .inc();
+            self.prober_fault(t.protocol(), f.fault.unwrap_or(ProberFault::Internal));
             return;
         }
         let finished = o.started_at + o.total;
@@ -324,6 +321,13 @@ impl Metrics {
                 s.tls_version = Some(version.clone());
             }
         }
+    }
+
+    /// Counts a probe mailprobe could not run (or whose outcome it lost) because of itself.
+    pub fn prober_fault(&self, protocol: Protocol, fault: ProberFault) {
+        self.prober_errors
+            .with_label_values(&[protocol.as_str(), fault.as_str()])
+            .inc();
     }
 
     /// Exports a target's health (replacing its previous state sample).

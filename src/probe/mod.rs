@@ -20,6 +20,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine;
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
@@ -472,25 +474,54 @@ impl Default for ProbeContext {
 /// The most characters of a failure's detail (a multi-line SMTP reply with its meaning fits).
 pub const MAX_DETAIL: usize = 1000;
 
+/// The protocol dialogue of one probe, recording its phases in the timeline: [`dialogue`] for
+/// every probe mailprobe runs; tests put in their own to reach what no server can (a panic).
+pub type Dialogue = for<'a> fn(
+    &'a Arc<Target>,
+    &'a ProbeContext,
+    &'a mut Timeline,
+) -> BoxFuture<'a, Result<(), PhaseError>>;
+
+/// The dialogue of the target's protocol.
+pub fn dialogue<'a>(
+    target: &'a Arc<Target>,
+    ctx: &'a ProbeContext,
+    timeline: &'a mut Timeline,
+) -> BoxFuture<'a, Result<(), PhaseError>> {
+    Box::pin(async move {
+        match &target.spec {
+            ProbeSpec::Imap(spec) => imap::probe(spec, ctx, timeline).await,
+            ProbeSpec::Smtp(spec) => smtp::probe(spec, ctx, timeline).await,
+            ProbeSpec::Https(spec) => https::probe(spec, ctx, timeline).await,
+            ProbeSpec::Roundtrip(spec) => roundtrip::probe(&target.name, spec, ctx, timeline).await,
+        }
+    })
+}
+
 /// Runs one probe of `target`; never panics on server input and never outlives the deadline.
 pub async fn run(target: &Arc<Target>, ctx: &ProbeContext) -> Outcome {
+    run_with(target, ctx, dialogue).await
+}
+
+/// Runs `dialogue` as a probe of `target`: timed and bounded by the target's deadline. A panic
+/// inside it (a bug) becomes a prober fault of the phase it happened in, never the caller's
+/// panic: the target's task, or `mailprobe probe`, carries on, and the target is not reported
+/// failing. (Needs unwinding panics, the release profile's default.)
+pub async fn run_with(target: &Arc<Target>, ctx: &ProbeContext, dialogue: Dialogue) -> Outcome {
     let started_at = SystemTime::now();
     let start = Instant::now();
     let deadline = tokio::time::Instant::from_std(start + target.timeout);
     let mut timeline = Timeline::new();
-    let dispatch = async {
-        match &target.spec {
-            ProbeSpec::Imap(spec) => imap::probe(spec, ctx, &mut timeline).await,
-            ProbeSpec::Smtp(spec) => smtp::probe(spec, ctx, &mut timeline).await,
-            ProbeSpec::Https(spec) => https::probe(spec, ctx, &mut timeline).await,
-            ProbeSpec::Roundtrip(spec) => {
-                roundtrip::probe(&target.name, spec, ctx, &mut timeline).await
-            }
-        }
-    };
-    let finished = tokio::time::timeout_at(deadline, dispatch).await;
+    // Unwind safety: on a panic the dialogue's state is dropped; only the timeline outlives it,
+    // and it is only read to name the phase that was running.
+    let dispatch = std::panic::AssertUnwindSafe(dialogue(target, ctx, &mut timeline));
+    let finished = tokio::time::timeout_at(deadline, dispatch.catch_unwind()).await;
     let result = match finished {
-        Ok(r) => r,
+        Ok(Ok(r)) => r,
+        Ok(Err(panic)) => Err(PhaseError {
+            phase: timeline.interrupted(),
+            error: ProbeError::Panic(panic_message(panic.as_ref())),
+        }),
         Err(_) => Err(PhaseError {
             phase: timeline.interrupted(),
             error: ProbeError::Timeout,
@@ -531,6 +562,15 @@ pub async fn run(target: &Arc<Target>, ctx: &ProbeContext) -> Outcome {
         http: timeline.http,
         token: timeline.token,
     }
+}
+
+/// What a panic said (`panic!` carries a `&str` or a `String`).
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into())
 }
 
 /// One line, printable, at most `max` characters.
