@@ -177,8 +177,12 @@ impl TokenCache {
         }
         let client = match &slot.client {
             Some(c) => c.clone(),
+            // No pooled connections: a refresh comes an hour later and would find the idle
+            // connection long closed, and each fetch's duration is then a whole fetch (connect
+            // and TLS included), as the fetch-duration metric says.
             None => match reqwest::Client::builder()
                 .use_preconfigured_tls((*spec.tls).clone())
+                .pool_max_idle_per_host(0)
                 .timeout(FETCH_TIMEOUT)
                 .user_agent(concat!("mailprobe/", env!("CARGO_PKG_VERSION")))
                 .build()
@@ -355,15 +359,17 @@ fn transport_reason(e: &reqwest::Error) -> String {
     } else {
         "request failed".to_string()
     };
+    // The whole chain, down to the OS error ("dns error" alone hides "Too many open files"),
+    // each cause once (some repeat their source's words).
     let mut source = std::error::Error::source(e);
-    if let Some(s) = source {
-        reason.push_str(": ");
-        reason.push_str(&s.to_string());
+    for _ in 0..6 {
+        let Some(s) = source else { break };
+        let text = s.to_string();
+        if !reason.ends_with(&text) {
+            reason.push_str(": ");
+            reason.push_str(&text);
+        }
         source = s.source();
-    }
-    if let Some(s) = source {
-        reason.push_str(": ");
-        reason.push_str(&s.to_string());
     }
     reason
 }

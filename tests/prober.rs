@@ -236,3 +236,121 @@ async fn out_of_file_descriptors_is_a_prober_fault_not_a_target_failure() {
     })
     .await;
 }
+
+/// The same for an OAuth2 target whose token must be fetched on every probe (the token lives
+/// one second, probes come every two): out of descriptors, the fetch from the identity provider
+/// cannot even connect. That is no failure of the identity provider (before: auth_token_failed,
+/// a failed token fetch counted against it) and no failure of the target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_fetch_without_descriptors_blames_neither_the_provider_nor_the_target() {
+    use mailprobe_testpeers::dovecot::{Dovecot, Options};
+    use mailprobe_testpeers::oauth::{Client, TokenServer};
+    let env = Env::new();
+    let tokens = TokenServer::start(&env.pki.valid, std::time::Duration::from_secs(1)).await;
+    tokens.add_client(
+        "app",
+        Client {
+            secret: Some("app-Secret-42".into()),
+            assertion_key: None,
+            user: common::USER.into(),
+        },
+    );
+    let dovecot = Dovecot::start(
+        &env.pki,
+        Options {
+            oauth2_introspection: Some(tokens.introspection_url.clone()),
+            ..Options::default()
+        },
+    );
+    let secret = env.secret("app.secret", "app-Secret-42");
+    let d = RunningDaemon::start(
+        &env,
+        &format!(
+            "[global]\ninterval = \"2s\"\ntimeout = \"2s\"\n[incidents]\nstate_dir = \"{state}\"\n\
+             down_after = 2\nup_after = 2\n\
+             [[target]]\nname = \"imap-oauth\"\nregion = \"test\"\nprotocol = \"imap\"\n\
+             host = \"127.0.0.1\"\nport = {port}\nca_file = \"{ca}\"\nusername = \"{user}\"\n\
+             auth = \"oauth2\"\n[target.oauth2]\ntoken_url = \"{url}\"\nclient_id = \"app\"\n\
+             client_secret_file = \"{secret}\"\nscopes = [\"mail\"]\nca_file = \"{ca}\"\n",
+            state = env.dir.path().join("state").display(),
+            port = dovecot.ports.imaps,
+            ca = env.pki.ca.display(),
+            user = common::USER,
+            url = tokens.token_url,
+            secret = secret.display(),
+        ),
+    );
+    let metric = |m: &str, name: &str, labels: &[(&str, &str)]| sample(m, name, labels);
+    let fetches = |m: &str, result: &str| {
+        metric(
+            m,
+            "mailprobe_oauth2_token_fetches_total",
+            &[("credential", "app@localhost"), ("result", result)],
+        )
+    };
+    let m = eventually(30, "two successful probes", || async {
+        let m = d.metrics().await?;
+        let ok = metric(
+            &m,
+            "mailprobe_probes_total",
+            &[("target", "imap-oauth"), ("result", "success")],
+        )?;
+        (ok >= 2.0).then_some(m)
+    })
+    .await;
+    assert!(
+        fetches(&m, "success").is_some_and(|n| n >= 2.0),
+        "a token fetch per probe: {m}"
+    );
+
+    let soft = d.soft_file_limit();
+    d.limit_files("3");
+    let failed = eventually(30, "three token fetches failing with EMFILE", || async {
+        let lines: Vec<String> = d
+            .lines()
+            .into_iter()
+            .filter(|l| l.contains("Too many open files") && l.contains("token"))
+            .collect();
+        (lines.len() >= 3).then_some(lines)
+    })
+    .await;
+    d.limit_files(&soft);
+
+    for line in &failed {
+        assert!(line.contains("prober_error"), "{line}");
+        assert!(!line.contains("auth_token_failed"), "{line}");
+    }
+    let m = eventually(20, "/metrics answering again", || d.metrics()).await;
+    assert!(
+        metric(
+            &m,
+            "mailprobe_prober_errors_total",
+            &[("protocol", "imap"), ("reason", "file_descriptors")]
+        )
+        .is_some_and(|n| n >= 3.0),
+        "{m}"
+    );
+    assert_eq!(
+        fetches(&m, "failure"),
+        None,
+        "the provider did not fail:\n{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "mailprobe_probes_total",
+            &[("target", "imap-oauth"), ("result", "failure")]
+        ),
+        Some(0.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "mailprobe_target_state",
+            &[("target", "imap-oauth"), ("state", "up")]
+        ),
+        Some(1.0),
+        "{m}"
+    );
+}
