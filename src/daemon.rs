@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::classify::FailureClass;
 use crate::config::{self, Config};
 use crate::incidents::service::Incidents;
 use crate::metrics::Metrics;
@@ -38,6 +39,18 @@ pub fn log_outcome(o: &Outcome) {
     let t = &o.target;
     let total_ms = o.total.as_secs_f64() * 1000.0;
     match &o.failure {
+        // mailprobe could not run the probe (no descriptors, a panic...): its own fault, at ERROR.
+        Some(f) if f.class == FailureClass::ProberError => tracing::error!(
+            target = %t.name,
+            region = %t.region,
+            protocol = t.protocol().as_str(),
+            class = f.class.as_str(),
+            reason = f.fault.map_or("internal", |r| r.as_str()),
+            phase = f.phase.as_str(),
+            total_ms = format_args!("{total_ms:.1}"),
+            detail = %f.detail,
+            "probe could not run: a fault of mailprobe itself, not of the target"
+        ),
         Some(f) => tracing::warn!(
             target = %t.name,
             region = %t.region,

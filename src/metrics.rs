@@ -18,6 +18,7 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 
+use crate::classify::{FailureClass, ProberFault};
 use crate::config::Target;
 use crate::probe::{Outcome, Phase, Protocol, ServerTime, expected_phases};
 
@@ -57,6 +58,7 @@ pub struct Metrics {
     token_expiry: GaugeVec,
     token_remaining: GaugeVec,
     incidents_open: IntGaugeVec,
+    prober_errors: IntCounterVec,
     /// Per-target series, kept compactly and rendered directly (see `exposition`).
     state: Mutex<State>,
     /// Each target's health sample, and the incident count keys exported so far.
@@ -135,6 +137,11 @@ impl Metrics {
                 &["scope", "region"],
             )
             .expect("valid metric"),
+            prober_errors: IntCounterVec::new(
+                opts("mailprobe_prober_errors_total", "Probes mailprobe could not run because of itself (class prober_error: no file descriptors, memory or local port, a local firewall, a panic, the token cache, an internal fault), by protocol and reason; never counted as a failure of the target."),
+                &["protocol", "reason"],
+            )
+            .expect("valid metric"),
             state: Mutex::new(State::default()),
             health: Mutex::new(HealthSeries::default()),
             token_expiries: Mutex::new(HashMap::new()),
@@ -163,11 +170,18 @@ impl Metrics {
             Box::new(m.token_expiry.clone()),
             Box::new(m.token_remaining.clone()),
             Box::new(m.incidents_open.clone()),
+            Box::new(m.prober_errors.clone()),
             Box::new(build),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
         for c in collectors {
             r.register(c).expect("metric names are unique");
+        }
+        // Every protocol and reason from the start, at 0, so increase() sees the first fault.
+        for p in Protocol::ALL {
+            for f in ProberFault::ALL {
+                m.prober_errors.with_label_values(&[p.as_str(), f.as_str()]);
+            }
         }
         m
     }
@@ -201,8 +215,21 @@ impl Metrics {
     }
 
     /// Writes one outcome into the series of its target.
+    ///
+    /// A prober fault (class `prober_error`: mailprobe could not run the probe) is counted in
+    /// `mailprobe_prober_errors_total` only. Every per-target series stays as the last real probe
+    /// left it (success, failure streak and info, counters, last run, durations, TLS, token
+    /// fetches): the target was not observed, so nothing is said about it, and
+    /// `mailprobe_probe_seconds_since_success` keeps growing, so a target mailprobe cannot probe
+    /// goes stale rather than down.
     pub fn observe(&self, o: &Outcome) {
         let t = &o.target;
+        if let Some(f) = o.failure.as_ref()
+            && f.class == FailureClass::ProberError
+        {
+            self.prober_fault(t.protocol(), f.fault.unwrap_or(ProberFault::Internal));
+            return;
+        }
         let finished = o.started_at + o.total;
         // A phase that ran more than once (an HTTP redirect to another host) counts in total.
         let mut totals: BTreeMap<Phase, f64> = BTreeMap::new();
@@ -303,6 +330,13 @@ impl Metrics {
                 s.tls_version = Some(version.clone());
             }
         }
+    }
+
+    /// Counts a probe mailprobe could not run (or whose outcome it lost) because of itself.
+    pub fn prober_fault(&self, protocol: Protocol, fault: ProberFault) {
+        self.prober_errors
+            .with_label_values(&[protocol.as_str(), fault.as_str()])
+            .inc();
     }
 
     /// Exports a target's health (replacing its previous state sample).
@@ -523,6 +557,67 @@ impl Default for Metrics {
 mod tests {
     use super::*;
     use crate::incidents::{Health, TargetState};
+
+    /// A prober fault is counted on its own and changes nothing the target's series say.
+    #[test]
+    fn a_prober_fault_counts_apart_and_leaves_the_target_series_alone() {
+        use crate::classify::{FailureClass, ProberFault};
+        use crate::probe::{Failure, PhaseTiming};
+        let dir = std::env::temp_dir().join(format!("mp-fault-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        std::fs::write(dir.join("p"), "pw\n").expect("password file");
+        let text = "[[target]]\nname = \"im\"\nregion = \"eu\"\nprotocol = \"imap\"\n\
+                    host = \"127.0.0.1\"\ntls = \"none\"\nallow_plaintext = true\n\
+                    username = \"u\"\npassword_file = \"p\"\n";
+        let cfg = crate::config::parse(&dir.join("c.toml"), text).expect("config");
+        let t = &cfg.targets[0];
+        let m = Metrics::new();
+        m.register_target(t);
+        let outcome = |failure: Option<Failure>| Outcome {
+            target: t.clone(),
+            started_at: SystemTime::now(),
+            total: Duration::from_millis(3),
+            phases: vec![PhaseTiming {
+                phase: Phase::Connect,
+                duration: Duration::from_millis(1),
+            }],
+            failure,
+            slow: false,
+            tls: None,
+            banner: None,
+            delivery: None,
+            http: None,
+            token: None,
+            peer: None,
+        };
+        m.observe(&outcome(None));
+        let target_lines = |r: &str| -> Vec<String> {
+            r.lines()
+                .filter(|l| l.contains("target=\"im\"") && !l.contains("seconds_since_success"))
+                .map(str::to_string)
+                .collect()
+        };
+        let before = target_lines(&m.render());
+        let fault = Failure {
+            class: FailureClass::ProberError,
+            fault: Some(ProberFault::FileDescriptors),
+            phase: Phase::Connect,
+            detail: "connect to 127.0.0.1:143: Too many open files (os error 24)".into(),
+        };
+        for _ in 0..3 {
+            m.observe(&outcome(Some(fault.clone())));
+        }
+        let r = m.render();
+        assert_eq!(target_lines(&r), before);
+        let line = "mailprobe_prober_errors_total{protocol=\"imap\",reason=\"file_descriptors\"} 3";
+        assert!(r.lines().any(|l| l == line), "{r}");
+        let zero = "mailprobe_prober_errors_total{protocol=\"smtp\",reason=\"panic\"} 0";
+        assert!(
+            r.lines().any(|l| l == zero),
+            "every reason exists from the start: {r}"
+        );
+        assert_eq!(m.failing(), 0);
+    }
 
     /// Health and incident series sit among the others in name order, and go when told.
     #[test]

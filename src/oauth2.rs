@@ -101,6 +101,21 @@ pub struct TokenError {
     pub url: String,
     /// What went wrong (the endpoint's `error` and `error_description` when it said).
     pub reason: String,
+    /// Whose failure it is, for [`crate::classify`].
+    pub fault: TokenFault,
+}
+
+/// Whose failure a missing token is: the identity provider's, or mailprobe's own (which must
+/// not read as the provider failing).
+#[derive(Debug)]
+pub enum TokenFault {
+    /// The endpoint answered with an error or something unusable, or did not answer in time.
+    Endpoint,
+    /// The request failed with this OS error (a refused connection, or no file descriptor left
+    /// here); classify decides whose it is.
+    Os(std::io::Error),
+    /// The cache could not make the request at all (no HTTP client, no signed assertion).
+    Cache,
 }
 
 /// What a probe's token lookup did, for the metrics.
@@ -139,6 +154,11 @@ impl TokenCache {
     /// A valid token for `spec`: the cached one, or a fresh one when it is about to expire.
     pub async fn token(&self, spec: &OAuth2Spec) -> (Result<SecretString, TokenError>, TokenFacts) {
         let slot = {
+            // A panic cannot leave this map half-changed (it holds only handles, each insert is
+            // one call), so a poisoned lock is taken over rather than failing every probe. A
+            // probe that panics while it holds a slot (below) is caught as a prober fault by
+            // `probe::run`; the async mutex is released on unwind and the next probe fetches
+            // again. No background task refreshes tokens, so none can die unseen.
             let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
             slots.entry(spec.key.clone()).or_default().clone()
         };
@@ -157,8 +177,12 @@ impl TokenCache {
         }
         let client = match &slot.client {
             Some(c) => c.clone(),
+            // No pooled connections: a refresh comes an hour later and would find the idle
+            // connection long closed, and each fetch's duration is then a whole fetch (connect
+            // and TLS included), as the fetch-duration metric says.
             None => match reqwest::Client::builder()
                 .use_preconfigured_tls((*spec.tls).clone())
+                .pool_max_idle_per_host(0)
                 .timeout(FETCH_TIMEOUT)
                 .user_agent(concat!("mailprobe/", env!("CARGO_PKG_VERSION")))
                 .build()
@@ -171,6 +195,7 @@ impl TokenCache {
                     let err = TokenError {
                         url: spec.token_url.to_string(),
                         reason: format!("cannot build the HTTP client: {e}"),
+                        fault: TokenFault::Cache,
                     };
                     return (Err(err), facts);
                 }
@@ -227,6 +252,12 @@ async fn fetch(
     let fail = |reason: String| TokenError {
         url: spec.token_url.to_string(),
         reason,
+        fault: TokenFault::Endpoint,
+    };
+    let transport = |e: reqwest::Error| TokenError {
+        url: spec.token_url.to_string(),
+        reason: transport_reason(&e),
+        fault: os_error(&e).map_or(TokenFault::Endpoint, TokenFault::Os),
     };
     let mut form: Vec<(&str, String)> = vec![("client_id", spec.client_id.clone())];
     match (&spec.grant, refresh) {
@@ -246,7 +277,11 @@ async fn fetch(
                 "client_assertion_type",
                 "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into(),
             ));
-            form.push(("client_assertion", assertion(spec, key, x5t).map_err(fail)?));
+            let signed = assertion(spec, key, x5t).map_err(|reason| TokenError {
+                fault: TokenFault::Cache,
+                ..fail(reason)
+            })?;
+            form.push(("client_assertion", signed));
         }
         ClientAuth::None => {}
     }
@@ -256,10 +291,10 @@ async fn fetch(
         .form(&form)
         .send()
         .await
-        .map_err(|e| fail(transport_reason(&e)))?;
+        .map_err(transport)?;
     let status = resp.status();
     let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| fail(transport_reason(&e)))? {
+    while let Some(chunk) = resp.chunk().await.map_err(transport)? {
         if body.len() + chunk.len() > MAX_RESPONSE {
             return Err(fail(format!("answer larger than {MAX_RESPONSE} bytes")));
         }
@@ -300,6 +335,21 @@ async fn fetch(
     })
 }
 
+/// The OS error under a transport failure, if any (a copy: the chain is borrowed).
+fn os_error(e: &reqwest::Error) -> Option<std::io::Error> {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(raw) = s
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error)
+        {
+            return Some(std::io::Error::from_raw_os_error(raw));
+        }
+        source = s.source();
+    }
+    None
+}
+
 /// A transport failure in words (the URL is already in the error; reqwest's own text repeats it).
 fn transport_reason(e: &reqwest::Error) -> String {
     let mut reason = if e.is_timeout() {
@@ -309,15 +359,17 @@ fn transport_reason(e: &reqwest::Error) -> String {
     } else {
         "request failed".to_string()
     };
+    // The whole chain, down to the OS error ("dns error" alone hides "Too many open files"),
+    // each cause once (some repeat their source's words).
     let mut source = std::error::Error::source(e);
-    if let Some(s) = source {
-        reason.push_str(": ");
-        reason.push_str(&s.to_string());
+    for _ in 0..6 {
+        let Some(s) = source else { break };
+        let text = s.to_string();
+        if !reason.ends_with(&text) {
+            reason.push_str(": ");
+            reason.push_str(&text);
+        }
         source = s.source();
-    }
-    if let Some(s) = source {
-        reason.push_str(": ");
-        reason.push_str(&s.to_string());
     }
     reason
 }

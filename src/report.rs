@@ -209,6 +209,7 @@ pub fn json(o: &Outcome) -> Value {
         "slow": o.slow,
         "class": o.failure.as_ref().map(|f| f.class),
         "phase": o.failure.as_ref().map(|f| f.phase),
+        "prober_fault": o.failure.as_ref().and_then(|f| f.fault),
         "detail": o.failure.as_ref().map(|f| f.detail.clone()),
         "total_ms": ms(o.total),
         "phases": o.phases.iter().map(|p| json!({"phase": p.phase, "ms": ms(p.duration)})).collect::<Vec<_>>(),

@@ -33,6 +33,8 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 struct Shared {
     ctx: ProbeContext,
+    /// The probe dialogue: [`probe::dialogue`]; the tests' own to reach a panic.
+    dialogue: probe::Dialogue,
     metrics: Arc<Metrics>,
     sink: Arc<dyn OutcomeSink>,
     slots: Arc<Semaphore>,
@@ -76,9 +78,20 @@ impl Scheduler {
         sink: Arc<dyn OutcomeSink>,
         concurrency: usize,
     ) -> Self {
+        Self::with_dialogue(ctx, metrics, sink, concurrency, probe::dialogue)
+    }
+
+    fn with_dialogue(
+        ctx: ProbeContext,
+        metrics: Arc<Metrics>,
+        sink: Arc<dyn OutcomeSink>,
+        concurrency: usize,
+        dialogue: probe::Dialogue,
+    ) -> Self {
         Scheduler {
             shared: Arc::new(Shared {
                 ctx,
+                dialogue,
                 metrics,
                 sink,
                 slots: Arc::new(Semaphore::new(concurrency)),
@@ -270,13 +283,27 @@ async fn run_target(
         shared.metrics.in_flight().inc();
         let outcome = tokio::select! {
             // Boxed: a probe's state (18 KB) would otherwise live in every idle target task.
-            o = Box::pin(probe::run(&target, &shared.ctx)) => Some(o),
+            o = Box::pin(probe::run_with(&target, &shared.ctx, shared.dialogue)) => Some(o),
             _ = shared.hard_stop.cancelled() => None,
         };
         shared.metrics.in_flight().dec();
         let Some(outcome) = outcome else { return };
         drop(permit);
-        shared.sink.record(outcome);
+        // A bug while recording (metrics, incidents, the log) must not end the target's task;
+        // probe panics themselves are caught inside `probe::run_with`.
+        let protocol = target.protocol();
+        let recorded =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shared.sink.record(outcome)));
+        if recorded.is_err() {
+            shared
+                .metrics
+                .prober_fault(protocol, crate::classify::ProberFault::Panic);
+            tracing::error!(
+                target = %target.name,
+                protocol = protocol.as_str(),
+                "recording a probe's outcome panicked (a bug in mailprobe); probing goes on"
+            );
+        }
 
         skip_past(&shared, &target, &mut next, Instant::now());
     }
@@ -317,6 +344,121 @@ mod tests {
             (a2 + Duration::from_secs(1)).as_micros() % interval.as_micros(),
             a.as_micros() % interval.as_micros()
         );
+    }
+
+    /// Every outcome, as it is recorded; `panic_first` makes the first record panic.
+    struct Collect {
+        tx: tokio::sync::mpsc::UnboundedSender<Outcome>,
+        panic_first: std::sync::atomic::AtomicBool,
+    }
+
+    impl OutcomeSink for Collect {
+        fn record(&self, o: Outcome) {
+            if self
+                .panic_first
+                .swap(false, std::sync::atomic::Ordering::SeqCst)
+            {
+                panic!("a bug while recording an outcome");
+            }
+            let _ = self.tx.send(o);
+        }
+    }
+
+    /// A scheduler probing one target every second with `dialogue`, and its outcomes.
+    fn one_target(
+        dialogue: probe::Dialogue,
+        panic_first: bool,
+    ) -> (
+        Scheduler,
+        tokio::sync::mpsc::UnboundedReceiver<Outcome>,
+        Arc<Target>,
+    ) {
+        let dir = std::env::temp_dir().join(format!("mp-sched-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        std::fs::write(dir.join("p"), "pw\n").expect("password file");
+        let text = "[global]\ninterval = \"1s\"\ntimeout = \"1s\"\n[[target]]\nname = \"im\"\n\
+                    region = \"eu\"\nprotocol = \"imap\"\nhost = \"127.0.0.1\"\ntls = \"none\"\n\
+                    allow_plaintext = true\nusername = \"u\"\npassword_file = \"p\"\n";
+        let cfg = crate::config::parse(&dir.join("c.toml"), text).expect("config");
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let sink = Arc::new(Collect {
+            tx,
+            panic_first: std::sync::atomic::AtomicBool::new(panic_first),
+        });
+        let s = Scheduler::with_dialogue(
+            ProbeContext::new(),
+            Arc::new(Metrics::new()),
+            sink,
+            4,
+            dialogue,
+        );
+        (s, rx, cfg.targets[0].clone())
+    }
+
+    async fn next(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Outcome>) -> Outcome {
+        tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("an outcome within 10 s: the target's task still runs")
+            .expect("the sink is alive")
+    }
+
+    /// A probe that panics in its greeting (a bug no server can be made to trigger here).
+    fn panics_at_greeting<'a>(
+        _: &'a Arc<Target>,
+        _: &'a ProbeContext,
+        tl: &'a mut probe::Timeline,
+    ) -> futures::future::BoxFuture<'a, Result<(), probe::PhaseError>> {
+        Box::pin(async move {
+            tl.phase(probe::Phase::Connect, async {
+                Ok::<_, probe::ProbeError>(())
+            })
+            .await?;
+            tl.phase(probe::Phase::Greeting, async {
+                let words: Vec<&str> = Vec::new();
+                let _ = words[0]; // out of bounds: the parser bug
+                Ok::<_, probe::ProbeError>(())
+            })
+            .await
+        })
+    }
+
+    /// A probe that succeeds at once.
+    fn succeeds<'a>(
+        _: &'a Arc<Target>,
+        _: &'a ProbeContext,
+        _: &'a mut probe::Timeline,
+    ) -> futures::future::BoxFuture<'a, Result<(), probe::PhaseError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// A panic inside a probe is a prober fault of the phase it happened in; the target's task
+    /// lives on and probes again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_probe_is_a_prober_fault_and_the_target_keeps_being_probed() {
+        let (mut s, mut rx, target) = one_target(panics_at_greeting, false);
+        s.apply(&[target]);
+        for _ in 0..2 {
+            let o = next(&mut rx).await;
+            let f = o.failure.expect("a failure");
+            assert_eq!(f.class, crate::classify::FailureClass::ProberError);
+            assert_eq!(f.fault, Some(crate::classify::ProberFault::Panic));
+            assert_eq!(f.phase, probe::Phase::Greeting);
+            assert!(f.detail.contains("index out of bounds"), "{}", f.detail);
+        }
+        assert!(s.alive());
+        s.shutdown().await;
+    }
+
+    /// A panic while recording an outcome (metrics, incidents, the log) does not end the
+    /// target's task either.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panic_while_recording_does_not_end_the_target_task() {
+        let (mut s, mut rx, target) = one_target(succeeds, true);
+        s.apply(&[target]);
+        let o = next(&mut rx).await;
+        assert!(o.success(), "{:?}", o.failure);
+        assert!(s.alive());
+        s.shutdown().await;
     }
 
     #[test]

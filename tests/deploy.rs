@@ -202,6 +202,16 @@ fn alertmanager_accepts_its_config_and_routes_as_documented() {
         ),
         (
             &[
+                "alertname=MailprobeTargetDown",
+                "severity=page",
+                "scope=target",
+                "region=eu",
+                "class=auth_policy",
+            ],
+            "identity-team-webhook,mail-oncall-pager",
+        ),
+        (
+            &[
                 "alertname=MailprobeCertificateExpiringSoon",
                 "severity=ticket",
                 "scope=target",
@@ -403,6 +413,7 @@ fn rules_and_dashboard_name_only_exported_metrics_and_recorded_rules() {
         "mailprobe_tls_cert_expiry_timestamp_seconds",
         "mailprobe_roundtrip_delivery_seconds_bucket",
         "target:mailprobe_availability:ratio_30d",
+        "mailprobe_prober_errors_total",
     ] {
         assert!(dash.contains(m), "the dashboard does not use {m}");
     }

@@ -414,3 +414,201 @@ async fn sasl_backend_down_makes_postfix_drop_the_connection_after_ehlo() {
             .contains("no SASL authentication mechanisms")
     );
 }
+
+/// Probes a plaintext fault server that offers AUTH and answers the AUTH command with `reply`
+/// (the exact bytes a provider sends), with the detail for assertions.
+async fn auth_answered_with(env: &Env, name: &str, reply: &'static str) -> (String, String) {
+    let server = FaultServer::start(smtp_fault(
+        "250-fault.example.test\r\n250-ENHANCEDSTATUSCODES\r\n250 AUTH PLAIN LOGIN XOAUTH2\r\n",
+        move |line| {
+            if line.to_ascii_uppercase().starts_with("AUTH") {
+                Action::send(reply)
+            } else {
+                Action::send("250 2.0.0 OK\r\n")
+            }
+        },
+    ))
+    .await;
+    let cfg = env.config(&common::without_ca(env.smtp_target(
+        name,
+        server.port(),
+        "tls = \"none\"\nallow_plaintext = true",
+    )));
+    let o = probe_first(&cfg).await;
+    let (class, phase) = failure(&o);
+    assert_eq!(phase, "auth", "{o:?}");
+    (class.to_string(), o.failure.unwrap().detail)
+}
+
+/// Exchange Online's answer when SMTP AUTH is turned off for the organisation, as Microsoft's
+/// "Enable or disable SMTP AUTH in Exchange Online" page words it, with the diagnostic stamp
+/// Exchange appends: the credentials were never checked, so this is no rejected password.
+#[tokio::test]
+async fn exchange_smtp_auth_disabled_for_the_tenant_is_a_policy_refusal_not_rejected_credentials() {
+    let env = Env::new();
+    let (class, detail) = auth_answered_with(
+        &env,
+        "exo-tenant",
+        "535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the \
+         Tenant. Visit https://aka.ms/smtp_auth_disabled for more information. \
+         [AM0PR02CA0097.eurprd02.prod.outlook.com 2025-01-14T09:12:33.456Z 08DD33F1A2B3C4D5]\r\n",
+    )
+    .await;
+    assert_eq!(class, "auth_policy", "{detail}");
+    assert!(detail.starts_with("SMTP 535 5.7.139 "), "{detail}");
+    assert!(
+        detail.contains("https://aka.ms/smtp_auth_disabled"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains(
+            "[AM0PR02CA0097.eurprd02.prod.outlook.com 2025-01-14T09:12:33.456Z 08DD33F1A2B3C4D5]"
+        ),
+        "the Exchange diagnostic stamp is kept: {detail}"
+    );
+    assert!(
+        detail.contains("not checked"),
+        "the meaning is said: {detail}"
+    );
+}
+
+/// The same code when security defaults block the sign-in (Microsoft's wording).
+#[tokio::test]
+async fn exchange_security_defaults_block_is_a_policy_refusal() {
+    let env = Env::new();
+    let (class, detail) = auth_answered_with(
+        &env,
+        "exo-defaults",
+        "535 5.7.139 Authentication unsuccessful, user is locked by your organization's security \
+         defaults policy. Contact your administrator. \
+         [DB8PR04CA0012.eurprd04.prod.outlook.com 2025-01-14T09:12:33.456Z 08DD33F1A2B3C4D6]\r\n",
+    )
+    .await;
+    assert_eq!(class, "auth_policy", "{detail}");
+    assert!(detail.contains("security defaults policy"), "{detail}");
+}
+
+/// Exchange's 535 5.7.3: the credentials were checked and refused (Microsoft's MS-SMTPNTLM
+/// 2.2.1.4: "the user name or password is incorrect"); with OAuth2 also an application that has
+/// no access to the mailbox. Rejected, with the meaning and the stamp in the detail.
+#[tokio::test]
+async fn exchange_5_7_3_is_rejected_credentials_with_its_meaning_and_stamp() {
+    let env = Env::new();
+    let (class, detail) = auth_answered_with(
+        &env,
+        "exo-573",
+        "535 5.7.3 Authentication unsuccessful \
+         [SN4PR0501CA0054.namprd05.prod.outlook.com 2025-01-14T09:12:33.456Z 08DD33F1A2B3C4D7]\r\n",
+    )
+    .await;
+    assert_eq!(class, "auth_rejected", "{detail}");
+    assert!(
+        detail.contains("[SN4PR0501CA0054.namprd05.prod.outlook.com"),
+        "{detail}"
+    );
+    assert!(detail.contains("mailbox"), "the meaning is said: {detail}");
+}
+
+/// RFC 4954's temporary authentication failure: the server could not check the credentials now.
+#[tokio::test]
+async fn temporary_authentication_failure_4_7_0_is_not_a_rejected_password() {
+    let env = Env::new();
+    let (class, detail) = auth_answered_with(
+        &env,
+        "tempfail",
+        "454 4.7.0 Temporary authentication failure\r\n",
+    )
+    .await;
+    assert_eq!(class, "auth_unavailable", "{detail}");
+}
+
+/// Gmail's multi-line refusal of a wrong password: the help link and the session id are on the
+/// second line, and both reach the detail.
+#[tokio::test]
+async fn every_line_of_a_multi_line_reply_reaches_the_detail() {
+    let env = Env::new();
+    let (class, detail) = auth_answered_with(
+        &env,
+        "gmail-535",
+        "535-5.7.8 Username and Password not accepted. For more information, go to\r\n\
+         535 5.7.8  https://support.google.com/mail/?p=BadCredentials \
+         d9443c01a7336-2d8b3f1f0f4sm1234567pla.12 - gsmtp\r\n",
+    )
+    .await;
+    assert_eq!(class, "auth_rejected", "{detail}");
+    assert!(
+        detail.contains("Username and Password not accepted. For more information, go to"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains(
+            "https://support.google.com/mail/?p=BadCredentials d9443c01a7336-2d8b3f1f0f4sm1234567pla.12 - gsmtp"
+        ),
+        "{detail}"
+    );
+}
+
+/// Gmail refuses the account password of an account with 2-Step Verification (534 5.7.9): a
+/// policy of the provider, not a wrong password.
+#[tokio::test]
+async fn gmail_application_specific_password_required_is_a_policy_refusal() {
+    let env = Env::new();
+    let (class, detail) = auth_answered_with(
+        &env,
+        "gmail-534",
+        "534-5.7.9 Application-specific password required. For more information, go to\r\n\
+         534 5.7.9  https://support.google.com/mail/?p=InvalidSecondFactor \
+         d9443c01a7336-2d8b3f1f0f4sm1234567pla.13 - gsmtp\r\n",
+    )
+    .await;
+    assert_eq!(class, "auth_policy", "{detail}");
+    assert!(detail.contains("?p=InvalidSecondFactor"), "{detail}");
+}
+
+/// Exchange Online's answer once Basic authentication is retired for client submission.
+#[tokio::test]
+async fn exchange_basic_authentication_not_supported_is_a_policy_refusal() {
+    let env = Env::new();
+    let (class, detail) = auth_answered_with(
+        &env,
+        "exo-basic",
+        "550 5.7.30 Basic authentication is not supported for Client Submission.\r\n",
+    )
+    .await;
+    assert_eq!(class, "auth_policy", "{detail}");
+}
+
+/// Exchange Online refusing a TLS version it no longer accepts (its published wording): the fix
+/// is on the TLS side, not a server that is down.
+#[tokio::test]
+async fn exchange_421_4_7_66_points_at_tls_not_at_an_unavailable_server() {
+    let env = Env::new();
+    let (class, detail) = auth_answered_with(
+        &env,
+        "exo-tls",
+        "421 4.7.66 TLS 1.0 and 1.1 are not supported. Please upgrade/update your client to \
+         support TLS 1.2. Visit https://aka.ms/smtp_auth_tls \
+         [AM0PR02CA0097.eurprd02.prod.outlook.com 2025-01-14T09:12:33.456Z 08DD33F1A2B3C4D8]\r\n",
+    )
+    .await;
+    assert_eq!(class, "tls_handshake_failed", "{detail}");
+    assert!(detail.contains("https://aka.ms/smtp_auth_tls"), "{detail}");
+}
+
+/// A refusal at AUTH that no RFC and no provider documentation explains is said to be unknown,
+/// with what was received, never guessed into rejected credentials.
+#[tokio::test]
+async fn an_unknown_refusal_at_auth_is_unrecognized_not_auth_rejected() {
+    let env = Env::new();
+    let (class, detail) = auth_answered_with(
+        &env,
+        "unknown",
+        "556 5.9.9 Something mailprobe has never seen\r\n",
+    )
+    .await;
+    assert_eq!(class, "unrecognized", "{detail}");
+    assert!(
+        detail.contains("556 5.9.9 Something mailprobe has never seen"),
+        "{detail}"
+    );
+}

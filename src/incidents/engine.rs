@@ -629,6 +629,10 @@ fn hint(cause: Option<Cause>, scope: Scope, stage: Stage, down: usize) -> String
         C::DeliveryTimeout => "mail accepted but not delivered: queue or delivery backend",
         C::HttpStatus => "web frontend returning errors",
         C::ContentMismatch => "web frontend serving the wrong page (maintenance or error page)",
+        C::AuthPolicy => "sign-in refused by the provider's policy (SMTP AUTH or Basic auth off)",
+        C::Unrecognized => "an answer mailprobe does not recognise (see the probe's detail)",
+        // Never reaches the timeline (the incident service drops prober faults).
+        C::ProberError => "mailprobe could not probe (its own fault, not the target's)",
     };
     s.into()
 }

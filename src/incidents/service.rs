@@ -14,6 +14,7 @@ use arc_swap::ArcSwap;
 use super::engine::{Engine, Entry, Incident, Scope, Summary};
 use super::state::{Observation, TargetState};
 use super::store::{Store, StoreError};
+use crate::classify::FailureClass;
 use crate::config::{IncidentSettings, Target};
 use crate::metrics::Metrics;
 use crate::probe::Outcome;
@@ -108,6 +109,9 @@ impl Incidents {
         let at = o.started_at + o.total;
         let obs = match &o.failure {
             None => Observation::ok(&o.target.name, at, o.slow),
+            // mailprobe could not run the probe: that says nothing about the target, whose
+            // health stays what its last real probe made it.
+            Some(f) if f.class == FailureClass::ProberError => return,
             Some(f) => Observation::failed(&o.target.name, at, f.class, f.phase),
         };
         self.send(Msg::Observe(obs));

@@ -524,6 +524,7 @@ mod tests {
             }],
             failure: fail.then(|| Failure {
                 class: FailureClass::AuthRejected,
+                fault: None,
                 phase: Phase::Login,
                 detail: String::new(),
             }),

@@ -111,6 +111,12 @@ pub enum ProbeError {
     /// The server answered something the protocol does not allow here.
     #[error("unexpected response: {0}")]
     Protocol(String),
+    /// The probe panicked (a bug in mailprobe); the panic's message.
+    #[error("the probe panicked: {0}")]
+    Panic(String),
+    /// mailprobe reached a state it should never be in (a bug), not anything the server did.
+    #[error("mailprobe could not go on: {0}")]
+    Internal(String),
 }
 
 impl From<async_imap::error::Error> for ProbeError {

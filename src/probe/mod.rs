@@ -20,10 +20,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine;
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
-use crate::classify::{self, FailureClass};
+use crate::classify::{self, FailureClass, ProberFault};
 use crate::config::{ProbeSpec, Target, TlsMode};
 pub use error::ProbeError;
 use tls::TlsFacts;
@@ -232,6 +234,9 @@ pub struct PhaseTiming {
 pub struct Failure {
     /// The bounded class (a metric label).
     pub class: FailureClass,
+    /// Why mailprobe itself could not run the probe; set exactly when `class` is
+    /// [`FailureClass::ProberError`], which is no failure of the target.
+    pub fault: Option<ProberFault>,
     /// The phase it failed in.
     pub phase: Phase,
     /// A short human explanation; never holds secrets.
@@ -513,48 +518,88 @@ impl Default for ProbeContext {
     }
 }
 
+/// The most characters of a failure's detail (a multi-line SMTP reply with its meaning fits).
+pub const MAX_DETAIL: usize = 1000;
+
+/// The protocol dialogue of one probe, recording its phases in the timeline: [`dialogue`] for
+/// every probe mailprobe runs; tests put in their own to reach what no server can (a panic).
+pub type Dialogue = for<'a> fn(
+    &'a Arc<Target>,
+    &'a ProbeContext,
+    &'a mut Timeline,
+) -> BoxFuture<'a, Result<(), PhaseError>>;
+
+/// The dialogue of the target's protocol.
+pub fn dialogue<'a>(
+    target: &'a Arc<Target>,
+    ctx: &'a ProbeContext,
+    timeline: &'a mut Timeline,
+) -> BoxFuture<'a, Result<(), PhaseError>> {
+    Box::pin(async move {
+        match &target.spec {
+            ProbeSpec::Imap(spec) => imap::probe(spec, ctx, timeline).await,
+            ProbeSpec::Smtp(spec) => smtp::probe(spec, ctx, timeline).await,
+            ProbeSpec::Https(spec) => https::probe(spec, ctx, timeline).await,
+            ProbeSpec::Roundtrip(spec) => roundtrip::probe(&target.name, spec, ctx, timeline).await,
+        }
+    })
+}
+
 /// Runs one probe of `target`; never panics on server input and never outlives the deadline.
 pub async fn run(target: &Arc<Target>, ctx: &ProbeContext) -> Outcome {
+    run_with(target, ctx, dialogue).await
+}
+
+/// Runs `dialogue` as a probe of `target`: timed and bounded by the target's deadline. A panic
+/// inside it (a bug) becomes a prober fault of the phase it happened in, never the caller's
+/// panic: the target's task, or `mailprobe probe`, carries on, and the target is not reported
+/// failing. (Needs unwinding panics, the release profile's default.)
+pub async fn run_with(target: &Arc<Target>, ctx: &ProbeContext, dialogue: Dialogue) -> Outcome {
     let started_at = SystemTime::now();
     let start = Instant::now();
     let deadline = tokio::time::Instant::from_std(start + target.timeout);
     let mut timeline = Timeline::new();
     timeline.deadline = Some(deadline);
-    let dispatch = async {
-        match &target.spec {
-            ProbeSpec::Imap(spec) => imap::probe(spec, ctx, &mut timeline).await,
-            ProbeSpec::Smtp(spec) => smtp::probe(spec, ctx, &mut timeline).await,
-            ProbeSpec::Https(spec) => https::probe(spec, ctx, &mut timeline).await,
-            ProbeSpec::Roundtrip(spec) => {
-                roundtrip::probe(&target.name, spec, ctx, &mut timeline).await
-            }
-        }
-    };
-    let finished = tokio::time::timeout_at(deadline, dispatch).await;
+    // Unwind safety: on a panic the dialogue's state is dropped; only the timeline outlives it,
+    // and it is only read to name the phase that was running.
+    let dispatch = std::panic::AssertUnwindSafe(dialogue(target, ctx, &mut timeline));
+    let finished = tokio::time::timeout_at(deadline, dispatch.catch_unwind()).await;
     let result = match finished {
-        Ok(r) => r,
+        Ok(Ok(r)) => r,
+        Ok(Err(panic)) => Err(PhaseError {
+            phase: timeline.interrupted(),
+            error: ProbeError::Panic(panic_message(panic.as_ref())),
+        }),
         Err(_) => Err(PhaseError {
             phase: timeline.interrupted(),
             error: ProbeError::Timeout,
         }),
     };
     let total = start.elapsed();
-    let failure = result.err().map(|e| Failure {
-        class: classify::classify(e.phase, &e.error),
-        phase: e.phase,
-        detail: via(
-            redact(
-                &clean(&e.error.to_string(), 300),
-                target
-                    .spec
-                    .secrets()
-                    .into_iter()
-                    .chain(timeline.secrets.iter()),
+    let failure = result.err().map(|e| {
+        let verdict = classify::judge(e.phase, &e.error);
+        let text = match verdict.meaning {
+            Some(meaning) => format!("{} — {meaning}", e.error),
+            None => e.error.to_string(),
+        };
+        Failure {
+            class: verdict.class,
+            fault: verdict.fault,
+            phase: e.phase,
+            detail: via(
+                redact(
+                    &clean(&text, MAX_DETAIL),
+                    target
+                        .spec
+                        .secrets()
+                        .into_iter()
+                        .chain(timeline.secrets.iter()),
+                ),
+                e.phase,
+                target,
+                timeline.peer,
             ),
-            e.phase,
-            target,
-            timeline.peer,
-        ),
+        }
     });
     let slow_basis = timeline.slow_basis.unwrap_or(total);
     Outcome {
@@ -591,6 +636,15 @@ fn via(
         }
         _ => detail,
     }
+}
+
+/// What a panic said (`panic!` carries a `&str` or a `String`).
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into())
 }
 
 /// One line, printable, at most `max` characters.
@@ -683,7 +737,7 @@ pub async fn start_tls(
     let Some(client) = ep.tls_client.as_ref() else {
         return Err(PhaseError {
             phase: Phase::Tls,
-            error: ProbeError::Protocol("TLS requested on a target configured without TLS".into()),
+            error: ProbeError::Internal("TLS requested on a target configured without TLS".into()),
         });
     };
     let (result, facts) = tl

@@ -33,6 +33,9 @@ pub const LIMITS: Limits = Limits {
 pub const MAX_REPLY_LINES: usize = 256;
 /// The header that carries a probe message's token, so probe mail can be found and cleaned.
 pub const TOKEN_HEADER: &str = "X-Mailprobe-Token";
+/// The most characters of a reply's text shown (in a detail): all its lines when they fit,
+/// otherwise the start and the end, where providers put help links and session ids.
+pub const MAX_REPLY_TEXT: usize = 640;
 
 /// One SMTP reply: a code and its text lines.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,15 +63,45 @@ impl Reply {
     pub fn first_line(&self) -> &str {
         self.lines.first().map_or("", String::as_str)
     }
+
+    /// Every line's text joined with spaces, the enhanced code said once (each line of a
+    /// multi-line reply repeats it, RFC 2034 section 3), at most [`MAX_REPLY_TEXT`] characters.
+    pub fn text(&self) -> String {
+        let enhanced = self.enhanced();
+        let mut text = String::with_capacity(self.lines.iter().map(String::len).sum::<usize>());
+        for (i, line) in self.lines.iter().enumerate() {
+            let line = match enhanced {
+                Some(code) if i > 0 => line.strip_prefix(code).unwrap_or(line),
+                _ => line,
+            }
+            .trim();
+            if line.is_empty() {
+                continue;
+            }
+            if !text.is_empty() {
+                text.push(' ');
+            }
+            text.push_str(line);
+        }
+        head_and_tail(&text, MAX_REPLY_TEXT)
+    }
+}
+
+/// `text` if it has at most `max` characters, otherwise its first two thirds and last third of
+/// that, joined by an ellipsis.
+fn head_and_tail(text: &str, max: usize) -> String {
+    let n = text.chars().count();
+    if n <= max {
+        return text.to_string();
+    }
+    let head: String = text.chars().take(max * 2 / 3).collect();
+    let tail: String = text.chars().skip(n - max / 3).collect();
+    format!("{head} … {tail}")
 }
 
 impl fmt::Display for Reply {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.code, self.first_line())?;
-        if self.lines.len() > 1 {
-            write!(f, " (+{} lines)", self.lines.len() - 1)?;
-        }
-        Ok(())
+        write!(f, "{} {}", self.code, self.text())
     }
 }
 
@@ -235,7 +268,7 @@ impl ProbeMessage {
                  delivered.\r\nIt is deleted automatically; it is safe to delete.\r\n"
                     .to_string(),
             )
-            .map_err(|e| ProbeError::Protocol(format!("cannot build the test message: {e}")))?;
+            .map_err(|e| ProbeError::Internal(format!("cannot build the test message: {e}")))?;
         Ok(ProbeMessage {
             token: token.to_string(),
             from: send.from.clone(),
@@ -356,7 +389,7 @@ pub async fn session(
         let Some(tcp) = conn.into_stream().into_plain() else {
             return Err(PhaseError {
                 phase: Phase::Starttls,
-                error: ProbeError::Protocol("connection is already TLS".into()),
+                error: ProbeError::Internal("STARTTLS on a connection that is already TLS".into()),
             });
         };
         conn = Conn::new(super::start_tls(tl, ep, tcp, &[]).await?);
@@ -428,7 +461,7 @@ async fn authenticate(
             };
         }
         (Secret::OAuth2(_), None) => {
-            return Err(ProbeError::Protocol(
+            return Err(ProbeError::Internal(
                 "no OAuth2 token to authenticate with".into(),
             ));
         }
@@ -514,6 +547,35 @@ mod tests {
         );
         assert_eq!(r("Error: authentication failed").enhanced(), None);
         assert_eq!(r("5.7 nope").enhanced(), None);
+    }
+
+    #[test]
+    fn a_reply_reads_with_all_its_lines_and_long_ones_keep_their_end() {
+        // Gmail's refusal of a wrong password, as sent.
+        let r = Reply {
+            code: 535,
+            lines: vec![
+                "5.7.8 Username and Password not accepted. For more information, go to".into(),
+                "5.7.8  https://support.google.com/mail/?p=BadCredentials abc123 - gsmtp".into(),
+            ],
+        };
+        assert_eq!(
+            r.to_string(),
+            "535 5.7.8 Username and Password not accepted. For more information, go to \
+             https://support.google.com/mail/?p=BadCredentials abc123 - gsmtp"
+        );
+        let long = Reply {
+            code: 554,
+            lines: (0..MAX_REPLY_LINES - 1)
+                .map(|i| format!("5.7.1 line {i}"))
+                .chain(["5.7.1 session 08DD33F1A2B3C4D5".to_string()])
+                .collect(),
+        };
+        let text = long.text();
+        assert!(text.chars().count() <= MAX_REPLY_TEXT + 3, "{text}");
+        assert!(text.starts_with("5.7.1 line 0 line 1 "), "{text}");
+        assert!(text.ends_with(" session 08DD33F1A2B3C4D5"), "{text}");
+        assert!(text.contains(" … "), "{text}");
     }
 
     #[test]
