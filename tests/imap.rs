@@ -377,17 +377,207 @@ async fn a_server_echoing_the_password_never_gets_it_into_the_detail() {
         ));
         let o = probe_first(&cfg).await;
         let f = o.failure.as_ref().expect("fails");
+        // The server was really sent the password, in the form of the mechanism under test.
+        let plain = base64(&format!("\0{}\0{PASSWORD}", common::USER));
+        let sent = server.received();
         assert!(
-            server
-                .received()
-                .iter()
-                .any(|l| l.contains(PASSWORD) || l.len() > 20)
+            sent.iter().any(|l| match mech {
+                "login" => l.ends_with(&format!(" \"{PASSWORD}\"")),
+                _ => *l == plain,
+            }),
+            "{mech}: {sent:?}"
         );
         assert!(!f.detail.contains(PASSWORD), "{}", f.detail);
+        assert!(!f.detail.contains(&plain), "{}", f.detail);
         assert!(f.detail.contains("[REDACTED]"), "{}", f.detail);
         assert!(
             !format!("{o:?}").contains(PASSWORD),
             "Debug of the outcome leaks"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// What a server answers is classed for what it means (RFC 5530 codes, providers' own wording),
+// the detail keeps it as sent, and the password never leaks in any of its wire forms.
+
+/// A scripted IMAP server speaking just enough of the protocol for a probe: it greets with
+/// `greeting` and gives every complete command (tag, then the command with any literal joined in
+/// and an AUTHENTICATE's answer appended) to `answer`, which returns the lines to send back
+/// (untagged ones and the tagged completion, CRLF-terminated). A synchronizing literal gets its
+/// `+` continuation, AUTHENTICATE without an initial response its empty challenge.
+fn imap_script(
+    greeting: &str,
+    answer: impl Fn(&str, &str) -> String + std::marker::Send + Sync + 'static,
+) -> Script {
+    // (tag, the command so far) while a literal or an AUTHENTICATE answer is awaited.
+    let pending = std::sync::Mutex::new(None::<(String, String)>);
+    Script::new(Action::send(format!("{greeting}\r\n")), move |line| {
+        let mut pending = pending.lock().unwrap();
+        let (tag, command) = match pending.take() {
+            Some((tag, so_far)) if so_far.starts_with("AUTHENTICATE") => {
+                (tag, format!("{so_far} {line}"))
+            }
+            Some((tag, so_far)) => (tag, format!("{so_far}{line}")),
+            None => {
+                let (tag, rest) = line.split_once(' ').unwrap_or((line, ""));
+                (tag.to_string(), rest.to_string())
+            }
+        };
+        if command.ends_with('}') && !command.ends_with("+}") {
+            *pending = Some((tag, command));
+            return Action::send("+ go ahead\r\n");
+        }
+        let upper = command.to_ascii_uppercase();
+        if upper.starts_with("AUTHENTICATE") && upper.split(' ').count() == 2 {
+            *pending = Some((tag, command));
+            return Action::send("+ \r\n");
+        }
+        Action::send(answer(&tag, &command))
+    })
+}
+
+/// The usual answers: OK to everything but what `special` answers (given tag and command).
+fn answering(
+    special: impl Fn(&str, &str) -> Option<String> + std::marker::Send + Sync + 'static,
+) -> impl Fn(&str, &str) -> String + std::marker::Send + Sync + 'static {
+    move |tag, command| {
+        special(tag, command).unwrap_or_else(|| {
+            if command.to_ascii_uppercase().starts_with("LOGOUT") {
+                format!("* BYE bye\r\n{tag} OK done\r\n")
+            } else {
+                format!("{tag} OK done\r\n")
+            }
+        })
+    }
+}
+
+/// An IMAPS fault server greeting with `greeting` and answering with `answer`.
+async fn imaps_fault(
+    env: &Env,
+    greeting: &str,
+    answer: impl Fn(&str, &str) -> String + std::marker::Send + Sync + 'static,
+) -> FaultServer {
+    FaultServer::start_tls(
+        imap_script(greeting, answer),
+        env.pki.valid.server_config(&[]),
+    )
+    .await
+}
+
+/// An IMAP target logging in with `password` instead of the test password.
+fn target_with_password(env: &Env, name: &str, port: u16, extra: &str, password: &str) -> String {
+    let t = env.imap_target(name, port, extra);
+    let own = env.secret(&format!("{name}.own.pass"), password);
+    t.replace(
+        &env.dir
+            .path()
+            .join(format!("{name}.pass"))
+            .display()
+            .to_string(),
+        &own.display().to_string(),
+    )
+}
+
+#[tokio::test]
+async fn a_password_echoed_in_any_wire_form_is_redacted() {
+    let env = Env::new();
+    // Every form the password takes on the wire: IMAP-quoted with its quote and backslash
+    // escaped, a literal, and base64 inside AUTHENTICATE PLAIN.
+    for (name, password, mech) in [
+        ("quoted", r#"Pw"Quo\te-secret"#, "login"),
+        ("literal", "pässwörd-Ünïcode", "login"),
+        ("plain", r#"Pw"Quo\te-secret"#, "plain"),
+    ] {
+        let server = imaps_fault(
+            &env,
+            "* OK ready",
+            answering(|tag, cmd| {
+                (!cmd.starts_with("LOGOUT")).then(|| format!("{tag} NO you said: {cmd}\r\n"))
+            }),
+        )
+        .await;
+        let t = target_with_password(
+            &env,
+            &format!("echo-{name}"),
+            server.port(),
+            &format!("auth_mechanism = \"{mech}\""),
+            password,
+        );
+        let o = probe_first(&env.config(&t)).await;
+        let f = o.failure.as_ref().expect("fails");
+        let escaped = password.replace('\\', "\\\\").replace('"', "\\\"");
+        let plain = base64(&format!("\0{}\0{password}", common::USER));
+        let sent = server.received().join("\n");
+        // The server really was sent the password in the form under test.
+        let form_sent = match name {
+            "quoted" => sent.contains(&format!("\"{escaped}\"")),
+            "literal" => sent.contains(password),
+            _ => sent.contains(&plain),
+        };
+        assert!(form_sent, "{name}: {sent}");
+        for form in [password, escaped.as_str(), plain.as_str()] {
+            assert!(!f.detail.contains(form), "{name}: {form} in {}", f.detail);
+        }
+        assert!(f.detail.contains("[REDACTED]"), "{name}: {}", f.detail);
+    }
+}
+
+#[tokio::test]
+async fn an_echo_crossing_the_detail_bound_leaks_no_part_of_the_password() {
+    let env = Env::new();
+    // The echo starts at every offset that puts the password across the detail's bound.
+    const BOUND: usize = mailprobe::probe::DETAIL_MAX;
+    for offset in BOUND - 60..BOUND - 20 {
+        let server = imaps_fault(
+            &env,
+            "* OK ready",
+            answering(move |tag, cmd| {
+                cmd.starts_with("LOGIN")
+                    .then(|| format!("{tag} NO {}{cmd}\r\n", "x".repeat(offset)))
+            }),
+        )
+        .await;
+        let o =
+            probe_first(&env.config(&env.imap_target(&format!("cut-{offset}"), server.port(), "")))
+                .await;
+        let f = o.failure.as_ref().expect("fails");
+        for n in 4..=PASSWORD.len() {
+            assert!(
+                !f.detail.contains(&PASSWORD[..n]),
+                "offset {offset}: {} leaks {:?}",
+                f.detail,
+                &PASSWORD[..n]
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_short_password_is_redacted_where_the_protocol_put_it_not_inside_words() {
+    let env = Env::new();
+    let server = imaps_fault(
+        &env,
+        "* OK ready",
+        answering(|tag, cmd| {
+            cmd.starts_with("LOGIN").then(|| {
+                format!("{tag} NO [AUTHENTICATIONFAILED] Login failed within domain for: {cmd}\r\n")
+            })
+        }),
+    )
+    .await;
+    let t = target_with_password(&env, "short", server.port(), "", "in");
+    let o = probe_first(&env.config(&t)).await;
+    let detail = &o.failure.as_ref().expect("fails").detail;
+    assert!(
+        detail.contains(
+            "Login failed within domain for: LOGIN \"probe@example.test\" \"[REDACTED]\""
+        ),
+        "{detail}"
+    );
+}
+
+fn base64(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
 }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod https;
 pub mod imap;
 pub mod net;
+pub mod redact;
 pub mod roundtrip;
 pub mod sasl;
 pub mod smtp;
@@ -19,8 +20,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use base64::Engine;
-use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
 use crate::classify::{self, FailureClass};
@@ -494,13 +493,17 @@ pub async fn run(target: &Arc<Target>, ctx: &ProbeContext) -> Outcome {
     let failure = result.err().map(|e| Failure {
         class: classify::classify(e.phase, &e.error),
         phase: e.phase,
-        detail: redact(
-            &clean(&e.error.to_string(), 300),
-            target
-                .spec
-                .secrets()
-                .into_iter()
-                .chain(timeline.secrets.iter()),
+        // Redacted whole, then cut: an echo across the cut must not leave its start behind.
+        detail: clean(
+            &redact::redact(
+                &e.error.to_string(),
+                target
+                    .spec
+                    .secrets()
+                    .into_iter()
+                    .chain(timeline.secrets.iter()),
+            ),
+            DETAIL_MAX,
         ),
     });
     let slow_basis = timeline.slow_basis.unwrap_or(total);
@@ -519,6 +522,10 @@ pub async fn run(target: &Arc<Target>, ctx: &ProbeContext) -> Outcome {
     }
 }
 
+/// The most characters a failure's detail keeps: room for a server's refusal with its alert
+/// lines and links (Gmail's `[WEBALERT <url>]`), still one bounded log line.
+pub const DETAIL_MAX: usize = 1000;
+
 /// One line, printable, at most `max` characters.
 fn clean(s: &str, max: usize) -> String {
     let mut out: String = s
@@ -528,32 +535,6 @@ fn clean(s: &str, max: usize) -> String {
         .collect();
     if s.chars().count() > max {
         out.push('…');
-    }
-    out
-}
-
-/// Removes `secrets` from `detail`, in clear or base64 (a server may echo a SASL blob).
-fn redact<'a>(detail: &str, secrets: impl Iterator<Item = &'a secrecy::SecretString>) -> String {
-    let mut out = detail.to_string();
-    for secret in secrets {
-        let secret = secret.expose_secret();
-        if secret.is_empty() {
-            continue;
-        }
-        if out.contains(secret) {
-            out = out.replace(secret, "[REDACTED]");
-        }
-        let words: Vec<String> = out
-            .split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=')))
-            .filter(|w| w.len() >= 8)
-            .map(str::to_string)
-            .collect();
-        for word in words {
-            let decoded = base64::engine::general_purpose::STANDARD.decode(&word);
-            if decoded.is_ok_and(|d| d.windows(secret.len()).any(|w| w == secret.as_bytes())) {
-                out = out.replace(&word, "[REDACTED]");
-            }
-        }
     }
     out
 }
