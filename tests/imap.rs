@@ -405,7 +405,9 @@ async fn a_server_echoing_the_password_never_gets_it_into_the_detail() {
 /// `greeting` and gives every complete command (tag, then the command with any literal joined in
 /// and an AUTHENTICATE's answer appended) to `answer`, which returns the lines to send back
 /// (untagged ones and the tagged completion, CRLF-terminated). A synchronizing literal gets its
-/// `+` continuation, AUTHENTICATE without an initial response its empty challenge.
+/// `+` continuation, AUTHENTICATE without an initial response its empty challenge; an answer
+/// that is a challenge (`+ ...`) gets the client's next line appended. (The line
+/// reader joins a literal only when its bytes hold no line break, enough for these tests.)
 fn imap_script(
     greeting: &str,
     answer: impl Fn(&str, &str) -> String + std::marker::Send + Sync + 'static,
@@ -424,16 +426,27 @@ fn imap_script(
                 (tag.to_string(), rest.to_string())
             }
         };
-        if command.ends_with('}') && !command.ends_with("+}") {
+        if command.ends_with('}') {
+            // The literal's bytes (and the rest of the command) come as the next line; a
+            // non-synchronizing literal (`{n+}`, RFC 7888) is not asked for.
+            let sync = !command.ends_with("+}");
             *pending = Some((tag, command));
-            return Action::send("+ go ahead\r\n");
+            return match sync {
+                true => Action::send("+ go ahead\r\n"),
+                false => Action::send(""),
+            };
         }
         let upper = command.to_ascii_uppercase();
         if upper.starts_with("AUTHENTICATE") && upper.split(' ').count() == 2 {
             *pending = Some((tag, command));
             return Action::send("+ \r\n");
         }
-        Action::send(answer(&tag, &command))
+        let reply = answer(&tag, &command);
+        if reply.starts_with('+') {
+            // A SASL challenge: the client's answer comes as the next line.
+            *pending = Some((tag, command));
+        }
+        Action::send(reply)
     })
 }
 
@@ -477,6 +490,485 @@ fn target_with_password(env: &Env, name: &str, port: u16, extra: &str, password:
             .to_string(),
         &own.display().to_string(),
     )
+}
+
+/// Logs in over the plain port and stays connected, holding one of Dovecot's per-user+IP slots.
+async fn hold_a_session(dc: &Dovecot) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", dc.ports.imap))
+        .await
+        .unwrap();
+    let mut r = BufReader::new(tcp);
+    let mut line = String::new();
+    r.read_line(&mut line).await.unwrap();
+    assert!(line.starts_with("* OK"), "{line}");
+    r.get_mut()
+        .write_all(format!("h1 LOGIN \"{}\" \"{PASSWORD}\"\r\n", common::USER).as_bytes())
+        .await
+        .unwrap();
+    loop {
+        line.clear();
+        assert!(r.read_line(&mut line).await.unwrap() > 0, "closed");
+        if line.starts_with("h1 ") {
+            assert!(line.starts_with("h1 OK"), "{line}");
+            return r.into_inner();
+        }
+    }
+}
+
+#[tokio::test]
+async fn dovecot_connection_limit_at_login_is_server_unavailable_not_auth_rejected() {
+    let env = Env::new();
+    let dc = Dovecot::start(
+        &env.pki,
+        Options {
+            max_userip_connections: Some(1),
+            ..Options::default()
+        },
+    );
+    let _held = hold_a_session(&dc).await;
+    let cfg = env.config(&env.imap_target("limit", dc.ports.imaps, ""));
+    let o = probe_first(&cfg).await;
+    assert_eq!(
+        failure(&o),
+        ("server_unavailable", "login"),
+        "{o:?}\n{}",
+        dc.log()
+    );
+    let detail = &o.failure.as_ref().unwrap().detail;
+    assert!(detail.contains("NO [LIMIT] "), "{detail}");
+    assert!(detail.contains("Maximum number of connections"), "{detail}");
+}
+
+#[tokio::test]
+async fn rfc5530_codes_at_login_are_classed_by_what_they_mean() {
+    let env = Env::new();
+    for (code, class) in [
+        ("AUTHENTICATIONFAILED", "auth_rejected"),
+        ("AUTHORIZATIONFAILED", "auth_rejected"),
+        ("EXPIRED", "auth_rejected"),
+        ("CONTACTADMIN", "auth_rejected"),
+        ("UNAVAILABLE", "server_unavailable"),
+        ("LIMIT", "server_unavailable"),
+        ("INUSE", "server_unavailable"),
+        ("SERVERBUG", "server_unavailable"),
+        ("OVERQUOTA", "server_unavailable"),
+        ("PRIVACYREQUIRED", "auth_required"),
+    ] {
+        let server = imaps_fault(
+            &env,
+            "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] ready",
+            answering(move |tag, cmd| {
+                cmd.starts_with("LOGIN")
+                    .then(|| format!("{tag} NO [{code}] Refused by policy 42.\r\n"))
+            }),
+        )
+        .await;
+        let cfg = env.config(&env.imap_target(&format!("c-{code}"), server.port(), ""));
+        let o = probe_first(&cfg).await;
+        assert_eq!(failure(&o), (class, "login"), "[{code}]: {o:?}");
+        let detail = &o.failure.as_ref().unwrap().detail;
+        assert!(
+            detail.contains(&format!("NO [{code}] Refused by policy 42.")),
+            "{detail}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_response_code_at_login_is_said_to_be_unknown() {
+    let env = Env::new();
+    let server = imaps_fault(
+        &env,
+        "* OK ready",
+        answering(|tag, cmd| {
+            cmd.starts_with("LOGIN")
+                .then(|| format!("{tag} NO [X-FROBNICATED 7] Try elsewhere\r\n"))
+        }),
+    )
+    .await;
+    let cfg = env.config(&env.imap_target("unknown-code", server.port(), ""));
+    let o = probe_first(&cfg).await;
+    // A NO to LOGIN is a rejected login (RFC 3501 6.2.3) whatever code a client does not know
+    // (RFC 3501 7.1: unknown codes are ignored); the detail says the code is not known.
+    assert_eq!(failure(&o), ("auth_rejected", "login"), "{o:?}");
+    let detail = &o.failure.as_ref().unwrap().detail;
+    assert!(
+        detail.contains("NO [X-FROBNICATED 7] Try elsewhere"),
+        "{detail}"
+    );
+    assert!(detail.contains("unknown"), "{detail}");
+}
+
+#[tokio::test]
+async fn gmail_simultaneous_connection_limit_is_server_unavailable_with_the_code_as_sent() {
+    let env = Env::new();
+    // Gmail's words: https://github.com/jstedfast/MailKit/issues/377,
+    // https://github.com/zone-eu/wildduck/issues/35 ("Too many simultaneous connections",
+    // Gmail Help answer 97150).
+    let server = imaps_fault(
+        &env,
+        "* OK Gimap ready for requests from 127.0.0.1 x2mb241876667wmk",
+        answering(|tag, cmd| {
+            cmd.starts_with("LOGIN").then(|| {
+                format!("{tag} NO [ALERT] Too many simultaneous connections. (Failure)\r\n")
+            })
+        }),
+    )
+    .await;
+    let cfg = env.config(&env.imap_target("gmail-limit", server.port(), ""));
+    let o = probe_first(&cfg).await;
+    assert_eq!(failure(&o), ("server_unavailable", "login"), "{o:?}");
+    let detail = &o.failure.as_ref().unwrap().detail;
+    assert!(
+        detail.contains("NO [ALERT] Too many simultaneous connections. (Failure)"),
+        "{detail}"
+    );
+}
+
+#[tokio::test]
+async fn gmail_web_login_required_keeps_the_webalert_link_in_the_detail() {
+    let env = Env::new();
+    // As Gmail sends it: https://github.com/pmengal/MailSystem.NET/issues/17,
+    // https://github.com/MailCore/mailcore2/issues/876.
+    const LINK: &str = "https://accounts.google.com/signin/continue?sarp=1&scc=1&plt=AKgnsbttoGtD4OMtfxi7uAy8s84fzfawSNIPPED";
+    let server = imaps_fault(
+        &env,
+        "* OK Gimap ready for requests from 127.0.0.1 x2mb241876667wmk",
+        answering(|tag, cmd| {
+            cmd.starts_with("LOGIN").then(|| {
+                format!(
+                    "* NO [WEBALERT {LINK}] Web login required.\r\n{tag} NO [ALERT] Please log in \
+                     via your web browser: https://support.google.com/mail/accounts/answer/78754 (Failure)\r\n"
+                )
+            })
+        }),
+    )
+    .await;
+    let cfg = env.config(&env.imap_target("gmail-web", server.port(), ""));
+    let o = probe_first(&cfg).await;
+    assert_eq!(failure(&o), ("auth_rejected", "login"), "{o:?}");
+    let detail = &o.failure.as_ref().unwrap().detail;
+    assert!(
+        detail.contains("NO [ALERT] Please log in via your web browser"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains(&format!("[WEBALERT {LINK}] Web login required.")),
+        "{detail}"
+    );
+}
+
+#[tokio::test]
+async fn exchange_throttling_at_login_and_at_select_is_server_unavailable() {
+    let env = Env::new();
+    // Exchange Online's words (imapsync's FAQ.Office365, quoted in
+    // https://github.com/imapsync/imapsync/issues/272; https://github.com/ikvk/imap_tools/issues/135;
+    // https://github.com/simonrob/email-oauth2-proxy/issues/191).
+    const THROTTLED: &str = "Request is throttled. Suggested Backoff Time: 299961 milliseconds";
+    let exchange = "* OK The Microsoft Exchange IMAP4 service is ready. \
+                    [QgBZADIAUABSADEAMQBDAEEAMAAwADcAMAAuAG4AYQBtAHAAcgBkADEAMQAuAHAAcgBvAGQALgBvAHUAdABsAG8AbwBrAC4AYwBvAG0A]";
+    let at_login = imaps_fault(
+        &env,
+        exchange,
+        answering(|tag, cmd| {
+            cmd.starts_with("LOGIN")
+                .then(|| format!("{tag} NO {THROTTLED}\r\n"))
+        }),
+    )
+    .await;
+    let at_select = imaps_fault(
+        &env,
+        exchange,
+        answering(|tag, cmd| {
+            cmd.starts_with("SELECT")
+                .then(|| format!("{tag} BAD {THROTTLED}\r\n* BYE Connection closed. 14\r\n"))
+        }),
+    )
+    .await;
+    for (server, phase) in [(&at_login, "login"), (&at_select, "select")] {
+        let cfg = env.config(&env.imap_target(&format!("throttled-{phase}"), server.port(), ""));
+        let o = probe_first(&cfg).await;
+        assert_eq!(failure(&o), ("server_unavailable", phase), "{o:?}");
+        let detail = &o.failure.as_ref().unwrap().detail;
+        assert!(detail.contains(THROTTLED), "{detail}");
+        // The Exchange diagnostic stamp in the greeting is base64 but no secret: never redacted.
+        assert!(
+            o.banner.as_deref().unwrap_or("").contains("QgBZADIA"),
+            "{:?}",
+            o.banner
+        );
+    }
+}
+
+#[tokio::test]
+async fn gmail_connection_limit_at_select_is_server_unavailable_not_mailbox_error() {
+    let env = Env::new();
+    let server = imaps_fault(
+        &env,
+        "* OK Gimap ready",
+        answering(|tag, cmd| {
+            cmd.starts_with("SELECT").then(|| {
+                format!("{tag} NO [ALERT] Too many simultaneous connections. (Failure)\r\n")
+            })
+        }),
+    )
+    .await;
+    let cfg = env.config(&env.imap_target("gmail-select", server.port(), ""));
+    let o = probe_first(&cfg).await;
+    assert_eq!(failure(&o), ("server_unavailable", "select"), "{o:?}");
+}
+
+#[tokio::test]
+async fn exchange_bad_at_select_after_an_xoauth2_login_is_mailbox_error() {
+    let env = Env::new();
+    // The app signed in, but has no access to the mailbox (no Add-MailboxPermission): Exchange
+    // answers the first command after AUTHENTICATE with BAD (https://github.com/jstedfast/MailKit/issues/1135,
+    // https://github.com/Webklex/php-imap/issues/450, https://github.com/simonrob/email-oauth2-proxy/issues/275).
+    let server = imaps_fault(
+        &env,
+        "* OK The Microsoft Exchange IMAP4 service is ready.",
+        answering(|tag, cmd| {
+            if cmd.starts_with("AUTHENTICATE") {
+                Some(format!("{tag} OK AUTHENTICATE completed.\r\n"))
+            } else if cmd.starts_with("SELECT") {
+                Some(format!(
+                    "{tag} BAD User is authenticated but not connected.\r\n"
+                ))
+            } else {
+                None
+            }
+        }),
+    )
+    .await;
+    let (t, _tokens) = xoauth2_target(&env, "exo-app", server.port()).await;
+    let o = probe_first(&env.config(&t)).await;
+    assert_eq!(failure(&o), ("mailbox_error", "select"), "{o:?}");
+    let detail = &o.failure.as_ref().unwrap().detail;
+    assert!(
+        detail.contains("BAD User is authenticated but not connected."),
+        "{detail}"
+    );
+}
+
+/// A client-credentials `[target.oauth2]` IMAP target against `port`, with its token server.
+async fn xoauth2_target(
+    env: &Env,
+    name: &str,
+    port: u16,
+) -> (String, mailprobe_testpeers::oauth::TokenServer) {
+    use mailprobe_testpeers::oauth::{Client, TokenServer};
+    let tokens = TokenServer::start(&env.pki.valid, Duration::from_secs(3600)).await;
+    tokens.add_client(
+        "app",
+        Client {
+            secret: Some("app-Secret-42".into()),
+            assertion_key: None,
+            user: common::USER.into(),
+        },
+    );
+    let secret = env.secret(&format!("{name}.secret"), "app-Secret-42");
+    let t = format!(
+        "[[target]]\nname = \"{name}\"\nregion = \"test\"\nprotocol = \"imap\"\nhost = \"127.0.0.1\"\n\
+         port = {port}\nca_file = \"{ca}\"\nusername = \"{}\"\nauth = \"oauth2\"\nauth_mechanism = \"xoauth2\"\n\
+         [target.oauth2]\ntoken_url = \"{}\"\nclient_id = \"app\"\nclient_secret_file = \"{}\"\n\
+         scopes = [\"mail\"]\nca_file = \"{ca}\"\n",
+        common::USER,
+        tokens.token_url,
+        secret.display(),
+        ca = env.pki.ca.display(),
+    );
+    (t, tokens)
+}
+
+#[tokio::test]
+async fn gmail_connection_limit_after_an_xoauth2_error_challenge_is_server_unavailable() {
+    let env = Env::new();
+    // Gmail's answer to XOAUTH2 at its connection limit: an error challenge first, then the
+    // limit (the protocol log in https://github.com/jstedfast/MailKit/issues/377).
+    let server = imaps_fault(
+        &env,
+        "* OK Gimap ready for requests from 127.0.0.1",
+        answering(|tag, cmd| {
+            if cmd.starts_with("AUTHENTICATE XOAUTH2 ") && cmd.ends_with(' ') {
+                Some(format!(
+                    "{tag} NO [ALERT] Too many simultaneous connections. (Failure)\r\n"
+                ))
+            } else if cmd.starts_with("AUTHENTICATE XOAUTH2 ") {
+                Some(
+                    "+ eyJzdGF0dXMiOiI0MDAiLCJzY2hlbWVzIjoiQmVhcmVyIiwic2NvcGUiOiJodHRwczovL21haWwuZ29vZ2xlLmNvbS8ifQ==\r\n"
+                        .to_string(),
+                )
+            } else {
+                None
+            }
+        }),
+    )
+    .await;
+    let (t, _tokens) = xoauth2_target(&env, "gmail-xoauth2", server.port()).await;
+    let o = probe_first(&env.config(&t)).await;
+    assert_eq!(failure(&o), ("server_unavailable", "login"), "{o:?}");
+    let detail = &o.failure.as_ref().unwrap().detail;
+    assert!(
+        detail.contains("NO [ALERT] Too many simultaneous connections. (Failure)"),
+        "{detail}"
+    );
+    assert!(detail.contains("status 400"), "{detail}");
+    assert!(!detail.contains("token rejected"), "{detail}");
+}
+
+#[tokio::test]
+async fn a_refused_select_shows_the_servers_words() {
+    let env = Env::new();
+    let dc = dovecot(&env);
+    let cfg = env.config(&env.imap_target(
+        "nobox-words",
+        dc.ports.imaps,
+        "mailbox = \"Does-Not-Exist\"",
+    ));
+    let o = probe_first(&cfg).await;
+    assert_eq!(failure(&o), ("mailbox_error", "select"), "{o:?}");
+    let detail = &o.failure.as_ref().unwrap().detail;
+    assert!(detail.starts_with("IMAP NO "), "{detail}");
+    assert!(
+        detail.contains("Mailbox doesn't exist: Does-Not-Exist"),
+        "{detail}"
+    );
+    assert!(!detail.contains("Outcome"), "{detail}");
+}
+
+#[tokio::test]
+async fn logindisabled_without_tls_is_auth_required_and_the_password_is_not_sent() {
+    let env = Env::new();
+    // Dovecot's greeting on a connection it does not consider secure (disable_plaintext_auth);
+    // the real Dovecot of these tests treats loopback as secure, so a fault server replays it.
+    let server = FaultServer::start(imap_script(
+        "* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ STARTTLS \
+         LOGINDISABLED] Dovecot (Debian) ready.",
+        answering(|tag, cmd| {
+            cmd.starts_with("LOGIN").then(|| {
+                format!(
+                    "{tag} NO [PRIVACYREQUIRED] Plaintext authentication disallowed on \
+                     non-secure (SSL/TLS) connections.\r\n"
+                )
+            })
+        }),
+    ))
+    .await;
+    let t = common::without_ca(env.imap_target(
+        "logindisabled",
+        server.port(),
+        "tls = \"none\"\nallow_plaintext = true",
+    ));
+    let o = probe_first(&env.config(&t)).await;
+    assert_eq!(failure(&o), ("auth_required", "login"), "{o:?}");
+    let detail = &o.failure.as_ref().unwrap().detail;
+    assert!(detail.contains("LOGINDISABLED"), "{detail}");
+    let received = server.received();
+    assert!(
+        received.iter().all(|l| !l.contains(PASSWORD)),
+        "{received:?}"
+    );
+}
+
+#[tokio::test]
+async fn logindisabled_learnt_from_capability_keeps_the_password_back() {
+    let env = Env::new();
+    // No capabilities in the greeting: the probe must ask before it sends LOGIN.
+    let server = FaultServer::start(imap_script(
+        "* OK ready",
+        answering(|tag, cmd| {
+            cmd.eq_ignore_ascii_case("CAPABILITY").then(|| {
+                format!("* CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED\r\n{tag} OK done\r\n")
+            })
+        }),
+    ))
+    .await;
+    let t = common::without_ca(env.imap_target(
+        "capa-logindisabled",
+        server.port(),
+        "tls = \"none\"\nallow_plaintext = true",
+    ));
+    let o = probe_first(&env.config(&t)).await;
+    assert_eq!(failure(&o), ("auth_required", "login"), "{o:?}");
+    let received = server.received();
+    assert!(
+        received
+            .iter()
+            .all(|l| !l.to_ascii_uppercase().contains("LOGIN \"") && !l.contains(PASSWORD)),
+        "{received:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_non_ascii_password_goes_as_a_literal_never_as_raw_bytes_in_quotes() {
+    let env = Env::new();
+    let password = "pässwörd-Ünïcode";
+    for (caps, plus) in [("IMAP4rev1", false), ("IMAP4rev1 LITERAL+", true)] {
+        let server = imaps_fault(
+            &env,
+            &format!("* OK [CAPABILITY {caps}] ready"),
+            answering(move |tag, cmd| {
+                cmd.starts_with("LOGIN").then(|| {
+                    // The literal form joined back: LOGIN "user" {n}password
+                    if cmd.ends_with(password) {
+                        format!("{tag} OK logged in\r\n")
+                    } else {
+                        format!("{tag} NO [AUTHENTICATIONFAILED] wrong form: {cmd}\r\n")
+                    }
+                })
+            }),
+        )
+        .await;
+        let name = if plus { "literal-plus" } else { "literal" };
+        let t = target_with_password(&env, name, server.port(), "", password);
+        let o = probe_first(&env.config(&t)).await;
+        assert!(o.success(), "{o:?}");
+        let received = server.received();
+        let n = password.len();
+        let literal = if plus {
+            format!("{{{n}+}}")
+        } else {
+            format!("{{{n}}}")
+        };
+        assert!(
+            received
+                .iter()
+                .any(|l| l.contains("LOGIN \"probe@example.test\" ") && l.ends_with(&literal)),
+            "{received:?}"
+        );
+        assert!(
+            !received
+                .iter()
+                .any(|l| l.contains(&format!("\"{password}\""))),
+            "{received:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_non_ascii_password_logs_in_to_real_dovecot() {
+    let env = Env::new();
+    let password = "pässwörd-Ünïcode";
+    let dc = Dovecot::start(
+        &env.pki,
+        Options {
+            extra_users: vec![("unicode@example.test".into(), password.into())],
+            ..Options::default()
+        },
+    );
+    for mech in ["login", "plain"] {
+        let t = target_with_password(
+            &env,
+            &format!("unicode-{mech}"),
+            dc.ports.imaps,
+            &format!("auth_mechanism = \"{mech}\""),
+            password,
+        )
+        .replace(common::USER, "unicode@example.test");
+        let o = probe_first(&env.config(&t)).await;
+        assert!(o.success(), "{mech}: {o:?}\n{}", dc.log());
+    }
 }
 
 #[tokio::test]

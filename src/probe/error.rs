@@ -50,6 +50,9 @@ pub enum ProbeError {
     /// An IMAP command failed (NO, BAD, a parse error, a lost connection).
     #[error("IMAP {}", imap_detail(.0))]
     Imap(async_imap::error::Error),
+    /// The IMAP server refused a command the probe drives itself, in the server's own words.
+    #[error("{0}")]
+    ImapRefused(Box<crate::probe::imap::Refusal>),
     /// An SMTP command got a reply other than the one that lets the dialogue go on.
     #[error("SMTP {0}")]
     Smtp(crate::probe::smtp::Reply),
