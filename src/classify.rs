@@ -372,7 +372,8 @@ const IMAP_BUSY_WORDS: &[&str] = &[
     // (imapsync's FAQ.Office365 in https://github.com/imapsync/imapsync/issues/272;
     // https://github.com/ikvk/imap_tools/issues/135, https://github.com/simonrob/email-oauth2-proxy/issues/191).
     "request is throttled",
-    // Dovecot before RFC 5530 codes: "Maximum number of connections from user+IP exceeded".
+    // Dovecot's own text for its per user+IP limit (it sends [LIMIT] with it; a proxy in front
+    // may pass the text on without the code).
     "maximum number of connections from user",
 ];
 
