@@ -159,4 +159,26 @@ fn main() {
             async_imap::imap_proto::Response::parse(select).expect("parses")
         });
     }
+    if on("redact") {
+        // A failure's detail is redacted whole before it is cut: a usual refusal, and the most an
+        // IMAP refusal can hold (the answer and four untagged lines of 64 KiB each).
+        let secrets = [
+            secrecy::SecretString::from("pr0be-Secret"),
+            secrecy::SecretString::from("in"),
+        ];
+        let usual = "IMAP NO [AUTHENTICATIONFAILED] Authentication failed. LOGIN \"probe@example.test\" \
+                     \"pr0be-Secret\"; * NO [WEBALERT https://accounts.google.com/signin/continue?sarp=1] \
+                     Web login required."
+            .to_string();
+        let line = format!(
+            "* NO {} AHByb2JlQGV4YW1wbGUudGVzdABwcjBiZS1TZWNyZXQ=\r\n",
+            "word ".repeat(13_100)
+        );
+        let worst = line.repeat(5);
+        for (name, text) in [("a usual refusal", &usual), ("a 320 KiB refusal", &worst)] {
+            bench(&format!("redact: {name}"), 10, secs, || {
+                mailprobe::probe::redact::redact(text, &secrets)
+            });
+        }
+    }
 }

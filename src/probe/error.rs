@@ -61,6 +61,9 @@ pub enum ProbeError {
     /// An IMAP command failed (NO, BAD, a parse error, a lost connection).
     #[error("IMAP {}", imap_detail(.0))]
     Imap(async_imap::error::Error),
+    /// The IMAP server refused a command the probe drives itself, in the server's own words.
+    #[error("{0}")]
+    ImapRefused(Box<crate::probe::imap::Refusal>),
     /// An SMTP command got a reply other than the one that lets the dialogue go on.
     #[error("SMTP {0}")]
     Smtp(crate::probe::smtp::Reply),
@@ -138,12 +141,19 @@ fn imap_detail(e: &async_imap::error::Error) -> String {
         E::Bad(raw) => ("BAD", raw),
         other => return other.to_string(),
     };
-    let Some((code, info)) = raw.split_once(", info: ") else {
+    // `code: .., info: ..` from a command's completion; `outcome: Outcome { code: ..,
+    // information: .. }` from SELECT-like commands.
+    let fields = raw
+        .strip_prefix("outcome: Outcome { ")
+        .and_then(|r| r.strip_suffix(" }"))
+        .map(|r| r.replacen(", information: ", ", info: ", 1))
+        .unwrap_or_else(|| raw.clone());
+    let Some((code, info)) = fields.split_once(", info: ") else {
         return format!("{status} {raw}");
     };
     let code = code.trim_start_matches("code: ");
     let code = match code.strip_prefix("Some(").and_then(|c| c.strip_suffix(')')) {
-        Some(c) => format!("[{c}] "),
+        Some(c) => format!("[{}] ", rfc_code(c)),
         None => String::new(),
     };
     let text = info
@@ -152,6 +162,24 @@ fn imap_detail(e: &async_imap::error::Error) -> String {
         .map(|t| t.replace("\\\"", "\"").replace("\\\\", "\\"))
         .unwrap_or_default();
     format!("{status} {code}{text}")
+}
+
+/// The RFC's name for an imap-proto response code async-imap printed with Debug (`Alert` is
+/// `ALERT`, `ReadOnly` is `READ-ONLY`), so the detail reads as the server sent it.
+fn rfc_code(debug: &str) -> String {
+    let (name, args) = debug.split_once('(').unwrap_or((debug, ""));
+    let rfc = match name {
+        "ReadOnly" => "READ-ONLY".to_string(),
+        "ReadWrite" => "READ-WRITE".to_string(),
+        "Capabilities" => "CAPABILITY".to_string(),
+        other => other.to_ascii_uppercase(),
+    };
+    let args = args.trim_end_matches(')');
+    if !args.is_empty() && args.bytes().all(|b| b.is_ascii_digit()) {
+        format!("{rfc} {args}")
+    } else {
+        rfc
+    }
 }
 
 #[cfg(test)]
@@ -170,6 +198,18 @@ mod tests {
         let e = ProbeError::Imap(async_imap::error::Error::Bad(
             "code: Some(Parse), info: Some(\"say \\\"what\\\"\")".into(),
         ));
-        assert_eq!(e.to_string(), "IMAP BAD [Parse] say \"what\"");
+        assert_eq!(e.to_string(), "IMAP BAD [PARSE] say \"what\"");
+        let e = ProbeError::Imap(async_imap::error::Error::No(
+            "code: Some(Alert), info: Some(\"Too many simultaneous connections. (Failure)\")"
+                .into(),
+        ));
+        assert_eq!(
+            e.to_string(),
+            "IMAP NO [ALERT] Too many simultaneous connections. (Failure)"
+        );
+        let e = ProbeError::Imap(async_imap::error::Error::No(
+            "outcome: Outcome { code: None, information: Some(\"Mailbox does not exist\") }".into(),
+        ));
+        assert_eq!(e.to_string(), "IMAP NO Mailbox does not exist");
     }
 }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod https;
 pub mod imap;
 pub mod net;
+pub mod redact;
 pub mod roundtrip;
 pub mod sasl;
 pub mod smtp;
@@ -19,10 +20,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use base64::Engine;
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
 use crate::classify::{self, FailureClass, ProberFault};
@@ -518,9 +517,6 @@ impl Default for ProbeContext {
     }
 }
 
-/// The most characters of a failure's detail (a multi-line SMTP reply with its meaning fits).
-pub const MAX_DETAIL: usize = 1000;
-
 /// The protocol dialogue of one probe, recording its phases in the timeline: [`dialogue`] for
 /// every probe mailprobe runs; tests put in their own to reach what no server can (a panic).
 pub type Dialogue = for<'a> fn(
@@ -586,14 +582,18 @@ pub async fn run_with(target: &Arc<Target>, ctx: &ProbeContext, dialogue: Dialog
             class: verdict.class,
             fault: verdict.fault,
             phase: e.phase,
+            // Redacted whole, then cut: an echo across the cut must not leave its start behind.
             detail: via(
-                redact(
-                    &clean(&text, MAX_DETAIL),
-                    target
-                        .spec
-                        .secrets()
-                        .into_iter()
-                        .chain(timeline.secrets.iter()),
+                clean(
+                    &redact::redact(
+                        &text,
+                        target
+                            .spec
+                            .secrets()
+                            .into_iter()
+                            .chain(timeline.secrets.iter()),
+                    ),
+                    DETAIL_MAX,
                 ),
                 e.phase,
                 target,
@@ -647,6 +647,11 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "no message".into())
 }
 
+/// The most characters a failure's detail keeps: room for a server's refusal with its alert
+/// lines and links (Gmail's `[WEBALERT <url>]`) or a multi-line SMTP reply with its meaning,
+/// still one bounded log line.
+pub const DETAIL_MAX: usize = 1000;
+
 /// One line, printable, at most `max` characters.
 fn clean(s: &str, max: usize) -> String {
     let mut out: String = s
@@ -656,32 +661,6 @@ fn clean(s: &str, max: usize) -> String {
         .collect();
     if s.chars().count() > max {
         out.push('…');
-    }
-    out
-}
-
-/// Removes `secrets` from `detail`, in clear or base64 (a server may echo a SASL blob).
-fn redact<'a>(detail: &str, secrets: impl Iterator<Item = &'a secrecy::SecretString>) -> String {
-    let mut out = detail.to_string();
-    for secret in secrets {
-        let secret = secret.expose_secret();
-        if secret.is_empty() {
-            continue;
-        }
-        if out.contains(secret) {
-            out = out.replace(secret, "[REDACTED]");
-        }
-        let words: Vec<String> = out
-            .split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=')))
-            .filter(|w| w.len() >= 8)
-            .map(str::to_string)
-            .collect();
-        for word in words {
-            let decoded = base64::engine::general_purpose::STANDARD.decode(&word);
-            if decoded.is_ok_and(|d| d.windows(secret.len()).any(|w| w == secret.as_bytes())) {
-                out = out.replace(&word, "[REDACTED]");
-            }
-        }
     }
     out
 }

@@ -42,6 +42,8 @@ pub struct Options {
     pub imap_capability: Option<String>,
     /// Accept OAuth2 bearer tokens (XOAUTH2, OAUTHBEARER), checked at this introspection URL.
     pub oauth2_introspection: Option<String>,
+    /// `mail_max_userip_connections` for IMAP: past it a login is refused with `NO [LIMIT]`.
+    pub max_userip_connections: Option<u32>,
 }
 
 impl Default for Options {
@@ -54,6 +56,7 @@ impl Default for Options {
             extra_users: Vec::new(),
             imap_capability: None,
             oauth2_introspection: None,
+            max_userip_connections: None,
         }
     }
 }
@@ -253,6 +256,10 @@ impl Dovecot {
                 )
             }
         };
+        let userip = opts
+            .max_userip_connections
+            .map(|n| format!("protocol imap {{\n  mail_max_userip_connections = {n}\n}}\n"))
+            .unwrap_or_default();
         let conf = format!(
             r#"# Written by mailprobe-testpeers; self-contained, includes nothing from /etc.
 {capability}
@@ -302,7 +309,7 @@ service anvil {{
     mode = 0
   }}
 }}
-"#,
+{userip}"#,
             cert = cert.cert.display(),
             key = cert.key.display(),
             imap = p.imap,
