@@ -29,7 +29,23 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_SLOW: Duration = Duration::from_secs(2);
 const DEFAULT_CONCURRENCY: usize = 64;
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
+/// The longest interval, slow threshold or delivery timeout: a target probed less than daily is
+/// not monitored, and larger values overflowed timers.
+const MAX_INTERVAL: Duration = Duration::from_secs(86_400);
+const MAX_POLL_INTERVAL: Duration = Duration::from_secs(3600);
+const MAX_CLEANUP_AGE: Duration = Duration::from_secs(365 * 86_400);
+/// 100 years of 365.25 days (humantime's `100y`).
+const MAX_RETENTION: Duration = Duration::from_secs(100 * 31_557_600);
+/// More users than any fleet has; sums over 100,000 targets still fit SQLite's INTEGER.
+const MAX_USERS: u64 = 10_000_000_000;
+const MAX_REDIRECTS: u32 = 100;
+/// The largest config file read: 100,000 targets take about 30 MiB. A device such as
+/// `/dev/zero` ends in this error, not in the out-of-memory killer.
+pub const MAX_CONFIG_BYTES: u64 = 64 * 1024 * 1024;
 const MAX_SECRET_BYTES: u64 = 64 * 1024;
+/// CA bundles, certificates and keys (the system bundle is about 200 KiB).
+pub const MAX_PEM_BYTES: u64 = 4 * 1024 * 1024;
+const MAX_BODY_FILE_BYTES: u64 = 16 * 1024 * 1024;
 const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(120);
 const DEFAULT_DELIVERY_SLOW: Duration = Duration::from_secs(30);
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(2);
@@ -44,16 +60,20 @@ const DEFAULT_RETENTION: Duration = Duration::from_secs(90 * 86_400);
 /// A config that could not be loaded; the daemon refuses it (and keeps the old one on reload).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file itself could not be read.
-    #[error("{}: cannot read config: {source}", path.display())]
+    /// The file itself could not be read. The reason is part of the message, not a `source`:
+    /// `{:#}` chains would print the OS error twice.
+    #[error("{}: cannot read {what}: {reason}", path.display())]
     Read {
         /// The config file.
         path: PathBuf,
+        /// Which file it is, in words ("config", "web config").
+        what: &'static str,
         /// Why it could not be read.
-        source: std::io::Error,
+        reason: FileError,
     },
-    /// The file was read but something in it is wrong.
-    #[error("{}:{line}:{column}: {key}{sep}{message}", file.display(), sep = if key.is_empty() { "" } else { ": " })]
+    /// The file was read but something in it is wrong. Long values quoted in the message (a
+    /// 5 MB string) are cut when displayed.
+    #[error("{}:{line}:{column}: {}{sep}{}", file.display(), cut_key(key), cut_values(message), sep = if key.is_empty() { "" } else { ": " })]
     Invalid {
         /// The config file.
         file: PathBuf,
@@ -66,6 +86,164 @@ pub enum ConfigError {
         /// What is wrong, in words.
         message: String,
     },
+}
+
+/// Why a file could not be read, in the words an admin needs (the OS error once).
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    /// Nothing at that path; `in` names the working directory for a relative path.
+    #[error("no such file{}", match dir { Some(d) => format!(" in {}", d.display()), None => String::new() })]
+    NotFound {
+        /// The directory a relative path was looked up in.
+        dir: Option<PathBuf>,
+    },
+    /// A directory where a file was expected.
+    #[error("is a directory, not a file")]
+    Directory,
+    /// More bytes than such a file may hold (`/dev/zero`, a log file named by mistake).
+    #[error("larger than {}", bytes(*limit))]
+    TooLarge {
+        /// The most that is read.
+        limit: u64,
+    },
+    /// Any other I/O error, as the OS words it.
+    #[error("{0}")]
+    Io(std::io::Error),
+}
+
+/// `limit` in KiB or MiB, for messages.
+fn bytes(limit: u64) -> String {
+    if limit >= 1024 * 1024 {
+        format!("{} MiB", limit / (1024 * 1024))
+    } else {
+        format!("{} KiB", limit / 1024)
+    }
+}
+
+/// Reads at most `limit` bytes of the file at `path`; more is an error, never an allocation
+/// without end.
+pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, FileError> {
+    use std::io::Read;
+    let classify = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::NotFound => FileError::NotFound {
+            dir: path
+                .is_relative()
+                .then(|| std::env::current_dir().ok())
+                .flatten(),
+        },
+        std::io::ErrorKind::IsADirectory => FileError::Directory,
+        _ => FileError::Io(e),
+    };
+    let file = std::fs::File::open(path).map_err(classify)?;
+    if file.metadata().is_ok_and(|m| m.is_dir()) {
+        return Err(FileError::Directory);
+    }
+    let mut data = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut data)
+        .map_err(classify)?;
+    if data.len() as u64 > limit {
+        return Err(FileError::TooLarge { limit });
+    }
+    Ok(data)
+}
+
+/// The text of a config file (`what`: "config", "web config"): at most `limit` bytes of UTF-8,
+/// every failure naming the file (and for bad UTF-8, the line and column).
+pub fn read_config_text(
+    path: &Path,
+    what: &'static str,
+    limit: u64,
+) -> Result<String, ConfigError> {
+    let data = read_bounded(path, limit).map_err(|reason| ConfigError::Read {
+        path: path.to_path_buf(),
+        what,
+        reason,
+    })?;
+    match String::from_utf8(data) {
+        // A byte order mark some editors write is not part of the TOML.
+        Ok(text) => Ok(match text.strip_prefix('\u{feff}') {
+            Some(t) => t.to_string(),
+            None => text,
+        }),
+        Err(e) => {
+            let good = e.utf8_error().valid_up_to();
+            let bytes = e.as_bytes();
+            let prefix = std::str::from_utf8(&bytes[..good]).unwrap_or_default();
+            let (line, column) = line_col(prefix, good);
+            Err(ConfigError::Invalid {
+                file: path.to_path_buf(),
+                line,
+                column,
+                key: String::new(),
+                message: format!(
+                    "not UTF-8 (byte 0x{:02X}): the file must be UTF-8 text",
+                    bytes[good]
+                ),
+            })
+        }
+    }
+}
+
+/// Longest quoted value shown whole in an error; longer ones show their start and length.
+const SHOWN_VALUE_CHARS: usize = 64;
+const CUT_VALUE_CHARS: usize = 40;
+
+/// `message` with every quoted (`"..."`) or backquoted value longer than 64 characters cut to
+/// its first 40, followed by its length: a 5 MB value must not come back whole in an error.
+fn cut_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len().min(1024));
+    let mut rest = message;
+    while let Some(open) = rest.find(['"', '`']) {
+        let quote = rest.as_bytes()[open] as char;
+        out.push_str(&rest[..=open]);
+        let body = &rest[open + 1..];
+        // The closing quote; `"` strings are Debug-escaped, so skip `\x` pairs.
+        let mut end = None;
+        let mut escaped = false;
+        for (i, c) in body.char_indices() {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' if quote == '"' => escaped = true,
+                c if c == quote => {
+                    end = Some(i);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let Some(end) = end else {
+            rest = body;
+            break;
+        };
+        let value = &body[..end];
+        if value.chars().count() > SHOWN_VALUE_CHARS {
+            out.extend(value.chars().take(CUT_VALUE_CHARS));
+            out.push('…');
+            out.push(quote);
+            out.push_str(&format!(" ({} bytes)", value.len()));
+        } else {
+            out.push_str(value);
+            out.push(quote);
+        }
+        rest = &body[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A key path with every segment longer than 64 characters cut to its first 40.
+fn cut_key(key: &str) -> String {
+    key.split('.')
+        .map(|seg| {
+            if seg.chars().count() > SHOWN_VALUE_CHARS {
+                seg.chars().take(CUT_VALUE_CHARS).chain(['…']).collect()
+            } else {
+                seg.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// How the daemon writes its log lines.
@@ -552,20 +730,14 @@ pub struct Config {
 
 /// Reads, parses and validates the config file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = read_config_text(path, "config", MAX_CONFIG_BYTES)?;
     parse(path, &text)
 }
 
 /// Only the `[incidents]` settings of the config at `path`, without reading any target's
 /// secrets: `mailprobe incidents` runs in an admin's shell, where systemd credentials are absent.
 pub fn load_incident_settings(path: &Path) -> Result<IncidentSettings, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = read_config_text(path, "config", MAX_CONFIG_BYTES)?;
     let doc = DeTable::parse(&text).map_err(|e| Locator::syntax(path, &text, &e))?;
     let loc = Locator {
         file: path,
@@ -878,12 +1050,17 @@ impl Locator<'_> {
                     if let Some(DeValue::Table(t)) = value {
                         table = t;
                     }
-                    let (key, v) = table.iter().find(|(key, _)| key.get_ref() == k)?;
+                    // A missing key (say, a required one) is located at its table.
+                    let Some((key, v)) = table.iter().find(|(key, _)| key.get_ref() == k) else {
+                        return best;
+                    };
                     best = Some(key.span());
                     value = Some(v.get_ref());
                 }
                 (Seg::Index(i), Some(DeValue::Array(a))) => {
-                    let item = a.get(*i)?;
+                    let Some(item) = a.get(*i) else {
+                        return best;
+                    };
                     best = Some(item.span());
                     value = Some(item.get_ref());
                 }
@@ -934,10 +1111,10 @@ impl Locator<'_> {
     fn serde_error(&self, e: &toml::de::Error) -> ConfigError {
         let offset = e.span().map(|s| s.start).unwrap_or(0);
         let mut path = self.path_at(offset);
-        let message = e.message().trim().to_string();
+        let message = unknown_key_message(e.message().trim());
         // serde names the offending key only in the message for these two.
         for prefix in ["missing field `", "unknown field `"] {
-            if let Some(rest) = message.strip_prefix(prefix)
+            if let Some(rest) = e.message().trim().strip_prefix(prefix)
                 && let Some(name) = rest.split('`').next()
                 && !matches!(path.0.last(), Some(Seg::Key(k)) if k == name)
             {
@@ -981,6 +1158,73 @@ impl Locator<'_> {
             _ => Vec::new(),
         }
     }
+}
+
+/// serde's "unknown field `x`, expected one of ..." (every field of the table, some 40 for a
+/// target) as "unknown key; did you mean `y`?" when a known key is close, else a short list or
+/// a pointer to the README. Other messages pass unchanged.
+fn unknown_key_message(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("unknown field `") else {
+        return message.to_string();
+    };
+    let Some((name, expected)) = rest.split_once('`') else {
+        return message.to_string();
+    };
+    // The expected names are the backquoted words after "expected".
+    let known: Vec<&str> = expected
+        .split_once("expected")
+        .map(|(_, list)| list.split('`').skip(1).step_by(2).collect())
+        .unwrap_or_default();
+    let name = name.to_lowercase();
+    let len = name.chars().count();
+    let closest = known
+        .iter()
+        .filter_map(|k| {
+            let allowed = (k.chars().count() / 3).max(1);
+            // Lengths further apart than that cannot be close (and a 5 MB key costs nothing).
+            if len.abs_diff(k.chars().count()) > allowed {
+                return None;
+            }
+            let d = edit_distance(&name, k);
+            (d <= allowed).then_some((d, *k))
+        })
+        .min_by_key(|(d, _)| *d);
+    match closest {
+        Some((_, k)) => format!("unknown key; did you mean `{k}`?"),
+        None if known.is_empty() => "unknown key; this table takes none".to_string(),
+        None if known.len() <= 12 => {
+            let list: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
+            format!("unknown key; expected one of {}", list.join(", "))
+        }
+        None => "unknown key; no key of this table is close to it (see the configuration \
+                 reference in the README)"
+            .to_string(),
+    }
+}
+
+/// Optimal string alignment distance: edits (insert, delete, substitute, swap two neighbours)
+/// from `a` to `b`.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for j in 0..=b.len() {
+        d[0][j] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -1110,6 +1354,23 @@ impl<'a> Validator<'a> {
                 .loc
                 .error(&path.key("retention"), "must be at least 1h"));
         }
+        if retention > MAX_RETENTION {
+            return Err(self
+                .loc
+                .error(&path.key("retention"), "must be at most 100y"));
+        }
+        // `run` creates the directory; a path that cannot become one fails here, at `check`.
+        if let Some(m) = not_a_directory(&state_dir) {
+            let whence = match (&raw.state_dir, std::env::var_os("STATE_DIRECTORY")) {
+                (Some(_), _) => "",
+                (None, Some(_)) => " (from $STATE_DIRECTORY)",
+                (None, None) => " (the default)",
+            };
+            return Err(self.loc.error(
+                &path.key("state_dir"),
+                format!("{}{whence}: {m}", state_dir.display()),
+            ));
+        }
         Ok(IncidentSettings {
             state_dir,
             policy,
@@ -1189,6 +1450,9 @@ impl<'a> Validator<'a> {
         if interval < MIN_INTERVAL {
             return Err(self.loc.error(&path.key("interval"), "must be at least 1s"));
         }
+        if interval > MAX_INTERVAL {
+            return Err(self.loc.error(&path.key("interval"), "must be at most 24h"));
+        }
         if timeout.is_zero() {
             return Err(self
                 .loc
@@ -1209,6 +1473,11 @@ impl<'a> Validator<'a> {
                 .loc
                 .error(&path.key("slow_threshold"), "must be greater than zero"));
         }
+        if slow > MAX_INTERVAL {
+            return Err(self
+                .loc
+                .error(&path.key("slow_threshold"), "must be at most 24h"));
+        }
         Ok(())
     }
 
@@ -1222,6 +1491,11 @@ impl<'a> Validator<'a> {
         check_label(&t.name).map_err(|m| self.loc.error(&path.key("name"), m))?;
         let region = t.region.clone().unwrap_or_else(|| "default".to_string());
         check_label(&region).map_err(|m| self.loc.error(&path.key("region"), m))?;
+        if t.users.is_some_and(|u| u > MAX_USERS) {
+            return Err(self
+                .loc
+                .error(&path.key("users"), format!("must be at most {MAX_USERS}")));
+        }
 
         let protocol = t.protocol;
         let allowed = protocol_keys(protocol);
@@ -1370,7 +1644,7 @@ impl<'a> Validator<'a> {
             (Some(b), None) => Some(bytes::Bytes::from(b.clone())),
             (None, Some(f)) => {
                 let file = self.resolve_path(f);
-                let data = std::fs::read(&file).map_err(|e| {
+                let data = read_bounded(&file, MAX_BODY_FILE_BYTES).map_err(|e| {
                     self.loc.error(
                         &path.key("body_file"),
                         format!("cannot read {}: {e}", file.display()),
@@ -1442,6 +1716,12 @@ impl<'a> Validator<'a> {
             return Err(self.loc.error(
                 &path.key("max_body"),
                 "must be between 1 and 67108864 (64 MiB)",
+            ));
+        }
+        if t.max_redirects.is_some_and(|n| n > MAX_REDIRECTS) {
+            return Err(self.loc.error(
+                &path.key("max_redirects"),
+                format!("must be at most {MAX_REDIRECTS}"),
             ));
         }
         let check = t.check.unwrap_or_default();
@@ -1618,10 +1898,25 @@ impl<'a> Validator<'a> {
                 .loc
                 .error(&path.key("delivery_timeout"), "must be greater than zero"));
         }
+        if delivery_timeout > MAX_INTERVAL {
+            return Err(self
+                .loc
+                .error(&path.key("delivery_timeout"), "must be at most 24h"));
+        }
         if poll_interval < Duration::from_millis(100) {
             return Err(self
                 .loc
                 .error(&path.key("poll_interval"), "must be at least 100ms"));
+        }
+        if poll_interval > MAX_POLL_INTERVAL {
+            return Err(self
+                .loc
+                .error(&path.key("poll_interval"), "must be at most 1h"));
+        }
+        if cleanup_age > MAX_CLEANUP_AGE {
+            return Err(self
+                .loc
+                .error(&path.key("cleanup_age"), "must be at most 365d"));
         }
         if cleanup_age <= delivery_timeout {
             return Err(self.loc.error(
@@ -1801,7 +2096,7 @@ impl<'a> Validator<'a> {
             let verifier = match &ca_file {
                 Some(file) => {
                     if !self.files.certificates.contains_key(file) {
-                        let bytes = std::fs::read(file).map_err(|e| {
+                        let bytes = read_bounded(file, MAX_PEM_BYTES).map_err(|e| {
                             self.loc.error(
                                 &path.key("ca_file"),
                                 format!("cannot read {}: {e}", file.display()),
@@ -2036,7 +2331,7 @@ impl<'a> Validator<'a> {
                 let key_path = self
                     .resolve_secret_path(key_file)
                     .map_err(|m| self.loc.error(&op.key("client_assertion_key_file"), m))?;
-                let key = std::fs::read(&key_path)
+                let key = read_bounded(&key_path, MAX_PEM_BYTES)
                     .map_err(|e| format!("cannot read {}: {e}", key_path.display()))
                     .and_then(|pem| {
                         pem.hash(&mut secrets);
@@ -2054,7 +2349,7 @@ impl<'a> Validator<'a> {
                     })
                     .map_err(|m| self.loc.error(&op.key("client_assertion_key_file"), m))?;
                 let cert_path = self.resolve_path(cert_file);
-                let cert = std::fs::read(&cert_path)
+                let cert = read_bounded(&cert_path, MAX_PEM_BYTES)
                     .map_err(|e| format!("cannot read {}: {e}", cert_path.display()))
                     .and_then(|pem| {
                         use rustls::pki_types::pem::PemObject;
@@ -2108,7 +2403,7 @@ impl<'a> Validator<'a> {
         let verifier = match &o.ca_file {
             Some(f) => {
                 let file = self.resolve_path(f);
-                let bytes = std::fs::read(&file).map_err(|e| {
+                let bytes = read_bounded(&file, MAX_PEM_BYTES).map_err(|e| {
                     self.loc.error(
                         &op.key("ca_file"),
                         format!("cannot read {}: {e}", file.display()),
@@ -2308,22 +2603,34 @@ impl FilesRead {
 
 /// Reads a password file: at most 64 KiB, one line, trailing newline removed.
 fn read_secret_file(path: &Path) -> Result<String, String> {
-    use std::io::Read;
-    let file =
-        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mut text = String::new();
-    file.take(MAX_SECRET_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    if text.len() as u64 > MAX_SECRET_BYTES {
-        return Err(format!("{} is larger than 64 KiB", path.display()));
-    }
+    let text = read_bounded(path, MAX_SECRET_BYTES)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+        .and_then(|b| {
+            String::from_utf8(b).map_err(|_| format!("{} is not UTF-8 text", path.display()))
+        })?;
     let trimmed = text.strip_suffix('\n').unwrap_or(&text);
     let trimmed = trimmed.strip_suffix('\r').unwrap_or(trimmed);
     if trimmed.is_empty() {
         return Err(format!("{} is empty", path.display()));
     }
     Ok(trimmed.to_string())
+}
+
+/// Why `dir` cannot be (or become) a directory: it, or the nearest part of it that exists, is
+/// something else (a regular file, say). `None` when it is a directory or can be created.
+fn not_a_directory(dir: &Path) -> Option<String> {
+    let mut p = dir;
+    loop {
+        match std::fs::metadata(p) {
+            Ok(m) if m.is_dir() => return None,
+            Ok(_) if p == dir => return Some("exists and is not a directory".into()),
+            Ok(_) => return Some(format!("{} is not a directory", p.display())),
+            Err(_) => match p.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => p = parent,
+                _ => return None,
+            },
+        }
+    }
 }
 
 /// Label values (target names, regions) stay short, printable and safe on a command line.
@@ -2427,7 +2734,7 @@ mod tests {
         let e = err("[global]\ninterval = \"30s\"\nbogus = 1\n");
         assert_eq!(
             e,
-            "probes.toml:3:1: global.bogus: unknown field `bogus`, expected one of `listen`, \
+            "probes.toml:3:1: global.bogus: unknown key; expected one of `listen`, \
              `interval`, `timeout`, `slow_threshold`, `concurrency`, `log_format`, `log_level`, \
              `web_config_file`, `shard`"
         );
@@ -2713,8 +3020,143 @@ mod tests {
             "token_url = \"https://i/t\"\nclient_id = \"c\"\nclient_secret_env = \"HOME\"\nbogus = 1\n",
         ));
         assert!(
-            e.contains("target[1].oauth2.bogus: unknown field `bogus`"),
+            e.contains("target[1].oauth2.bogus: unknown key; no key"),
             "{e}"
+        );
+    }
+
+    /// One valid IMAP target, six lines long.
+    const IMAP: &str = "[[target]]\nname = \"a\"\nprotocol = \"imap\"\nhost = \"h\"\nusername = \"u\"\npassword_env = \"HOME\"\n";
+
+    #[test]
+    fn numbers_beyond_any_fleet_are_refused() {
+        let e = |extra: &str| err(&format!("{IMAP}{extra}\n"));
+        assert_eq!(
+            e("users = 9223372036854775808"),
+            "probes.toml:7:1: target[1].users: must be at most 10000000000"
+        );
+        assert_eq!(
+            e("interval = \"1000000000y\""),
+            "probes.toml:7:1: target[1].interval: must be at most 24h"
+        );
+        assert_eq!(
+            e("slow_threshold = \"1000000000y\""),
+            "probes.toml:7:1: target[1].slow_threshold: must be at most 24h"
+        );
+        assert_eq!(
+            err(&format!("[global]\ninterval = \"1000000000y\"\n{IMAP}")),
+            "probes.toml:2:1: global.interval: must be at most 24h"
+        );
+        assert_eq!(
+            err(&format!("[incidents]\nretention = \"1000000000y\"\n{IMAP}")),
+            "probes.toml:2:1: incidents.retention: must be at most 100y"
+        );
+        let rt = |extra: &str| {
+            err(&format!(
+                "{LEGS}[[target]]\nname = \"rt\"\nprotocol = \"roundtrip\"\nsmtp_target = \"send\"\nimap_target = \"inbox\"\n{extra}\n"
+            ))
+        };
+        assert_eq!(
+            rt("delivery_timeout = \"1000000000y\""),
+            "probes.toml:18:1: target[3].delivery_timeout: must be at most 24h"
+        );
+        assert_eq!(
+            rt("poll_interval = \"1000000000y\""),
+            "probes.toml:18:1: target[3].poll_interval: must be at most 1h"
+        );
+        assert_eq!(
+            rt("cleanup_age = \"1000000000y\""),
+            "probes.toml:18:1: target[3].cleanup_age: must be at most 365d"
+        );
+    }
+
+    #[test]
+    fn long_values_are_cut_in_errors() {
+        let long = "b".repeat(5_000_000);
+        let cut = format!("{}…", "b".repeat(40));
+        assert_eq!(
+            err(&format!(
+                "[[target]]\nname = \"{long}\"\nprotocol = \"imap\"\n"
+            )),
+            format!(
+                "probes.toml:2:1: target[1].name: \"{cut}\" (5000000 bytes) must be 1-128 \
+                 characters of letters, digits, '-', '_', '.', ':' and start with a letter or digit"
+            )
+        );
+        // Whoever words the error (here toml/serde), and in keys too.
+        let long = "b".repeat(100_000);
+        assert_eq!(
+            err(&format!("{IMAP}port = \"{long}\"\n")),
+            format!(
+                "probes.toml:7:8: target[1].port: invalid type: string \"{cut}\" (100000 \
+                 bytes), expected u16"
+            )
+        );
+        let e = err(&format!("{IMAP}{long} = 1\n"));
+        assert!(
+            e.starts_with(&format!("probes.toml:7:1: target[1].{cut}: unknown key")),
+            "{e}"
+        );
+        assert!(e.len() < 300, "{e}");
+    }
+
+    #[test]
+    fn a_missing_key_points_at_its_table() {
+        assert_eq!(
+            err(
+                "[global]\ninterval = \"1m\"\n\n[[target]]\nname = \"a\"\nprotocol = \"imap\"\nhost = \"h\"\nusername = \"u\"\n"
+            ),
+            "probes.toml:4:1: target[1].password_file: missing: give password_file (a file or \
+             systemd credential) or password_env"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_get_the_closest_known_key() {
+        assert_eq!(
+            err(&format!("{IMAP}mailbx = \"Probe\"\n")),
+            "probes.toml:7:1: target[1].mailbx: unknown key; did you mean `mailbox`?"
+        );
+        assert_eq!(
+            err(&format!("{IMAP}Timeout = \"5s\"\n")),
+            "probes.toml:7:1: target[1].Timeout: unknown key; did you mean `timeout`?"
+        );
+        assert_eq!(
+            err(&format!("[globl]\ninterval = \"1m\"\n{IMAP}")),
+            "probes.toml:1:2: globl: unknown key; did you mean `global`?"
+        );
+        assert_eq!(
+            err(&format!("{IMAP}bogus = 1\n")),
+            "probes.toml:7:1: target[1].bogus: unknown key; no key of this table is close to it \
+             (see the configuration reference in the README)"
+        );
+    }
+
+    #[test]
+    fn files_named_in_the_config_are_read_bounded() {
+        let e = |extra: &str| err(&format!("{IMAP}{extra}\n"));
+        assert_eq!(
+            e("ca_file = \"/dev/zero\""),
+            "probes.toml:7:1: target[1].ca_file: cannot read /dev/zero: larger than 4 MiB"
+        );
+        assert_eq!(
+            err(&IMAP.replace("password_env = \"HOME\"", "password_file = \"/dev/zero\"")),
+            "probes.toml:6:1: target[1].password_file: cannot read /dev/zero: larger than 64 KiB"
+        );
+        assert_eq!(
+            err(
+                "[[target]]\nname = \"w\"\nprotocol = \"https\"\nurl = \"https://h/\"\nmethod = \"POST\"\nbody_file = \"/dev/zero\"\n"
+            ),
+            "probes.toml:6:1: target[1].body_file: cannot read /dev/zero: larger than 16 MiB"
+        );
+        assert_eq!(
+            err(&oauth2_target(
+                "imap",
+                "",
+                "token_url = \"https://i/t\"\nclient_id = \"c\"\nclient_assertion_key_file = \"/dev/zero\"\nclient_assertion_cert_file = \"/dev/zero\"\n"
+            )),
+            "probes.toml:11:1: target[1].oauth2.client_assertion_key_file: cannot read /dev/zero: \
+             larger than 4 MiB"
         );
     }
 

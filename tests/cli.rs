@@ -59,6 +59,157 @@ fn check_refuses_a_missing_password_file() {
     );
 }
 
+/// `mailprobe check -c <config>` run in `dir`: (exit code, stdout, stderr).
+fn check_in(dir: &std::path::Path, config: &str) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mailprobe"))
+        .args(["check", "-c", config])
+        .current_dir(dir)
+        .env_remove("RUST_LOG")
+        .env_remove("STATE_DIRECTORY")
+        .output()
+        .expect("run mailprobe");
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+/// `mailprobe run -c <config>` on a free port, expected to refuse at once: (exit code, stderr),
+/// or (None, stderr) when it was still running after 10 s (then it is killed). State goes to
+/// `state` unless the config says otherwise.
+fn run_refused(config: &str, extra: &[&str], state: &std::path::Path) -> (Option<i32>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mailprobe"))
+        .args(["run", "-c", config, "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .env_remove("RUST_LOG")
+        .env("STATE_DIRECTORY", state)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run mailprobe");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (code, err)
+}
+
+#[test]
+fn check_refuses_files_that_are_not_configs_saying_where_once() {
+    let env = Env::new();
+    let dir = env.dir.path();
+    let refused = |config: &str, stderr: String| {
+        assert_eq!(
+            check_in(dir, config),
+            (Some(1), String::new(), stderr),
+            "{config}"
+        );
+    };
+    // A relative path says where it was looked for; the OS error is never printed twice.
+    refused(
+        "missing.toml",
+        format!(
+            "error: missing.toml: cannot read config: no such file in {}\n",
+            dir.display()
+        ),
+    );
+    let abs = dir.join("missing.toml").display().to_string();
+    refused(
+        &abs,
+        format!("error: {abs}: cannot read config: no such file\n"),
+    );
+    std::fs::create_dir(dir.join("conf.d")).unwrap();
+    refused(
+        "conf.d",
+        "error: conf.d: cannot read config: is a directory, not a file\n".into(),
+    );
+    std::fs::write(
+        dir.join("latin1.toml"),
+        b"[global]\ninterval = \"30s\" # \xe9t\xe9\n",
+    )
+    .unwrap();
+    refused(
+        "latin1.toml",
+        "error: latin1.toml:2:20: not UTF-8 (byte 0xE9): the file must be UTF-8 text\n".into(),
+    );
+    // A file that never ends is read up to a bound, not until the memory is gone.
+    refused(
+        "/dev/zero",
+        "error: /dev/zero: cannot read config: larger than 64 MiB\n".into(),
+    );
+    // The web config and the files it names are read the same way.
+    let t = env.imap_target("t", 993, "");
+    std::fs::write(
+        env.config_path(),
+        format!("[global]\nweb_config_file = \"/dev/zero\"\n{t}"),
+    )
+    .unwrap();
+    refused(
+        "probes.toml",
+        "error: /dev/zero: cannot read web config: larger than 1 MiB\n".into(),
+    );
+    std::fs::write(
+        dir.join("web.yml"),
+        "tls_server_config:\n  cert_file: /dev/zero\n  key_file: /dev/zero\n",
+    )
+    .unwrap();
+    std::fs::write(
+        env.config_path(),
+        format!("[global]\nweb_config_file = \"web.yml\"\n{t}"),
+    )
+    .unwrap();
+    refused(
+        "probes.toml",
+        "error: ./web.yml:2:3: cert_file: /dev/zero: larger than 4 MiB\n".into(),
+    );
+}
+
+#[test]
+fn check_refuses_a_state_dir_that_run_could_not_create() {
+    let env = Env::new();
+    let file = env.dir.path().join("state");
+    std::fs::write(&file, "not a directory").unwrap();
+    let t = env.imap_target("t", 993, "");
+    for (dir, why) in [
+        (file.clone(), "exists and is not a directory".to_string()),
+        (
+            file.join("sub"),
+            format!("{} is not a directory", file.display()),
+        ),
+    ] {
+        std::fs::write(
+            env.config_path(),
+            format!("[incidents]\nstate_dir = \"{}\"\n{t}", dir.display()),
+        )
+        .unwrap();
+        let p = env.config_path();
+        let p = p.to_str().unwrap();
+        let expected = format!(
+            "error: {p}:2:1: incidents.state_dir: {}: {why}\n",
+            dir.display()
+        );
+        assert_eq!(
+            check_in(env.dir.path(), p),
+            (Some(1), String::new(), expected.clone())
+        );
+        let state = env.dir.path().join("unused");
+        assert_eq!(run_refused(p, &[], &state), (Some(1), expected));
+    }
+}
+
 #[test]
 fn check_summarises_a_valid_config() {
     let env = Env::new();
