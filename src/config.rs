@@ -71,6 +71,14 @@ pub enum ConfigError {
         /// Why it could not be read.
         reason: FileError,
     },
+    /// The file is valid but gives this instance nothing to probe.
+    #[error("{}: {message}", file.display())]
+    NothingToProbe {
+        /// The config file.
+        file: PathBuf,
+        /// Why, in words.
+        message: String,
+    },
     /// The file was read but something in it is wrong. Long values quoted in the message (a
     /// 5 MB string) are cut when displayed.
     #[error("{}:{line}:{column}: {}{sep}{}", file.display(), cut_key(key), cut_values(message), sep = if key.is_empty() { "" } else { ": " })]
@@ -726,6 +734,9 @@ pub struct Config {
     pub incidents: IncidentSettings,
     /// `[[target]]`s in file order.
     pub targets: Vec<Arc<Target>>,
+    /// The shard given on the command line (`run --shard`), which outranks `[global] shard`
+    /// at start and at every reload.
+    pub shard_override: Option<Shard>,
 }
 
 /// Reads, parses and validates the config file at `path`.
@@ -1315,12 +1326,26 @@ impl<'a> Validator<'a> {
                 &by_name,
             )?));
         }
-        Ok(Config {
+        let config = Config {
             path: self.loc.file.to_path_buf(),
             global,
             incidents,
             targets: slots.into_iter().flatten().collect(),
-        })
+            shard_override: None,
+        };
+        // An empty file (or one of comments) would silently turn monitoring off, and on
+        // reload remove every target as if it had recovered.
+        if config.targets.is_empty() {
+            return Err(ConfigError::NothingToProbe {
+                file: config.path.clone(),
+                message: "no targets: a config without [[target]] tables would probe nothing"
+                    .into(),
+            });
+        }
+        if let Some(m) = config.unowned_shard() {
+            return Err(self.loc.error(&KeyPath::global().key("shard"), m));
+        }
+        Ok(config)
     }
 
     fn incidents(&self, raw: RawIncidents) -> Result<IncidentSettings, ConfigError> {
@@ -2707,6 +2732,33 @@ impl Config {
             .collect()
     }
 
+    /// Makes this instance probe `shard` whatever `[global] shard` says (`run --shard`, and
+    /// again on every reload); refused when that shard owns none of the targets.
+    pub fn override_shard(&mut self, shard: Shard) -> Result<(), ConfigError> {
+        self.global.shard = Some(shard);
+        self.shard_override = Some(shard);
+        match self.unowned_shard() {
+            None => Ok(()),
+            Some(m) => Err(ConfigError::NothingToProbe {
+                file: self.path.clone(),
+                message: format!("--{m}"),
+            }),
+        }
+    }
+
+    /// Why this instance's shard leaves it nothing to probe, if it does: a deployment with more
+    /// shards than it needs, not a healthy instance with zero targets.
+    fn unowned_shard(&self) -> Option<String> {
+        let shard = self.global.shard?;
+        self.owned_targets().is_empty().then(|| {
+            format!(
+                "shard {shard} owns no target (the file has {}), so this instance would probe \
+                 nothing: use fewer shards",
+                self.targets.len()
+            )
+        })
+    }
+
     /// Names of all targets, for "unknown target" messages.
     pub fn target_names(&self) -> HashSet<&str> {
         self.targets.iter().map(|t| t.name.as_str()).collect()
@@ -3027,6 +3079,40 @@ mod tests {
 
     /// One valid IMAP target, six lines long.
     const IMAP: &str = "[[target]]\nname = \"a\"\nprotocol = \"imap\"\nhost = \"h\"\nusername = \"u\"\npassword_env = \"HOME\"\n";
+
+    #[test]
+    fn a_config_without_targets_is_refused() {
+        for text in [
+            "",
+            " \n\t\n\n",
+            "# nothing yet\n\n   # really nothing\n",
+            "[global]\ninterval = \"30s\"\n[incidents]\nstate_dir = \"/tmp\"\n",
+        ] {
+            assert_eq!(
+                err(text),
+                "probes.toml: no targets: a config without [[target]] tables would probe nothing",
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_shard_that_owns_no_target_is_refused() {
+        // "a" hashes to shard 0 of 2 (checked here, so the test cannot pass by accident).
+        assert!(Shard { index: 0, count: 2 }.owns("a"));
+        assert!(
+            parse(
+                Path::new("p.toml"),
+                &format!("[global]\nshard = \"0/2\"\n{IMAP}")
+            )
+            .is_ok()
+        );
+        assert_eq!(
+            err(&format!("[global]\nshard = \"1/2\"\n{IMAP}")),
+            "probes.toml:2:1: global.shard: shard 1/2 owns no target (the file has 1), so this \
+             instance would probe nothing: use fewer shards"
+        );
+    }
 
     #[test]
     fn numbers_beyond_any_fleet_are_refused() {

@@ -120,8 +120,8 @@ fn run(
     shard: Option<mailprobe::config::Shard>,
 ) -> anyhow::Result<ExitCode> {
     let mut config = load(path)?;
-    if shard.is_some() {
-        config.global.shard = shard;
+    if let Some(s) = shard {
+        config.override_shard(s).map_err(|e| anyhow::anyhow!(e))?;
     }
     logging::init(config.global.log_format, &config.global.log_level);
     let addr = listen.unwrap_or(config.global.listen);

@@ -178,6 +178,31 @@ fn check_refuses_files_that_are_not_configs_saying_where_once() {
 }
 
 #[test]
+fn check_and_run_refuse_a_config_without_targets() {
+    let env = Env::new();
+    let path = env.config_path();
+    let p = path.to_str().unwrap();
+    for content in [
+        "",
+        " \n\t\n",
+        "# targets come later\n\n",
+        "[global]\ninterval = \"30s\"\n",
+    ] {
+        std::fs::write(&path, content).unwrap();
+        let expected = format!(
+            "error: {p}: no targets: a config without [[target]] tables would probe nothing\n"
+        );
+        assert_eq!(
+            check_in(env.dir.path(), p),
+            (Some(1), String::new(), expected.clone()),
+            "{content:?}"
+        );
+        let state = env.dir.path().join("state");
+        assert_eq!(run_refused(p, &[], &state), (Some(1), expected));
+    }
+}
+
+#[test]
 fn check_refuses_a_state_dir_that_run_could_not_create() {
     let env = Env::new();
     let file = env.dir.path().join("state");
@@ -363,6 +388,92 @@ async fn run_serves_metrics_and_stops_on_sigterm() {
     assert!(
         stderr.contains("SIGTERM received") && stderr.contains("stopped"),
         "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_line_shard_holds_across_reloads_and_one_owning_nothing_is_refused() {
+    use mailprobe::config::Shard;
+    let env = Env::new();
+    let closed = mailprobe_testpeers::util::free_port();
+    let names: Vec<String> = (0..8).map(|i| format!("t{i}")).collect();
+    let shard: Shard = "1/2".parse().unwrap();
+    let owned = names.iter().filter(|n| shard.owns(n)).count();
+    assert!(0 < owned && owned < names.len(), "{owned}");
+    let targets: String = names
+        .iter()
+        .map(|n| env.imap_target(n, closed, ""))
+        .collect();
+    std::fs::write(env.config_path(), env.with_state(&targets)).unwrap();
+    let cfg = env.config_path();
+    let cfg = cfg.to_str().unwrap().to_string();
+    let port = mailprobe_testpeers::util::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let child = Command::new(env!("CARGO_BIN_EXE_mailprobe"))
+        .args(["run", "-c", &cfg, "--listen", &listen, "--shard", "1/2"])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Stopped however the test ends.
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Stop(child);
+    let addr = listen.parse().unwrap();
+    let imap_targets = || async move {
+        let (status, body) = http(addr, "GET", "/metrics").await;
+        (status == 200)
+            .then(|| common::sample(&body, "mailprobe_targets", &[("protocol", "imap")]))
+            .flatten()
+    };
+    common::eventually(20, "the daemon's metrics", || async {
+        tokio::net::TcpStream::connect(addr).await.ok()?;
+        imap_targets().await
+    })
+    .await;
+    assert_eq!(imap_targets().await, Some(owned as f64));
+    // A reload keeps probing shard 1/2, not every target of the file.
+    let (status, body) = http(addr, "POST", "/-/reload").await;
+    assert_eq!(
+        (status, body.trim()),
+        (
+            200,
+            format!("config reloaded: 0 added, 0 removed, 0 changed, {owned} unchanged").as_str()
+        )
+    );
+    assert_eq!(imap_targets().await, Some(owned as f64));
+    Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::task::spawn_blocking(move || child.0.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status}");
+
+    // A shard that owns none of the file's targets is a deployment error, refused at start.
+    let lonely = names.iter().find(|n| !shard.owns(n)).unwrap();
+    std::fs::write(
+        env.config_path(),
+        env.with_state(&env.imap_target(lonely, closed, "")),
+    )
+    .unwrap();
+    let state = env.dir.path().join("state");
+    assert_eq!(
+        run_refused(&cfg, &["--shard", "1/2"], &state),
+        (
+            Some(1),
+            format!(
+                "error: {cfg}: --shard 1/2 owns no target (the file has 1), so this instance \
+                 would probe nothing: use fewer shards\n"
+            )
+        )
     );
 }
 

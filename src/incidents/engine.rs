@@ -60,8 +60,11 @@ pub enum Stage {
     PartialRecovery,
     /// Nothing is down, but some targets are slow.
     Degraded,
-    /// Everything is up again.
+    /// Everything is up again (targets removed from the config excepted, and named).
     Resolved,
+    /// Its last targets were removed from the config before they recovered: it ended without
+    /// a recovery anyone saw.
+    Removed,
 }
 
 impl fmt::Display for Stage {
@@ -71,6 +74,7 @@ impl fmt::Display for Stage {
             Stage::PartialRecovery => "partial recovery",
             Stage::Degraded => "degraded: slow access",
             Stage::Resolved => "resolved",
+            Stage::Removed => "ended: removed from monitoring",
         })
     }
 }
@@ -130,6 +134,9 @@ pub struct Summary {
     pub hint: String,
     /// Where it stands.
     pub stage: Stage,
+    /// Targets removed from the config while part of it, before they recovered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<String>,
 }
 
 impl Summary {
@@ -187,6 +194,10 @@ pub struct Incident {
     pub members: BTreeSet<String>,
     /// Every target that was ever part of it.
     pub ever: BTreeSet<String>,
+    /// Members removed from the config before they recovered: they left, but not by coming
+    /// back, so the incident must not say they did.
+    #[serde(default)]
+    pub removed: BTreeSet<String>,
     /// The last change to its members.
     pub last_change: SystemTime,
     /// What the timeline last said.
@@ -255,6 +266,7 @@ impl Engine {
             self.targets.remove(&name);
             for inc in &mut self.open {
                 if inc.members.remove(&name) {
+                    inc.removed.insert(name.clone());
                     inc.last_change = now;
                 }
             }
@@ -324,6 +336,7 @@ impl Engine {
                     closed_at: None,
                     members: BTreeSet::new(),
                     ever: BTreeSet::new(),
+                    removed: BTreeSet::new(),
                     last_change: at,
                     last: None,
                     peak: None,
@@ -333,6 +346,8 @@ impl Engine {
         };
         inc.members.insert(name.to_string());
         inc.ever.insert(name.to_string());
+        // Configured again and failing again: a member like any other.
+        inc.removed.remove(name);
         inc.last_change = at;
     }
 
@@ -394,7 +409,8 @@ impl Engine {
                 class: *class,
                 phase: *phase,
             });
-        let recovered = inc.ever.len() > inc.members.len();
+        // Members that left by coming back; removed ones did not.
+        let recovered = inc.ever.len() > inc.members.len() + inc.removed.len();
         let stage = match (down, degraded) {
             (0, 0) => Stage::Resolved,
             (0, _) => Stage::Degraded,
@@ -417,6 +433,7 @@ impl Engine {
             users,
             cause,
             stage,
+            removed: inc.removed.iter().cloned().collect(),
         }
     }
 
@@ -431,13 +448,42 @@ impl Engine {
             if inc.members.is_empty() {
                 let closed = inc.last_change;
                 inc.closed_at = Some(closed);
+                let took = duration(closed, inc.opened_at);
+                let removed: Vec<&str> = inc.removed.iter().map(String::as_str).collect();
+                let recovered = inc.ever.len() > inc.removed.len();
+                let (event, status, stage) = match (removed.is_empty(), recovered) {
+                    (true, _) => (
+                        "resolved: every target is up".to_string(),
+                        format!("resolved after {took}"),
+                        Stage::Resolved,
+                    ),
+                    (false, true) => (
+                        format!(
+                            "resolved: every target still monitored is up; removed from \
+                             monitoring before recovering: {}",
+                            removed.join(", ")
+                        ),
+                        format!("resolved after {took}"),
+                        Stage::Resolved,
+                    ),
+                    (false, false) => (
+                        format!(
+                            "ended: removed from monitoring before recovering: {} (no recovery \
+                             seen)",
+                            removed.join(", ")
+                        ),
+                        format!("ended after {took}: removed from monitoring"),
+                        Stage::Removed,
+                    ),
+                };
                 out.entries.push(Entry {
                     incident: inc.id,
                     at: closed,
-                    event: "resolved: every target is up".into(),
-                    status: format!("resolved after {}", duration(closed, inc.opened_at)),
+                    event,
+                    status,
                     summary: Summary {
-                        stage: Stage::Resolved,
+                        stage,
+                        removed: summary.removed.clone(),
                         ..inc.last.clone().unwrap_or(summary)
                     },
                 });
@@ -509,6 +555,7 @@ impl Engine {
                 .expect("the kept incident stays open");
             keep.members.extend(a.members.iter().cloned());
             keep.ever.extend(a.ever.iter().cloned());
+            keep.removed.extend(a.removed.iter().cloned());
             keep.opened_at = keep.opened_at.min(a.opened_at);
             keep.peak = keep.peak.take().or(a.peak.clone());
             keep.last_change = keep.last_change.max(a.last_change);
@@ -543,6 +590,18 @@ fn describe(prev: Option<&Summary>, now: &Summary) -> Option<String> {
         return Some(format!("opened: {}", counts(now)));
     };
     let mut parts = Vec::new();
+    let newly_removed: Vec<&str> = now
+        .removed
+        .iter()
+        .filter(|r| !p.removed.contains(r))
+        .map(String::as_str)
+        .collect();
+    if !newly_removed.is_empty() {
+        parts.push(format!(
+            "removed from monitoring before recovering: {}",
+            newly_removed.join(", ")
+        ));
+    }
     if p.scope != now.scope {
         parts.push(format!("scope {} → {}", p.scope, now.scope));
     }
@@ -859,6 +918,92 @@ mod tests {
         let open = &e.open_incidents()[0];
         assert_eq!(open.id, 1);
         assert_eq!(e.summarize(open).scope, Scope::Global);
+    }
+
+    /// Targets as the config gives them: (name, region, protocol, host, port).
+    fn configured(targets: &[(&str, &str, &str, &str, u16)]) -> Vec<Arc<Target>> {
+        let text: String = targets
+            .iter()
+            .map(|(name, region, protocol, host, port)| {
+                format!(
+                    "[[target]]\nname = \"{name}\"\nregion = \"{region}\"\nprotocol = \"{protocol}\"\n\
+                     host = \"{host}\"\nport = {port}\nusername = \"u\"\npassword_env = \"HOME\"\n"
+                )
+            })
+            .collect();
+        crate::config::parse(std::path::Path::new("p.toml"), &text)
+            .unwrap()
+            .targets
+    }
+
+    fn strings(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    #[test]
+    fn targets_removed_while_down_end_as_removed_never_as_recovered() {
+        let all = configured(&[
+            ("imap-a", "eu", "imap", "a.example", 993),
+            ("imap-b", "eu", "imap", "b.example", 993),
+            ("imap-c", "us", "imap", "c.example", 993),
+        ]);
+        let mut e = Engine::new(Policy::default(), Vec::new(), Vec::new(), 1);
+        e.set_targets(&all, t(0));
+        three(&mut e, &strings(&["imap-a", "imap-b"]), 10, TIMEOUT);
+        assert_eq!(e.tick().entries[0].event, "opened: 2 down");
+
+        // imap-a leaves the config while down: the incident shrinks, but nothing recovered.
+        e.set_targets(&all[1..], t(20));
+        let tick = e.tick();
+        assert_eq!(tick.entries.len(), 1, "{:?}", tick.entries);
+        let entry = &tick.entries[0];
+        assert_eq!(
+            entry.event,
+            "removed from monitoring before recovering: imap-a; shrank: 1 down"
+        );
+        assert_eq!(entry.summary.stage, Stage::Outage);
+        assert_eq!(entry.status, "ongoing");
+
+        // The last one goes too (a reload that drops them): the incident ends, unresolved.
+        e.set_targets(&all[2..], t(30));
+        let tick = e.tick();
+        assert!(e.open_incidents().is_empty());
+        let last = tick.entries.last().unwrap();
+        assert_eq!(
+            last.event,
+            "ended: removed from monitoring before recovering: imap-a, imap-b (no recovery seen)"
+        );
+        assert_eq!(last.status, "ended after 18s: removed from monitoring");
+        assert_eq!(
+            last.summary.stage.to_string(),
+            "ended: removed from monitoring"
+        );
+        assert!(tick.entries.iter().all(|x| !x.event.contains("resolved")));
+    }
+
+    #[test]
+    fn an_incident_whose_other_targets_recovered_names_the_removed_one() {
+        let all = configured(&[
+            ("imap-a", "eu", "imap", "a.example", 993),
+            ("imap-b", "eu", "imap", "b.example", 993),
+        ]);
+        let mut e = Engine::new(Policy::default(), Vec::new(), Vec::new(), 1);
+        e.set_targets(&all, t(0));
+        three(&mut e, &strings(&["imap-a", "imap-b"]), 10, TIMEOUT);
+        e.tick();
+        three(&mut e, &strings(&["imap-a"]), 20, FAST);
+        assert_eq!(e.tick().entries[0].summary.stage, Stage::PartialRecovery);
+        e.set_targets(&all[..1], t(30));
+        let tick = e.tick();
+        assert!(e.open_incidents().is_empty());
+        let last = tick.entries.last().unwrap();
+        assert_eq!(
+            last.event,
+            "resolved: every target still monitored is up; removed from monitoring before \
+             recovering: imap-b"
+        );
+        assert_eq!(last.status, "resolved after 18s");
+        assert_eq!(last.summary.stage, Stage::Resolved);
     }
 
     #[test]
