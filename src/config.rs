@@ -96,6 +96,36 @@ pub enum ConfigError {
     },
 }
 
+/// A valid config that will probably mislead: `mailprobe check` prints it (exit code still 0),
+/// the daemon logs it at start and on reload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigWarning {
+    /// The config file.
+    pub file: PathBuf,
+    /// 1-based line of the key (or of its table when the value is inherited).
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// Dotted key path, e.g. `target[2].timeout`.
+    pub key: String,
+    /// What may go wrong, and what to do.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.key,
+            self.message
+        )
+    }
+}
+
 /// Why a file could not be read, in the words an admin needs (the OS error once).
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
@@ -737,6 +767,8 @@ pub struct Config {
     /// The shard given on the command line (`run --shard`), which outranks `[global] shard`
     /// at start and at every reload.
     pub shard_override: Option<Shard>,
+    /// What `check` warns about (valid, but probably not what was meant).
+    pub warnings: Vec<ConfigWarning>,
 }
 
 /// Reads, parses and validates the config file at `path`.
@@ -1050,6 +1082,11 @@ impl Locator<'_> {
         self.at_offset(offset, path.to_string(), message.into())
     }
 
+    /// Line and column of the key at `path` (or of its nearest existing parent).
+    fn position(&self, path: &KeyPath) -> (usize, usize) {
+        line_col(self.text, self.find(path).map(|s| s.start).unwrap_or(0))
+    }
+
     /// The span of the last segment of `path` that exists in the document.
     fn find(&self, path: &KeyPath) -> Option<Range<usize>> {
         let mut table = self.doc;
@@ -1306,6 +1343,20 @@ impl<'a> Validator<'a> {
         }
         // Round trips refer to other targets by name, wherever they stand in the file: validate
         // the others first, then the round trips, and keep file order.
+        // Where each target's timeout came from, for the warnings.
+        let timeouts: HashMap<String, (usize, TimeoutFrom)> = raw
+            .target
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let from = match (t.timeout, t.interval) {
+                    (Some(_), _) => TimeoutFrom::Target,
+                    (None, Some(iv)) if iv < global.timeout => TimeoutFrom::Interval,
+                    (None, _) => TimeoutFrom::Global,
+                };
+                (t.name.clone(), (i, from))
+            })
+            .collect();
         let mut slots: Vec<Option<Arc<Target>>> = vec![None; raw.target.len()];
         let mut by_name: HashMap<String, Arc<Target>> = HashMap::new();
         let mut roundtrips = Vec::new();
@@ -1332,6 +1383,7 @@ impl<'a> Validator<'a> {
             incidents,
             targets: slots.into_iter().flatten().collect(),
             shard_override: None,
+            warnings: Vec::new(),
         };
         // An empty file (or one of comments) would silently turn monitoring off, and on
         // reload remove every target as if it had recovered.
@@ -1345,7 +1397,84 @@ impl<'a> Validator<'a> {
         if let Some(m) = config.unowned_shard() {
             return Err(self.loc.error(&KeyPath::global().key("shard"), m));
         }
+        let mut config = config;
+        config.warnings = self.login_time_warnings(&config.targets, &timeouts);
         Ok(config)
+    }
+
+    /// A warning for each target whose timeout, minus what the phases before login take on a
+    /// slow path, leaves under [`LOGIN_TIME`] for the login: servers that delay rejecting a
+    /// wrong password (Cyrus about 3 s, Courier about 5 s; Dovecot's `auth_failure_delay` is
+    /// 2 s) would then make a rejected password read as a timeout. Round trips log in with
+    /// their legs' timeouts, so a leg's warning names them.
+    fn login_time_warnings(
+        &self,
+        targets: &[Arc<Target>],
+        timeouts: &HashMap<String, (usize, TimeoutFrom)>,
+    ) -> Vec<ConfigWarning> {
+        let mut warnings = Vec::new();
+        for t in targets {
+            let Some(before) = phases_before_login(&t.spec) else {
+                continue;
+            };
+            let trips: u32 = before.iter().map(|(_, n)| n).sum();
+            let spent = ROUND_TRIP * trips;
+            let left = t.timeout.saturating_sub(spent);
+            if left >= LOGIN_TIME {
+                continue;
+            }
+            let Some(&(i, from)) = timeouts.get(&t.name) else {
+                continue;
+            };
+            let names: Vec<&str> = before.iter().map(|(p, _)| p.as_str()).collect();
+            let names = match names.split_last() {
+                Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+                _ => names.join(""),
+            };
+            let login = match t.protocol() {
+                Protocol::Smtp => "auth",
+                Protocol::Imap | Protocol::Roundtrip | Protocol::Https => "login",
+            };
+            let from = match from {
+                TimeoutFrom::Target => "",
+                TimeoutFrom::Global => " (from [global])",
+                TimeoutFrom::Interval => " (from its interval)",
+            };
+            let rounds: Vec<String> = targets
+                .iter()
+                .filter(|r| match &r.spec {
+                    ProbeSpec::Roundtrip(rt) => {
+                        rt.smtp_target == t.name || rt.imap_target == t.name
+                    }
+                    ProbeSpec::Imap(_) | ProbeSpec::Smtp(_) | ProbeSpec::Https(_) => false,
+                })
+                .map(|r| format!("{:?}", r.name))
+                .collect();
+            let rounds = match rounds.len() {
+                0 => String::new(),
+                1 => format!(" (round trip {} logs in with it too)", rounds[0]),
+                _ => format!(" (round trips {} log in with it too)", rounds.join(", ")),
+            };
+            let path = KeyPath::target(i).key("timeout");
+            let (line, column) = self.loc.position(&path);
+            warnings.push(ConfigWarning {
+                file: self.loc.file.to_path_buf(),
+                line,
+                column,
+                key: path.to_string(),
+                message: format!(
+                    "{}{from} leaves about {} for {login} after {names} ({trips} round trips, \
+                     {} each): Cyrus waits about 3s and Courier about 5s before rejecting a \
+                     wrong password, so a rejection would read as a timeout, not \
+                     auth_rejected; give it at least {}{rounds}",
+                    humantime::format_duration(t.timeout),
+                    humantime::format_duration(left),
+                    humantime::format_duration(ROUND_TRIP),
+                    humantime::format_duration(spent + LOGIN_TIME),
+                ),
+            });
+        }
+        warnings
     }
 
     fn incidents(&self, raw: RawIncidents) -> Result<IncidentSettings, ConfigError> {
@@ -2575,6 +2704,65 @@ impl<'a> Validator<'a> {
     }
 }
 
+/// What login needs of a probe's deadline: Courier waits about 5 s before rejecting a wrong
+/// password, Cyrus about 3 s.
+const LOGIN_TIME: Duration = Duration::from_secs(5);
+/// What one network round trip before login is allowed, for the warning: a slow
+/// intercontinental path.
+const ROUND_TRIP: Duration = Duration::from_millis(250);
+
+/// Where a target's timeout came from.
+#[derive(Clone, Copy, Debug)]
+enum TimeoutFrom {
+    /// Its own `timeout`.
+    Target,
+    /// `[global] timeout`.
+    Global,
+    /// Its `interval`, shorter than the global timeout.
+    Interval,
+}
+
+/// The phases a probe goes through before it sends credentials, each with the network round
+/// trips it waits for (a full TLS handshake two, a token fetch five); `None` for probes that do
+/// not log in.
+fn phases_before_login(spec: &ProbeSpec) -> Option<Vec<(crate::probe::Phase, u32)>> {
+    use crate::probe::Phase;
+    let host_is_ip = |e: &Endpoint| e.host.parse::<std::net::IpAddr>().is_ok();
+    let ip = match spec {
+        ProbeSpec::Imap(s) => host_is_ip(&s.endpoint),
+        ProbeSpec::Smtp(s) if s.credentials.is_some() => host_is_ip(&s.endpoint),
+        ProbeSpec::Smtp(_) | ProbeSpec::Https(_) | ProbeSpec::Roundtrip(_) => return None,
+    };
+    let phases = crate::probe::expected_phases(spec);
+    let mut before = Vec::new();
+    for p in phases {
+        let trips = match p {
+            Phase::Login | Phase::Auth => return Some(before),
+            Phase::Dns if ip => continue,
+            Phase::Dns | Phase::Connect | Phase::Greeting | Phase::Starttls => 1,
+            Phase::Ehlo | Phase::EhloTls => 1,
+            Phase::Tls => 2,
+            Phase::Token => 5,
+            Phase::Select
+            | Phase::Logout
+            | Phase::MailFrom
+            | Phase::Rcpt
+            | Phase::Data
+            | Phase::Quit
+            | Phase::Receive
+            | Phase::Send
+            | Phase::Delivery
+            | Phase::Cleanup
+            | Phase::Request
+            | Phase::Body
+            | Phase::Session
+            | Phase::Api => 0,
+        };
+        before.push((p, trips));
+    }
+    None
+}
+
 /// Default ports of a protocol by TLS mode.
 #[derive(Clone, Copy)]
 struct Ports {
@@ -2730,6 +2918,21 @@ impl Config {
             .filter(|t| self.global.shard.is_none_or(|s| s.owns(&t.name)))
             .cloned()
             .collect()
+    }
+
+    /// Logs the warnings `check` prints, the first ten of them: a fleet of 10,000 targets
+    /// sharing one short timeout must not flood the journal at every start.
+    pub fn log_warnings(&self) {
+        const SHOWN: usize = 10;
+        for w in self.warnings.iter().take(SHOWN) {
+            tracing::warn!(warning = %w, "config warning");
+        }
+        if self.warnings.len() > SHOWN {
+            tracing::warn!(
+                more = self.warnings.len() - SHOWN,
+                "more config warnings; `mailprobe check` lists them all"
+            );
+        }
     }
 
     /// Makes this instance probe `shard` whatever `[global] shard` says (`run --shard`, and

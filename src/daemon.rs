@@ -258,6 +258,7 @@ fn reload(
                 diff.unchanged
             );
             tracing::info!(added = ?diff.added, removed = ?diff.removed, changed = ?diff.changed, unchanged = diff.unchanged, "config reloaded");
+            new.log_warnings();
             metrics.config_loaded(true);
             *current = new;
             Ok(summary)

@@ -236,6 +236,108 @@ fn check_refuses_a_state_dir_that_run_could_not_create() {
 }
 
 #[test]
+fn check_warns_when_a_timeout_leaves_under_5s_for_login() {
+    let env = Env::new();
+    // IMAPS to an IP address: connect (1 round trip), tls (2), greeting (1) before login.
+    let tight = env.imap_target("imap-tight", 993, "timeout = \"4s\"");
+    // SMTP submission by name, timeout from [global]: dns, connect, greeting, ehlo, starttls,
+    // tls (2), ehlo_tls: 8 round trips before AUTH.
+    let smtp = env
+        .smtp_target("smtp-named", 587, "host = \"mail.example.test\"")
+        .replace("host = \"127.0.0.1\"\n", "");
+    // Enough time, or no login at all: no warning.
+    let roomy = env.imap_target("imap-roomy", 993, "timeout = \"9s\"");
+    let mx = env.mx_target("mx", 25, "timeout = \"2s\"");
+    let rt = "[[target]]\nname = \"rt\"\nprotocol = \"roundtrip\"\nsmtp_target = \"smtp-named\"\n\
+              imap_target = \"imap-tight\"\n";
+    std::fs::write(
+        env.config_path(),
+        format!("[global]\ntimeout = \"6s\"\n{tight}{smtp}{roomy}{mx}{rt}"),
+    )
+    .unwrap();
+    let p = env.config_path();
+    let p = p.to_str().unwrap();
+    let (code, stdout, stderr) = check_in(env.dir.path(), p);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("OK: 5 targets"), "{stdout}");
+    let cyrus = "Cyrus waits about 3s and Courier about 5s before rejecting a wrong password, so \
+                 a rejection would read as a timeout, not auth_rejected";
+    assert_eq!(
+        stderr,
+        format!(
+            "warning: {p}:12:1: target[1].timeout: 4s leaves about 3s for login after connect, \
+             tls and greeting (4 round trips, 250ms each): {cyrus}; give it at least 6s (round \
+             trip \"rt\" logs in with it too)\n\
+             warning: {p}:13:1: target[2].timeout: 6s (from [global]) leaves about 4s for auth \
+             after dns, connect, greeting, ehlo, starttls, tls and ehlo_tls (8 round trips, 250ms \
+             each): {cyrus}; give it at least 7s (round trip \"rt\" logs in with it too)\n"
+        )
+    );
+}
+
+/// The story behind the warning above, against a Dovecot that waits 3 s before rejecting a
+/// wrong password (as Cyrus does): a timeout that leaves less reads as a timeout at login.
+#[test]
+fn a_slow_rejection_is_auth_rejected_only_when_the_timeout_leaves_time_for_it() {
+    let env = Env::new();
+    let dc = Dovecot::start(
+        &env.pki,
+        Options {
+            auth_failure_delay: Duration::from_secs(3),
+            ..Options::default()
+        },
+    );
+    let wrong = env.secret("wrong.pass", "not-the-password");
+    let target = |name: &str, timeout: &str| {
+        env.imap_target(name, dc.ports.imaps, &format!("timeout = \"{timeout}\""))
+            .replace(
+                &env.dir
+                    .path()
+                    .join(format!("{name}.pass"))
+                    .display()
+                    .to_string(),
+                &wrong.display().to_string(),
+            )
+    };
+    std::fs::write(
+        env.config_path(),
+        format!("{}{}", target("tight", "2s"), target("roomy", "8s")),
+    )
+    .unwrap();
+    let cfg = env.config_path();
+    let cfg = cfg.to_str().unwrap();
+    let out = mailprobe(&["probe", "-c", cfg, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let got: Vec<(&str, &str, &str)> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["target"].as_str().unwrap(),
+                o["class"].as_str().unwrap_or("-"),
+                o["phase"].as_str().unwrap_or("-"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("tight", "timeout", "login"),
+            ("roomy", "auth_rejected", "login")
+        ]
+    );
+    // check warns about the one that cannot tell the two apart.
+    let (code, _, stderr) = check_in(env.dir.path(), cfg);
+    assert_eq!(code, Some(0));
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("target[1].timeout: 2s leaves about 1s for login after connect"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn check_summarises_a_valid_config() {
     let env = Env::new();
     std::fs::write(
@@ -495,6 +597,8 @@ async fn the_shipped_probes_toml_works_against_the_demo_peers() {
     .await
     .unwrap();
     assert!(out.0.status.success(), "{}", text(&out.0.stderr));
+    // The example gives no warning either (its timeouts leave time for a slow rejection).
+    assert_eq!(text(&out.0.stderr), "");
     let (stdout, stderr) = (text(&out.1.stdout), text(&out.1.stderr));
     assert!(out.1.status.success(), "{stdout}\n{stderr}");
     // Every protocol is in the shipped example.
