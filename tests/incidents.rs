@@ -351,3 +351,54 @@ async fn an_empty_reload_is_refused_and_a_removed_target_never_reads_as_recovere
     );
     d.stop().await;
 }
+
+/// The soak's story: Postfix throttled its listener (its SASL backend had died), a full accept
+/// queue drops SYNs just as a dead path does, and the host answered IMAP all along. Here a
+/// listener whose queue is full and never accepted stands in for it, on the same host as a real
+/// Dovecot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_listener_is_not_called_a_dead_host_while_its_host_answers() {
+    let env = Env::new();
+    let dc = Dovecot::start(&env.pki, Options::default());
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Fill the accept queue: connections complete until it is full, then SYNs are dropped.
+    let mut held = Vec::new();
+    while let Ok(Ok(s)) = tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        tokio::net::TcpStream::connect(addr),
+    )
+    .await
+    {
+        held.push(s);
+        assert!(held.len() < 64, "the accept queue never filled");
+    }
+    let text = format!(
+        "{GLOBAL}[incidents]\nstate_dir = \"{}\"\ndown_after = 2\n{}{}",
+        env.dir.path().join("state").display(),
+        env.imap_target("imap-same-host", dc.ports.imaps, ""),
+        env.mx_target("smtp-throttled", addr.port(), ""),
+    );
+    let d = Daemon::start(env.config(&text)).await;
+    let incident = eventually(30, "an incident for smtp-throttled", || async {
+        let s = json(&d, "/api/v1/status").await;
+        let inc = s["incidents"].as_array()?.first()?.clone();
+        (inc["summary"]["targets"] == serde_json::json!(["smtp-throttled"])).then_some(inc)
+    })
+    .await;
+    assert_eq!(incident["summary"]["cause"]["class"], "connect_timeout");
+    assert_eq!(
+        incident["summary"]["hint"],
+        format!(
+            "no TCP answer within 1s, but imap-same-host on the same host answers (port {}): the \
+             host and the path to it work, so the listener on port {} is overloaded (a full \
+             accept queue drops connections just as a dead path does) or filtered",
+            dc.ports.imaps,
+            addr.port()
+        )
+    );
+    d.stop().await;
+    drop(listener);
+}
