@@ -199,11 +199,7 @@ pub fn read_config_text(
         reason,
     })?;
     match String::from_utf8(data) {
-        // A byte order mark some editors write is not part of the TOML.
-        Ok(text) => Ok(match text.strip_prefix('\u{feff}') {
-            Some(t) => t.to_string(),
-            None => text,
-        }),
+        Ok(text) => Ok(text),
         Err(e) => {
             let good = e.utf8_error().valid_up_to();
             let bytes = e.as_bytes();
@@ -1413,6 +1409,21 @@ impl<'a> Validator<'a> {
         timeouts: &HashMap<String, (usize, TimeoutFrom)>,
     ) -> Vec<ConfigWarning> {
         let mut warnings = Vec::new();
+        // Round trips by the legs they log in through.
+        let mut rounds_of: HashMap<&str, Vec<String>> = HashMap::new();
+        for r in targets {
+            match &r.spec {
+                ProbeSpec::Roundtrip(rt) => {
+                    for leg in [&rt.smtp_target, &rt.imap_target] {
+                        rounds_of
+                            .entry(leg.as_str())
+                            .or_default()
+                            .push(format!("{:?}", r.name));
+                    }
+                }
+                ProbeSpec::Imap(_) | ProbeSpec::Smtp(_) | ProbeSpec::Https(_) => {}
+            }
+        }
         for t in targets {
             let Some(before) = phases_before_login(&t.spec) else {
                 continue;
@@ -1440,20 +1451,10 @@ impl<'a> Validator<'a> {
                 TimeoutFrom::Global => " (from [global])",
                 TimeoutFrom::Interval => " (from its interval)",
             };
-            let rounds: Vec<String> = targets
-                .iter()
-                .filter(|r| match &r.spec {
-                    ProbeSpec::Roundtrip(rt) => {
-                        rt.smtp_target == t.name || rt.imap_target == t.name
-                    }
-                    ProbeSpec::Imap(_) | ProbeSpec::Smtp(_) | ProbeSpec::Https(_) => false,
-                })
-                .map(|r| format!("{:?}", r.name))
-                .collect();
-            let rounds = match rounds.len() {
-                0 => String::new(),
-                1 => format!(" (round trip {} logs in with it too)", rounds[0]),
-                _ => format!(" (round trips {} log in with it too)", rounds.join(", ")),
+            let rounds = match rounds_of.get(t.name.as_str()).map(Vec::as_slice) {
+                None | Some([]) => String::new(),
+                Some([one]) => format!(" (round trip {one} logs in with it too)"),
+                Some(many) => format!(" (round trips {} log in with it too)", many.join(", ")),
             };
             let path = KeyPath::target(i).key("timeout");
             let (line, column) = self.loc.position(&path);
