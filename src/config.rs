@@ -29,7 +29,23 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_SLOW: Duration = Duration::from_secs(2);
 const DEFAULT_CONCURRENCY: usize = 64;
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
+/// The longest interval, slow threshold or delivery timeout: a target probed less than daily is
+/// not monitored, and larger values overflowed timers.
+const MAX_INTERVAL: Duration = Duration::from_secs(86_400);
+const MAX_POLL_INTERVAL: Duration = Duration::from_secs(3600);
+const MAX_CLEANUP_AGE: Duration = Duration::from_secs(365 * 86_400);
+/// 100 years of 365.25 days (humantime's `100y`).
+const MAX_RETENTION: Duration = Duration::from_secs(100 * 31_557_600);
+/// More users than any fleet has; sums over 100,000 targets still fit SQLite's INTEGER.
+const MAX_USERS: u64 = 10_000_000_000;
+const MAX_REDIRECTS: u32 = 100;
+/// The largest config file read: 100,000 targets take about 30 MiB. A device such as
+/// `/dev/zero` ends in this error, not in the out-of-memory killer.
+pub const MAX_CONFIG_BYTES: u64 = 64 * 1024 * 1024;
 const MAX_SECRET_BYTES: u64 = 64 * 1024;
+/// CA bundles, certificates and keys (the system bundle is about 200 KiB).
+pub const MAX_PEM_BYTES: u64 = 4 * 1024 * 1024;
+const MAX_BODY_FILE_BYTES: u64 = 16 * 1024 * 1024;
 const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(120);
 const DEFAULT_DELIVERY_SLOW: Duration = Duration::from_secs(30);
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(2);
@@ -45,16 +61,28 @@ const DEFAULT_RETENTION: Duration = Duration::from_secs(90 * 86_400);
 /// A config that could not be loaded; the daemon refuses it (and keeps the old one on reload).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file itself could not be read.
-    #[error("{}: cannot read config: {source}", path.display())]
+    /// The file itself could not be read. The reason is part of the message, not a `source`:
+    /// `{:#}` chains would print the OS error twice.
+    #[error("{}: cannot read {what}: {reason}", path.display())]
     Read {
         /// The config file.
         path: PathBuf,
+        /// Which file it is, in words ("config", "web config").
+        what: &'static str,
         /// Why it could not be read.
-        source: std::io::Error,
+        reason: FileError,
     },
-    /// The file was read but something in it is wrong.
-    #[error("{}:{line}:{column}: {key}{sep}{message}", file.display(), sep = if key.is_empty() { "" } else { ": " })]
+    /// The file is valid but gives this instance nothing to probe.
+    #[error("{}: {message}", file.display())]
+    NothingToProbe {
+        /// The config file.
+        file: PathBuf,
+        /// Why, in words.
+        message: String,
+    },
+    /// The file was read but something in it is wrong. Long values quoted in the message (a
+    /// 5 MB string) are cut when displayed.
+    #[error("{}:{line}:{column}: {}{sep}{}", file.display(), cut_key(key), cut_values(message), sep = if key.is_empty() { "" } else { ": " })]
     Invalid {
         /// The config file.
         file: PathBuf,
@@ -67,6 +95,190 @@ pub enum ConfigError {
         /// What is wrong, in words.
         message: String,
     },
+}
+
+/// A valid config that will probably mislead: `mailprobe check` prints it (exit code still 0),
+/// the daemon logs it at start and on reload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigWarning {
+    /// The config file.
+    pub file: PathBuf,
+    /// 1-based line of the key (or of its table when the value is inherited).
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// Dotted key path, e.g. `target[2].timeout`.
+    pub key: String,
+    /// What may go wrong, and what to do.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.key,
+            self.message
+        )
+    }
+}
+
+/// Why a file could not be read, in the words an admin needs (the OS error once).
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    /// Nothing at that path; `in` names the working directory for a relative path.
+    #[error("no such file{}", match dir { Some(d) => format!(" in {}", d.display()), None => String::new() })]
+    NotFound {
+        /// The directory a relative path was looked up in.
+        dir: Option<PathBuf>,
+    },
+    /// A directory where a file was expected.
+    #[error("is a directory, not a file")]
+    Directory,
+    /// More bytes than such a file may hold (`/dev/zero`, a log file named by mistake).
+    #[error("larger than {}", bytes(*limit))]
+    TooLarge {
+        /// The most that is read.
+        limit: u64,
+    },
+    /// Any other I/O error, as the OS words it.
+    #[error("{0}")]
+    Io(std::io::Error),
+}
+
+/// `limit` in KiB or MiB, for messages.
+fn bytes(limit: u64) -> String {
+    if limit >= 1024 * 1024 {
+        format!("{} MiB", limit / (1024 * 1024))
+    } else {
+        format!("{} KiB", limit / 1024)
+    }
+}
+
+/// Reads at most `limit` bytes of the file at `path`; more is an error, never an allocation
+/// without end.
+pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, FileError> {
+    use std::io::Read;
+    let classify = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::NotFound => FileError::NotFound {
+            dir: path
+                .is_relative()
+                .then(|| std::env::current_dir().ok())
+                .flatten(),
+        },
+        std::io::ErrorKind::IsADirectory => FileError::Directory,
+        _ => FileError::Io(e),
+    };
+    let file = std::fs::File::open(path).map_err(classify)?;
+    if file.metadata().is_ok_and(|m| m.is_dir()) {
+        return Err(FileError::Directory);
+    }
+    let mut data = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut data)
+        .map_err(classify)?;
+    if data.len() as u64 > limit {
+        return Err(FileError::TooLarge { limit });
+    }
+    Ok(data)
+}
+
+/// The text of a config file (`what`: "config", "web config"): at most `limit` bytes of UTF-8,
+/// every failure naming the file (and for bad UTF-8, the line and column).
+pub fn read_config_text(
+    path: &Path,
+    what: &'static str,
+    limit: u64,
+) -> Result<String, ConfigError> {
+    let data = read_bounded(path, limit).map_err(|reason| ConfigError::Read {
+        path: path.to_path_buf(),
+        what,
+        reason,
+    })?;
+    match String::from_utf8(data) {
+        Ok(text) => Ok(text),
+        Err(e) => {
+            let good = e.utf8_error().valid_up_to();
+            let bytes = e.as_bytes();
+            let prefix = std::str::from_utf8(&bytes[..good]).unwrap_or_default();
+            let (line, column) = line_col(prefix, good);
+            Err(ConfigError::Invalid {
+                file: path.to_path_buf(),
+                line,
+                column,
+                key: String::new(),
+                message: format!(
+                    "not UTF-8 (byte 0x{:02X}): the file must be UTF-8 text",
+                    bytes[good]
+                ),
+            })
+        }
+    }
+}
+
+/// Longest quoted value shown whole in an error; longer ones show their start and length.
+const SHOWN_VALUE_CHARS: usize = 64;
+const CUT_VALUE_CHARS: usize = 40;
+
+/// `message` with every quoted (`"..."`) or backquoted value longer than 64 characters cut to
+/// its first 40, followed by its length: a 5 MB value must not come back whole in an error.
+fn cut_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len().min(1024));
+    let mut rest = message;
+    while let Some(open) = rest.find(['"', '`']) {
+        let quote = rest.as_bytes()[open] as char;
+        out.push_str(&rest[..=open]);
+        let body = &rest[open + 1..];
+        // The closing quote; `"` strings are Debug-escaped, so skip `\x` pairs.
+        let mut end = None;
+        let mut escaped = false;
+        for (i, c) in body.char_indices() {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' if quote == '"' => escaped = true,
+                c if c == quote => {
+                    end = Some(i);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let Some(end) = end else {
+            rest = body;
+            break;
+        };
+        let value = &body[..end];
+        if value.chars().count() > SHOWN_VALUE_CHARS {
+            out.extend(value.chars().take(CUT_VALUE_CHARS));
+            out.push('…');
+            out.push(quote);
+            out.push_str(&format!(" ({} bytes)", value.len()));
+        } else {
+            out.push_str(value);
+            out.push(quote);
+        }
+        rest = &body[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A key path with every segment longer than 64 characters cut to its first 40.
+fn cut_key(key: &str) -> String {
+    key.split('.')
+        .map(|seg| {
+            if seg.chars().count() > SHOWN_VALUE_CHARS {
+                seg.chars().take(CUT_VALUE_CHARS).chain(['…']).collect()
+            } else {
+                seg.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// How the daemon writes its log lines.
@@ -553,24 +765,23 @@ pub struct Config {
     pub incidents: IncidentSettings,
     /// `[[target]]`s in file order.
     pub targets: Vec<Arc<Target>>,
+    /// The shard given on the command line (`run --shard`), which outranks `[global] shard`
+    /// at start and at every reload.
+    pub shard_override: Option<Shard>,
+    /// What `check` warns about (valid, but probably not what was meant).
+    pub warnings: Vec<ConfigWarning>,
 }
 
 /// Reads, parses and validates the config file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = read_config_text(path, "config", MAX_CONFIG_BYTES)?;
     parse(path, &text)
 }
 
 /// Only the `[incidents]` settings of the config at `path`, without reading any target's
 /// secrets: `mailprobe incidents` runs in an admin's shell, where systemd credentials are absent.
 pub fn load_incident_settings(path: &Path) -> Result<IncidentSettings, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = read_config_text(path, "config", MAX_CONFIG_BYTES)?;
     let doc = DeTable::parse(&text).map_err(|e| Locator::syntax(path, &text, &e))?;
     let loc = Locator {
         file: path,
@@ -882,6 +1093,11 @@ impl Locator<'_> {
         self.at_offset(offset, path.to_string(), message.into())
     }
 
+    /// Line and column of the key at `path` (or of its nearest existing parent).
+    fn position(&self, path: &KeyPath) -> (usize, usize) {
+        line_col(self.text, self.find(path).map(|s| s.start).unwrap_or(0))
+    }
+
     /// The span of the last segment of `path` that exists in the document.
     fn find(&self, path: &KeyPath) -> Option<Range<usize>> {
         let mut table = self.doc;
@@ -893,12 +1109,17 @@ impl Locator<'_> {
                     if let Some(DeValue::Table(t)) = value {
                         table = t;
                     }
-                    let (key, v) = table.iter().find(|(key, _)| key.get_ref() == k)?;
+                    // A missing key (say, a required one) is located at its table.
+                    let Some((key, v)) = table.iter().find(|(key, _)| key.get_ref() == k) else {
+                        return best;
+                    };
                     best = Some(key.span());
                     value = Some(v.get_ref());
                 }
                 (Seg::Index(i), Some(DeValue::Array(a))) => {
-                    let item = a.get(*i)?;
+                    let Some(item) = a.get(*i) else {
+                        return best;
+                    };
                     best = Some(item.span());
                     value = Some(item.get_ref());
                 }
@@ -949,10 +1170,10 @@ impl Locator<'_> {
     fn serde_error(&self, e: &toml::de::Error) -> ConfigError {
         let offset = e.span().map(|s| s.start).unwrap_or(0);
         let mut path = self.path_at(offset);
-        let message = e.message().trim().to_string();
+        let message = unknown_key_message(e.message().trim());
         // serde names the offending key only in the message for these two.
         for prefix in ["missing field `", "unknown field `"] {
-            if let Some(rest) = message.strip_prefix(prefix)
+            if let Some(rest) = e.message().trim().strip_prefix(prefix)
                 && let Some(name) = rest.split('`').next()
                 && !matches!(path.0.last(), Some(Seg::Key(k)) if k == name)
             {
@@ -996,6 +1217,73 @@ impl Locator<'_> {
             _ => Vec::new(),
         }
     }
+}
+
+/// serde's "unknown field `x`, expected one of ..." (every field of the table, some 40 for a
+/// target) as "unknown key; did you mean `y`?" when a known key is close, else a short list or
+/// a pointer to the README. Other messages pass unchanged.
+fn unknown_key_message(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("unknown field `") else {
+        return message.to_string();
+    };
+    let Some((name, expected)) = rest.split_once('`') else {
+        return message.to_string();
+    };
+    // The expected names are the backquoted words after "expected".
+    let known: Vec<&str> = expected
+        .split_once("expected")
+        .map(|(_, list)| list.split('`').skip(1).step_by(2).collect())
+        .unwrap_or_default();
+    let name = name.to_lowercase();
+    let len = name.chars().count();
+    let closest = known
+        .iter()
+        .filter_map(|k| {
+            let allowed = (k.chars().count() / 3).max(1);
+            // Lengths further apart than that cannot be close (and a 5 MB key costs nothing).
+            if len.abs_diff(k.chars().count()) > allowed {
+                return None;
+            }
+            let d = edit_distance(&name, k);
+            (d <= allowed).then_some((d, *k))
+        })
+        .min_by_key(|(d, _)| *d);
+    match closest {
+        Some((_, k)) => format!("unknown key; did you mean `{k}`?"),
+        None if known.is_empty() => "unknown key; this table takes none".to_string(),
+        None if known.len() <= 12 => {
+            let list: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
+            format!("unknown key; expected one of {}", list.join(", "))
+        }
+        None => "unknown key; no key of this table is close to it (see the configuration \
+                 reference in the README)"
+            .to_string(),
+    }
+}
+
+/// Optimal string alignment distance: edits (insert, delete, substitute, swap two neighbours)
+/// from `a` to `b`.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -1070,6 +1358,20 @@ impl<'a> Validator<'a> {
         }
         // Round trips refer to other targets by name, wherever they stand in the file: validate
         // the others first, then the round trips, and keep file order.
+        // Where each target's timeout came from, for the warnings.
+        let timeouts: HashMap<String, (usize, TimeoutFrom)> = raw
+            .target
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let from = match (t.timeout, t.interval) {
+                    (Some(_), _) => TimeoutFrom::Target,
+                    (None, Some(iv)) if iv < global.timeout => TimeoutFrom::Interval,
+                    (None, _) => TimeoutFrom::Global,
+                };
+                (t.name.clone(), (i, from))
+            })
+            .collect();
         let mut slots: Vec<Option<Arc<Target>>> = vec![None; raw.target.len()];
         let mut by_name: HashMap<String, Arc<Target>> = HashMap::new();
         let mut roundtrips = Vec::new();
@@ -1090,12 +1392,109 @@ impl<'a> Validator<'a> {
                 &by_name,
             )?));
         }
-        Ok(Config {
+        let config = Config {
             path: self.loc.file.to_path_buf(),
             global,
             incidents,
             targets: slots.into_iter().flatten().collect(),
-        })
+            shard_override: None,
+            warnings: Vec::new(),
+        };
+        // An empty file (or one of comments) would silently turn monitoring off, and on
+        // reload remove every target as if it had recovered.
+        if config.targets.is_empty() {
+            return Err(ConfigError::NothingToProbe {
+                file: config.path.clone(),
+                message: "no targets: a config without [[target]] tables would probe nothing"
+                    .into(),
+            });
+        }
+        if let Some(m) = config.unowned_shard() {
+            return Err(self.loc.error(&KeyPath::global().key("shard"), m));
+        }
+        let mut config = config;
+        config.warnings = self.login_time_warnings(&config.targets, &timeouts);
+        Ok(config)
+    }
+
+    /// A warning for each target whose timeout, minus what the phases before login take on a
+    /// slow path, leaves under [`LOGIN_TIME`] for the login: servers that delay rejecting a
+    /// wrong password (Cyrus about 3 s, Courier about 5 s; Dovecot's `auth_failure_delay` is
+    /// 2 s) would then make a rejected password read as a timeout. Round trips log in with
+    /// their legs' timeouts, so a leg's warning names them.
+    fn login_time_warnings(
+        &self,
+        targets: &[Arc<Target>],
+        timeouts: &HashMap<String, (usize, TimeoutFrom)>,
+    ) -> Vec<ConfigWarning> {
+        let mut warnings = Vec::new();
+        // Round trips by the legs they log in through.
+        let mut rounds_of: HashMap<&str, Vec<String>> = HashMap::new();
+        for r in targets {
+            match &r.spec {
+                ProbeSpec::Roundtrip(rt) => {
+                    for leg in [&rt.smtp_target, &rt.imap_target] {
+                        rounds_of
+                            .entry(leg.as_str())
+                            .or_default()
+                            .push(format!("{:?}", r.name));
+                    }
+                }
+                ProbeSpec::Imap(_) | ProbeSpec::Smtp(_) | ProbeSpec::Https(_) => {}
+            }
+        }
+        for t in targets {
+            let Some(before) = phases_before_login(&t.spec) else {
+                continue;
+            };
+            let trips: u32 = before.iter().map(|(_, n)| n).sum();
+            let spent = ROUND_TRIP * trips;
+            let left = t.timeout.saturating_sub(spent);
+            if left >= LOGIN_TIME {
+                continue;
+            }
+            let Some(&(i, from)) = timeouts.get(&t.name) else {
+                continue;
+            };
+            let names: Vec<&str> = before.iter().map(|(p, _)| p.as_str()).collect();
+            let names = match names.split_last() {
+                Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+                _ => names.join(""),
+            };
+            let login = match t.protocol() {
+                Protocol::Smtp => "auth",
+                Protocol::Imap | Protocol::Roundtrip | Protocol::Https => "login",
+            };
+            let from = match from {
+                TimeoutFrom::Target => "",
+                TimeoutFrom::Global => " (from [global])",
+                TimeoutFrom::Interval => " (from its interval)",
+            };
+            let rounds = match rounds_of.get(t.name.as_str()).map(Vec::as_slice) {
+                None | Some([]) => String::new(),
+                Some([one]) => format!(" (round trip {one} logs in with it too)"),
+                Some(many) => format!(" (round trips {} log in with it too)", many.join(", ")),
+            };
+            let path = KeyPath::target(i).key("timeout");
+            let (line, column) = self.loc.position(&path);
+            warnings.push(ConfigWarning {
+                file: self.loc.file.to_path_buf(),
+                line,
+                column,
+                key: path.to_string(),
+                message: format!(
+                    "{}{from} leaves about {} for {login} after {names} ({trips} round trips, \
+                     {} each): Cyrus waits about 3s and Courier about 5s before rejecting a \
+                     wrong password, so a rejection would read as a timeout, not \
+                     auth_rejected; give it at least {}{rounds}",
+                    humantime::format_duration(t.timeout),
+                    humantime::format_duration(left),
+                    humantime::format_duration(ROUND_TRIP),
+                    humantime::format_duration(spent + LOGIN_TIME),
+                ),
+            });
+        }
+        warnings
     }
 
     fn incidents(&self, raw: RawIncidents) -> Result<IncidentSettings, ConfigError> {
@@ -1128,6 +1527,23 @@ impl<'a> Validator<'a> {
             return Err(self
                 .loc
                 .error(&path.key("retention"), "must be at least 1h"));
+        }
+        if retention > MAX_RETENTION {
+            return Err(self
+                .loc
+                .error(&path.key("retention"), "must be at most 100y"));
+        }
+        // `run` creates the directory; a path that cannot become one fails here, at `check`.
+        if let Some(m) = not_a_directory(&state_dir) {
+            let whence = match (&raw.state_dir, std::env::var_os("STATE_DIRECTORY")) {
+                (Some(_), _) => "",
+                (None, Some(_)) => " (from $STATE_DIRECTORY)",
+                (None, None) => " (the default)",
+            };
+            return Err(self.loc.error(
+                &path.key("state_dir"),
+                format!("{}{whence}: {m}", state_dir.display()),
+            ));
         }
         Ok(IncidentSettings {
             state_dir,
@@ -1216,6 +1632,9 @@ impl<'a> Validator<'a> {
         if interval < MIN_INTERVAL {
             return Err(self.loc.error(&path.key("interval"), "must be at least 1s"));
         }
+        if interval > MAX_INTERVAL {
+            return Err(self.loc.error(&path.key("interval"), "must be at most 24h"));
+        }
         if timeout.is_zero() {
             return Err(self
                 .loc
@@ -1236,6 +1655,11 @@ impl<'a> Validator<'a> {
                 .loc
                 .error(&path.key("slow_threshold"), "must be greater than zero"));
         }
+        if slow > MAX_INTERVAL {
+            return Err(self
+                .loc
+                .error(&path.key("slow_threshold"), "must be at most 24h"));
+        }
         Ok(())
     }
 
@@ -1249,6 +1673,11 @@ impl<'a> Validator<'a> {
         check_label(&t.name).map_err(|m| self.loc.error(&path.key("name"), m))?;
         let region = t.region.clone().unwrap_or_else(|| "default".to_string());
         check_label(&region).map_err(|m| self.loc.error(&path.key("region"), m))?;
+        if t.users.is_some_and(|u| u > MAX_USERS) {
+            return Err(self
+                .loc
+                .error(&path.key("users"), format!("must be at most {MAX_USERS}")));
+        }
 
         let protocol = t.protocol;
         let allowed = protocol_keys(protocol);
@@ -1397,7 +1826,7 @@ impl<'a> Validator<'a> {
             (Some(b), None) => Some(bytes::Bytes::from(b.clone())),
             (None, Some(f)) => {
                 let file = self.resolve_path(f);
-                let data = std::fs::read(&file).map_err(|e| {
+                let data = read_bounded(&file, MAX_BODY_FILE_BYTES).map_err(|e| {
                     self.loc.error(
                         &path.key("body_file"),
                         format!("cannot read {}: {e}", file.display()),
@@ -1469,6 +1898,12 @@ impl<'a> Validator<'a> {
             return Err(self.loc.error(
                 &path.key("max_body"),
                 "must be between 1 and 67108864 (64 MiB)",
+            ));
+        }
+        if t.max_redirects.is_some_and(|n| n > MAX_REDIRECTS) {
+            return Err(self.loc.error(
+                &path.key("max_redirects"),
+                format!("must be at most {MAX_REDIRECTS}"),
             ));
         }
         let check = t.check.unwrap_or_default();
@@ -1645,10 +2080,25 @@ impl<'a> Validator<'a> {
                 .loc
                 .error(&path.key("delivery_timeout"), "must be greater than zero"));
         }
+        if delivery_timeout > MAX_INTERVAL {
+            return Err(self
+                .loc
+                .error(&path.key("delivery_timeout"), "must be at most 24h"));
+        }
         if poll_interval < Duration::from_millis(100) {
             return Err(self
                 .loc
                 .error(&path.key("poll_interval"), "must be at least 100ms"));
+        }
+        if poll_interval > MAX_POLL_INTERVAL {
+            return Err(self
+                .loc
+                .error(&path.key("poll_interval"), "must be at most 1h"));
+        }
+        if cleanup_age > MAX_CLEANUP_AGE {
+            return Err(self
+                .loc
+                .error(&path.key("cleanup_age"), "must be at most 365d"));
         }
         if cleanup_age <= delivery_timeout {
             return Err(self.loc.error(
@@ -1828,7 +2278,7 @@ impl<'a> Validator<'a> {
             let verifier = match &ca_file {
                 Some(file) => {
                     if !self.files.certificates.contains_key(file) {
-                        let bytes = std::fs::read(file).map_err(|e| {
+                        let bytes = read_bounded(file, MAX_PEM_BYTES).map_err(|e| {
                             self.loc.error(
                                 &path.key("ca_file"),
                                 format!("cannot read {}: {e}", file.display()),
@@ -2146,7 +2596,7 @@ impl<'a> Validator<'a> {
                 let key_path = self
                     .resolve_secret_path(key_file)
                     .map_err(|m| self.loc.error(&op.key("client_assertion_key_file"), m))?;
-                let key = std::fs::read(&key_path)
+                let key = read_bounded(&key_path, MAX_PEM_BYTES)
                     .map_err(|e| format!("cannot read {}: {e}", key_path.display()))
                     .and_then(|pem| {
                         pem.hash(&mut secrets);
@@ -2164,7 +2614,7 @@ impl<'a> Validator<'a> {
                     })
                     .map_err(|m| self.loc.error(&op.key("client_assertion_key_file"), m))?;
                 let cert_path = self.resolve_path(cert_file);
-                let cert = std::fs::read(&cert_path)
+                let cert = read_bounded(&cert_path, MAX_PEM_BYTES)
                     .map_err(|e| format!("cannot read {}: {e}", cert_path.display()))
                     .and_then(|pem| {
                         use rustls::pki_types::pem::PemObject;
@@ -2218,7 +2668,7 @@ impl<'a> Validator<'a> {
         let verifier = match &o.ca_file {
             Some(f) => {
                 let file = self.resolve_path(f);
-                let bytes = std::fs::read(&file).map_err(|e| {
+                let bytes = read_bounded(&file, MAX_PEM_BYTES).map_err(|e| {
                     self.loc.error(
                         &op.key("ca_file"),
                         format!("cannot read {}: {e}", file.display()),
@@ -2365,6 +2815,65 @@ impl<'a> Validator<'a> {
     }
 }
 
+/// What login needs of a probe's deadline: Courier waits about 5 s before rejecting a wrong
+/// password, Cyrus about 3 s.
+const LOGIN_TIME: Duration = Duration::from_secs(5);
+/// What one network round trip before login is allowed, for the warning: a slow
+/// intercontinental path.
+const ROUND_TRIP: Duration = Duration::from_millis(250);
+
+/// Where a target's timeout came from.
+#[derive(Clone, Copy, Debug)]
+enum TimeoutFrom {
+    /// Its own `timeout`.
+    Target,
+    /// `[global] timeout`.
+    Global,
+    /// Its `interval`, shorter than the global timeout.
+    Interval,
+}
+
+/// The phases a probe goes through before it sends credentials, each with the network round
+/// trips it waits for (a full TLS handshake two, a token fetch five); `None` for probes that do
+/// not log in.
+fn phases_before_login(spec: &ProbeSpec) -> Option<Vec<(crate::probe::Phase, u32)>> {
+    use crate::probe::Phase;
+    let host_is_ip = |e: &Endpoint| e.host.parse::<std::net::IpAddr>().is_ok();
+    let ip = match spec {
+        ProbeSpec::Imap(s) => host_is_ip(&s.endpoint),
+        ProbeSpec::Smtp(s) if s.credentials.is_some() => host_is_ip(&s.endpoint),
+        ProbeSpec::Smtp(_) | ProbeSpec::Https(_) | ProbeSpec::Roundtrip(_) => return None,
+    };
+    let phases = crate::probe::expected_phases(spec);
+    let mut before = Vec::new();
+    for p in phases {
+        let trips = match p {
+            Phase::Login | Phase::Auth => return Some(before),
+            Phase::Dns if ip => continue,
+            Phase::Dns | Phase::Connect | Phase::Greeting | Phase::Starttls => 1,
+            Phase::Ehlo | Phase::EhloTls => 1,
+            Phase::Tls => 2,
+            Phase::Token => 5,
+            Phase::Select
+            | Phase::Logout
+            | Phase::MailFrom
+            | Phase::Rcpt
+            | Phase::Data
+            | Phase::Quit
+            | Phase::Receive
+            | Phase::Send
+            | Phase::Delivery
+            | Phase::Cleanup
+            | Phase::Request
+            | Phase::Body
+            | Phase::Session
+            | Phase::Api => 0,
+        };
+        before.push((p, trips));
+    }
+    None
+}
+
 /// Default ports of a protocol by TLS mode.
 #[derive(Clone, Copy)]
 struct Ports {
@@ -2418,22 +2927,34 @@ impl FilesRead {
 
 /// Reads a password file: at most 64 KiB, one line, trailing newline removed.
 fn read_secret_file(path: &Path) -> Result<String, String> {
-    use std::io::Read;
-    let file =
-        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mut text = String::new();
-    file.take(MAX_SECRET_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    if text.len() as u64 > MAX_SECRET_BYTES {
-        return Err(format!("{} is larger than 64 KiB", path.display()));
-    }
+    let text = read_bounded(path, MAX_SECRET_BYTES)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+        .and_then(|b| {
+            String::from_utf8(b).map_err(|_| format!("{} is not UTF-8 text", path.display()))
+        })?;
     let trimmed = text.strip_suffix('\n').unwrap_or(&text);
     let trimmed = trimmed.strip_suffix('\r').unwrap_or(trimmed);
     if trimmed.is_empty() {
         return Err(format!("{} is empty", path.display()));
     }
     Ok(trimmed.to_string())
+}
+
+/// Why `dir` cannot be (or become) a directory: it, or the nearest part of it that exists, is
+/// something else (a regular file, say). `None` when it is a directory or can be created.
+fn not_a_directory(dir: &Path) -> Option<String> {
+    let mut p = dir;
+    loop {
+        match std::fs::metadata(p) {
+            Ok(m) if m.is_dir() => return None,
+            Ok(_) if p == dir => return Some("exists and is not a directory".into()),
+            Ok(_) => return Some(format!("{} is not a directory", p.display())),
+            Err(_) => match p.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => p = parent,
+                _ => return None,
+            },
+        }
+    }
 }
 
 /// Label values (target names, regions) stay short, printable and safe on a command line.
@@ -2510,6 +3031,48 @@ impl Config {
             .collect()
     }
 
+    /// Logs the warnings `check` prints, the first ten of them: a fleet of 10,000 targets
+    /// sharing one short timeout must not flood the journal at every start.
+    pub fn log_warnings(&self) {
+        const SHOWN: usize = 10;
+        for w in self.warnings.iter().take(SHOWN) {
+            tracing::warn!(warning = %w, "config warning");
+        }
+        if self.warnings.len() > SHOWN {
+            tracing::warn!(
+                more = self.warnings.len() - SHOWN,
+                "more config warnings; `mailprobe check` lists them all"
+            );
+        }
+    }
+
+    /// Makes this instance probe `shard` whatever `[global] shard` says (`run --shard`, and
+    /// again on every reload); refused when that shard owns none of the targets.
+    pub fn override_shard(&mut self, shard: Shard) -> Result<(), ConfigError> {
+        self.global.shard = Some(shard);
+        self.shard_override = Some(shard);
+        match self.unowned_shard() {
+            None => Ok(()),
+            Some(m) => Err(ConfigError::NothingToProbe {
+                file: self.path.clone(),
+                message: format!("--{m}"),
+            }),
+        }
+    }
+
+    /// Why this instance's shard leaves it nothing to probe, if it does: a deployment with more
+    /// shards than it needs, not a healthy instance with zero targets.
+    fn unowned_shard(&self) -> Option<String> {
+        let shard = self.global.shard?;
+        self.owned_targets().is_empty().then(|| {
+            format!(
+                "shard {shard} owns no target (the file has {}), so this instance would probe \
+                 nothing: use fewer shards",
+                self.targets.len()
+            )
+        })
+    }
+
     /// Names of all targets, for "unknown target" messages.
     pub fn target_names(&self) -> HashSet<&str> {
         self.targets.iter().map(|t| t.name.as_str()).collect()
@@ -2537,7 +3100,7 @@ mod tests {
         let e = err("[global]\ninterval = \"30s\"\nbogus = 1\n");
         assert_eq!(
             e,
-            "probes.toml:3:1: global.bogus: unknown field `bogus`, expected one of `listen`, \
+            "probes.toml:3:1: global.bogus: unknown key; expected one of `listen`, \
              `interval`, `timeout`, `slow_threshold`, `concurrency`, `log_format`, `log_level`, \
              `web_config_file`, `shard`, `dns_servers`, `ip_protocol`"
         );
@@ -2823,8 +3386,177 @@ mod tests {
             "token_url = \"https://i/t\"\nclient_id = \"c\"\nclient_secret_env = \"HOME\"\nbogus = 1\n",
         ));
         assert!(
-            e.contains("target[1].oauth2.bogus: unknown field `bogus`"),
+            e.contains("target[1].oauth2.bogus: unknown key; no key"),
             "{e}"
+        );
+    }
+
+    /// One valid IMAP target, six lines long.
+    const IMAP: &str = "[[target]]\nname = \"a\"\nprotocol = \"imap\"\nhost = \"h\"\nusername = \"u\"\npassword_env = \"HOME\"\n";
+
+    #[test]
+    fn a_config_without_targets_is_refused() {
+        for text in [
+            "",
+            " \n\t\n\n",
+            "# nothing yet\n\n   # really nothing\n",
+            "[global]\ninterval = \"30s\"\n[incidents]\nstate_dir = \"/tmp\"\n",
+        ] {
+            assert_eq!(
+                err(text),
+                "probes.toml: no targets: a config without [[target]] tables would probe nothing",
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_shard_that_owns_no_target_is_refused() {
+        // "a" hashes to shard 0 of 2 (checked here, so the test cannot pass by accident).
+        assert!(Shard { index: 0, count: 2 }.owns("a"));
+        assert!(
+            parse(
+                Path::new("p.toml"),
+                &format!("[global]\nshard = \"0/2\"\n{IMAP}")
+            )
+            .is_ok()
+        );
+        assert_eq!(
+            err(&format!("[global]\nshard = \"1/2\"\n{IMAP}")),
+            "probes.toml:2:1: global.shard: shard 1/2 owns no target (the file has 1), so this \
+             instance would probe nothing: use fewer shards"
+        );
+    }
+
+    #[test]
+    fn numbers_beyond_any_fleet_are_refused() {
+        let e = |extra: &str| err(&format!("{IMAP}{extra}\n"));
+        assert_eq!(
+            e("users = 9223372036854775808"),
+            "probes.toml:7:1: target[1].users: must be at most 10000000000"
+        );
+        assert_eq!(
+            e("interval = \"1000000000y\""),
+            "probes.toml:7:1: target[1].interval: must be at most 24h"
+        );
+        assert_eq!(
+            e("slow_threshold = \"1000000000y\""),
+            "probes.toml:7:1: target[1].slow_threshold: must be at most 24h"
+        );
+        assert_eq!(
+            err(&format!("[global]\ninterval = \"1000000000y\"\n{IMAP}")),
+            "probes.toml:2:1: global.interval: must be at most 24h"
+        );
+        assert_eq!(
+            err(&format!("[incidents]\nretention = \"1000000000y\"\n{IMAP}")),
+            "probes.toml:2:1: incidents.retention: must be at most 100y"
+        );
+        let rt = |extra: &str| {
+            err(&format!(
+                "{LEGS}[[target]]\nname = \"rt\"\nprotocol = \"roundtrip\"\nsmtp_target = \"send\"\nimap_target = \"inbox\"\n{extra}\n"
+            ))
+        };
+        assert_eq!(
+            rt("delivery_timeout = \"1000000000y\""),
+            "probes.toml:18:1: target[3].delivery_timeout: must be at most 24h"
+        );
+        assert_eq!(
+            rt("poll_interval = \"1000000000y\""),
+            "probes.toml:18:1: target[3].poll_interval: must be at most 1h"
+        );
+        assert_eq!(
+            rt("cleanup_age = \"1000000000y\""),
+            "probes.toml:18:1: target[3].cleanup_age: must be at most 365d"
+        );
+    }
+
+    #[test]
+    fn long_values_are_cut_in_errors() {
+        let long = "b".repeat(5_000_000);
+        let cut = format!("{}…", "b".repeat(40));
+        assert_eq!(
+            err(&format!(
+                "[[target]]\nname = \"{long}\"\nprotocol = \"imap\"\n"
+            )),
+            format!(
+                "probes.toml:2:1: target[1].name: \"{cut}\" (5000000 bytes) must be 1-128 \
+                 characters of letters, digits, '-', '_', '.', ':' and start with a letter or digit"
+            )
+        );
+        // Whoever words the error (here toml/serde), and in keys too.
+        let long = "b".repeat(100_000);
+        assert_eq!(
+            err(&format!("{IMAP}port = \"{long}\"\n")),
+            format!(
+                "probes.toml:7:8: target[1].port: invalid type: string \"{cut}\" (100000 \
+                 bytes), expected u16"
+            )
+        );
+        let e = err(&format!("{IMAP}{long} = 1\n"));
+        assert!(
+            e.starts_with(&format!("probes.toml:7:1: target[1].{cut}: unknown key")),
+            "{e}"
+        );
+        assert!(e.len() < 300, "{e}");
+    }
+
+    #[test]
+    fn a_missing_key_points_at_its_table() {
+        assert_eq!(
+            err(
+                "[global]\ninterval = \"1m\"\n\n[[target]]\nname = \"a\"\nprotocol = \"imap\"\nhost = \"h\"\nusername = \"u\"\n"
+            ),
+            "probes.toml:4:1: target[1].password_file: missing: give password_file (a file or \
+             systemd credential) or password_env"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_get_the_closest_known_key() {
+        assert_eq!(
+            err(&format!("{IMAP}mailbx = \"Probe\"\n")),
+            "probes.toml:7:1: target[1].mailbx: unknown key; did you mean `mailbox`?"
+        );
+        assert_eq!(
+            err(&format!("{IMAP}Timeout = \"5s\"\n")),
+            "probes.toml:7:1: target[1].Timeout: unknown key; did you mean `timeout`?"
+        );
+        assert_eq!(
+            err(&format!("[globl]\ninterval = \"1m\"\n{IMAP}")),
+            "probes.toml:1:2: globl: unknown key; did you mean `global`?"
+        );
+        assert_eq!(
+            err(&format!("{IMAP}bogus = 1\n")),
+            "probes.toml:7:1: target[1].bogus: unknown key; no key of this table is close to it \
+             (see the configuration reference in the README)"
+        );
+    }
+
+    #[test]
+    fn files_named_in_the_config_are_read_bounded() {
+        let e = |extra: &str| err(&format!("{IMAP}{extra}\n"));
+        assert_eq!(
+            e("ca_file = \"/dev/zero\""),
+            "probes.toml:7:1: target[1].ca_file: cannot read /dev/zero: larger than 4 MiB"
+        );
+        assert_eq!(
+            err(&IMAP.replace("password_env = \"HOME\"", "password_file = \"/dev/zero\"")),
+            "probes.toml:6:1: target[1].password_file: cannot read /dev/zero: larger than 64 KiB"
+        );
+        assert_eq!(
+            err(
+                "[[target]]\nname = \"w\"\nprotocol = \"https\"\nurl = \"https://h/\"\nmethod = \"POST\"\nbody_file = \"/dev/zero\"\n"
+            ),
+            "probes.toml:6:1: target[1].body_file: cannot read /dev/zero: larger than 16 MiB"
+        );
+        assert_eq!(
+            err(&oauth2_target(
+                "imap",
+                "",
+                "token_url = \"https://i/t\"\nclient_id = \"c\"\nclient_assertion_key_file = \"/dev/zero\"\nclient_assertion_cert_file = \"/dev/zero\"\n"
+            )),
+            "probes.toml:11:1: target[1].oauth2.client_assertion_key_file: cannot read /dev/zero: \
+             larger than 4 MiB"
         );
     }
 

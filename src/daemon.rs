@@ -238,7 +238,14 @@ fn reload(
     web: &ArcSwapOption<crate::webconfig::WebConfig>,
     incidents: &Incidents,
 ) -> Result<String, String> {
-    match config::load(&current.path) {
+    // A shard given on the command line holds for every reload too.
+    let loaded = config::load(&current.path).and_then(|mut new| {
+        if let Some(s) = current.shard_override {
+            new.override_shard(s)?;
+        }
+        Ok(new)
+    });
+    match loaded {
         Ok(new) => {
             if new.global.listen != current.global.listen {
                 tracing::warn!(old = %current.global.listen, new = %new.global.listen, "listen address changes need a restart; still listening on the old one");
@@ -264,6 +271,7 @@ fn reload(
                 diff.unchanged
             );
             tracing::info!(added = ?diff.added, removed = ?diff.removed, changed = ?diff.changed, unchanged = diff.unchanged, "config reloaded");
+            new.log_warnings();
             metrics.config_loaded(true);
             *current = new;
             Ok(summary)

@@ -120,10 +120,11 @@ fn run(
     shard: Option<mailprobe::config::Shard>,
 ) -> anyhow::Result<ExitCode> {
     let mut config = load(path)?;
-    if shard.is_some() {
-        config.global.shard = shard;
+    if let Some(s) = shard {
+        config.override_shard(s).map_err(|e| anyhow::anyhow!(e))?;
     }
     logging::init(config.global.log_format, &config.global.log_level);
+    config.log_warnings();
     let addr = listen.unwrap_or(config.global.listen);
     runtime()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr)
@@ -180,6 +181,9 @@ fn print_incidents(
 
 fn check(path: &Path) -> anyhow::Result<ExitCode> {
     let config = load(path)?;
+    for w in &config.warnings {
+        eprintln!("warning: {w}");
+    }
     let g = &config.global;
     println!(
         "{}: OK: {} targets; listen {}, interval {}, timeout {}, slow above {}, concurrency {}",

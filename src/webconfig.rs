@@ -69,6 +69,9 @@ impl std::fmt::Debug for WebConfig {
     }
 }
 
+/// The largest web config file read (a few users and headers take a few KiB).
+const MAX_WEB_CONFIG_BYTES: u64 = 1024 * 1024;
+
 /// A bcrypt hash checked when the user is unknown, so that unknown and known users take as long.
 static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     bcrypt::hash("mailprobe: no such user", bcrypt::DEFAULT_COST).unwrap_or_default()
@@ -78,10 +81,7 @@ impl WebConfig {
     /// Reads and checks the web config at `path` (relative file names inside resolve against
     /// its directory).
     pub fn load(path: &Path) -> Result<WebConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = crate::config::read_config_text(path, "web config", MAX_WEB_CONFIG_BYTES)?;
         let at = |key: &str, message: String| {
             let (line, column) = find_key(&text, key);
             ConfigError::Invalid {
@@ -220,10 +220,16 @@ fn server_config(
     t: &RawTls,
     resolve: &dyn Fn(&str) -> PathBuf,
 ) -> Result<ServerConfig, (&'static str, String)> {
+    // Read bounded like every file the config names: a device or a huge file is an error.
+    let read = |key: &'static str, path: &Path| {
+        crate::config::read_bounded(path, crate::config::MAX_PEM_BYTES)
+            .map_err(|e| (key, format!("{}: {e}", path.display())))
+    };
     let cert_path = resolve(&t.cert_file);
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
-        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| ("cert_file", format!("{}: {e}", cert_path.display())))?;
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(&read("cert_file", &cert_path)?)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ("cert_file", format!("{}: {e}", cert_path.display())))?;
     if certs.is_empty() {
         return Err((
             "cert_file",
@@ -231,7 +237,7 @@ fn server_config(
         ));
     }
     let key_path = resolve(&t.key_file);
-    let key = PrivateKeyDer::from_pem_file(&key_path)
+    let key = PrivateKeyDer::from_pem_slice(&read("key_file", &key_path)?)
         .map_err(|e| ("key_file", format!("{}: {e}", key_path.display())))?;
     let versions: &[&rustls::SupportedProtocolVersion] = match t.min_version.as_deref() {
         None | Some("TLS12") => &[&rustls::version::TLS13, &rustls::version::TLS12],
@@ -256,9 +262,7 @@ fn server_config(
             ))?;
             let ca_path = resolve(ca);
             let mut roots = rustls::RootCertStore::empty();
-            for c in CertificateDer::pem_file_iter(&ca_path)
-                .map_err(|e| ("client_ca_file", format!("{}: {e}", ca_path.display())))?
-            {
+            for c in CertificateDer::pem_slice_iter(&read("client_ca_file", &ca_path)?) {
                 let c = c.map_err(|e| ("client_ca_file", e.to_string()))?;
                 roots
                     .add(c)

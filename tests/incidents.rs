@@ -251,3 +251,154 @@ async fn the_status_page_shows_an_ongoing_incident_in_a_real_browser() {
     assert!(!dom.contains(common::USER));
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_reload_is_refused_and_a_removed_target_never_reads_as_recovered() {
+    let env = Env::new();
+    let dc = Dovecot::start(&env.pki, Options::default());
+    let closed = free_port();
+    let up = env.imap_target("imap-up", dc.ports.imaps, "");
+    let gone = env.imap_target("imap-gone", closed, "");
+    let state = format!(
+        "[incidents]\nstate_dir = \"{}\"\ndown_after = 2\n",
+        env.dir.path().join("state").display()
+    );
+    let d = Daemon::start(env.config(&format!("{GLOBAL}{state}{up}{gone}"))).await;
+    let incident = eventually(30, "an incident for imap-gone", || async {
+        let s = json(&d, "/api/v1/status").await;
+        let inc = s["incidents"].as_array()?.first()?.clone();
+        (inc["summary"]["targets"] == serde_json::json!(["imap-gone"])).then_some(inc)
+    })
+    .await;
+    let id = incident["id"].as_i64().unwrap();
+
+    // An empty file, one of blanks, one of comments: refused, the old config keeps probing and
+    // the incident stays open.
+    for empty in ["", " \n\t\n", "# moving to the new fleet\n"] {
+        std::fs::write(env.config_path(), empty).unwrap();
+        let (status, body) = http(d.addr, "POST", "/-/reload").await;
+        assert_eq!(
+            (status, body.trim()),
+            (
+                500,
+                format!(
+                    "reload refused, old config still running: {}: no targets: a config without \
+                     [[target]] tables would probe nothing",
+                    env.config_path().display()
+                )
+                .as_str()
+            ),
+            "{empty:?}"
+        );
+    }
+    let m = d.metrics().await;
+    assert_eq!(
+        sample(&m, "mailprobe_targets", &[("protocol", "imap")]),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(&m, "mailprobe_config_last_reload_successful", &[]),
+        Some(0.0)
+    );
+    let s = json(&d, "/api/v1/status").await;
+    assert_eq!(s["incidents"][0]["id"].as_i64(), Some(id), "{s}");
+
+    // imap-gone really leaves the config while down: its incident ends, but as a removal.
+    std::fs::write(env.config_path(), format!("{GLOBAL}{state}{up}")).unwrap();
+    let (status, body) = http(d.addr, "POST", "/-/reload").await;
+    assert_eq!(status, 200, "{body}");
+    let ended = eventually(30, "the incident closed", || async {
+        let list = json(&d, "/api/v1/incidents?since=1h").await;
+        let inc = list
+            .as_array()?
+            .iter()
+            .find(|i| i["id"].as_i64() == Some(id))?
+            .clone();
+        inc["closed_at"].is_string().then_some(inc)
+    })
+    .await;
+    let last = ended["timeline"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        last["event"],
+        "ended: removed from monitoring before recovering: imap-gone (no recovery seen)"
+    );
+    assert!(
+        last["status"]
+            .as_str()
+            .unwrap()
+            .ends_with(": removed from monitoring"),
+        "{last}"
+    );
+    assert_eq!(last["stage"], "removed");
+    assert_eq!(
+        ended["summary"]["removed"],
+        serde_json::json!(["imap-gone"])
+    );
+    let events: Vec<&str> = ended["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert!(
+        events.iter().all(|e| !e.contains("every target is up")),
+        "{events:?}"
+    );
+    d.stop().await;
+}
+
+/// The soak's story: Postfix throttled its listener (its SASL backend had died), a full accept
+/// queue drops SYNs just as a dead path does, and the host answered IMAP all along. Here a
+/// listener whose queue is full and never accepted stands in for it, on the same host as a real
+/// Dovecot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_listener_is_not_called_a_dead_host_while_its_host_answers() {
+    let env = Env::new();
+    let dc = Dovecot::start(&env.pki, Options::default());
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Fill the accept queue: connections complete until it is full, then SYNs are dropped.
+    let mut held = Vec::new();
+    while let Ok(Ok(s)) = tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        tokio::net::TcpStream::connect(addr),
+    )
+    .await
+    {
+        held.push(s);
+        assert!(held.len() < 64, "the accept queue never filled");
+    }
+    let text = format!(
+        "{GLOBAL}[incidents]\nstate_dir = \"{}\"\ndown_after = 2\n{}{}",
+        env.dir.path().join("state").display(),
+        env.imap_target("imap-same-host", dc.ports.imaps, ""),
+        env.mx_target("smtp-throttled", addr.port(), ""),
+    );
+    let d = Daemon::start(env.config(&text)).await;
+    let incident = eventually(30, "an incident for smtp-throttled", || async {
+        let s = json(&d, "/api/v1/status").await;
+        let inc = s["incidents"].as_array()?.first()?.clone();
+        (inc["summary"]["targets"] == serde_json::json!(["smtp-throttled"])).then_some(inc)
+    })
+    .await;
+    assert_eq!(incident["summary"]["cause"]["class"], "connect_timeout");
+    assert_eq!(
+        incident["summary"]["hint"],
+        format!(
+            "no TCP answer within 1s, but imap-same-host on the same host answers (port {}): the \
+             host and the path to it work, so the listener on port {} is overloaded (a full \
+             accept queue drops connections just as a dead path does) or filtered",
+            dc.ports.imaps,
+            addr.port()
+        )
+    );
+    d.stop().await;
+    drop(listener);
+}

@@ -26,7 +26,12 @@ fn web_config(env: &Env, users: &[(&str, &str)]) -> std::path::PathBuf {
 async fn endpoints_need_tls_and_the_right_password_and_reload_swaps_users() {
     let env = Env::new();
     let web = web_config(&env, &[("prometheus", "scrape-Secret")]);
-    let probes = format!("[global]\nweb_config_file = \"{}\"\n", web.display());
+    // A config needs a target; this one's port is closed.
+    let probes = format!(
+        "[global]\nweb_config_file = \"{}\"\n{}",
+        web.display(),
+        env.imap_target("t", mailprobe_testpeers::util::free_port(), "")
+    );
     let d = Daemon::start(env.config(&probes)).await;
     let ca = env.pki.ca.clone();
 
@@ -134,7 +139,12 @@ async fn endpoints_need_tls_and_the_right_password_and_reload_swaps_users() {
 async fn response_headers_from_the_web_config_are_added() {
     let env = Env::new();
     let web = web_config(&env, &[]);
-    let probes = format!("[global]\nweb_config_file = \"{}\"\n", web.display());
+    // A config needs a target; this one's port is closed.
+    let probes = format!(
+        "[global]\nweb_config_file = \"{}\"\n{}",
+        web.display(),
+        env.imap_target("t", mailprobe_testpeers::util::free_port(), "")
+    );
     let d = Daemon::start(env.config(&probes)).await;
     // No users: TLS only, no authentication.
     let (status, head, _) = https_full(d.addr, &env.pki.ca, "GET", "/-/healthy", None)

@@ -60,8 +60,11 @@ pub enum Stage {
     PartialRecovery,
     /// Nothing is down, but some targets are slow.
     Degraded,
-    /// Everything is up again.
+    /// Everything is up again (targets removed from the config excepted, and named).
     Resolved,
+    /// Its last targets were removed from the config before they recovered: it ended without
+    /// a recovery anyone saw.
+    Removed,
 }
 
 impl fmt::Display for Stage {
@@ -71,6 +74,7 @@ impl fmt::Display for Stage {
             Stage::PartialRecovery => "partial recovery",
             Stage::Degraded => "degraded: slow access",
             Stage::Resolved => "resolved",
+            Stage::Removed => "ended: removed from monitoring",
         })
     }
 }
@@ -130,6 +134,9 @@ pub struct Summary {
     pub hint: String,
     /// Where it stands.
     pub stage: Stage,
+    /// Targets removed from the config while part of it, before they recovered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<String>,
 }
 
 impl Summary {
@@ -187,6 +194,10 @@ pub struct Incident {
     pub members: BTreeSet<String>,
     /// Every target that was ever part of it.
     pub ever: BTreeSet<String>,
+    /// Members removed from the config before they recovered: they left, but not by coming
+    /// back, so the incident must not say they did.
+    #[serde(default)]
+    pub removed: BTreeSet<String>,
     /// The last change to its members.
     pub last_change: SystemTime,
     /// What the timeline last said.
@@ -209,11 +220,24 @@ pub struct Tick {
     pub removed: Vec<String>,
 }
 
+/// Where a configured target connects and how long it waits: the evidence that narrows a
+/// cause hint (another target on the same host answering, say). Not saved: the config says it.
+#[derive(Clone, Debug)]
+struct Reach {
+    /// Host name or address, as configured; `None` for round trips (two hosts).
+    host: Option<String>,
+    /// TCP port.
+    port: u16,
+    /// The probe's deadline.
+    timeout: Duration,
+}
+
 /// Target states and open incidents.
 #[derive(Debug)]
 pub struct Engine {
     policy: Policy,
     targets: BTreeMap<String, TargetState>,
+    reach: BTreeMap<String, Reach>,
     regions: BTreeMap<String, usize>,
     open: Vec<Incident>,
     next_id: i64,
@@ -232,6 +256,7 @@ impl Engine {
         Engine {
             policy,
             targets: states.into_iter().map(|s| (s.name.clone(), s)).collect(),
+            reach: BTreeMap::new(),
             regions: BTreeMap::new(),
             open,
             next_id,
@@ -253,8 +278,10 @@ impl Engine {
             .collect();
         for name in gone {
             self.targets.remove(&name);
+            self.reach.remove(&name);
             for inc in &mut self.open {
                 if inc.members.remove(&name) {
+                    inc.removed.insert(name.clone());
                     inc.last_change = now;
                 }
             }
@@ -268,6 +295,15 @@ impl Engine {
             state.region = t.region.clone();
             state.protocol = t.protocol();
             state.users = t.users;
+            let endpoint = t.spec.endpoint();
+            self.reach.insert(
+                t.name.clone(),
+                Reach {
+                    host: endpoint.map(|e| e.host.clone()),
+                    port: endpoint.map_or(0, |e| e.port),
+                    timeout: t.timeout,
+                },
+            );
             // Saved and exported at the next tick, new or resumed alike.
             self.dirty.insert(t.name.clone());
         }
@@ -324,6 +360,7 @@ impl Engine {
                     closed_at: None,
                     members: BTreeSet::new(),
                     ever: BTreeSet::new(),
+                    removed: BTreeSet::new(),
                     last_change: at,
                     last: None,
                     peak: None,
@@ -333,6 +370,8 @@ impl Engine {
         };
         inc.members.insert(name.to_string());
         inc.ever.insert(name.to_string());
+        // Configured again and failing again: a member like any other.
+        inc.removed.remove(name);
         inc.last_change = at;
     }
 
@@ -394,7 +433,8 @@ impl Engine {
                 class: *class,
                 phase: *phase,
             });
-        let recovered = inc.ever.len() > inc.members.len();
+        // Members that left by coming back; removed ones did not.
+        let recovered = inc.ever.len() > inc.members.len() + inc.removed.len();
         let stage = match (down, degraded) {
             (0, 0) => Stage::Resolved,
             (0, _) => Stage::Degraded,
@@ -407,7 +447,7 @@ impl Engine {
             targets: members.len(),
         };
         Summary {
-            hint: hint(cause, scope, stage, down),
+            hint: self.hint(&members, cause, scope, stage),
             scope,
             regions: regions.into_iter().collect(),
             protocols: protocols.into_iter().collect(),
@@ -417,6 +457,7 @@ impl Engine {
             users,
             cause,
             stage,
+            removed: inc.removed.iter().cloned().collect(),
         }
     }
 
@@ -431,13 +472,42 @@ impl Engine {
             if inc.members.is_empty() {
                 let closed = inc.last_change;
                 inc.closed_at = Some(closed);
+                let took = duration(closed, inc.opened_at);
+                let removed: Vec<&str> = inc.removed.iter().map(String::as_str).collect();
+                let recovered = inc.ever.len() > inc.removed.len();
+                let (event, status, stage) = match (removed.is_empty(), recovered) {
+                    (true, _) => (
+                        "resolved: every target is up".to_string(),
+                        format!("resolved after {took}"),
+                        Stage::Resolved,
+                    ),
+                    (false, true) => (
+                        format!(
+                            "resolved: every target still monitored is up; removed from \
+                             monitoring before recovering: {}",
+                            removed.join(", ")
+                        ),
+                        format!("resolved after {took}"),
+                        Stage::Resolved,
+                    ),
+                    (false, false) => (
+                        format!(
+                            "ended: removed from monitoring before recovering: {} (no recovery \
+                             seen)",
+                            removed.join(", ")
+                        ),
+                        format!("ended after {took}: removed from monitoring"),
+                        Stage::Removed,
+                    ),
+                };
                 out.entries.push(Entry {
                     incident: inc.id,
                     at: closed,
-                    event: "resolved: every target is up".into(),
-                    status: format!("resolved after {}", duration(closed, inc.opened_at)),
+                    event,
+                    status,
                     summary: Summary {
-                        stage: Stage::Resolved,
+                        stage,
+                        removed: summary.removed.clone(),
                         ..inc.last.clone().unwrap_or(summary)
                     },
                 });
@@ -509,6 +579,7 @@ impl Engine {
                 .expect("the kept incident stays open");
             keep.members.extend(a.members.iter().cloned());
             keep.ever.extend(a.ever.iter().cloned());
+            keep.removed.extend(a.removed.iter().cloned());
             keep.opened_at = keep.opened_at.min(a.opened_at);
             keep.peak = keep.peak.take().or(a.peak.clone());
             keep.last_change = keep.last_change.max(a.last_change);
@@ -523,6 +594,235 @@ impl Engine {
                 summary,
             });
             out.incidents.push(a);
+        }
+    }
+
+    /// The likely cause, in the words an admin would use in the outage report: what the
+    /// evidence shows, narrowed only where other targets' results allow it (a dropped SYN looks
+    /// the same from a dead host, a dead path and a full accept queue).
+    fn hint(
+        &self,
+        members: &[&TargetState],
+        cause: Option<Cause>,
+        scope: Scope,
+        stage: Stage,
+    ) -> String {
+        use FailureClass as C;
+        let Some(c) = cause else {
+            return if stage == Stage::Degraded {
+                "slow access: overload, a struggling backend, or a slow path".into()
+            } else {
+                "unknown".into()
+            };
+        };
+        let wide = scope != Scope::Target;
+        // The members down for the dominant cause: what the hint speaks about.
+        let failing: Vec<&TargetState> = members
+            .iter()
+            .filter(|s| s.health == Health::Down && s.last_failure == Some((c.class, c.phase)))
+            .copied()
+            .collect();
+        let hosts: BTreeSet<&str> = failing
+            .iter()
+            .map(|s| {
+                self.reach
+                    .get(&s.name)
+                    .and_then(|r| r.host.as_deref())
+                    .unwrap_or(s.name.as_str())
+            })
+            .collect();
+        let s = match c.class {
+            C::ConnectTimeout => return self.connect_timeout_hint(&failing, wide),
+            C::NetworkUnreachable if wide => {
+                "no route to the hosts across the region: a network or datacenter problem"
+            }
+            C::NetworkUnreachable => {
+                "no route to the host: the host or the network path to it is down (an ICMP \
+                 unreachable, or no local route)"
+            }
+            C::ConnectRefused if wide => {
+                "mail service not running across the region (crash, maintenance)"
+            }
+            C::ConnectRefused => "mail service not running or port closed",
+            C::ConnectionClosed => {
+                "connections closed mid-dialogue: the server (crash, overload, connection \
+                 limits) or something on the path (proxy, firewall)"
+            }
+            C::DnsNxdomain => {
+                "DNS: the name does not exist (mistyped, an expired domain, or a broken zone)"
+            }
+            C::DnsFailure => "DNS resolution failing",
+            C::TlsCertExpired if hosts.len() > 1 => {
+                return format!(
+                    "certificates of {} hosts expired at once: the prober's clock, or a shared \
+                     certificate not renewed",
+                    hosts.len()
+                );
+            }
+            C::TlsCertExpired => {
+                "certificate expired: not renewed (or the prober's clock is wrong)"
+            }
+            C::TlsCertInvalid => {
+                "certificate not trusted or not for this name: a wrong certificate deployed, an \
+                 intercepting proxy, or changed trust settings"
+            }
+            C::TlsHandshakeFailed => {
+                "TLS handshake failing: the server's TLS configuration (versions, ciphers) or \
+                 something on the path"
+            }
+            C::StarttlsUnavailable => "STARTTLS disabled or stripped on the path",
+            C::GreetingTimeout => "server overloaded or hung",
+            C::Timeout => match c.phase {
+                Phase::Login | Phase::Auth => {
+                    "no answer to the login before the deadline: a slow or hung authentication \
+                     backend, or a server that delays rejecting a password longer than the \
+                     timeout allows (see Timeouts in the README)"
+                }
+                _ => "server overloaded or hung (or a slow backend)",
+            },
+            C::ProtocolError => "server answering garbage (misrouted port, broken proxy, bug)",
+            C::ServerUnavailable => {
+                "the server says it cannot serve now (overload, maintenance, connection or rate \
+                 limits)"
+            }
+            C::AuthRejected if wide || failing.len() > 1 => {
+                "credentials rejected on several targets: a shared authentication backend \
+                 (directory, SASL) failing, or a shared password changed"
+            }
+            C::AuthRejected => "probe credentials rejected (password changed or account locked?)",
+            C::AuthTokenFailed => {
+                "no OAuth2 token: the identity provider failing or refusing the client's \
+                 credentials (an expired secret?), not the mail servers"
+            }
+            C::AuthRequired => "server demands authentication or TLS first (configuration change)",
+            C::AuthUnavailable => {
+                "the server cannot check credentials now, or offers no way to (AUTH not \
+                 advertised, a temporary authentication failure): often its SASL backend is \
+                 down, or its configuration changed"
+            }
+            C::AuthPolicy => {
+                "sign-in refused by the provider's policy before the credentials counted (SMTP \
+                 AUTH or Basic auth switched off, security defaults, an app password required)"
+            }
+            C::MessageRejected => "mail refused by policy (recipient, quota, blocklist)",
+            C::MailboxError => {
+                "the mailbox could not be opened: storage (filesystem, quota, index), or it no \
+                 longer exists"
+            }
+            C::DeliveryTimeout => "mail accepted but not delivered: queue or delivery backend",
+            C::HttpStatus => "web frontend returning errors",
+            C::ContentMismatch => "web frontend serving the wrong page (maintenance or error page)",
+            C::Unrecognized => "an answer mailprobe does not recognise (see the probe's detail)",
+            // Never reaches the timeline (the incident service drops prober faults).
+            C::ProberError => "mailprobe could not probe (its own fault, not the target's)",
+        };
+        s.into()
+    }
+
+    /// No TCP answer: a dead host, a dead path and a listener whose accept queue is full (it
+    /// drops SYNs) look the same from here. Other targets on the same host that answer rule out
+    /// the host and the path; every probed port of a host silent points at them.
+    fn connect_timeout_hint(&self, failing: &[&TargetState], wide: bool) -> String {
+        let names: BTreeSet<&str> = failing.iter().map(|s| s.name.as_str()).collect();
+        let reach: Vec<&Reach> = failing
+            .iter()
+            .filter_map(|s| self.reach.get(&s.name))
+            .collect();
+        let timeouts: BTreeSet<Duration> = reach.iter().map(|r| r.timeout).collect();
+        let within = match (timeouts.first(), timeouts.last()) {
+            (Some(a), Some(b)) if a == b => {
+                format!("within {}", humantime::format_duration(*a))
+            }
+            (Some(a), Some(b)) => format!(
+                "within {} to {}",
+                humantime::format_duration(*a),
+                humantime::format_duration(*b)
+            ),
+            _ => "before the deadline".to_string(),
+        };
+        // Silent ports by host, and the targets on those hosts whose last probe succeeded.
+        let mut silent: BTreeMap<&str, BTreeSet<u16>> = BTreeMap::new();
+        for r in &reach {
+            if let Some(h) = r.host.as_deref() {
+                silent.entry(h).or_default().insert(r.port);
+            }
+        }
+        let mut answering: BTreeMap<&str, Vec<(&str, u16)>> = BTreeMap::new();
+        let mut probed: BTreeMap<&str, usize> = BTreeMap::new();
+        for (name, r) in &self.reach {
+            let Some(h) = r.host.as_deref().filter(|h| silent.contains_key(h)) else {
+                continue;
+            };
+            *probed.entry(h).or_default() += 1;
+            let answers = self.targets.get(name).is_some_and(|s| s.successes > 0);
+            if answers && !names.contains(name.as_str()) {
+                answering
+                    .entry(h)
+                    .or_default()
+                    .push((name.as_str(), r.port));
+            }
+        }
+        let ports = |p: &mut dyn Iterator<Item = u16>| {
+            p.map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
+        };
+        match silent.len() {
+            0 if wide => format!(
+                "no TCP answer {within} across the region: a network or datacenter problem, or \
+                 the hosts or their listeners"
+            ),
+            0 => format!("no TCP answer {within}: the host, the path, or an overloaded listener"),
+            1 => {
+                let (host, mine) = silent.iter().next().expect("one host");
+                if let Some(peers) = answering.get(host) {
+                    let (listeners, are) = if mine.len() == 1 {
+                        ("listener on port", "is")
+                    } else {
+                        ("listeners on ports", "are")
+                    };
+                    format!(
+                        "no TCP answer {within}, but {} on the same host {} (port{} {}): the host \
+                         and the path to it work, so the {listeners} {} {are} overloaded (a \
+                         full accept queue drops connections just as a dead path does) or \
+                         filtered",
+                        few(peers.iter().map(|(n, _)| *n)),
+                        if peers.len() == 1 {
+                            "answers"
+                        } else {
+                            "answer"
+                        },
+                        if peers.len() == 1 { "" } else { "s" },
+                        ports(&mut peers.iter().map(|(_, p)| *p)),
+                        ports(&mut mine.iter().copied()),
+                    )
+                } else if mine.len() > 1 && probed.get(host) == Some(&reach.len()) {
+                    format!(
+                        "no TCP answer {within} from {host} on any probed port ({}): the host, \
+                         the path to it, or every listener overloaded",
+                        ports(&mut mine.iter().copied())
+                    )
+                } else {
+                    format!("no TCP answer {within}: the host, the path, or an overloaded listener")
+                }
+            }
+            n => {
+                let base = format!(
+                    "no TCP answer {within} from {n} hosts: a network or datacenter problem they \
+                     share, or each host, path or listener"
+                );
+                let peers = few(answering.values().flatten().map(|(name, _)| *name));
+                match answering.len() {
+                    0 => base,
+                    k if k == n => format!(
+                        "no TCP answer {within} from {n} hosts, but other targets on each of them \
+                         answer ({peers}): the hosts and paths work, so their listeners are \
+                         overloaded or filtered"
+                    ),
+                    k => format!(
+                        "{base}; on {k} of them other targets answer ({peers}): there the \
+                         listener rather than the host or the path"
+                    ),
+                }
+            }
         }
     }
 
@@ -543,6 +843,18 @@ fn describe(prev: Option<&Summary>, now: &Summary) -> Option<String> {
         return Some(format!("opened: {}", counts(now)));
     };
     let mut parts = Vec::new();
+    let newly_removed: Vec<&str> = now
+        .removed
+        .iter()
+        .filter(|r| !p.removed.contains(r))
+        .map(String::as_str)
+        .collect();
+    if !newly_removed.is_empty() {
+        parts.push(format!(
+            "removed from monitoring before recovering: {}",
+            newly_removed.join(", ")
+        ));
+    }
     if p.scope != now.scope {
         parts.push(format!("scope {} → {}", p.scope, now.scope));
     }
@@ -576,6 +888,17 @@ fn counts(s: &Summary) -> String {
     }
 }
 
+/// Up to two names, then how many more: "a", "a and b", "a, b and 3 more".
+fn few<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let names: Vec<&str> = names.collect();
+    match names.as_slice() {
+        [] => String::new(),
+        [a] => a.to_string(),
+        [a, b] => format!("{a} and {b}"),
+        [a, b, rest @ ..] => format!("{a}, {b} and {} more", rest.len()),
+    }
+}
+
 /// `end - start`, rounded to seconds, in words.
 pub fn duration(end: SystemTime, start: SystemTime) -> String {
     let secs = end
@@ -583,58 +906,6 @@ pub fn duration(end: SystemTime, start: SystemTime) -> String {
         .unwrap_or(Duration::ZERO)
         .as_secs();
     humantime::format_duration(Duration::from_secs(secs)).to_string()
-}
-
-/// The likely cause, in the words an admin would use in the outage report.
-fn hint(cause: Option<Cause>, scope: Scope, stage: Stage, down: usize) -> String {
-    use FailureClass as C;
-    let Some(c) = cause else {
-        return if stage == Stage::Degraded {
-            "slow access: overload or a struggling backend".into()
-        } else {
-            "unknown".into()
-        };
-    };
-    let wide = scope != Scope::Target;
-    let s = match c.class {
-        C::ConnectTimeout | C::NetworkUnreachable if wide => {
-            "network or datacenter problem (connections time out across the region)"
-        }
-        C::ConnectTimeout | C::NetworkUnreachable => "host or network path unreachable",
-        C::ConnectRefused if wide => {
-            "mail service not running across the region (crash, maintenance)"
-        }
-        C::ConnectRefused => "mail service not running or port closed",
-        C::ConnectionClosed => {
-            "server drops connections (crashing, overloaded, or connection limits)"
-        }
-        C::DnsNxdomain => "DNS: the name does not exist (expired or broken zone)",
-        C::DnsFailure => "DNS resolution failing",
-        C::TlsCertExpired => "certificate not renewed",
-        C::TlsCertInvalid => "wrong or untrusted certificate deployed",
-        C::TlsHandshakeFailed => "TLS configuration changed or broken",
-        C::StarttlsUnavailable => "STARTTLS disabled or stripped on the path",
-        C::GreetingTimeout | C::Timeout => "server overloaded or hung",
-        C::ProtocolError => "server answering garbage (misrouted port, broken proxy, bug)",
-        C::ServerUnavailable => "server refusing service: overload or maintenance",
-        C::AuthRejected if wide || down > 1 => {
-            "authentication/directory service failing (LDAP, SASL backend)"
-        }
-        C::AuthRejected => "probe credentials rejected (password changed or account locked?)",
-        C::AuthTokenFailed => "identity provider failing: no OAuth2 token (not the mail servers)",
-        C::AuthRequired => "server demands authentication or TLS first (configuration change)",
-        C::AuthUnavailable => "authentication backend unreachable (SASL/auth service down)",
-        C::MessageRejected => "mail refused by policy (recipient, quota, blocklist)",
-        C::MailboxError => "mailbox storage problem (filesystem, quota, index)",
-        C::DeliveryTimeout => "mail accepted but not delivered: queue or delivery backend",
-        C::HttpStatus => "web frontend returning errors",
-        C::ContentMismatch => "web frontend serving the wrong page (maintenance or error page)",
-        C::AuthPolicy => "sign-in refused by the provider's policy (SMTP AUTH or Basic auth off)",
-        C::Unrecognized => "an answer mailprobe does not recognise (see the probe's detail)",
-        // Never reaches the timeline (the incident service drops prober faults).
-        C::ProberError => "mailprobe could not probe (its own fault, not the target's)",
-    };
-    s.into()
 }
 
 #[cfg(test)]
@@ -822,7 +1093,10 @@ mod tests {
         assert_eq!(tick.entries.len(), 1);
         let s = &tick.entries[0].summary;
         assert_eq!(s.scope, Scope::Target);
-        assert_eq!(s.hint, "certificate not renewed");
+        assert_eq!(
+            s.hint,
+            "certificate expired: not renewed (or the prober's clock is wrong)"
+        );
         assert_eq!(s.users.to_string(), "10");
         // Two more in one tick: one entry, and now most of the region: region scope.
         three(&mut e, &eu[1..3], 10, TIMEOUT);
@@ -863,6 +1137,210 @@ mod tests {
         let open = &e.open_incidents()[0];
         assert_eq!(open.id, 1);
         assert_eq!(e.summarize(open).scope, Scope::Global);
+    }
+
+    /// Targets as the config gives them: (name, region, protocol, host, port).
+    fn configured(targets: &[(&str, &str, &str, &str, u16)]) -> Vec<Arc<Target>> {
+        let text: String = targets
+            .iter()
+            .map(|(name, region, protocol, host, port)| {
+                format!(
+                    "[[target]]\nname = \"{name}\"\nregion = \"{region}\"\nprotocol = \"{protocol}\"\n\
+                     host = \"{host}\"\nport = {port}\nusername = \"u\"\npassword_env = \"HOME\"\n"
+                )
+            })
+            .collect();
+        crate::config::parse(std::path::Path::new("p.toml"), &text)
+            .unwrap()
+            .targets
+    }
+
+    fn strings(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    #[test]
+    fn targets_removed_while_down_end_as_removed_never_as_recovered() {
+        let all = configured(&[
+            ("imap-a", "eu", "imap", "a.example", 993),
+            ("imap-b", "eu", "imap", "b.example", 993),
+            ("imap-c", "us", "imap", "c.example", 993),
+        ]);
+        let mut e = Engine::new(Policy::default(), Vec::new(), Vec::new(), 1);
+        e.set_targets(&all, t(0));
+        three(&mut e, &strings(&["imap-a", "imap-b"]), 10, TIMEOUT);
+        assert_eq!(e.tick().entries[0].event, "opened: 2 down");
+
+        // imap-a leaves the config while down: the incident shrinks, but nothing recovered.
+        e.set_targets(&all[1..], t(20));
+        let tick = e.tick();
+        assert_eq!(tick.entries.len(), 1, "{:?}", tick.entries);
+        let entry = &tick.entries[0];
+        assert_eq!(
+            entry.event,
+            "removed from monitoring before recovering: imap-a; shrank: 1 down"
+        );
+        assert_eq!(entry.summary.stage, Stage::Outage);
+        assert_eq!(entry.status, "ongoing");
+
+        // The last one goes too (a reload that drops them): the incident ends, unresolved.
+        e.set_targets(&all[2..], t(30));
+        let tick = e.tick();
+        assert!(e.open_incidents().is_empty());
+        let last = tick.entries.last().unwrap();
+        assert_eq!(
+            last.event,
+            "ended: removed from monitoring before recovering: imap-a, imap-b (no recovery seen)"
+        );
+        assert_eq!(last.status, "ended after 18s: removed from monitoring");
+        assert_eq!(
+            last.summary.stage.to_string(),
+            "ended: removed from monitoring"
+        );
+        assert!(tick.entries.iter().all(|x| !x.event.contains("resolved")));
+    }
+
+    #[test]
+    fn an_incident_whose_other_targets_recovered_names_the_removed_one() {
+        let all = configured(&[
+            ("imap-a", "eu", "imap", "a.example", 993),
+            ("imap-b", "eu", "imap", "b.example", 993),
+        ]);
+        let mut e = Engine::new(Policy::default(), Vec::new(), Vec::new(), 1);
+        e.set_targets(&all, t(0));
+        three(&mut e, &strings(&["imap-a", "imap-b"]), 10, TIMEOUT);
+        e.tick();
+        three(&mut e, &strings(&["imap-a"]), 20, FAST);
+        assert_eq!(e.tick().entries[0].summary.stage, Stage::PartialRecovery);
+        e.set_targets(&all[..1], t(30));
+        let tick = e.tick();
+        assert!(e.open_incidents().is_empty());
+        let last = tick.entries.last().unwrap();
+        assert_eq!(
+            last.event,
+            "resolved: every target still monitored is up; removed from monitoring before \
+             recovering: imap-b"
+        );
+        assert_eq!(last.status, "resolved after 18s");
+        assert_eq!(last.summary.stage, Stage::Resolved);
+    }
+
+    /// The hint of the one open incident, after a tick.
+    fn hint_now(e: &mut Engine) -> String {
+        e.tick();
+        let inc = e.open_incidents()[0].clone();
+        e.summarize(&inc).hint
+    }
+
+    #[test]
+    fn a_connect_timeout_hint_claims_no_more_than_the_evidence() {
+        let all = configured(&[
+            ("smtp-a", "eu", "smtp", "mail.example", 587),
+            ("imap-a", "eu", "imap", "mail.example", 993),
+            ("imap-b", "eu", "imap", "other.example", 993),
+            ("imap-c", "eu", "imap", "third.example", 993),
+            ("imap-d", "eu", "imap", "fourth.example", 993),
+        ]);
+        let mut e = Engine::new(Policy::default(), Vec::new(), Vec::new(), 1);
+        e.set_targets(&all, t(0));
+        three(&mut e, &strings(&["imap-a", "imap-b", "imap-c"]), 0, FAST);
+
+        // SMTP times out while IMAP on the same host answers: the soak's throttled listener.
+        three(&mut e, &strings(&["smtp-a"]), 10, TIMEOUT);
+        assert_eq!(
+            hint_now(&mut e),
+            "no TCP answer within 10s, but imap-a on the same host answers (port 993): the host \
+             and the path to it work, so the listener on port 587 is overloaded (a full accept \
+             queue drops connections just as a dead path does) or filtered"
+        );
+
+        // Nothing on that host answers any more: host, path or listeners, no narrowing.
+        three(&mut e, &strings(&["imap-a"]), 20, TIMEOUT);
+        assert_eq!(
+            hint_now(&mut e),
+            "no TCP answer within 10s from mail.example on any probed port (587, 993): the host, \
+             the path to it, or every listener overloaded"
+        );
+
+        // Another host times out as well: several hosts, nothing to narrow it.
+        three(&mut e, &strings(&["imap-b"]), 30, TIMEOUT);
+        assert_eq!(
+            hint_now(&mut e),
+            "no TCP answer within 10s from 2 hosts: a network or datacenter problem they share, \
+             or each host, path or listener"
+        );
+    }
+
+    #[test]
+    fn a_lone_connect_timeout_names_every_possibility() {
+        let all = configured(&[
+            ("smtp-a", "eu", "smtp", "mail.example", 587),
+            ("imap-b", "eu", "imap", "other.example", 993),
+        ]);
+        let mut e = Engine::new(Policy::default(), Vec::new(), Vec::new(), 1);
+        e.set_targets(&all, t(0));
+        // imap-b answers, but on another host: it says nothing about mail.example.
+        three(&mut e, &strings(&["imap-b"]), 0, FAST);
+        three(&mut e, &strings(&["smtp-a"]), 10, TIMEOUT);
+        assert_eq!(
+            hint_now(&mut e),
+            "no TCP answer within 10s: the host, the path, or an overloaded listener"
+        );
+    }
+
+    #[test]
+    fn hints_for_other_classes_stay_within_the_evidence() {
+        let all = configured(&[
+            ("imap-a", "eu", "imap", "a.example", 993),
+            ("imap-b", "eu", "imap", "b.example", 993),
+            ("imap-c", "eu", "imap", "c.example", 993),
+            ("imap-d", "eu", "imap", "d.example", 993),
+        ]);
+        let fresh = || {
+            let mut e = Engine::new(Policy::default(), Vec::new(), Vec::new(), 1);
+            e.set_targets(&all, t(0));
+            e
+        };
+        let case = |names: &[&str], class: FailureClass, phase: Phase| {
+            let mut e = fresh();
+            three(&mut e, &strings(names), 10, Err((class, phase)));
+            hint_now(&mut e)
+        };
+        // A login that times out may be a server slow to reject a password.
+        assert_eq!(
+            case(&["imap-a"], FailureClass::Timeout, Phase::Login),
+            "no answer to the login before the deadline: a slow or hung authentication \
+             backend, or a server that delays rejecting a password longer than the timeout \
+             allows (see Timeouts in the README)"
+        );
+        // One expired certificate is a missed renewal; several at once point at the clock too.
+        assert_eq!(
+            case(&["imap-a"], FailureClass::TlsCertExpired, Phase::Tls),
+            "certificate expired: not renewed (or the prober's clock is wrong)"
+        );
+        assert_eq!(
+            case(
+                &["imap-a", "imap-b", "imap-c"],
+                FailureClass::TlsCertExpired,
+                Phase::Tls
+            ),
+            "certificates of 3 hosts expired at once: the prober's clock, or a shared \
+             certificate not renewed"
+        );
+        // Several targets rejecting the probe's credentials: a backend, or a shared password.
+        assert_eq!(
+            case(
+                &["imap-a", "imap-b"],
+                FailureClass::AuthRejected,
+                Phase::Login
+            ),
+            "credentials rejected on several targets: a shared authentication backend \
+             (directory, SASL) failing, or a shared password changed"
+        );
+        assert_eq!(
+            case(&["imap-a"], FailureClass::DnsNxdomain, Phase::Dns),
+            "DNS: the name does not exist (mistyped, an expired domain, or a broken zone)"
+        );
     }
 
     #[test]

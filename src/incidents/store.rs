@@ -57,6 +57,8 @@ const MIGRATIONS: &[&str] = &[
     );",
     // 2: the widest extent an incident reached, for reports on resolved incidents.
     "ALTER TABLE incidents ADD COLUMN peak TEXT;",
+    // 3: members removed from the config before they recovered (NULL: none).
+    "ALTER TABLE incidents ADD COLUMN removed TEXT;",
 ];
 
 /// Why the store could not be used.
@@ -303,7 +305,7 @@ impl Store {
     ) -> Result<Vec<Incident>, StoreError> {
         let rows = self.sql(|c| {
             let mut st = c.prepare(&format!(
-                "SELECT id, opened_at, closed_at, last_change, members, ever, last, peak FROM incidents {filter} ORDER BY opened_at, id"
+                "SELECT id, opened_at, closed_at, last_change, members, ever, last, peak, removed FROM incidents {filter} ORDER BY opened_at, id"
             ))?;
             let rows = st.query_map(args, |r| {
                 Ok((
@@ -315,30 +317,37 @@ impl Store {
                     r.get::<_, String>(5)?,
                     r.get::<_, Option<String>>(6)?,
                     r.get::<_, Option<String>>(7)?,
+                    r.get::<_, Option<String>>(8)?,
                 ))
             })?;
             rows.collect::<rusqlite::Result<Vec<_>>>()
         })?;
         rows.into_iter()
-            .map(|(id, opened, closed, change, members, ever, last, peak)| {
-                let bad = |e: serde_json::Error| self.corrupt(format!("incident {id}: {e}"));
-                Ok(Incident {
-                    id,
-                    opened_at: time(opened),
-                    closed_at: closed.map(time),
-                    last_change: time(change),
-                    members: serde_json::from_str(&members).map_err(bad)?,
-                    ever: serde_json::from_str(&ever).map_err(bad)?,
-                    last: match last {
-                        Some(j) => Some(serde_json::from_str::<Summary>(&j).map_err(bad)?),
-                        None => None,
-                    },
-                    peak: match peak {
-                        Some(j) => Some(serde_json::from_str::<Summary>(&j).map_err(bad)?),
-                        None => None,
-                    },
-                })
-            })
+            .map(
+                |(id, opened, closed, change, members, ever, last, peak, removed)| {
+                    let bad = |e: serde_json::Error| self.corrupt(format!("incident {id}: {e}"));
+                    Ok(Incident {
+                        id,
+                        opened_at: time(opened),
+                        closed_at: closed.map(time),
+                        last_change: time(change),
+                        members: serde_json::from_str(&members).map_err(bad)?,
+                        ever: serde_json::from_str(&ever).map_err(bad)?,
+                        removed: match removed {
+                            Some(j) => serde_json::from_str(&j).map_err(bad)?,
+                            None => Default::default(),
+                        },
+                        last: match last {
+                            Some(j) => Some(serde_json::from_str::<Summary>(&j).map_err(bad)?),
+                            None => None,
+                        },
+                        peak: match peak {
+                            Some(j) => Some(serde_json::from_str::<Summary>(&j).map_err(bad)?),
+                            None => None,
+                        },
+                    })
+                },
+            )
             .collect()
     }
 
@@ -362,10 +371,10 @@ impl Store {
         let result = (|| -> rusqlite::Result<()> {
             for inc in &tick.incidents {
                 tx.execute(
-                    "INSERT INTO incidents (id, opened_at, closed_at, last_change, members, ever, last, peak)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                    "INSERT INTO incidents (id, opened_at, closed_at, last_change, members, ever, last, peak, removed)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                      ON CONFLICT (id) DO UPDATE SET opened_at = ?2, closed_at = ?3,
-                       last_change = ?4, members = ?5, ever = ?6, last = ?7, peak = ?8",
+                       last_change = ?4, members = ?5, ever = ?6, last = ?7, peak = ?8, removed = ?9",
                     params![
                         inc.id,
                         ms(inc.opened_at),
@@ -375,6 +384,7 @@ impl Store {
                         json(&inc.ever),
                         inc.last.as_ref().map(json),
                         inc.peak.as_ref().map(json),
+                        (!inc.removed.is_empty()).then(|| json(&inc.removed)),
                     ],
                 )?;
             }
@@ -533,6 +543,57 @@ mod tests {
         assert!(store.history(t(0)).unwrap().is_empty());
         // Read-only access works alongside.
         assert!(Store::open_read_only(&dir).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn members_removed_from_the_config_are_remembered_across_a_restart() {
+        let dir = std::env::temp_dir().join(format!("mp-store-rm-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut store = Store::open(&dir).unwrap();
+        let seed = vec![
+            TargetState::new("a", "eu", Protocol::Imap, None, t(0)),
+            TargetState::new("b", "eu", Protocol::Imap, None, t(0)),
+        ];
+        let mut e = Engine::new(Policy::default(), seed, Vec::new(), 1);
+        for i in 0..3 {
+            for n in ["a", "b"] {
+                e.observe(&Observation::failed(
+                    n,
+                    t(i),
+                    FailureClass::ConnectTimeout,
+                    Phase::Connect,
+                ));
+            }
+        }
+        store.save(&e.tick()).unwrap();
+        // A reload drops "a" while it is down.
+        let b = crate::config::parse(
+            Path::new("p.toml"),
+            "[[target]]\nname = \"b\"\nregion = \"eu\"\nprotocol = \"imap\"\nhost = \"h\"\n\
+             username = \"u\"\npassword_env = \"HOME\"\n",
+        )
+        .unwrap()
+        .targets;
+        e.set_targets(&b, t(5));
+        store.save(&e.tick()).unwrap();
+        drop(store);
+
+        let mut store = Store::open(&dir).unwrap();
+        let (states, open, next) = store.load().unwrap();
+        assert_eq!(open[0].removed, ["a".to_string()].into());
+        let mut e = Engine::new(Policy::default(), states, open, next);
+        e.set_targets(&b, t(9));
+        for i in 10..12 {
+            e.observe(&Observation::ok("b", t(i), false));
+        }
+        store.save(&e.tick()).unwrap();
+        let (_, entries) = &store.history(t(0)).unwrap()[0];
+        assert_eq!(
+            entries.last().unwrap().event,
+            "resolved: every target still monitored is up; removed from monitoring before \
+             recovering: a"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
