@@ -333,6 +333,13 @@ pub fn judge(phase: Phase, error: &ProbeError) -> Verdict {
     use FailureClass as C;
     let class = match error {
         ProbeError::NxDomain { .. } => C::DnsNxdomain,
+        // A lookup that failed on this host's own sockets (no descriptors) is mailprobe's fault.
+        ProbeError::Dns {
+            os_error: Some(raw),
+            ..
+        } if local_fault(&io::Error::from_raw_os_error(*raw)).is_some() => {
+            return connect_error(&io::Error::from_raw_os_error(*raw));
+        }
         ProbeError::NoAddress { .. } | ProbeError::Dns { .. } => C::DnsFailure,
         ProbeError::Connect { source, .. } => return connect_error(source),
         // Every address failed: the attempt net::connect found most telling decides.

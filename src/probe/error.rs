@@ -26,6 +26,9 @@ pub enum ProbeError {
         host: String,
         /// The resolver's words.
         reason: String,
+        /// The OS error behind it, when the lookup failed on this host's own sockets (out of
+        /// file descriptors, say): then it is mailprobe's fault, not the resolver's.
+        os_error: Option<i32>,
     },
     /// TCP connect to one address failed.
     #[error("connect to {addr}: {source}")]

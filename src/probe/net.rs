@@ -270,6 +270,7 @@ pub async fn resolve(
                     "an address of the wrong family for ip_protocol = \"{}\"",
                     ip_protocol.as_str()
                 ),
+                os_error: None,
             });
         }
         return Ok(vec![SocketAddr::new(ip, port)]);
@@ -300,9 +301,16 @@ fn dns_error(host: &str, e: NetError) -> ProbeError {
             ProbeError::NxDomain { host }
         }
         NetError::Dns(DnsError::NoRecordsFound(_)) => ProbeError::NoAddress { host },
+        // hickory keeps the socket's own error: EMFILE at the resolver is ours, not DNS's.
+        NetError::Io(io) => ProbeError::Dns {
+            host,
+            reason: e.to_string(),
+            os_error: io.raw_os_error(),
+        },
         _ => ProbeError::Dns {
             host,
             reason: e.to_string(),
+            os_error: None,
         },
     }
 }
@@ -564,6 +572,25 @@ mod tests {
 
     fn a(s: &str) -> SocketAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_lookup_that_failed_on_our_own_sockets_is_a_prober_fault() {
+        use crate::classify::{ProberFault, judge};
+        let emfile = NetError::Io(std::sync::Arc::new(io::Error::from_raw_os_error(
+            libc::EMFILE,
+        )));
+        let verdict = judge(Phase::Dns, &dns_error("mx.example.net", emfile));
+        assert_eq!(verdict.class, FailureClass::ProberError);
+        assert_eq!(verdict.fault, Some(ProberFault::FileDescriptors));
+        // The resolver refusing us is DNS's trouble, not ours.
+        let refused = NetError::Io(std::sync::Arc::new(io::Error::from_raw_os_error(
+            libc::ECONNREFUSED,
+        )));
+        assert_eq!(
+            classify(Phase::Dns, &dns_error("mx.example.net", refused)),
+            FailureClass::DnsFailure
+        );
     }
 
     #[test]
