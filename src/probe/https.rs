@@ -276,7 +276,7 @@ fn build(spec: &HttpsSpec, conn: &Conn, req: Req<'_>) -> Result<Request<Full<Byt
         b = b.header(header::AUTHORIZATION, auth.clone());
     }
     b.body(Full::new(body.unwrap_or_default()))
-        .map_err(|e| ProbeError::Protocol(format!("cannot build the request: {e}")))
+        .map_err(|e| ProbeError::Internal(format!("cannot build the request: {e}")))
 }
 
 /// Reads at most `max` body bytes; more is a protocol error (a broken or hostile server).

@@ -357,7 +357,7 @@ pub async fn open(
                 let Some(tcp) = client.into_inner().into_stream().into_plain() else {
                     return Err(PhaseError {
                         phase: Phase::Starttls,
-                        error: ProbeError::Protocol("connection is already TLS".into()),
+                        error: ProbeError::Internal("connection is already TLS".into()),
                     });
                 };
                 let tls = super::start_tls(tl, ep, tcp, &[]).await?;
@@ -469,7 +469,7 @@ async fn login(
             (Command::Authenticate, reply)
         }
         (Secret::OAuth2(_), None) => {
-            return Err(ProbeError::Protocol(
+            return Err(ProbeError::Internal(
                 "no OAuth2 token to log in with".into(),
             ));
         }
@@ -517,7 +517,7 @@ async fn login(
     // Logged in: async-imap takes the session over (see `Conn`).
     client.get_mut().hand_over();
     client.login("-", "-").await.map_err(|(e, _)| {
-        ProbeError::Protocol(format!("handing the session to async-imap failed: {e}"))
+        ProbeError::Internal(format!("handing the session to async-imap failed: {e}"))
     })
 }
 

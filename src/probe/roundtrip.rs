@@ -210,9 +210,12 @@ async fn leg<T>(
     run: impl AsyncFnOnce(&mut Timeline) -> Result<T, PhaseError>,
 ) -> Result<T, PhaseError> {
     let mut inner = Timeline::new();
+    let deadline = tokio::time::Instant::now() + limit;
+    // Connecting names the addresses still silent when the leg's own deadline comes.
+    inner.deadline = Some(deadline);
     let result = tl
         .phase(outer, async {
-            let result = tokio::time::timeout(limit, run(&mut inner)).await;
+            let result = tokio::time::timeout_at(deadline, run(&mut inner)).await;
             match result {
                 Ok(r) => r.map_err(|e| ProbeError::Leg {
                     phase: e.phase,
@@ -280,7 +283,7 @@ impl Mailbox {
 
     async fn start_idle(&mut self) -> Result<(), ProbeError> {
         let State::Ready(session) = std::mem::replace(&mut self.state, State::Gone) else {
-            return Err(ProbeError::Protocol("IDLE requested twice".into()));
+            return Err(ProbeError::Internal("IDLE requested twice".into()));
         };
         let mut handle = session.idle();
         handle.init().await?;
