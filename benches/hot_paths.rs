@@ -10,8 +10,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use mailprobe::config::{self, Target};
 use mailprobe::metrics::Metrics;
-use mailprobe::probe::tls::{CertFacts, TlsFacts};
 use mailprobe::probe::{Outcome, PhaseTiming, expected_phases};
+use mailprobe::tls::{CertFacts, TlsFacts};
 
 const TARGETS: usize = 10_000;
 

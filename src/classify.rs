@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::probe::bounded::LimitExceeded;
 use crate::probe::smtp::Reply;
-use crate::probe::tls::rustls_error;
 use crate::probe::{Phase, ProbeError};
+use crate::tls::rustls_error;
 
 /// Why a probe failed; the `class` label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -19,8 +19,9 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
 
+use crate::hash::{Fnv64, stable_hash};
 use crate::probe::Protocol;
-use crate::probe::tls::{RootsCache, TlsClient};
+use crate::tls::{RootsCache, TlsClient};
 
 /// Where the daemon listens when `[global] listen` is not set.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9783";
@@ -2990,35 +2991,6 @@ fn check_host(host: &str) -> Result<(), String> {
     } else {
         Err(format!("{host:?} is not a host name or IP address"))
     }
-}
-
-/// FNV-1a: a stable hash (unlike std's `DefaultHasher`) for fingerprints and schedule offsets.
-#[derive(Clone, Copy)]
-pub struct Fnv64(u64);
-
-impl Default for Fnv64 {
-    fn default() -> Self {
-        Fnv64(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Hasher for Fnv64 {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-}
-
-/// A stable 64-bit hash of a string.
-pub fn stable_hash(s: &str) -> u64 {
-    let mut h = Fnv64::default();
-    h.write(s.as_bytes());
-    h.finish()
 }
 
 impl Config {

@@ -24,6 +24,7 @@
 pub mod classify;
 pub mod config;
 pub mod daemon;
+pub mod hash;
 pub mod incidents;
 pub mod logging;
 pub mod metrics;
@@ -33,6 +34,7 @@ pub mod report;
 pub mod scheduler;
 pub mod server;
 pub mod status;
+pub mod tls;
 pub mod webconfig;
 
 /// Installs the process-wide rustls crypto provider (ring); call once before any TLS is used.

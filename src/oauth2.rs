@@ -389,7 +389,7 @@ fn assertion(spec: &OAuth2Spec, key: &ring::rsa::KeyPair, x5t: &str) -> Result<S
         "aud": spec.token_url.as_str(),
         "iss": spec.client_id,
         "sub": spec.client_id,
-        "jti": crate::probe::smtp::new_token(),
+        "jti": crate::hash::unique_token(),
         "nbf": now,
         "iat": now,
         "exp": now + 600,

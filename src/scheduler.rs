@@ -17,7 +17,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{Target, stable_hash};
+use crate::config::Target;
+use crate::hash::stable_hash;
 use crate::metrics::Metrics;
 use crate::probe::{self, Outcome, ProbeContext};
 

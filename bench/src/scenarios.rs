@@ -392,7 +392,7 @@ pub async fn scale(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
         .iter()
         .filter(|r| r.accepted_unix >= t0_unix && r.accepted_unix <= t1_unix)
         .map(|r| {
-            let offset = mailprobe::config::stable_hash(&r.user) % interval_us;
+            let offset = mailprobe::hash::stable_hash(&r.user) % interval_us;
             let at = r.accepted_unix.as_micros() as u64;
             let phase = (at + interval_us - offset) % interval_us;
             let signed = if phase > interval_us / 2 {

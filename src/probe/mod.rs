@@ -14,7 +14,6 @@ pub mod redact;
 pub mod roundtrip;
 pub mod sasl;
 pub mod smtp;
-pub mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -26,8 +25,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::classify::{self, FailureClass, ProberFault};
 use crate::config::{ProbeSpec, Target, TlsMode};
+use crate::tls::TlsFacts;
 pub use error::ProbeError;
-use tls::TlsFacts;
 
 /// The protocols mailprobe speaks; the `protocol` label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]

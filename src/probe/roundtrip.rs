@@ -101,7 +101,7 @@ pub async fn probe(
     ctx: &ProbeContext,
     tl: &mut Timeline,
 ) -> Result<(), PhaseError> {
-    let token = smtp::new_token();
+    let token = crate::hash::unique_token();
     let message = ProbeMessage::new(&spec.message, &token).map_err(|error| PhaseError {
         phase: Phase::Send,
         error,

@@ -8,8 +8,7 @@
 //! is bounded by [`Bounded`]. lettre builds the test message.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use base64::Engine;
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
@@ -301,23 +300,6 @@ fn dot_stuff(raw: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A token that no other probe message has: time, process and a counter, hashed with a
-/// per-process random key.
-pub fn new_token() -> String {
-    use std::hash::BuildHasher;
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    static KEY: std::sync::OnceLock<std::collections::hash_map::RandomState> =
-        std::sync::OnceLock::new();
-    let key = KEY.get_or_init(std::collections::hash_map::RandomState::new);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    let a = key.hash_one((now, n, std::process::id()));
-    let b = key.hash_one((a, n));
-    format!("{a:016x}{b:08x}", b = b as u32)
-}
-
 /// The moment a message was accepted: the 250 after its data.
 #[derive(Clone, Debug)]
 pub struct Accepted {
@@ -335,7 +317,7 @@ pub async fn probe(
 ) -> Result<(), PhaseError> {
     let message = match &spec.send {
         Some(send) => Some(
-            ProbeMessage::new(send, &new_token()).map_err(|error| PhaseError {
+            ProbeMessage::new(send, &crate::hash::unique_token()).map_err(|error| PhaseError {
                 phase: Phase::MailFrom,
                 error,
             })?,
@@ -599,15 +581,6 @@ mod tests {
     fn dot_stuffing_and_terminator() {
         assert_eq!(dot_stuff(b"a\n.b\r\n..c"), b"a\r\n..b\r\n...c\r\n.\r\n");
         assert_eq!(dot_stuff(b".\r\n"), b"..\r\n.\r\n");
-    }
-
-    #[test]
-    fn tokens_are_unique_and_hex() {
-        let a = new_token();
-        let b = new_token();
-        assert_ne!(a, b);
-        assert_eq!(a.len(), 24);
-        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
     }
 
     #[test]
