@@ -11,10 +11,10 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::classify::FailureClass;
 use crate::config::{self, Config};
 use crate::incidents::service::Incidents;
 use crate::metrics::Metrics;
+use crate::probe::classify::FailureClass;
 use crate::probe::{Outcome, ProbeContext};
 use crate::scheduler::{OutcomeSink, Scheduler};
 use crate::server::{self, AppState};

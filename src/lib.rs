@@ -7,7 +7,10 @@
 //! - [`config`]: the `probes.toml` model, defaults and validation (errors name file, line, key).
 //! - [`probe`]: the probe interface ([`probe::Outcome`], [`probe::Phase`]) and one file per
 //!   protocol, plus the shared network, TLS and bounded-read helpers.
-//! - [`classify`]: the one place where probe errors become [`classify::FailureClass`]es.
+//! - [`probe::classify`]: the one place where probe errors become failure classes, next to the
+//!   errors it reads.
+//! - [`tls`]: client TLS, the roots cache and certificate facts (probes and OAuth2 alike).
+//! - [`hash`]: stable hashes (sharding, fingerprints) and unique tokens.
 //! - [`oauth2`]: OAuth2 tokens (client credentials, refresh tokens), cached per credential set.
 //! - [`scheduler`]: when each target runs; no overlap, global concurrency, reload diffs.
 //! - [`metrics`]: the one place where outcomes become long-lived Prometheus series.
@@ -21,7 +24,6 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod classify;
 pub mod config;
 pub mod daemon;
 pub mod hash;

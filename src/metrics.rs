@@ -18,8 +18,8 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 
-use crate::classify::{FailureClass, ProberFault};
 use crate::config::Target;
+use crate::probe::classify::{FailureClass, ProberFault};
 use crate::probe::{Outcome, Phase, Protocol, ServerTime, expected_phases};
 
 use exposition::{FAMILIES, Out, Roundtrip, TargetSeries, escape};
@@ -561,7 +561,7 @@ mod tests {
     /// A prober fault is counted on its own and changes nothing the target's series say.
     #[test]
     fn a_prober_fault_counts_apart_and_leaves_the_target_series_alone() {
-        use crate::classify::{FailureClass, ProberFault};
+        use crate::probe::classify::{FailureClass, ProberFault};
         use crate::probe::{Failure, PhaseTiming};
         let dir = std::env::temp_dir().join(format!("mp-fault-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");

@@ -101,7 +101,7 @@ pub struct TokenError {
     pub url: String,
     /// What went wrong (the endpoint's `error` and `error_description` when it said).
     pub reason: String,
-    /// Whose failure it is, for [`crate::classify`].
+    /// Whose failure it is, for [`crate::probe::classify`].
     pub fault: TokenFault,
 }
 

@@ -298,7 +298,7 @@ async fn run_target(
         if recorded.is_err() {
             shared
                 .metrics
-                .prober_fault(protocol, crate::classify::ProberFault::Panic);
+                .prober_fault(protocol, crate::probe::classify::ProberFault::Panic);
             tracing::error!(
                 target = %target.name,
                 protocol = protocol.as_str(),
@@ -441,8 +441,8 @@ mod tests {
         for _ in 0..2 {
             let o = next(&mut rx).await;
             let f = o.failure.expect("a failure");
-            assert_eq!(f.class, crate::classify::FailureClass::ProberError);
-            assert_eq!(f.fault, Some(crate::classify::ProberFault::Panic));
+            assert_eq!(f.class, crate::probe::classify::FailureClass::ProberError);
+            assert_eq!(f.fault, Some(crate::probe::classify::ProberFault::Panic));
             assert_eq!(f.phase, probe::Phase::Greeting);
             assert!(f.detail.contains("index out of bounds"), "{}", f.detail);
         }

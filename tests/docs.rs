@@ -1,7 +1,7 @@
 //! The README stays true to the code: every failure class is documented with its meaning, and
 //! the README starts with the two commands CI and new users run.
 
-use mailprobe::classify::FailureClass;
+use mailprobe::probe::classify::FailureClass;
 
 fn readme() -> String {
     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap()

@@ -17,8 +17,8 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use super::state::{Health, Observation, Policy, TargetState};
-use crate::classify::FailureClass;
 use crate::config::Target;
+use crate::probe::classify::FailureClass;
 use crate::probe::{Phase, Protocol};
 
 /// How far an incident reaches.

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use crate::classify::FailureClass;
+use crate::probe::classify::FailureClass;
 use crate::probe::{Phase, Protocol};
 
 /// How a target is doing, after hysteresis.

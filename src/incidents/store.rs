@@ -484,10 +484,10 @@ fn json<T: serde::Serialize>(v: &T) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classify::FailureClass;
     use crate::incidents::engine::Engine;
     use crate::incidents::state::{Observation, Policy};
     use crate::probe::Phase;
+    use crate::probe::classify::FailureClass;
 
     fn t(s: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(1_800_000_000 + s)

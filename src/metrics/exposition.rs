@@ -500,8 +500,8 @@ mod tests {
     /// renderer replaced it), families contiguous and in name order, and nothing left behind.
     #[test]
     fn renders_what_the_crate_rendered() {
-        use crate::classify::FailureClass;
         use crate::metrics::Metrics;
+        use crate::probe::classify::FailureClass;
         use crate::probe::{Failure, Outcome, PhaseTiming};
 
         let dir = std::env::temp_dir().join(format!("mp-expo-{}", std::process::id()));

@@ -1,4 +1,4 @@
-//! What can go wrong inside a probe, as typed values; [`crate::classify`] turns them into failure
+//! What can go wrong inside a probe, as typed values; [`crate::probe::classify`] turns them into failure
 //! classes, so no probe decides its own label.
 
 use std::io;

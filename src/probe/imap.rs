@@ -5,7 +5,7 @@
 //! ourselves (so DNS, connect and TLS are phases of their own), wrapped in [`Bounded`] so no
 //! server line or session can grow without limit. The commands that decide a probe's verdict
 //! (CAPABILITY, STARTTLS, LOGIN, AUTHENTICATE, SELECT) are written and read here rather than by
-//! async-imap, for three reasons: a refusal must reach the detail and [`crate::classify`] as the
+//! async-imap, for three reasons: a refusal must reach the detail and [`crate::probe::classify`] as the
 //! server sent it (`[ALERT]`, not async-imap's `[Alert]`; the untagged `* NO [WEBALERT <url>]`
 //! line async-imap drops); LOGIN must not be sent where the server advertises LOGINDISABLED
 //! (RFC 3501 6.2.3); and a password that a quoted string cannot carry (8-bit, CR, LF) goes as a
@@ -266,14 +266,15 @@ impl fmt::Display for Refusal {
             } => {
                 // A refused token is said so; an error challenge before another refusal (Gmail
                 // sends one before its connection limit) is only mentioned.
-                let rejected = crate::classify::imap_refusal(self)
-                    == crate::classify::FailureClass::AuthRejected;
+                let rejected = crate::probe::classify::imap_refusal(self)
+                    == crate::probe::classify::FailureClass::AuthRejected;
                 if let Some(challenge) = challenge.as_ref().filter(|_| rejected) {
                     write!(f, "token rejected ({challenge}): ")?;
                 }
                 write!(f, "IMAP {answer}")?;
                 if let Some(name) = answer.code_name()
-                    && crate::classify::imap_code(&name) == crate::classify::ImapCode::Unknown
+                    && crate::probe::classify::imap_code(&name)
+                        == crate::probe::classify::ImapCode::Unknown
                 {
                     write!(f, " (response code {name} is unknown to mailprobe)")?;
                 }

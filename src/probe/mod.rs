@@ -2,10 +2,11 @@
 //! with ordered phase timings, a failure class and the phase it happened in.
 //!
 //! One protocol per file ([`imap`]), dispatched by `match` on [`ProbeSpec`]; the shared pieces
-//! are [`net`] (DNS, TCP), [`tls`] (handshake, certificate facts) and [`bounded`] (read limits).
+//! are [`net`] (DNS, TCP), [`crate::tls`] (handshake, certificate facts) and [`bounded`] (read limits).
 //! Probes never touch metrics: [`crate::metrics`] turns outcomes into series.
 
 pub mod bounded;
+pub mod classify;
 pub mod error;
 pub mod https;
 pub mod imap;
@@ -23,9 +24,9 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use crate::classify::{self, FailureClass, ProberFault};
 use crate::config::{ProbeSpec, Target, TlsMode};
 use crate::tls::TlsFacts;
+use classify::{FailureClass, ProberFault};
 pub use error::ProbeError;
 
 /// The protocols mailprobe speaks; the `protocol` label.

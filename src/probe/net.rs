@@ -330,7 +330,7 @@ const NAMED_ATTEMPTS: usize = 4;
 /// the stream and the address that took it.
 ///
 /// When every attempt fails, the error names each address tried with what it did, and carries
-/// the most telling failure intact for [`crate::classify`].
+/// the most telling failure intact for [`crate::probe::classify`].
 pub async fn connect(
     addrs: &[SocketAddr],
     deadline: Option<Instant>,
@@ -567,8 +567,8 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
-    use crate::classify::{FailureClass, classify};
     use crate::probe::Phase;
+    use crate::probe::classify::{FailureClass, classify};
 
     fn a(s: &str) -> SocketAddr {
         s.parse().unwrap()
@@ -576,7 +576,7 @@ mod tests {
 
     #[test]
     fn a_lookup_that_failed_on_our_own_sockets_is_a_prober_fault() {
-        use crate::classify::{ProberFault, judge};
+        use crate::probe::classify::{ProberFault, judge};
         let emfile = NetError::Io(std::sync::Arc::new(io::Error::from_raw_os_error(
             libc::EMFILE,
         )));
