@@ -1,45 +1,215 @@
-//! Log setup: human lines or JSON, filtered by `RUST_LOG` or the config's `log_level`.
+//! Log setup: human lines or JSON on stderr, filtered by `RUST_LOG` or the config's
+//! `log_level`, written so that logging can never stop probing and never shows a secret.
 //!
-//! Other crates log at most at `warn`, whatever `RUST_LOG` asks for: at debug and trace they
-//! print protocol traffic (async-imap every IMAP command, LOGIN passwords and AUTHENTICATE
-//! blobs included; h2 and hyper headers such as Authorization; rustls handshakes).
+//! - Lines go through a bounded queue to a thread of their own that writes stderr. A closed
+//!   stderr (`mailprobe run 2>&1 | head`) or one nobody reads (a full pipe blocks every write)
+//!   only loses lines, counted in `mailprobe_log_lines_dropped_total`; no task that logs ever
+//!   waits for stderr or fails because of it.
+//! - Other crates log at most at `warn`, whatever `RUST_LOG` asks for: at debug and trace they
+//!   print protocol traffic (async-imap every IMAP command, LOGIN passwords and AUTHENTICATE
+//!   blobs included; h2 and hyper headers such as Authorization; rustls handshakes).
 
-use std::io::IsTerminal;
+use std::io::{self, IsTerminal, Write};
+use std::sync::LazyLock;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::time::{Duration, Instant};
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::LogFormat;
 
+/// Lines waiting for stderr; beyond this, new lines are dropped (and counted).
+const QUEUE_LINES: usize = 8192;
+/// How long the last lines may take to reach stderr when the process ends.
+const FLUSH_AT_EXIT: Duration = Duration::from_secs(1);
+/// Bytes written to stderr in one call, at most (lines queued meanwhile are batched).
+const BATCH_BYTES: usize = 64 * 1024;
 /// Target prefix of mailprobe's own events (the library and the binary): the only ones allowed
 /// below `warn`.
 const OWN_TARGET: &str = "mailprobe";
 
-/// Installs the global subscriber writing to stderr.
+static DROPPED: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
+    prometheus::IntCounter::new(
+        "mailprobe_log_lines_dropped_total",
+        "Log lines dropped because stderr could not take them (closed, or not read and full); probing goes on.",
+    )
+    .expect("valid metric")
+});
+
+/// The counter of log lines lost to a closed or full stderr, for the daemon's registry.
+pub fn dropped_lines() -> prometheus::IntCounter {
+    DROPPED.clone()
+}
+
+/// Keeps the log writer running; dropping it (at the end of `main`) flushes what is queued,
+/// waiting at most a second so that a stuck stderr cannot hold up the exit.
+#[must_use = "dropping the guard at once loses the last lines"]
+pub struct Guard {
+    queue: Option<SyncSender<Msg>>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let Some(queue) = self.queue.take() else {
+            return;
+        };
+        let deadline = Instant::now() + FLUSH_AT_EXIT;
+        let (done, flushed) = std::sync::mpsc::sync_channel(1);
+        let mut msg = Msg::Flush(done);
+        loop {
+            match queue.try_send(msg) {
+                Ok(()) => break,
+                Err(TrySendError::Disconnected(_)) => return,
+                Err(TrySendError::Full(m)) if Instant::now() < deadline => {
+                    msg = m;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(TrySendError::Full(_)) => return,
+            }
+        }
+        let _ = flushed.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+    }
+}
+
+enum Msg {
+    Line(Vec<u8>),
+    Flush(SyncSender<()>),
+}
+
+/// Hands each formatted line to the writer thread without ever waiting for it.
+struct Lossy(SyncSender<Msg>);
+
+/// One event's line, queued when the formatter is done with it.
+struct Line<'a> {
+    buf: Vec<u8>,
+    queue: &'a SyncSender<Msg>,
+}
+
+impl<'a> MakeWriter<'a> for Lossy {
+    type Writer = Line<'a>;
+
+    fn make_writer(&'a self) -> Line<'a> {
+        Line {
+            buf: Vec::new(),
+            queue: &self.0,
+        }
+    }
+}
+
+impl Write for Line<'_> {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for Line<'_> {
+    fn drop(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
+        let line = std::mem::take(&mut self.buf);
+        if self.queue.try_send(Msg::Line(line)).is_err() {
+            DROPPED.inc();
+        }
+    }
+}
+
+/// The writer thread: batches queued lines into few writes; once stderr is closed (EPIPE) it
+/// only counts what it cannot write. A blocked write blocks only this thread.
+fn drain(queue: Receiver<Msg>, mut out: impl Write) {
+    let mut closed = false;
+    let mut batch = Vec::with_capacity(BATCH_BYTES);
+    while let Ok(first) = queue.recv() {
+        let mut lines = 0u64;
+        let mut flushed = Vec::new();
+        let mut take = |m: Msg, batch: &mut Vec<u8>| match m {
+            Msg::Line(l) => {
+                batch.extend_from_slice(&l);
+                lines += 1;
+            }
+            Msg::Flush(done) => flushed.push(done),
+        };
+        take(first, &mut batch);
+        while batch.len() < BATCH_BYTES {
+            match queue.try_recv() {
+                Ok(m) => take(m, &mut batch),
+                Err(_) => break,
+            }
+        }
+        if !batch.is_empty() {
+            if closed {
+                DROPPED.inc_by(lines);
+            } else if let Err(e) = out.write_all(&batch).and_then(|()| out.flush()) {
+                closed = e.kind() == io::ErrorKind::BrokenPipe;
+                DROPPED.inc_by(lines);
+            }
+            batch.clear();
+        }
+        for done in flushed {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Installs the global subscriber writing to stderr; keep the guard until the process ends.
 ///
-/// Colours only on a terminal; under systemd (`JOURNAL_STREAM` set) text lines leave the
-/// timestamp to journald. `default_level` applies unless `RUST_LOG` is set; either way other
-/// crates stay at `warn` or quieter (see the module doc).
-pub fn init(format: LogFormat, default_level: &str) {
+/// `default_level` applies unless `RUST_LOG` is set; either way other crates stay at `warn` or
+/// quieter (see the module doc).
+pub fn init(format: LogFormat, default_level: &str) -> Guard {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(default_level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    let (queue, lines) = std::sync::mpsc::sync_channel(QUEUE_LINES);
+    let spawned = std::thread::Builder::new()
+        .name("log-writer".into())
+        .spawn(move || drain(lines, io::stderr()));
+    if spawned.is_err() {
+        // No thread, no logs; probing does not need them.
+        return Guard { queue: None };
+    }
     let layer = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(Lossy(queue.clone()))
+        .log_internal_errors(false)
+        .with_ansi(io::stderr().is_terminal())
         .with_target(false);
+    // Under systemd (`JOURNAL_STREAM` set) text lines leave the timestamp to journald.
     let journald = std::env::var_os("JOURNAL_STREAM").is_some();
     let registry = tracing_subscriber::registry()
         .with(quiet_libraries())
         .with(filter);
     // A second init (tests) is harmless: the first subscriber stays.
-    let _ = match (format, journald) {
+    let installed = match (format, journald) {
         (LogFormat::Text, false) => registry.with(layer).try_init(),
         (LogFormat::Text, true) => registry.with(layer.without_time()).try_init(),
         (LogFormat::Json, _) => registry.with(layer.json().flatten_event(true)).try_init(),
     };
+    if installed.is_err() {
+        return Guard { queue: None };
+    }
+    std::panic::set_hook(Box::new(log_panic));
+    Guard { queue: Some(queue) }
+}
+
+/// The panic hook: the message goes through the log like any other line (at `error`) instead
+/// of straight to stderr, where a full pipe would block the panicking worker.
+fn log_panic(info: &std::panic::PanicHookInfo<'_>) {
+    let thread = std::thread::current();
+    let thread = thread.name().unwrap_or("unnamed");
+    let backtrace = std::backtrace::Backtrace::capture();
+    if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
+        tracing::error!(thread, panic = %info, %backtrace, "a thread panicked");
+    } else {
+        tracing::error!(thread, panic = %info, "a thread panicked");
+    }
 }
 
 /// Mailprobe's own events at any level; every other crate's at `warn` and above only. A filter
@@ -48,4 +218,79 @@ fn quiet_libraries() -> Targets {
     Targets::new()
         .with_default(LevelFilter::WARN)
         .with_target(OWN_TARGET, LevelFilter::TRACE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_is_logged_as_an_error_line() {
+        let (tx, rx) = std::sync::mpsc::sync_channel(16);
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_subscriber::fmt::layer().with_writer(Lossy(tx)));
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(log_panic));
+        let caught = tracing::subscriber::with_default(subscriber, || {
+            std::panic::catch_unwind(|| panic!("boom"))
+        });
+        std::panic::set_hook(hook);
+        assert!(caught.is_err());
+        let Ok(Msg::Line(line)) = rx.try_recv() else {
+            panic!("no line logged");
+        };
+        let line = String::from_utf8(line).unwrap();
+        assert!(
+            line.contains("ERROR") && line.contains("a thread panicked"),
+            "{line}"
+        );
+        assert!(line.contains("boom"), "{line}");
+    }
+
+    /// A writer that takes `accept` bytes, then fails like a closed pipe.
+    struct Closing {
+        accept: usize,
+        written: Vec<u8>,
+    }
+
+    impl Write for Closing {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            if self.written.len() + b.len() > self.accept {
+                return Err(io::ErrorKind::BrokenPipe.into());
+            }
+            self.written.extend_from_slice(b);
+            Ok(b.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_closed_stderr_only_counts_lost_lines() {
+        let before = DROPPED.get();
+        let (tx, rx) = std::sync::mpsc::sync_channel(16);
+        let writer = std::thread::spawn(move || {
+            drain(
+                rx,
+                Closing {
+                    accept: 6,
+                    written: Vec::new(),
+                },
+            )
+        });
+        let lossy = Lossy(tx);
+        // The first line is written (and flushed through) before the pipe "closes".
+        lossy.make_writer().write_all(b"one\n").unwrap();
+        let (done, flushed) = std::sync::mpsc::sync_channel(1);
+        lossy.0.send(Msg::Flush(done)).unwrap();
+        flushed.recv().unwrap();
+        for _ in 0..3 {
+            lossy.make_writer().write_all(b"more\n").unwrap();
+        }
+        drop(lossy);
+        writer.join().unwrap();
+        assert_eq!(DROPPED.get() - before, 3);
+    }
 }

@@ -1,8 +1,9 @@
-//! Logs of the real binary: no log level shows a secret.
+//! Logs and output of the real binary: a closed or stalled stderr never stops probing, CLI output
+//! to a closed pipe ends quietly, and no log level shows a secret.
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -91,6 +92,13 @@ fn probes(listen: &str, target: &str, result: &str) -> Option<f64> {
     )
 }
 
+/// Waits until `target` has at least `n` probes counted with `result`.
+fn wait_probes(r: &Running, target: &str, result: &str, n: f64) -> f64 {
+    wait(30, &format!("{n} {result} probes of {target}"), || {
+        probes(&r.listen, target, result).filter(|v| *v >= n)
+    })
+}
+
 /// Sends SIGTERM and waits up to 20 s for the process to end.
 fn terminate(r: &mut Running) -> ExitStatus {
     let pid = r.child.id().to_string();
@@ -101,6 +109,154 @@ fn terminate(r: &mut Running) -> ExitStatus {
     wait(20, "the daemon to exit after SIGTERM", || {
         r.child.try_wait().expect("wait for mailprobe")
     })
+}
+
+const FAST: &str = "[global]\ninterval = \"1s\"\ntimeout = \"1s\"\n";
+
+/// `n` targets on a closed port: cheap, every probe fails and logs.
+fn refused_targets(n: usize) -> String {
+    let port = free_port();
+    (0..n)
+        .map(|i| {
+            format!(
+                "[[target]]\nname = \"refused-{i}\"\nprotocol = \"imap\"\nhost = \"127.0.0.1\"\nport = {port}\n\
+                 tls = \"none\"\nallow_plaintext = true\nusername = \"u\"\npassword_env = \"HOME\"\n"
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn probing_goes_on_after_the_stderr_reader_closes() {
+    let env = Env::new();
+    let dc = Dovecot::start(&env.pki, Options::default());
+    env.config(&format!(
+        "{FAST}log_level = \"debug\"\n{}",
+        env.imap_target("good", dc.ports.imaps, "")
+    ));
+    // `mailprobe run 2>&1 | head -2`.
+    let mut r = run(&env, Stdio::piped(), &[]);
+    let mut lines = BufReader::new(r.child.stderr.take().unwrap()).lines();
+    for _ in 0..2 {
+        lines.next().expect("a log line").expect("readable stderr");
+    }
+    drop(lines);
+    let closed = Instant::now();
+
+    let before = probes(&r.listen, "good", "success").unwrap_or(0.0);
+    let after = wait_probes(&r, "good", "success", before + 3.0);
+    eprintln!(
+        "{} probes completed in {:.1} s after the pipe closed",
+        after - before,
+        closed.elapsed().as_secs_f64()
+    );
+    assert_eq!(get(&r.listen, "/-/ready").map(|r| r.0), Some(200));
+
+    let status = terminate(&mut r);
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn probing_goes_on_while_nobody_reads_stderr() {
+    let env = Env::new();
+    let dc = Dovecot::start(&env.pki, Options::default());
+    env.config(&format!(
+        "{FAST}log_level = \"debug\"\n{}{}",
+        env.imap_target("good", dc.ports.imaps, ""),
+        refused_targets(1000)
+    ));
+    // stderr is a pipe nobody reads: it fills (64 KiB) and then every write would block.
+    let mut r = run(&env, Stdio::piped(), &[]);
+    let _unread = r.child.stderr.take().unwrap();
+
+    // Every probe logs a line of more than 100 bytes at debug, so 1,000 probes are well past
+    // what the pipe holds; then the daemon's own queue fills and lines are dropped.
+    wait(60, "1,000 probes", || {
+        let m = get(&r.listen, "/metrics")?.1;
+        let total: f64 = m
+            .lines()
+            .filter(|l| l.starts_with("mailprobe_probes_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        (total >= 1000.0).then_some(())
+    });
+    let dropped = wait(60, "dropped log lines counted", || {
+        let m = get(&r.listen, "/metrics")?.1;
+        sample(&m, "mailprobe_log_lines_dropped_total", &[]).filter(|v| *v > 0.0)
+    });
+    let before = probes(&r.listen, "good", "success").expect("metrics");
+    wait_probes(&r, "good", "success", before + 3.0);
+    assert_eq!(get(&r.listen, "/-/ready").map(|r| r.0), Some(200));
+    eprintln!("{dropped} log lines dropped; probing went on");
+
+    let status = terminate(&mut r);
+    assert!(status.success(), "{status:?}");
+}
+
+/// Runs the binary with stdout (and, with `close_stderr`, stderr too) a pipe whose reader has
+/// already gone: `(exit code, stderr)`.
+fn with_closed_stdout(args: &[&str], close_stderr: bool) -> (Option<i32>, String) {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailprobe"));
+    cmd.args(args).env_remove("RUST_LOG").stdout(writer);
+    let out = if close_stderr {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        cmd.stderr(writer).status().map(|s| (s, String::new()))
+    } else {
+        cmd.stderr(Stdio::piped())
+            .output()
+            .map(|o| (o.status, String::from_utf8_lossy(&o.stderr).into_owned()))
+    }
+    .expect("run mailprobe");
+    (out.0.code(), out.1)
+}
+
+#[test]
+fn cli_output_to_a_closed_pipe_ends_quietly() {
+    let env = Env::new();
+    let dc = Dovecot::start(&env.pki, Options::default());
+    env.config(&env.imap_target("good", dc.ports.imaps, ""));
+    let cfg = env.config_path();
+    let cfg = cfg.to_str().unwrap();
+    let state = env.dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    // An empty history is enough for `incidents` to print its header.
+    drop(mailprobe::incidents::store::Store::open(&state).unwrap());
+
+    for (args, code) in [
+        (vec!["check", "-c", cfg], 0),
+        (vec!["probe", "-c", cfg], 0),
+        (vec!["probe", "--json", "-c", cfg], 0),
+        (vec!["incidents", "-c", cfg], 0),
+    ] {
+        let (status, stderr) = with_closed_stdout(&args, false);
+        assert_eq!(status, Some(code), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?} wrote to stderr: {stderr}");
+    }
+    // An error with stderr closed as well is still exit status 1, not a panic's 101.
+    let (status, _) = with_closed_stdout(&["check", "-c", "/nonexistent/probes.toml"], true);
+    assert_eq!(status, Some(1));
+
+    // The real thing: `mailprobe check | head -1` with a table longer than a pipe holds.
+    let many: String = (0..2000)
+        .map(|i| env.imap_target(&format!("target-number-{i}"), 993, ""))
+        .collect();
+    std::fs::write(env.dir.path().join("many.toml"), env.with_state(&many)).unwrap();
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "set -o pipefail; {} check -c {} | head -1",
+            env!("CARGO_BIN_EXE_mailprobe"),
+            env.dir.path().join("many.toml").display()
+        ))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(stderr.is_empty(), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(": OK: 2000 targets"));
 }
 
 /// Every form a secret can take in a log: as is, and inside any base64 word (SASL PLAIN, LOGIN,
