@@ -2,7 +2,7 @@
 //! graceful stop.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use anyhow::Context;
 use arc_swap::ArcSwapOption;
@@ -13,20 +13,23 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config};
 use crate::incidents::service::Incidents;
+use crate::liveness::{self, Liveness};
 use crate::metrics::Metrics;
 use crate::probe::{Outcome, ProbeContext};
 use crate::scheduler::{OutcomeSink, Scheduler};
 use crate::server::{self, AppState};
 
-/// Sends each outcome to the metrics and the incident timeline, and writes one log line per
-/// failed probe.
+/// Sends each outcome to the metrics and the incident timeline, tells readiness that probes
+/// are finishing, and writes one log line per failed probe.
 struct Reporter {
     metrics: Arc<Metrics>,
     incidents: Incidents,
+    liveness: Arc<Liveness>,
 }
 
 impl OutcomeSink for Reporter {
     fn record(&self, o: Outcome) {
+        self.liveness.probe_finished();
         self.metrics.observe(&o);
         self.incidents.observe(&o);
         log_outcome(&o);
@@ -59,6 +62,10 @@ pub fn log_outcome(o: &Outcome) {
     }
 }
 
+/// Wraps the sink outcomes go to. The identity in production; tests wrap it to stall or kill
+/// target tasks and see readiness and the watchdog notice.
+pub type WrapSink = Box<dyn FnOnce(Arc<dyn OutcomeSink>) -> Arc<dyn OutcomeSink> + Send>;
+
 /// Runs the daemon on an already-bound `listener` until `shutdown` is cancelled.
 ///
 /// The config is re-read from `config.path` on SIGHUP and on `POST /-/reload`; an invalid file
@@ -68,24 +75,37 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    run_with(config, listener, shutdown, Box::new(|sink| sink)).await
+}
+
+/// [`run`], with the sink the scheduler reports to wrapped by `wrap` (a test seam).
+pub async fn run_with(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    wrap: WrapSink,
+) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     metrics.config_loaded(true);
     let (incidents, incidents_thread) =
         Incidents::start(&config.incidents, &config.owned_targets(), metrics.clone())
             .context("cannot open the incident history")?;
+    let liveness = Arc::new(Liveness::new());
     let reporter = Arc::new(Reporter {
         metrics: metrics.clone(),
         incidents: incidents.clone(),
+        liveness: liveness.clone(),
     });
     let mut scheduler = Scheduler::new(
         ProbeContext::new(),
         metrics.clone(),
-        reporter,
+        wrap(reporter),
         config.global.concurrency,
     );
-    scheduler.apply(&config.owned_targets());
-
-    let ready = Arc::new(AtomicBool::new(true));
+    let targets = config.owned_targets();
+    scheduler.apply(&targets);
+    liveness.set_targets(&targets);
+    liveness.checked(scheduler.alive());
     let (reload_tx, mut reload_rx) = mpsc::channel(4);
     let addr = listener.local_addr().ok();
     let http_shutdown = CancellationToken::new();
@@ -94,7 +114,7 @@ pub async fn run(
         listener,
         AppState {
             metrics: metrics.clone(),
-            ready: ready.clone(),
+            ready: liveness.clone(),
             reload: reload_tx,
             web: web.clone(),
             incidents: incidents.clone(),
@@ -119,13 +139,16 @@ pub async fn run(
         .context("cannot install the SIGHUP handler")?;
     let watchdog = sd_notify::watchdog_enabled();
     let mut watchdog_tick =
-        tokio::time::interval(watchdog.map_or(std::time::Duration::from_secs(3600), |d| d / 2));
+        tokio::time::interval(watchdog.map_or(Duration::from_secs(3600), |d| d / 2));
+    let mut check_tick = tokio::time::interval(liveness::CHECK_EVERY);
+    let mut ready = Ok(());
     let mut current = config;
     let mut reloading = Reloading {
         scheduler: &mut scheduler,
         metrics: &metrics,
         web: &web,
         incidents: &incidents,
+        liveness: &liveness,
     };
     loop {
         tokio::select! {
@@ -136,16 +159,27 @@ pub async fn run(
             Some(reply) = reload_rx.recv() => {
                 let _ = reply.send(reloading.reload(&mut current));
             }
+            _ = check_tick.tick() => {
+                reloading.liveness.checked(reloading.scheduler.alive());
+                let now = reloading.liveness.check();
+                match (&ready, &now) {
+                    (Ok(()), Err(why)) => tracing::error!(
+                        reason = %why,
+                        "not ready: targets are not being probed; /-/ready answers 503 and the systemd watchdog is not fed"
+                    ),
+                    (Err(_), Ok(())) => tracing::info!("ready again: probes are finishing"),
+                    _ => {}
+                }
+                ready = now;
+            }
             _ = watchdog_tick.tick(), if watchdog.is_some() => {
-                // Fed from the loop that also drives reloads, and only while every target task
-                // is alive: a wedged runtime or a dead scheduler gets restarted by systemd.
-                if reloading.scheduler.alive() {
+                // Fed from the loop that also drives reloads, and only while targets are being
+                // probed: a wedged runtime, a dead or a stuck scheduler gets restarted by systemd.
+                if reloading.liveness.check().is_ok() {
                     notify(&[
                         NotifyState::Watchdog,
                         NotifyState::Status(&status(reloading.scheduler, &metrics)),
                     ]);
-                } else {
-                    tracing::error!("a target task has died; no longer feeding the systemd watchdog");
                 }
             }
         }
@@ -155,7 +189,7 @@ pub async fn run(
     tracing::info!(
         "stopping: no new probes; waiting for probes in flight (bounded by their deadlines)"
     );
-    ready.store(false, Ordering::Release);
+    liveness.stopping();
     scheduler.shutdown().await;
     // The last outcomes are in; save the timeline.
     incidents.stop();
@@ -191,6 +225,7 @@ struct Reloading<'a> {
     metrics: &'a Metrics,
     web: &'a ArcSwapOption<crate::webconfig::WebConfig>,
     incidents: &'a Incidents,
+    liveness: &'a Liveness,
 }
 
 impl Reloading<'_> {
@@ -202,13 +237,7 @@ impl Reloading<'_> {
             states.push(now);
         }
         notify(&states);
-        let result = reload(
-            current,
-            self.scheduler,
-            self.metrics,
-            self.web,
-            self.incidents,
-        );
+        let result = reload(current, self);
         notify(&[
             NotifyState::Ready,
             NotifyState::Status(&status(self.scheduler, self.metrics)),
@@ -218,13 +247,8 @@ impl Reloading<'_> {
 }
 
 /// Re-reads the config; applies it if valid, keeps the old one otherwise.
-fn reload(
-    current: &mut Config,
-    scheduler: &mut Scheduler,
-    metrics: &Metrics,
-    web: &ArcSwapOption<crate::webconfig::WebConfig>,
-    incidents: &Incidents,
-) -> Result<String, String> {
+fn reload(current: &mut Config, r: &mut Reloading<'_>) -> Result<String, String> {
+    let (scheduler, metrics, web, incidents) = (&mut *r.scheduler, r.metrics, r.web, r.incidents);
     match config::load(&current.path) {
         Ok(new) => {
             if new.global.listen != current.global.listen {
@@ -243,6 +267,7 @@ fn reload(
             let targets = new.owned_targets();
             let diff = scheduler.apply(&targets);
             incidents.set_targets(&targets);
+            r.liveness.set_targets(&targets);
             let summary = format!(
                 "config reloaded: {} added, {} removed, {} changed, {} unchanged",
                 diff.added.len(),
