@@ -13,7 +13,7 @@
 //! - [`metrics`]: the one place where outcomes become long-lived Prometheus series.
 //! - [`incidents`]: target health with hysteresis, incidents by scope, their timeline, SQLite.
 //! - [`liveness`]: whether targets are really being probed (`/-/ready`, the systemd watchdog).
-//! - [`logging`]: log lines that can neither stop probing nor show a secret.
+//! - [`logging`]: log lines that fit journald and can neither stop probing nor show a secret.
 //! - [`server`]: the HTTP endpoints (`/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`).
 //! - [`webconfig`]: TLS and basic auth for them (exporter-toolkit web config).
 //! - [`status`]: the status page and its JSON API.

@@ -1,4 +1,4 @@
-//! Log setup: human lines or JSON on stderr, filtered by `RUST_LOG` or the config's
+//! Log setup: logfmt lines or JSON on stderr, filtered by `RUST_LOG` or the config's
 //! `log_level`, written so that logging can never stop probing and never shows a secret.
 //!
 //! - Lines go through a bounded queue to a thread of their own that writes stderr. A closed
@@ -8,16 +8,24 @@
 //! - Other crates log at most at `warn`, whatever `RUST_LOG` asks for: at debug and trace they
 //!   print protocol traffic (async-imap every IMAP command, LOGIN passwords and AUTHENTICATE
 //!   blobs included; h2 and hyper headers such as Authorization; rustls handshakes).
+//! - Under systemd (stderr is the stream named by `JOURNAL_STREAM`) each line starts with its
+//!   syslog priority (`<3>` error ... `<7>` debug, sd-daemon(3)) and leaves the time to journald.
 
-use std::io::{self, IsTerminal, Write};
+use std::fmt::{self, Write as _};
+use std::io::{self, Write};
 use std::sync::LazyLock;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::{LevelFilter, Targets};
-use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
+use tracing_subscriber::fmt::time::FormatTime;
+use tracing_subscriber::fmt::{FmtContext, MakeWriter};
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::LogFormat;
@@ -160,6 +168,26 @@ fn drain(queue: Receiver<Msg>, mut out: impl Write) {
     }
 }
 
+/// Whether stderr is the journal stream systemd named in `JOURNAL_STREAM` (`device:inode`), as
+/// sd-daemon(3) says to check: the variable is inherited by children whose stderr goes elsewhere.
+fn stderr_is_journal() -> bool {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = stream.to_str().and_then(|s| s.split_once(':')) else {
+        return false;
+    };
+    let Ok(fd) = io::stderr().as_fd().try_clone_to_owned() else {
+        return false;
+    };
+    let Ok(meta) = std::fs::File::from(fd).metadata() else {
+        return false;
+    };
+    dev.parse() == Ok(meta.dev()) && ino.parse() == Ok(meta.ino())
+}
+
 /// Installs the global subscriber writing to stderr; keep the guard until the process ends.
 ///
 /// `default_level` applies unless `RUST_LOG` is set; either way other crates stay at `warn` or
@@ -176,21 +204,31 @@ pub fn init(format: LogFormat, default_level: &str) -> Guard {
         // No thread, no logs; probing does not need them.
         return Guard { queue: None };
     }
+    let journal = stderr_is_journal();
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(Lossy(queue.clone()))
-        .log_internal_errors(false)
-        .with_ansi(io::stderr().is_terminal())
-        .with_target(false);
-    // Under systemd (`JOURNAL_STREAM` set) text lines leave the timestamp to journald.
-    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
-    let registry = tracing_subscriber::registry()
-        .with(quiet_libraries())
-        .with(filter);
+        .log_internal_errors(false);
     // A second init (tests) is harmless: the first subscriber stays.
-    let installed = match (format, journald) {
-        (LogFormat::Text, false) => registry.with(layer).try_init(),
-        (LogFormat::Text, true) => registry.with(layer.without_time()).try_init(),
-        (LogFormat::Json, _) => registry.with(layer.json().flatten_event(true)).try_init(),
+    let installed = match format {
+        LogFormat::Text => tracing_subscriber::registry()
+            .with(quiet_libraries())
+            .with(filter)
+            .with(layer.event_format(Logfmt { journal }))
+            .try_init(),
+        LogFormat::Json => tracing_subscriber::registry()
+            .with(quiet_libraries())
+            .with(filter)
+            .with(
+                layer
+                    .json()
+                    .flatten_event(true)
+                    .with_target(false)
+                    .map_event_format(|json| Prefixed {
+                        journal,
+                        inner: json,
+                    }),
+            )
+            .try_init(),
     };
     if installed.is_err() {
         return Guard { queue: None };
@@ -199,8 +237,8 @@ pub fn init(format: LogFormat, default_level: &str) -> Guard {
     Guard { queue: Some(queue) }
 }
 
-/// The panic hook: the message goes through the log like any other line (at `error`) instead
-/// of straight to stderr, where a full pipe would block the panicking worker.
+/// The panic hook: the message goes through the log like any other line (`error`, `<3>` in the
+/// journal) instead of straight to stderr, where a full pipe would block the panicking worker.
 fn log_panic(info: &std::panic::PanicHookInfo<'_>) {
     let thread = std::thread::current();
     let thread = thread.name().unwrap_or("unnamed");
@@ -220,19 +258,192 @@ fn quiet_libraries() -> Targets {
         .with_target(OWN_TARGET, LevelFilter::TRACE)
 }
 
+/// The syslog priority journald reads at the start of a line (sd-daemon(3)).
+fn priority(level: Level) -> &'static str {
+    match level {
+        Level::ERROR => "<3>",
+        Level::WARN => "<4>",
+        Level::INFO => "<6>",
+        Level::DEBUG | Level::TRACE => "<7>",
+    }
+}
+
+/// Another format with the syslog priority in front when writing to the journal.
+struct Prefixed<F> {
+    journal: bool,
+    inner: F,
+}
+
+impl<S, N, F> FormatEvent<S, N> for Prefixed<F>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        if self.journal {
+            writer.write_str(priority(*event.metadata().level()))?;
+        }
+        self.inner.format_event(ctx, writer, event)
+    }
+}
+
+/// logfmt: `ts=... level=warn msg="probe failed" target=imap-eu class=auth_rejected ...`, every
+/// value bare when it can be and quoted (with `\"`, `\\`, `\n` escapes) when not.
+struct Logfmt {
+    journal: bool,
+}
+
+impl<S, N> FormatEvent<S, N> for Logfmt
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut w: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let level = *event.metadata().level();
+        if self.journal {
+            w.write_str(priority(level))?;
+        } else {
+            w.write_str("ts=")?;
+            tracing_subscriber::fmt::time::SystemTime.format_time(&mut w)?;
+            w.write_char(' ')?;
+        }
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        write!(w, "level={}", level.as_str().to_ascii_lowercase())?;
+        w.write_str(" msg=")?;
+        quote(&mut w, &fields.message)?;
+        // Events from other crates say where they come from (`log` records carry it as a field).
+        let module = fields
+            .log_target
+            .as_deref()
+            .unwrap_or(event.metadata().target());
+        if !module.starts_with(OWN_TARGET) {
+            w.write_str(" module=")?;
+            value(&mut w, module)?;
+        }
+        w.write_str(&fields.rest)?;
+        writeln!(w)
+    }
+}
+
+/// An event's fields, the message apart.
+#[derive(Default)]
+struct Fields {
+    message: String,
+    log_target: Option<String>,
+    rest: String,
+}
+
+impl Fields {
+    fn text(&mut self, field: &Field, v: &str) {
+        match field.name() {
+            "message" => self.message.push_str(v),
+            "log.target" => self.log_target = Some(v.to_string()),
+            n if n.starts_with("log.") => {}
+            n => {
+                let _ = write!(self.rest, " {n}=");
+                let _ = value(&mut self.rest, v);
+            }
+        }
+    }
+
+    fn bare(&mut self, field: &Field, v: impl fmt::Display) {
+        let _ = write!(self.rest, " {}={v}", field.name());
+    }
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, v: &str) {
+        self.text(field, v);
+    }
+
+    fn record_debug(&mut self, field: &Field, v: &dyn fmt::Debug) {
+        self.text(field, &format!("{v:?}"));
+    }
+
+    fn record_error(&mut self, field: &Field, v: &(dyn std::error::Error + 'static)) {
+        self.text(field, &v.to_string());
+    }
+
+    fn record_f64(&mut self, field: &Field, v: f64) {
+        if v.is_finite() {
+            self.bare(field, v);
+        } else {
+            self.text(field, &v.to_string());
+        }
+    }
+
+    fn record_i64(&mut self, field: &Field, v: i64) {
+        self.bare(field, v);
+    }
+
+    fn record_u64(&mut self, field: &Field, v: u64) {
+        self.bare(field, v);
+    }
+
+    fn record_bool(&mut self, field: &Field, v: bool) {
+        self.bare(field, v);
+    }
+}
+
+/// Writes `v` bare when logfmt allows it, quoted otherwise.
+fn value(w: &mut impl fmt::Write, v: &str) -> fmt::Result {
+    let bare = !v.is_empty()
+        && v.chars()
+            .all(|c| !(c == ' ' || c == '"' || c == '=' || c == '\\' || c.is_control()));
+    if bare { w.write_str(v) } else { quote(w, v) }
+}
+
+/// Writes `v` double-quoted, escaping quotes, backslashes and control characters.
+fn quote(w: &mut impl fmt::Write, v: &str) -> fmt::Result {
+    w.write_char('"')?;
+    for c in v.chars() {
+        match c {
+            '"' => w.write_str("\\\"")?,
+            '\\' => w.write_str("\\\\")?,
+            '\n' => w.write_str("\\n")?,
+            '\r' => w.write_str("\\r")?,
+            '\t' => w.write_str("\\t")?,
+            c if c.is_control() => write!(w, "\\u{{{:04x}}}", u32::from(c))?,
+            c => w.write_char(c)?,
+        }
+    }
+    w.write_char('"')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn v(s: &str) -> String {
+        let mut out = String::new();
+        value(&mut out, s).unwrap();
+        out
+    }
+
     #[test]
     fn a_panic_is_logged_as_an_error_line() {
         let (tx, rx) = std::sync::mpsc::sync_channel(16);
-        let subscriber = tracing_subscriber::registry()
-            .with(tracing_subscriber::fmt::layer().with_writer(Lossy(tx)));
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(Lossy(tx))
+                .event_format(Logfmt { journal: true }),
+        );
         let hook = std::panic::take_hook();
         std::panic::set_hook(Box::new(log_panic));
         let caught = tracing::subscriber::with_default(subscriber, || {
-            std::panic::catch_unwind(|| panic!("boom"))
+            std::panic::catch_unwind(|| panic!("boom \"quoted\""))
         });
         std::panic::set_hook(hook);
         assert!(caught.is_err());
@@ -241,10 +452,26 @@ mod tests {
         };
         let line = String::from_utf8(line).unwrap();
         assert!(
-            line.contains("ERROR") && line.contains("a thread panicked"),
+            line.starts_with("<3>level=error msg=\"a thread panicked\" thread="),
             "{line}"
         );
-        assert!(line.contains("boom"), "{line}");
+        assert!(line.contains("boom \\\"quoted\\\""), "{line}");
+        assert!(
+            line.ends_with("\"\n") && line.matches('\n').count() == 1,
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn values_are_bare_only_when_logfmt_allows() {
+        assert_eq!(v("imap-eu"), "imap-eu");
+        assert_eq!(v("127.0.0.1:993"), "127.0.0.1:993");
+        assert_eq!(v(""), "\"\"");
+        assert_eq!(v("a b"), "\"a b\"");
+        assert_eq!(v("k=v"), "\"k=v\"");
+        assert_eq!(v("say \"hi\"\n"), "\"say \\\"hi\\\"\\n\"");
+        assert_eq!(v("back\\slash"), "\"back\\\\slash\"");
+        assert_eq!(v("bell\u{7}"), "\"bell\\u{0007}\"");
     }
 
     /// A writer that takes `accept` bytes, then fails like a closed pipe.

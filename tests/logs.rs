@@ -1,5 +1,6 @@
 //! Logs and output of the real binary: a closed or stalled stderr never stops probing, CLI output
-//! to a closed pipe ends quietly, and no log level shows a secret.
+//! to a closed pipe ends quietly, no log level shows a secret, and the lines fit journald and
+//! on-call (syslog priority prefixes, valid logfmt, JSON numbers, a state change logged once).
 
 mod common;
 
@@ -462,4 +463,322 @@ async fn no_log_level_shows_a_secret() {
         daemon_log.contains("probe succeeded"),
         "debug and trace were on: {daemon_log}"
     );
+}
+
+/// Parses one logfmt line strictly: `key=value` pairs separated by one space; a value is bare
+/// (no space, quote, `=` or control character) or double-quoted with `\"`, `\\`, `\n`, `\r`,
+/// `\t` escapes.
+fn logfmt(line: &str) -> Result<Vec<(String, String)>, String> {
+    let mut pairs = Vec::new();
+    let mut chars = line.chars().peekable();
+    loop {
+        let mut key = String::new();
+        while let Some(&c) = chars.peek() {
+            if c == '=' {
+                break;
+            }
+            if !(c.is_ascii_alphanumeric() || "_.-".contains(c)) {
+                return Err(format!("bad key character {c:?} in {line}"));
+            }
+            key.push(c);
+            chars.next();
+        }
+        if key.is_empty() || chars.next() != Some('=') {
+            return Err(format!("expected key= in {line}"));
+        }
+        let mut value = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next() {
+                    None => return Err(format!("unterminated quote in {line}")),
+                    Some('"') => break,
+                    Some('\\') => match chars.next() {
+                        Some('"') => value.push('"'),
+                        Some('\\') => value.push('\\'),
+                        Some('n') => value.push('\n'),
+                        Some('r') => value.push('\r'),
+                        Some('t') => value.push('\t'),
+                        other => return Err(format!("bad escape {other:?} in {line}")),
+                    },
+                    Some(c) if c.is_control() => return Err(format!("raw control in {line}")),
+                    Some(c) => value.push(c),
+                }
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == ' ' {
+                    break;
+                }
+                if c == '"' || c == '=' || c.is_control() {
+                    return Err(format!("{c:?} in a bare value in {line}"));
+                }
+                value.push(c);
+                chars.next();
+            }
+            if value.is_empty() {
+                return Err(format!("empty bare value for {key} in {line}"));
+            }
+        }
+        pairs.push((key, value));
+        match chars.next() {
+            None => return Ok(pairs),
+            Some(' ') if chars.peek().is_some_and(|c| *c != ' ') => {}
+            Some(c) => return Err(format!("unexpected {c:?} after a value in {line}")),
+        }
+    }
+}
+
+fn field<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Runs the daemon with `config` until `until` says enough happened, then stops it with SIGTERM
+/// and returns its whole stderr.
+fn daemon_log(env: &Env, vars: &[(&str, &str)], until: impl FnOnce(&mut Running)) -> String {
+    let path = env.dir.path().join("daemon.log");
+    let file = std::fs::File::create(&path).unwrap();
+    let (dev, ino) = {
+        use std::os::unix::fs::MetadataExt;
+        let m = file.metadata().unwrap();
+        (m.dev(), m.ino())
+    };
+    let journal = format!("{dev}:{ino}");
+    let vars: Vec<(&str, &str)> = vars
+        .iter()
+        .map(|(k, v)| (*k, if *v == "STDERR" { journal.as_str() } else { v }))
+        .collect();
+    let mut r = run(env, file.into(), &vars);
+    until(&mut r);
+    let status = terminate(&mut r);
+    assert!(status.success(), "{status:?}");
+    std::fs::read_to_string(&path).unwrap()
+}
+
+/// A config with an invalid key, for a refused reload (an ERROR line).
+fn refuse_a_reload(env: &Env, r: &Running, good: &str) {
+    std::fs::write(
+        env.config_path(),
+        env.with_state(&format!("{good}bogus = 1\n")),
+    )
+    .unwrap();
+    let pid = r.child.id().to_string();
+    Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+}
+
+#[test]
+fn text_lines_are_logfmt_with_clean_values() {
+    let env = Env::new();
+    let dc = Dovecot::start(&env.pki, Options::default());
+    let text = format!(
+        "{FAST}log_level = \"debug\"\n{}{}",
+        env.imap_target("good", dc.ports.imaps, ""),
+        refused_targets(1)
+    );
+    env.config(&text);
+    let log = daemon_log(&env, &[], |r| {
+        wait_probes(r, "good", "success", 2.0);
+        wait_probes(r, "refused-0", "failure", 2.0);
+        refuse_a_reload(&env, r, &text);
+        wait(10, "the refused reload", || {
+            let m = get(&r.listen, "/metrics")?.1;
+            sample(&m, "mailprobe_config_last_reload_successful", &[]).filter(|v| *v == 0.0)
+        });
+    });
+    let lines: Vec<Vec<(String, String)>> = log
+        .lines()
+        .map(|l| logfmt(l).unwrap_or_else(|e| panic!("{e}\n{log}")))
+        .collect();
+    for l in &lines {
+        for key in ["ts", "level", "msg"] {
+            assert!(field(l, key).is_some(), "{key} missing: {l:?}");
+        }
+    }
+    let started = lines
+        .iter()
+        .find(|l| field(l, "msg") == Some("mailprobe started"))
+        .expect("a start line");
+    assert!(
+        field(started, "listen").is_some_and(|v| v.starts_with("127.0.0.1:")),
+        "{started:?}"
+    );
+    assert_eq!(field(started, "targets"), Some("2"));
+    let failed = lines
+        .iter()
+        .find(|l| field(l, "msg") == Some("probe failed"))
+        .expect("a failure line");
+    assert_eq!(field(failed, "target"), Some("refused-0"));
+    assert_eq!(field(failed, "class"), Some("connect_refused"));
+    assert!(field(failed, "detail").is_some_and(|d| d.contains(' ')));
+    assert!(
+        field(failed, "total_ms").is_some_and(|v| v.parse::<f64>().is_ok()),
+        "{failed:?}"
+    );
+    let refused = lines
+        .iter()
+        .find(|l| field(l, "level") == Some("error"))
+        .expect("the refused reload");
+    assert!(
+        field(refused, "error").is_some_and(|e| e.contains("target[2].bogus")),
+        "{refused:?}"
+    );
+}
+
+#[test]
+fn json_lines_carry_numbers_as_numbers() {
+    let env = Env::new();
+    env.config(&format!(
+        "{FAST}log_format = \"json\"\nlog_level = \"debug\"\n{}",
+        refused_targets(1)
+    ));
+    let log = daemon_log(&env, &[], |r| {
+        wait_probes(r, "refused-0", "failure", 2.0);
+    });
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let started = lines
+        .iter()
+        .find(|l| l["message"] == "mailprobe started")
+        .expect("a start line");
+    assert!(started["targets"].is_u64(), "{started}");
+    assert!(
+        started["listen"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("127.0.0.1:")),
+        "{started}"
+    );
+    let failed = lines
+        .iter()
+        .find(|l| l["message"] == "probe failed")
+        .expect("a failure line");
+    assert!(failed["total_ms"].is_f64(), "{failed}");
+    let again = lines
+        .iter()
+        .filter(|l| l["message"] == "probe failed")
+        .nth(1)
+        .expect("a repeated failure at debug");
+    assert_eq!(again["level"], "DEBUG", "{again}");
+}
+
+#[test]
+fn under_journald_each_line_carries_its_syslog_priority() {
+    let env = Env::new();
+    let dc = Dovecot::start(&env.pki, Options::default());
+    let text = format!(
+        "{FAST}log_level = \"debug\"\n{}{}",
+        env.imap_target("good", dc.ports.imaps, ""),
+        refused_targets(1)
+    );
+    env.config(&text);
+    let log = daemon_log(&env, &[("JOURNAL_STREAM", "STDERR")], |r| {
+        wait_probes(r, "good", "success", 2.0);
+        wait_probes(r, "refused-0", "failure", 2.0);
+        refuse_a_reload(&env, r, &text);
+        wait(10, "the refused reload", || {
+            let m = get(&r.listen, "/metrics")?.1;
+            sample(&m, "mailprobe_config_last_reload_successful", &[]).filter(|v| *v == 0.0)
+        });
+    });
+    let mut seen = std::collections::BTreeSet::new();
+    for line in log.lines() {
+        let (prefix, rest) = line
+            .split_at_checked(3)
+            .unwrap_or_else(|| panic!("short line {line:?}"));
+        let pairs = logfmt(rest).unwrap_or_else(|e| panic!("{e}"));
+        let want = match field(&pairs, "level") {
+            Some("error") => "<3>",
+            Some("warn") => "<4>",
+            Some("info") => "<6>",
+            Some("debug") | Some("trace") => "<7>",
+            other => panic!("level {other:?} in {line}"),
+        };
+        assert_eq!(prefix, want, "{line}");
+        // journald stamps the time itself.
+        assert!(field(&pairs, "ts").is_none(), "{line}");
+        seen.insert(prefix.to_string());
+    }
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        ["<3>", "<4>", "<6>", "<7>"],
+        "{log}"
+    );
+
+    // JOURNAL_STREAM inherited by a process whose stderr goes elsewhere: no prefixes.
+    env.config(&text);
+    let log = daemon_log(&env, &[("JOURNAL_STREAM", "1:1")], |r| {
+        wait_probes(r, "refused-0", "failure", 1.0);
+    });
+    assert!(log.lines().all(|l| l.starts_with("ts=")), "{log}");
+}
+
+#[test]
+fn a_state_change_is_logged_once_and_repeats_go_to_debug() {
+    let env = Env::new();
+    let mut dc = Dovecot::start(&env.pki, Options::default());
+    env.config(&format!(
+        "{FAST}{}{}",
+        env.imap_target("flap", dc.ports.imaps, ""),
+        refused_targets(1)
+    ));
+    let log = daemon_log(&env, &[], |r| {
+        let ok = wait_probes(r, "flap", "success", 1.0);
+        dc.stop();
+        wait_probes(r, "flap", "failure", 5.0);
+        dc.restart();
+        wait_probes(r, "flap", "success", ok + 2.0);
+    });
+    let lines: Vec<Vec<(String, String)>> = log
+        .lines()
+        .map(|l| logfmt(l).unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    let of = |target: &str| -> Vec<(String, String)> {
+        lines
+            .iter()
+            .filter(|l| field(l, "target") == Some(target))
+            .map(|l| {
+                (
+                    field(l, "level").unwrap().to_string(),
+                    field(l, "msg").unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let pair = |l: &str, m: &str| (l.to_string(), m.to_string());
+    // Up, down (5+ identical failures), back: two lines.
+    assert_eq!(
+        of("flap"),
+        [
+            pair("warn", "probe failed"),
+            pair("info", "probe succeeded again")
+        ],
+        "{log}"
+    );
+    // Down all along (10+ failures): one line.
+    assert_eq!(of("refused-0"), [pair("warn", "probe failed")], "{log}");
+    let back = lines
+        .iter()
+        .find(|l| field(l, "msg") == Some("probe succeeded again"))
+        .unwrap();
+    assert!(
+        field(back, "failures")
+            .and_then(|v| v.parse::<u32>().ok())
+            .is_some_and(|n| n >= 5),
+        "{back:?}"
+    );
+    // Incidents opening or changing are warnings; a resolved one is not.
+    let incidents: Vec<_> = lines
+        .iter()
+        .filter(|l| field(l, "msg") == Some("incident"))
+        .collect();
+    assert!(!incidents.is_empty(), "{log}");
+    for l in incidents {
+        let resolved = field(l, "event").is_some_and(|e| e.starts_with("resolved"));
+        let want = if resolved { "info" } else { "warn" };
+        assert_eq!(field(l, "level"), Some(want), "{l:?}");
+    }
 }
