@@ -1,8 +1,9 @@
 //! The daemon: config, scheduler, metrics and the HTTP server wired together, with reloads and a
 //! graceful stop.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use arc_swap::ArcSwapOption;
@@ -13,64 +14,269 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config};
 use crate::incidents::service::Incidents;
+use crate::liveness::{self, Liveness};
 use crate::metrics::Metrics;
 use crate::probe::classify::FailureClass;
-use crate::probe::{Outcome, ProbeContext};
+use crate::probe::{Outcome, Phase, ProbeContext};
 use crate::scheduler::{OutcomeSink, Scheduler};
 use crate::server::{self, AppState};
 
-/// Sends each outcome to the metrics and the incident timeline, and writes one log line per
-/// failed probe.
+/// Sends each outcome to the metrics and the incident timeline, tells readiness that probes
+/// are finishing, and logs what changed for the target.
 struct Reporter {
     metrics: Arc<Metrics>,
     incidents: Incidents,
+    liveness: Arc<Liveness>,
+    said: LogMemory,
 }
 
 impl OutcomeSink for Reporter {
     fn record(&self, o: Outcome) {
+        self.liveness.probe_finished();
         self.metrics.observe(&o);
         self.incidents.observe(&o);
-        log_outcome(&o);
+        log_outcome(&o, &self.said.note(&o));
     }
 }
 
-/// One line per failed probe (warn) with its class and phase; successes at debug.
-pub fn log_outcome(o: &Outcome) {
+/// A target failing the same way is reminded in the log at `warn` this often (at `debug` in
+/// between), so a long outage stays findable with `journalctl -p warning --since -1h`.
+pub const REMIND_EVERY: Duration = Duration::from_secs(3600);
+
+/// What one outcome changes in what the log last said about its target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Nothing: as before (logged at `debug`).
+    Same,
+    /// It started failing, or now fails with another class or in another phase (`warn`).
+    Failed,
+    /// Still failing the same way, [`REMIND_EVERY`] after the last `warn` (`warn` again).
+    StillFailing {
+        /// Failures in a row so far.
+        failures: u64,
+        /// How long it has been failing.
+        failing: Duration,
+    },
+    /// It works again (`info`).
+    Recovered {
+        /// Failures in a row it had.
+        failures: u64,
+        /// How long it had been failing.
+        failing: Duration,
+    },
+    /// It works but slower than its threshold, and was not slow before (`warn`).
+    Slow,
+    /// It is no longer slow (`info`).
+    Fast,
+}
+
+/// The state of a target as the log last told it.
+#[derive(Clone, Copy, Debug)]
+enum Said {
+    Fast,
+    Slow,
+    Failing {
+        class: FailureClass,
+        phase: Phase,
+        since: Instant,
+        failures: u64,
+        reminded: Instant,
+    },
+}
+
+/// What the log last said about each target, so that a state change is logged once and
+/// repeats of the same failure go to `debug`: 10,000 targets failing do not write 10,000
+/// warnings a minute and push the incident lines past journald's rate limit.
+#[derive(Debug, Default)]
+pub struct LogMemory(Mutex<HashMap<String, Said>>);
+
+impl LogMemory {
+    /// Takes one outcome and says what changed.
+    pub fn note(&self, o: &Outcome) -> Change {
+        let result = match &o.failure {
+            None => Ok(o.slow),
+            Some(f) => Err((f.class, f.phase)),
+        };
+        self.note_at(&o.target.name, result, Instant::now())
+    }
+
+    fn note_at(
+        &self,
+        target: &str,
+        result: Result<bool, (FailureClass, Phase)>,
+        now: Instant,
+    ) -> Change {
+        let mut said = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let before = said.get(target).copied().unwrap_or(Said::Fast);
+        let (now_said, change) = match (before, result) {
+            (
+                Said::Failing {
+                    class,
+                    phase,
+                    since,
+                    failures,
+                    reminded,
+                },
+                Err(failure),
+            ) if (class, phase) == failure => {
+                let failures = failures + 1;
+                let remind = now.saturating_duration_since(reminded) >= REMIND_EVERY;
+                let now_said = Said::Failing {
+                    class,
+                    phase,
+                    since,
+                    failures,
+                    reminded: if remind { now } else { reminded },
+                };
+                let change = if remind {
+                    Change::StillFailing {
+                        failures,
+                        failing: now.saturating_duration_since(since),
+                    }
+                } else {
+                    Change::Same
+                };
+                (now_said, change)
+            }
+            (_, Err((class, phase))) => {
+                let (since, failures) = match before {
+                    Said::Failing {
+                        since, failures, ..
+                    } => (since, failures),
+                    _ => (now, 0),
+                };
+                let now_said = Said::Failing {
+                    class,
+                    phase,
+                    since,
+                    failures: failures + 1,
+                    reminded: now,
+                };
+                (now_said, Change::Failed)
+            }
+            (
+                Said::Failing {
+                    since, failures, ..
+                },
+                Ok(slow),
+            ) => {
+                let change = Change::Recovered {
+                    failures,
+                    failing: now.saturating_duration_since(since),
+                };
+                (if slow { Said::Slow } else { Said::Fast }, change)
+            }
+            (Said::Fast, Ok(true)) => (Said::Slow, Change::Slow),
+            (Said::Slow, Ok(false)) => (Said::Fast, Change::Fast),
+            (s, Ok(_)) => (s, Change::Same),
+        };
+        said.insert(target.to_string(), now_said);
+        change
+    }
+
+    /// Forgets targets that left the config.
+    pub fn forget(&self, targets: &[String]) {
+        let mut said = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        for t in targets {
+            said.remove(t);
+        }
+    }
+}
+
+/// Logs an outcome by what it changed for its target (see [`Change`]); the detail and class of
+/// a failure are in the `warn` line that says it started.
+pub fn log_outcome(o: &Outcome, change: &Change) {
     let t = &o.target;
-    let total_ms = o.total.as_secs_f64() * 1000.0;
-    match &o.failure {
-        // mailprobe could not run the probe (no descriptors, a panic...): its own fault, at ERROR.
-        Some(f) if f.class == FailureClass::ProberError => tracing::error!(
+    // Tenths of a millisecond, as a number (a number in JSON too).
+    let total_ms = (o.total.as_secs_f64() * 10_000.0).round() / 10.0;
+    match (&o.failure, change) {
+        // mailprobe could not run the probe (no descriptors, a panic...): its own fault, at ERROR
+        // when it starts or is reminded, at debug while it repeats.
+        (Some(f), Change::Failed | Change::StillFailing { .. })
+            if f.class == FailureClass::ProberError =>
+        {
+            tracing::error!(
+                target = %t.name,
+                region = %t.region,
+                protocol = t.protocol().as_str(),
+                class = f.class.as_str(),
+                reason = f.fault.map_or("internal", |r| r.as_str()),
+                phase = f.phase.as_str(),
+                total_ms,
+                detail = %f.detail,
+                "probe could not run: a fault of mailprobe itself, not of the target"
+            )
+        }
+        (Some(f), Change::Failed) => tracing::warn!(
             target = %t.name,
             region = %t.region,
             protocol = t.protocol().as_str(),
             class = f.class.as_str(),
-            reason = f.fault.map_or("internal", |r| r.as_str()),
             phase = f.phase.as_str(),
-            total_ms = format_args!("{total_ms:.1}"),
-            detail = %f.detail,
-            "probe could not run: a fault of mailprobe itself, not of the target"
-        ),
-        Some(f) => tracing::warn!(
-            target = %t.name,
-            region = %t.region,
-            protocol = t.protocol().as_str(),
-            class = f.class.as_str(),
-            phase = f.phase.as_str(),
-            total_ms = format_args!("{total_ms:.1}"),
+            total_ms,
             detail = %f.detail,
             "probe failed"
         ),
-        None => tracing::debug!(
+        (Some(f), Change::StillFailing { failures, failing }) => tracing::warn!(
+            target = %t.name,
+            region = %t.region,
+            protocol = t.protocol().as_str(),
+            class = f.class.as_str(),
+            phase = f.phase.as_str(),
+            failures,
+            failing_s = failing.as_secs(),
+            detail = %f.detail,
+            "probe still failing"
+        ),
+        (Some(f), _) => tracing::debug!(
+            target = %t.name,
+            region = %t.region,
+            protocol = t.protocol().as_str(),
+            class = f.class.as_str(),
+            phase = f.phase.as_str(),
+            total_ms,
+            detail = %f.detail,
+            "probe failed"
+        ),
+        (None, Change::Recovered { failures, failing }) => tracing::info!(
+            target = %t.name,
+            region = %t.region,
+            protocol = t.protocol().as_str(),
+            failures,
+            failing_s = failing.as_secs(),
+            slow = o.slow,
+            total_ms,
+            "probe succeeded again"
+        ),
+        (None, Change::Slow) => tracing::warn!(
+            target = %t.name,
+            region = %t.region,
+            protocol = t.protocol().as_str(),
+            total_ms,
+            slow_threshold_ms = u64::try_from(t.slow_threshold.as_millis()).unwrap_or(u64::MAX),
+            "probe slow"
+        ),
+        (None, Change::Fast) => tracing::info!(
+            target = %t.name,
+            region = %t.region,
+            protocol = t.protocol().as_str(),
+            total_ms,
+            "probe no longer slow"
+        ),
+        (None, _) => tracing::debug!(
             target = %t.name,
             region = %t.region,
             protocol = t.protocol().as_str(),
             slow = o.slow,
-            total_ms = format_args!("{total_ms:.1}"),
+            total_ms,
             "probe succeeded"
         ),
     }
 }
+
+/// Wraps the sink outcomes go to. The identity in production; tests wrap it to stall or kill
+/// target tasks and see readiness and the watchdog notice.
+pub type WrapSink = Box<dyn FnOnce(Arc<dyn OutcomeSink>) -> Arc<dyn OutcomeSink> + Send>;
 
 /// Runs the daemon on an already-bound `listener` until `shutdown` is cancelled.
 ///
@@ -81,24 +287,38 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    run_with(config, listener, shutdown, Box::new(|sink| sink)).await
+}
+
+/// [`run`], with the sink the scheduler reports to wrapped by `wrap` (a test seam).
+pub async fn run_with(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    wrap: WrapSink,
+) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     metrics.config_loaded(true);
     let (incidents, incidents_thread) =
         Incidents::start(&config.incidents, &config.owned_targets(), metrics.clone())
             .context("cannot open the incident history")?;
+    let liveness = Arc::new(Liveness::new());
     let reporter = Arc::new(Reporter {
         metrics: metrics.clone(),
         incidents: incidents.clone(),
+        liveness: liveness.clone(),
+        said: LogMemory::default(),
     });
     let mut scheduler = Scheduler::new(
         ProbeContext::new(),
         metrics.clone(),
-        reporter,
+        wrap(reporter.clone()),
         config.global.concurrency,
     );
-    scheduler.apply(&config.owned_targets());
-
-    let ready = Arc::new(AtomicBool::new(true));
+    let targets = config.owned_targets();
+    scheduler.apply(&targets);
+    liveness.set_targets(&targets);
+    liveness.checked(scheduler.alive());
     let (reload_tx, mut reload_rx) = mpsc::channel(4);
     let addr = listener.local_addr().ok();
     let http_shutdown = CancellationToken::new();
@@ -107,7 +327,7 @@ pub async fn run(
         listener,
         AppState {
             metrics: metrics.clone(),
-            ready: ready.clone(),
+            ready: liveness.clone(),
             reload: reload_tx,
             web: web.clone(),
             incidents: incidents.clone(),
@@ -118,7 +338,7 @@ pub async fn run(
         config = %config.path.display(),
         targets = scheduler.len(),
         shard = %config.global.shard.map_or("all".into(), |s| s.to_string()),
-        listen = ?addr,
+        listen = %addr.map_or_else(|| "unknown".into(), |a| a.to_string()),
         tls = config.global.web.as_ref().is_some_and(|w| w.tls.is_some()),
         "mailprobe started"
     );
@@ -132,13 +352,17 @@ pub async fn run(
         .context("cannot install the SIGHUP handler")?;
     let watchdog = sd_notify::watchdog_enabled();
     let mut watchdog_tick =
-        tokio::time::interval(watchdog.map_or(std::time::Duration::from_secs(3600), |d| d / 2));
+        tokio::time::interval(watchdog.map_or(Duration::from_secs(3600), |d| d / 2));
+    let mut check_tick = tokio::time::interval(liveness::CHECK_EVERY);
+    let mut ready = Ok(());
     let mut current = config;
     let mut reloading = Reloading {
         scheduler: &mut scheduler,
         metrics: &metrics,
         web: &web,
         incidents: &incidents,
+        liveness: &liveness,
+        said: &reporter.said,
     };
     loop {
         tokio::select! {
@@ -149,16 +373,27 @@ pub async fn run(
             Some(reply) = reload_rx.recv() => {
                 let _ = reply.send(reloading.reload(&mut current));
             }
+            _ = check_tick.tick() => {
+                reloading.liveness.checked(reloading.scheduler.alive());
+                let now = reloading.liveness.check();
+                match (&ready, &now) {
+                    (Ok(()), Err(why)) => tracing::error!(
+                        reason = %why,
+                        "not ready: targets are not being probed; /-/ready answers 503 and the systemd watchdog is not fed"
+                    ),
+                    (Err(_), Ok(())) => tracing::info!("ready again: probes are finishing"),
+                    _ => {}
+                }
+                ready = now;
+            }
             _ = watchdog_tick.tick(), if watchdog.is_some() => {
-                // Fed from the loop that also drives reloads, and only while every target task
-                // is alive: a wedged runtime or a dead scheduler gets restarted by systemd.
-                if reloading.scheduler.alive() {
+                // Fed from the loop that also drives reloads, and only while targets are being
+                // probed: a wedged runtime, a dead or a stuck scheduler gets restarted by systemd.
+                if reloading.liveness.check().is_ok() {
                     notify(&[
                         NotifyState::Watchdog,
                         NotifyState::Status(&status(reloading.scheduler, &metrics)),
                     ]);
-                } else {
-                    tracing::error!("a target task has died; no longer feeding the systemd watchdog");
                 }
             }
         }
@@ -168,7 +403,7 @@ pub async fn run(
     tracing::info!(
         "stopping: no new probes; waiting for probes in flight (bounded by their deadlines)"
     );
-    ready.store(false, Ordering::Release);
+    liveness.stopping();
     scheduler.shutdown().await;
     // The last outcomes are in; save the timeline.
     incidents.stop();
@@ -191,9 +426,10 @@ fn notify(state: &[NotifyState<'_>]) {
 
 /// The one-line status systemd shows in `systemctl status`.
 fn status(scheduler: &Scheduler, metrics: &Metrics) -> String {
+    let n = scheduler.len();
     format!(
-        "probing {} targets, {} failing",
-        scheduler.len(),
+        "probing {n} target{}, {} failing",
+        if n == 1 { "" } else { "s" },
         metrics.failing()
     )
 }
@@ -204,6 +440,8 @@ struct Reloading<'a> {
     metrics: &'a Metrics,
     web: &'a ArcSwapOption<crate::webconfig::WebConfig>,
     incidents: &'a Incidents,
+    liveness: &'a Liveness,
+    said: &'a LogMemory,
 }
 
 impl Reloading<'_> {
@@ -215,13 +453,7 @@ impl Reloading<'_> {
             states.push(now);
         }
         notify(&states);
-        let result = reload(
-            current,
-            self.scheduler,
-            self.metrics,
-            self.web,
-            self.incidents,
-        );
+        let result = reload(current, self);
         notify(&[
             NotifyState::Ready,
             NotifyState::Status(&status(self.scheduler, self.metrics)),
@@ -231,13 +463,8 @@ impl Reloading<'_> {
 }
 
 /// Re-reads the config; applies it if valid, keeps the old one otherwise.
-fn reload(
-    current: &mut Config,
-    scheduler: &mut Scheduler,
-    metrics: &Metrics,
-    web: &ArcSwapOption<crate::webconfig::WebConfig>,
-    incidents: &Incidents,
-) -> Result<String, String> {
+fn reload(current: &mut Config, r: &mut Reloading<'_>) -> Result<String, String> {
+    let (scheduler, metrics, web, incidents) = (&mut *r.scheduler, r.metrics, r.web, r.incidents);
     // A shard given on the command line holds for every reload too.
     let loaded = config::load(&current.path).and_then(|mut new| {
         if let Some(s) = current.shard_override {
@@ -263,6 +490,8 @@ fn reload(
             let targets = new.owned_targets();
             let diff = scheduler.apply(&targets);
             incidents.set_targets(&targets);
+            r.liveness.set_targets(&targets);
+            r.said.forget(&diff.removed);
             let summary = format!(
                 "config reloaded: {} added, {} removed, {} changed, {} unchanged",
                 diff.added.len(),
@@ -270,7 +499,13 @@ fn reload(
                 diff.changed.len(),
                 diff.unchanged
             );
-            tracing::info!(added = ?diff.added, removed = ?diff.removed, changed = ?diff.changed, unchanged = diff.unchanged, "config reloaded");
+            tracing::info!(
+                added = %diff.added.join(","),
+                removed = %diff.removed.join(","),
+                changed = %diff.changed.join(","),
+                unchanged = diff.unchanged,
+                "config reloaded"
+            );
             new.log_warnings();
             metrics.config_loaded(true);
             *current = new;
@@ -281,5 +516,75 @@ fn reload(
             metrics.config_loaded(false);
             Err(e.to_string())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REFUSED: (FailureClass, Phase) = (FailureClass::ConnectRefused, Phase::Connect);
+    const REJECTED: (FailureClass, Phase) = (FailureClass::AuthRejected, Phase::Login);
+
+    #[test]
+    fn a_change_is_said_once_and_repeats_are_not() {
+        let said = LogMemory::default();
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert_eq!(said.note_at("a", Ok(false), at(0)), Change::Same);
+        assert_eq!(said.note_at("a", Err(REFUSED), at(1)), Change::Failed);
+        for s in 2..10 {
+            assert_eq!(said.note_at("a", Err(REFUSED), at(s)), Change::Same);
+        }
+        // Another way of failing is news.
+        assert_eq!(said.note_at("a", Err(REJECTED), at(10)), Change::Failed);
+        assert_eq!(
+            said.note_at("a", Ok(false), at(11)),
+            Change::Recovered {
+                failures: 10,
+                failing: Duration::from_secs(10)
+            }
+        );
+        assert_eq!(said.note_at("a", Ok(false), at(12)), Change::Same);
+        // Other targets have their own story.
+        assert_eq!(said.note_at("b", Err(REFUSED), at(12)), Change::Failed);
+    }
+
+    #[test]
+    fn a_long_outage_is_reminded_hourly() {
+        let said = LogMemory::default();
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert_eq!(said.note_at("a", Err(REFUSED), at(0)), Change::Failed);
+        let mut reminders = Vec::new();
+        for s in (60..=3 * 3600).step_by(60) {
+            match said.note_at("a", Err(REFUSED), at(s)) {
+                Change::Same => {}
+                Change::StillFailing { failures, failing } => {
+                    reminders.push((failures, failing.as_secs()))
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(reminders, [(61, 3600), (121, 7200), (181, 10800)]);
+    }
+
+    #[test]
+    fn slow_and_fast_again_are_said_once() {
+        let said = LogMemory::default();
+        let t0 = Instant::now();
+        assert_eq!(said.note_at("a", Ok(true), t0), Change::Slow);
+        assert_eq!(said.note_at("a", Ok(true), t0), Change::Same);
+        assert_eq!(said.note_at("a", Ok(false), t0), Change::Fast);
+        assert_eq!(said.note_at("a", Ok(false), t0), Change::Same);
+        // Back from failing, but slow: that it is back is the news.
+        said.note_at("a", Err(REFUSED), t0);
+        assert!(matches!(
+            said.note_at("a", Ok(true), t0),
+            Change::Recovered { failures: 1, .. }
+        ));
+        assert_eq!(said.note_at("a", Ok(false), t0), Change::Fast);
+        said.forget(&["a".into()]);
+        assert_eq!(said.note_at("a", Ok(true), t0), Change::Slow);
     }
 }

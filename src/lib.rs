@@ -15,6 +15,8 @@
 //! - [`scheduler`]: when each target runs; no overlap, global concurrency, reload diffs.
 //! - [`metrics`]: the one place where outcomes become long-lived Prometheus series.
 //! - [`incidents`]: target health with hysteresis, incidents by scope, their timeline, SQLite.
+//! - [`liveness`]: whether targets are really being probed (`/-/ready`, the systemd watchdog).
+//! - [`logging`]: log lines that fit journald and can neither stop probing nor show a secret.
 //! - [`server`]: the HTTP endpoints (`/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`).
 //! - [`webconfig`]: TLS and basic auth for them (exporter-toolkit web config).
 //! - [`status`]: the status page and its JSON API.
@@ -28,6 +30,7 @@ pub mod config;
 pub mod daemon;
 pub mod hash;
 pub mod incidents;
+pub mod liveness;
 pub mod logging;
 pub mod metrics;
 pub mod oauth2;

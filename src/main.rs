@@ -1,6 +1,7 @@
 //! The `mailprobe` command: a thin clap wrapper over the library.
 #![forbid(unsafe_code)]
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -96,9 +97,20 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Not eprintln!: it panics (exit 101) when stderr is closed.
+            let _ = writeln!(std::io::stderr(), "error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Writes `text` to stdout. A reader that has gone away (`mailprobe check | head -1`) is not an
+/// error: the command ends as it would have, without the rest of its output.
+fn emit(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.context("cannot write to stdout"),
     }
 }
 
@@ -123,7 +135,7 @@ fn run(
     if let Some(s) = shard {
         config.override_shard(s).map_err(|e| anyhow::anyhow!(e))?;
     }
-    logging::init(config.global.log_format, &config.global.log_level);
+    let _log = logging::init(config.global.log_format, &config.global.log_level);
     config.log_warnings();
     let addr = listen.unwrap_or(config.global.listen);
     runtime()?.block_on(async move {
@@ -175,20 +187,22 @@ fn print_incidents(
         .checked_sub(since)
         .unwrap_or(std::time::UNIX_EPOCH);
     let history = store.history(cutoff)?;
-    print!("{}", incidents::render::render(&history, format));
+    emit(&incidents::render::render(&history, format))?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn check(path: &Path) -> anyhow::Result<ExitCode> {
     let config = load(path)?;
     for w in &config.warnings {
-        eprintln!("warning: {w}");
+        // Not eprintln!: it panics when stderr is closed.
+        let _ = writeln!(std::io::stderr(), "warning: {w}");
     }
     let g = &config.global;
-    println!(
-        "{}: OK: {} targets; listen {}, interval {}, timeout {}, slow above {}, concurrency {}",
+    let n = config.targets.len();
+    let mut out = format!(
+        "{}: OK: {n} target{}; listen {}, interval {}, timeout {}, slow above {}, concurrency {}\n",
         path.display(),
-        config.targets.len(),
+        if n == 1 { "" } else { "s" },
         g.listen,
         humantime::format_duration(g.interval),
         humantime::format_duration(g.timeout),
@@ -196,9 +210,10 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
         g.concurrency
     );
     if config.targets.is_empty() {
+        emit(&out)?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!();
+    out.push('\n');
     let rows: Vec<[String; 7]> = config
         .targets
         .iter()
@@ -226,25 +241,27 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
             *w = (*w).max(c.len());
         }
     }
-    let print = |cells: Vec<&str>| {
+    let mut print = |cells: Vec<&str>| {
         let line: Vec<String> = cells
             .iter()
             .zip(widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
-        println!("{}", line.join("  ").trim_end());
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
     };
     print(headers.to_vec());
     for r in &rows {
         print(r.iter().map(String::as_str).collect());
     }
+    emit(&out)?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn probe_once(path: &Path, names: &[String], json: bool) -> anyhow::Result<ExitCode> {
     let config = load(path)?;
     // Problems go to stderr as log lines; stdout stays the table or JSON.
-    logging::init(LogFormat::Text, "warn");
+    let _log = logging::init(LogFormat::Text, "warn");
     let known = config.target_names();
     if let Some(unknown) = names.iter().find(|n| !known.contains(n.as_str())) {
         anyhow::bail!(
@@ -286,9 +303,9 @@ fn probe_once(path: &Path, names: &[String], json: bool) -> anyhow::Result<ExitC
     })?;
     if json {
         let all: Vec<_> = outcomes.iter().map(report::json).collect();
-        println!("{}", serde_json::to_string_pretty(&all)?);
+        emit(&format!("{}\n", serde_json::to_string_pretty(&all)?))?;
     } else {
-        print!("{}", report::table(&outcomes));
+        emit(&report::table(&outcomes))?;
     }
     Ok(if outcomes.iter().all(probe::Outcome::success) {
         ExitCode::SUCCESS

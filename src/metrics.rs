@@ -172,6 +172,7 @@ impl Metrics {
             Box::new(m.incidents_open.clone()),
             Box::new(m.prober_errors.clone()),
             Box::new(build),
+            Box::new(crate::logging::dropped_lines()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
         for c in collectors {

@@ -5,7 +5,6 @@
 //! auth) can apply to every endpoint and change on reload without rebinding.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
@@ -41,8 +40,8 @@ pub type ReloadRequest = oneshot::Sender<Result<String, String>>;
 pub struct AppState {
     /// The metrics to render.
     pub metrics: Arc<Metrics>,
-    /// Whether the scheduler is running (`/-/ready`).
-    pub ready: Arc<AtomicBool>,
+    /// Whether targets are being probed (`/-/ready`).
+    pub ready: Arc<crate::liveness::Liveness>,
     /// Where reload requests go.
     pub reload: mpsc::Sender<ReloadRequest>,
     /// TLS and basic auth, replaced on reload.
@@ -172,10 +171,13 @@ async fn metrics(State(s): State<AppState>) -> Response {
 }
 
 async fn ready(State(s): State<AppState>) -> Response {
-    if s.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, "Ready\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "Not ready\n").into_response()
+    match s.ready.check() {
+        Ok(()) => (StatusCode::OK, "Ready\n").into_response(),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("Not ready: {why}\n"),
+        )
+            .into_response(),
     }
 }
 

@@ -348,7 +348,7 @@ fn check_summarises_a_valid_config() {
     let out = mailprobe(&["check", "-c", env.config_path().to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    assert!(stdout.contains("OK: 1 targets"), "{stdout}");
+    assert!(stdout.contains("OK: 1 target;"), "{stdout}");
     assert!(
         stdout.contains("summary-target") && stdout.contains("127.0.0.1:993"),
         "{stdout}"

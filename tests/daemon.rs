@@ -396,3 +396,78 @@ async fn smtp_targets_run_in_the_daemon_with_their_phases_and_certificate() {
     );
     d.stop().await;
 }
+
+/// In front of the daemon's sink: once `kill` is set, the next target task that reports panics
+/// there, as a bug in the reporting path would.
+struct Killing {
+    inner: std::sync::Arc<dyn mailprobe::scheduler::OutcomeSink>,
+    kill: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl mailprobe::scheduler::OutcomeSink for Killing {
+    fn record(&self, o: mailprobe::probe::Outcome) {
+        if self.kill.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            panic!("a bug in the reporting path (deliberate, in the test)");
+        }
+        self.inner.record(o);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_the_reporting_path_is_a_prober_fault_and_probing_goes_on() {
+    let env = Env::new();
+    let dc = Dovecot::start(&env.pki, Options::default());
+    let cfg = env.config(&format!(
+        "{GLOBAL}{}{}",
+        env.imap_target("a", dc.ports.imaps, ""),
+        env.imap_target("b", dc.ports.imaps, "")
+    ));
+    let kill = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let k = kill.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(mailprobe::daemon::run_with(
+        cfg,
+        listener,
+        shutdown.clone(),
+        Box::new(move |inner| std::sync::Arc::new(Killing { inner, kill: k })),
+    ));
+    let d = common::Daemon {
+        addr,
+        shutdown,
+        task,
+    };
+    d.wait_probes("a", "success", 1.0).await;
+    d.wait_probes("b", "success", 1.0).await;
+    assert_eq!(http(d.addr, "GET", "/-/ready").await.0, 200);
+
+    kill.store(true, std::sync::atomic::Ordering::Release);
+    // The panic is caught where the outcome is recorded: counted as mailprobe's own fault, and
+    // both targets keep being probed, so the daemon stays ready.
+    common::eventually(10, "the panic to be counted as a prober fault", || async {
+        let m = d.metrics().await;
+        (sample(
+            &m,
+            "mailprobe_prober_errors_total",
+            &[("protocol", "imap"), ("reason", "panic")],
+        )
+        .is_some_and(|v| v >= 1.0))
+        .then_some(())
+    })
+    .await;
+    let before = |m: &str, t: &str| {
+        sample(
+            m,
+            "mailprobe_probes_total",
+            &[("target", t), ("result", "success")],
+        )
+        .unwrap_or(0.0)
+    };
+    let m = d.metrics().await;
+    let (a, b) = (before(&m, "a"), before(&m, "b"));
+    d.wait_probes("a", "success", a + 1.0).await;
+    d.wait_probes("b", "success", b + 1.0).await;
+    assert_eq!(http(d.addr, "GET", "/-/ready").await.0, 200);
+    d.stop().await;
+}

@@ -89,7 +89,7 @@ fn the_daemon_speaks_the_notify_protocol() {
         .unwrap();
 
     let ready = wait_for(&sock, "READY=1");
-    assert!(ready.contains("STATUS=probing 1 targets"), "{ready}");
+    assert!(ready.contains("STATUS=probing 1 target,"), "{ready}");
     // READY comes after the listener is bound: the port answers now.
     assert!(std::net::TcpStream::connect(&listen).is_ok());
     wait_for(&sock, "WATCHDOG=1");

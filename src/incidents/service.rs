@@ -205,15 +205,25 @@ impl Worker {
     fn tick(&mut self) {
         let tick = self.engine.tick();
         for e in &tick.entries {
-            tracing::info!(
-                incident = e.incident,
-                event = %e.event,
-                scope = %e.summary.scope_text(),
-                users = %e.summary.users,
-                cause = %e.summary.cause_text(),
-                status = %e.status,
-                "incident"
-            );
+            // Opened or changed is a warning (`journalctl -p warning` finds it); resolved is not.
+            macro_rules! log_entry {
+                ($level:ident) => {
+                    tracing::$level!(
+                        incident = e.incident,
+                        event = %e.event,
+                        scope = %e.summary.scope_text(),
+                        users = %e.summary.users,
+                        cause = %e.summary.cause_text(),
+                        status = %e.status,
+                        "incident"
+                    )
+                };
+            }
+            if e.summary.stage == super::engine::Stage::Resolved {
+                log_entry!(info);
+            } else {
+                log_entry!(warn);
+            }
         }
         if let Err(e) = self.store.save(&tick) {
             // The history on disk falls behind; the engine keeps the truth in memory and the

@@ -232,6 +232,17 @@ impl TokenServer {
             .is_some_and(|(_, exp)| Instant::now() < *exp)
     }
 
+    /// Every access token issued and not revoked, so tests can look for it where it must not be.
+    pub fn issued(&self) -> Vec<String> {
+        self.state
+            .lock()
+            .expect("state")
+            .tokens
+            .keys()
+            .cloned()
+            .collect()
+    }
+
     /// A check other test servers can hold to accept this server's tokens.
     pub fn validator(&self) -> crate::https::BearerCheck {
         let state = self.state.clone();
