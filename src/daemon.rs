@@ -12,9 +12,9 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{self, Config};
 use crate::incidents::service::Incidents;
 use crate::liveness::{self, Liveness};
+use crate::load::{self, Config};
 use crate::metrics::Metrics;
 use crate::probe::classify::FailureClass;
 use crate::probe::{Outcome, Phase, ProbeContext};
@@ -466,7 +466,7 @@ impl Reloading<'_> {
 fn reload(current: &mut Config, r: &mut Reloading<'_>) -> Result<String, String> {
     let (scheduler, metrics, web, incidents) = (&mut *r.scheduler, r.metrics, r.web, r.incidents);
     // A shard given on the command line holds for every reload too.
-    let loaded = config::load(&current.path).and_then(|mut new| {
+    let loaded = load::load(&current.path).and_then(|mut new| {
         if let Some(s) = current.shard_override {
             new.override_shard(s)?;
         }

@@ -31,6 +31,7 @@ pub mod daemon;
 pub mod hash;
 pub mod incidents;
 pub mod liveness;
+pub mod load;
 pub mod logging;
 pub mod metrics;
 pub mod oauth2;

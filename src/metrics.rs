@@ -18,9 +18,8 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 
-use crate::config::Target;
 use crate::probe::classify::{FailureClass, ProberFault};
-use crate::probe::{Outcome, Phase, Protocol, ServerTime, expected_phases};
+use crate::probe::{Outcome, Phase, Protocol, ServerTime, Target, expected_phases};
 
 use exposition::{FAMILIES, Out, Roundtrip, TargetSeries, escape};
 
@@ -570,7 +569,7 @@ mod tests {
         let text = "[[target]]\nname = \"im\"\nregion = \"eu\"\nprotocol = \"imap\"\n\
                     host = \"127.0.0.1\"\ntls = \"none\"\nallow_plaintext = true\n\
                     username = \"u\"\npassword_file = \"p\"\n";
-        let cfg = crate::config::parse(&dir.join("c.toml"), text).expect("config");
+        let cfg = crate::load::parse(&dir.join("c.toml"), text).expect("config");
         let t = &cfg.targets[0];
         let m = Metrics::new();
         m.register_target(t);

@@ -17,10 +17,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Target;
 use crate::hash::stable_hash;
 use crate::metrics::Metrics;
-use crate::probe::{self, Outcome, ProbeContext};
+use crate::probe::{self, Outcome, ProbeContext, Target};
 
 /// Where outcomes go once a probe finishes (metrics, logs, incidents).
 pub trait OutcomeSink: Send + Sync + 'static {
@@ -380,7 +379,7 @@ mod tests {
         let text = "[global]\ninterval = \"1s\"\ntimeout = \"1s\"\n[[target]]\nname = \"im\"\n\
                     region = \"eu\"\nprotocol = \"imap\"\nhost = \"127.0.0.1\"\ntls = \"none\"\n\
                     allow_plaintext = true\nusername = \"u\"\npassword_file = \"p\"\n";
-        let cfg = crate::config::parse(&dir.join("c.toml"), text).expect("config");
+        let cfg = crate::load::parse(&dir.join("c.toml"), text).expect("config");
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let sink = Arc::new(Collect {
             tx,

@@ -495,7 +495,7 @@ async fn run_serves_metrics_and_stops_on_sigterm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_line_shard_holds_across_reloads_and_one_owning_nothing_is_refused() {
-    use mailprobe::config::Shard;
+    use mailprobe::load::Shard;
     let env = Env::new();
     let closed = mailprobe_testpeers::util::free_port();
     let names: Vec<String> = (0..8).map(|i| format!("t{i}")).collect();

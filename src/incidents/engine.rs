@@ -16,8 +16,9 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use super::state::{Health, Observation, Policy, TargetState};
-use crate::config::Target;
+use super::state::{Health, Observation, TargetState};
+use crate::load::Policy;
+use crate::probe::Target;
 use crate::probe::classify::FailureClass;
 use crate::probe::{Phase, Protocol};
 
@@ -1150,7 +1151,7 @@ mod tests {
                 )
             })
             .collect();
-        crate::config::parse(std::path::Path::new("p.toml"), &text)
+        crate::load::parse(std::path::Path::new("p.toml"), &text)
             .unwrap()
             .targets
     }

@@ -14,9 +14,10 @@ use arc_swap::ArcSwap;
 use super::engine::{Engine, Entry, Incident, Scope, Summary};
 use super::state::{Observation, TargetState};
 use super::store::{Store, StoreError};
-use crate::config::{IncidentSettings, Target};
+use crate::load::IncidentSettings;
 use crate::metrics::Metrics;
 use crate::probe::Outcome;
+use crate::probe::Target;
 use crate::probe::classify::FailureClass;
 
 /// How often the timeline is brought up to date and saved.

@@ -13,9 +13,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
-use crate::config::Target;
-use crate::probe::Phase;
 use crate::probe::net::IpFamily;
+use crate::probe::{Phase, Target};
 
 use super::{DELIVERY_BUCKETS, DURATION_BUCKETS, unix_seconds};
 
@@ -510,7 +509,7 @@ mod tests {
         let text = "[[target]]\nname = \"im\"\nregion = \"eu\"\nprotocol = \"imap\"\n\
                     host = \"127.0.0.1\"\ntls = \"none\"\nallow_plaintext = true\n\
                     username = \"u\"\npassword_file = \"p\"\n";
-        let cfg = crate::config::parse(&dir.join("c.toml"), text).expect("config");
+        let cfg = crate::load::parse(&dir.join("c.toml"), text).expect("config");
         let t = &cfg.targets[0];
         let m = Metrics::new();
         m.register_target(t);

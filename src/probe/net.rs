@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -26,59 +26,17 @@ use hickory_resolver::config::{
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::client::TlsStream;
 
 use super::error::ProbeError;
+use crate::config::{IpProtocol, NetSettings};
 
 /// A resolver; it never caches, so each probe measures a real lookup.
 pub type Resolver = TokioResolver;
-
-/// Which address families a target is probed over: `ip_protocol`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum IpProtocol {
-    /// A and AAAA; connect as RFC 8305 does, whichever family answers first (IPv6 tried first).
-    #[default]
-    Any,
-    /// A records and IPv4 only: an IPv4 outage fails the probe whatever IPv6 does.
-    Ip4,
-    /// AAAA records and IPv6 only: an IPv6 outage fails the probe whatever IPv4 does.
-    Ip6,
-}
-
-impl IpProtocol {
-    /// The config value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            IpProtocol::Any => "any",
-            IpProtocol::Ip4 => "ip4",
-            IpProtocol::Ip6 => "ip6",
-        }
-    }
-
-    /// Whether an address of `ip`'s family may be used.
-    pub fn allows(self, ip: IpAddr) -> bool {
-        match self {
-            IpProtocol::Any => true,
-            IpProtocol::Ip4 => ip.is_ipv4(),
-            IpProtocol::Ip6 => ip.is_ipv6(),
-        }
-    }
-
-    /// Which records the resolver asks for.
-    fn strategy(self) -> LookupIpStrategy {
-        match self {
-            // Both queries at once, AAAA first in the answer (the RFC 6724 default order).
-            IpProtocol::Any => LookupIpStrategy::Ipv6AndIpv4,
-            IpProtocol::Ip4 => LookupIpStrategy::Ipv4Only,
-            IpProtocol::Ip6 => LookupIpStrategy::Ipv6Only,
-        }
-    }
-}
 
 /// The address family a connection used: the `family` label, and what the detail names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -116,45 +74,14 @@ impl IpFamily {
     }
 }
 
-/// How a target reaches its host: which families, and which name servers to ask.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct NetSettings {
-    /// `ip_protocol`: the families resolved and connected to.
-    pub ip_protocol: IpProtocol,
-    /// `dns_servers`: name servers asked instead of the system's (`None`: `/etc/resolv.conf`
-    /// and `/etc/hosts`).
-    pub dns_servers: Option<Arc<[SocketAddr]>>,
-}
-
-/// Parses a `dns_servers` entry: an IP address with an optional port (53 by default).
-pub fn parse_dns_server(entry: &str) -> Result<SocketAddr, String> {
-    // "[2001:db8::53]" without a port is an IPv6 address too.
-    let bare = entry
-        .strip_prefix('[')
-        .and_then(|e| e.strip_suffix(']'))
-        .unwrap_or(entry);
-    let server = match entry.parse::<SocketAddr>() {
-        Ok(a) => a,
-        Err(_) => match bare.parse::<IpAddr>() {
-            Ok(ip) => SocketAddr::new(ip, 53),
-            Err(_) => {
-                let shown: String = entry.chars().take(60).collect();
-                let more = if entry.chars().count() > 60 {
-                    "…"
-                } else {
-                    ""
-                };
-                return Err(format!(
-                    "{shown:?}{more} is not a name server address such as \"192.0.2.53\", \
-                     \"192.0.2.53:5353\" or \"[2001:db8::53]:53\" (an IP address, not a name)"
-                ));
-            }
-        },
-    };
-    if server.port() == 0 {
-        return Err(format!("{entry}: the port must be 1-65535"));
+/// Which records the resolver asks for under `ip_protocol`.
+fn strategy(ip_protocol: IpProtocol) -> LookupIpStrategy {
+    match ip_protocol {
+        // Both queries at once, AAAA first in the answer (the RFC 6724 default order).
+        IpProtocol::Any => LookupIpStrategy::Ipv6AndIpv4,
+        IpProtocol::Ip4 => LookupIpStrategy::Ipv4Only,
+        IpProtocol::Ip6 => LookupIpStrategy::Ipv6Only,
     }
-    Ok(server)
 }
 
 /// Distinct settings kept at most; past that the set starts afresh (a rebuilt resolver costs
@@ -241,7 +168,7 @@ fn build(net: &NetSettings) -> Resolver {
     opts.cache_size = 0;
     opts.attempts = 1;
     opts.use_hosts_file = hosts;
-    opts.ip_strategy = net.ip_protocol.strategy();
+    opts.ip_strategy = strategy(net.ip_protocol);
     match builder.build() {
         Ok(r) => r,
         Err(e) => {
@@ -812,8 +739,8 @@ mod tests {
         assert!(IpProtocol::Any.allows(v4) && IpProtocol::Any.allows(v6));
         assert!(IpProtocol::Ip4.allows(v4) && !IpProtocol::Ip4.allows(v6));
         assert!(!IpProtocol::Ip6.allows(v4) && IpProtocol::Ip6.allows(v6));
-        assert_eq!(IpProtocol::Ip4.strategy(), LookupIpStrategy::Ipv4Only);
-        assert_eq!(IpProtocol::Ip6.strategy(), LookupIpStrategy::Ipv6Only);
-        assert_eq!(IpProtocol::Any.strategy(), LookupIpStrategy::Ipv6AndIpv4);
+        assert_eq!(strategy(IpProtocol::Ip4), LookupIpStrategy::Ipv4Only);
+        assert_eq!(strategy(IpProtocol::Ip6), LookupIpStrategy::Ipv6Only);
+        assert_eq!(strategy(IpProtocol::Any), LookupIpStrategy::Ipv6AndIpv4);
     }
 }

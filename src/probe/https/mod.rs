@@ -10,6 +10,8 @@
 //! within a run a connection is reused for the same host. Headers are bounded by hyper's limits,
 //! the body by `max_body`, and the connection as a whole by [`Bounded`].
 
+pub mod spec;
+
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
@@ -22,7 +24,8 @@ use url::Url;
 use super::bounded::{Bounded, Limits};
 use super::net::Stream;
 use super::{HttpFacts, Phase, PhaseError, ProbeContext, ProbeError, Timeline};
-use crate::config::{BodyMatch, Endpoint, HttpAuth, HttpCheck, HttpMethod, HttpsSpec, TlsMode};
+use crate::config::{Endpoint, TlsMode};
+pub use spec::{BodyMatch, HttpAuth, HttpCheck, HttpMethod, HttpsSpec};
 
 /// Protocols offered by ALPN, preferred first.
 const ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];

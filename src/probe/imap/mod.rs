@@ -12,6 +12,8 @@
 //! literal, which async-imap cannot send. After our own successful login the connection is
 //! handed to async-imap as a [`Session`] (see [`Conn`]) for LOGOUT and the round trip's IDLE.
 
+pub mod spec;
+
 use std::fmt;
 use std::io;
 use std::pin::Pin;
@@ -27,7 +29,8 @@ use super::bounded::{Bounded, Limits};
 use super::net::Stream;
 use super::sasl::{self, Bearer};
 use super::{Phase, PhaseError, ProbeContext, ProbeError, Timeline};
-use crate::config::{AuthMechanism, ImapSpec, Secret, TlsMode};
+use crate::config::{AuthMechanism, Secret, TlsMode};
+pub use spec::ImapSpec;
 
 /// Bounds for an IMAP probe session: Dovecot's longest line here (CAPABILITY) is under 1 KiB.
 pub const LIMITS: Limits = Limits {

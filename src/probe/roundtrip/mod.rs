@@ -15,6 +15,8 @@
 //! Only messages carrying the [`TOKEN_HEADER`] are ever touched, and deletion is by UID (UID
 //! EXPUNGE where UIDPLUS is offered), so other mail in the mailbox is never affected.
 
+pub mod spec;
+
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -30,7 +32,7 @@ use super::smtp::{self, ProbeMessage, TOKEN_HEADER};
 use super::{
     Delivery, Phase, PhaseError, ProbeContext, ProbeError, ServerTime, StampSource, Timeline,
 };
-use crate::config::RoundtripSpec;
+pub use spec::RoundtripSpec;
 
 /// Bounds for the receiving session: it lives through a whole delivery wait and a sweep, so it
 /// may read more than a login does, but never without limit.

@@ -7,6 +7,8 @@
 //! (one code per reply, multi-line continuation, at most [`MAX_REPLY_LINES`] lines) and every read
 //! is bounded by [`Bounded`]. lettre builds the test message.
 
+pub mod spec;
+
 use std::fmt;
 use std::time::Instant;
 
@@ -20,7 +22,8 @@ use super::bounded::{Bounded, Limits};
 use super::net::Stream;
 use super::sasl::{self, Bearer};
 use super::{Phase, PhaseError, ProbeContext, ProbeError, Timeline};
-use crate::config::{AuthMechanism, Credentials, Secret, SendSpec, SmtpSpec, TlsMode};
+use crate::config::{AuthMechanism, Credentials, Secret, TlsMode};
+pub use spec::{SendSpec, SmtpSpec};
 
 /// Bounds for an SMTP session. RFC 5321 caps reply lines at 512 octets; we allow more, but not
 /// without limit.
