@@ -5,13 +5,14 @@
 //! ourselves (so DNS, connect and TLS are phases of their own), wrapped in [`Bounded`] so no
 //! server line or session can grow without limit. The commands that decide a probe's verdict
 //! (CAPABILITY, STARTTLS, LOGIN, AUTHENTICATE, SELECT) are written and read here rather than by
-//! async-imap, for three reasons: a refusal must reach the detail and [`crate::probe::classify`] as the
+//! async-imap, for three reasons: a refusal must reach the detail and [`classify`] as the
 //! server sent it (`[ALERT]`, not async-imap's `[Alert]`; the untagged `* NO [WEBALERT <url>]`
 //! line async-imap drops); LOGIN must not be sent where the server advertises LOGINDISABLED
 //! (RFC 3501 6.2.3); and a password that a quoted string cannot carry (8-bit, CR, LF) goes as a
 //! literal, which async-imap cannot send. After our own successful login the connection is
 //! handed to async-imap as a [`Session`] (see [`Conn`]) for LOGOUT and the round trip's IDLE.
 
+pub mod classify;
 pub mod spec;
 
 use std::fmt;
@@ -269,15 +270,14 @@ impl fmt::Display for Refusal {
             } => {
                 // A refused token is said so; an error challenge before another refusal (Gmail
                 // sends one before its connection limit) is only mentioned.
-                let rejected = crate::probe::classify::imap_refusal(self)
-                    == crate::probe::classify::FailureClass::AuthRejected;
+                let rejected =
+                    classify::refusal(self) == crate::probe::classify::FailureClass::AuthRejected;
                 if let Some(challenge) = challenge.as_ref().filter(|_| rejected) {
                     write!(f, "token rejected ({challenge}): ")?;
                 }
                 write!(f, "IMAP {answer}")?;
                 if let Some(name) = answer.code_name()
-                    && crate::probe::classify::imap_code(&name)
-                        == crate::probe::classify::ImapCode::Unknown
+                    && classify::code(&name) == classify::ImapCode::Unknown
                 {
                     write!(f, " (response code {name} is unknown to mailprobe)")?;
                 }
@@ -301,7 +301,7 @@ impl fmt::Display for Refusal {
 }
 
 fn refused(command: Command, reply: Reply) -> ProbeError {
-    ProbeError::ImapRefused(Box::new(Refusal::Answer {
+    ProbeError::Refused(Box::new(Refusal::Answer {
         command,
         answer: reply.done,
         notes: reply.notes,
@@ -463,7 +463,7 @@ async fn login(
             })
             .await?;
             if reply.done.status != "OK" {
-                return Err(ProbeError::ImapRefused(Box::new(Refusal::Answer {
+                return Err(ProbeError::Refused(Box::new(Refusal::Answer {
                     command: Command::Authenticate,
                     answer: reply.done,
                     notes: reply.notes,
@@ -499,7 +499,7 @@ async fn login(
                     caps = Some(capability(&mut client).await?);
                 }
                 if caps.as_ref().is_some_and(|c| c.has("LOGINDISABLED")) {
-                    return Err(ProbeError::ImapRefused(Box::new(Refusal::LoginDisabled {
+                    return Err(ProbeError::Refused(Box::new(Refusal::LoginDisabled {
                         tls,
                     })));
                 }

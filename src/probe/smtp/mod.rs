@@ -7,6 +7,7 @@
 //! (one code per reply, multi-line continuation, at most [`MAX_REPLY_LINES`] lines) and every read
 //! is bounded by [`Bounded`]. lettre builds the test message.
 
+pub mod classify;
 pub mod spec;
 
 use std::fmt;
@@ -105,6 +106,22 @@ impl fmt::Display for Reply {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}", self.code, self.text())
     }
+}
+
+/// A reply other than the one that lets the dialogue go on: the server refused, as it said it
+/// (judged in [`classify`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal(pub Reply);
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SMTP {}", self.0)
+    }
+}
+
+/// The error for a refusing `reply`.
+fn refused(reply: Reply) -> ProbeError {
+    ProbeError::Refused(Box::new(Refusal(reply)))
 }
 
 /// Parses one reply line: `(code, is_last, text)`.
@@ -230,7 +247,7 @@ fn expect(reply: Reply, ok: impl Fn(u16) -> bool) -> Result<Reply, ProbeError> {
     if ok(reply.code) {
         Ok(reply)
     } else {
-        Err(ProbeError::Smtp(reply))
+        Err(refused(reply))
     }
 }
 
@@ -442,7 +459,7 @@ async fn authenticate(
                         reply: last.to_string(),
                     })
                 }
-                _ => Err(ProbeError::Smtp(reply)),
+                _ => Err(refused(reply)),
             };
         }
         (Secret::OAuth2(_), None) => {
