@@ -406,7 +406,7 @@ mod tests {
     fn panics_at_greeting<'a>(
         _: &'a Arc<Target>,
         _: &'a ProbeContext,
-        tl: &'a mut probe::Timeline,
+        tl: &'a mut probe::PhaseRecorder,
     ) -> futures::future::BoxFuture<'a, Result<(), probe::PhaseError>> {
         Box::pin(async move {
             tl.phase(probe::Phase::Connect, async {
@@ -426,7 +426,7 @@ mod tests {
     fn succeeds<'a>(
         _: &'a Arc<Target>,
         _: &'a ProbeContext,
-        _: &'a mut probe::Timeline,
+        _: &'a mut probe::PhaseRecorder,
     ) -> futures::future::BoxFuture<'a, Result<(), probe::PhaseError>> {
         Box::pin(async { Ok(()) })
     }

@@ -34,7 +34,7 @@ use crate::config::Endpoint;
 use crate::tls::TlsFacts;
 use classify::{FailureClass, ProberFault};
 pub use error::ProbeError;
-pub use phase::{Phase, PhaseError, PhaseTiming, Timeline};
+pub use phase::{Phase, PhaseError, PhaseRecorder, PhaseTiming};
 pub use registry::{ProbeSpec, Protocol, Target};
 
 /// The phases a target's probe goes through when all is well, in order; series for all of them
@@ -195,21 +195,21 @@ impl Default for ProbeContext {
     }
 }
 
-/// The protocol dialogue of one probe, recording its phases in the timeline: [`dialogue`] for
+/// The protocol dialogue of one probe, recording its phases: [`dialogue`] for
 /// every probe mailprobe runs; tests put in their own to reach what no server can (a panic).
 pub type Dialogue = for<'a> fn(
     &'a Arc<Target>,
     &'a ProbeContext,
-    &'a mut Timeline,
+    &'a mut PhaseRecorder,
 ) -> BoxFuture<'a, Result<(), PhaseError>>;
 
 /// The dialogue of the target's protocol.
 pub fn dialogue<'a>(
     target: &'a Arc<Target>,
     ctx: &'a ProbeContext,
-    timeline: &'a mut Timeline,
+    recorder: &'a mut PhaseRecorder,
 ) -> BoxFuture<'a, Result<(), PhaseError>> {
-    Box::pin(async move { target.spec.get().dialogue(target, ctx, timeline).await })
+    Box::pin(async move { target.spec.get().dialogue(target, ctx, recorder).await })
 }
 
 /// Runs one probe of `target`; never panics on server input and never outlives the deadline.
@@ -225,20 +225,20 @@ pub async fn run_with(target: &Arc<Target>, ctx: &ProbeContext, dialogue: Dialog
     let started_at = SystemTime::now();
     let start = Instant::now();
     let deadline = tokio::time::Instant::from_std(start + target.timeout);
-    let mut timeline = Timeline::new();
-    timeline.deadline = Some(deadline);
-    // Unwind safety: on a panic the dialogue's state is dropped; only the timeline outlives it,
+    let mut recorder = PhaseRecorder::new();
+    recorder.deadline = Some(deadline);
+    // Unwind safety: on a panic the dialogue's state is dropped; only the recorder outlives it,
     // and it is only read to name the phase that was running.
-    let dispatch = std::panic::AssertUnwindSafe(dialogue(target, ctx, &mut timeline));
+    let dispatch = std::panic::AssertUnwindSafe(dialogue(target, ctx, &mut recorder));
     let finished = tokio::time::timeout_at(deadline, dispatch.catch_unwind()).await;
     let result = match finished {
         Ok(Ok(r)) => r,
         Ok(Err(panic)) => Err(PhaseError {
-            phase: timeline.interrupted(),
+            phase: recorder.interrupted(),
             error: ProbeError::Panic(panic_message(panic.as_ref())),
         }),
         Err(_) => Err(PhaseError {
-            phase: timeline.interrupted(),
+            phase: recorder.interrupted(),
             error: ProbeError::Timeout,
         }),
     };
@@ -262,30 +262,30 @@ pub async fn run_with(target: &Arc<Target>, ctx: &ProbeContext, dialogue: Dialog
                             .spec
                             .secrets()
                             .into_iter()
-                            .chain(timeline.secrets.iter()),
+                            .chain(recorder.secrets.iter()),
                     ),
                     DETAIL_MAX,
                 ),
                 e.phase,
                 target,
-                timeline.peer,
+                recorder.peer,
             ),
         }
     });
-    let slow_basis = timeline.slow_basis.unwrap_or(total);
+    let slow_basis = recorder.slow_basis.unwrap_or(total);
     Outcome {
         slow: failure.is_none() && slow_basis > target.slow_threshold,
         target: target.clone(),
         started_at,
         total,
-        phases: timeline.phases,
+        phases: recorder.phases,
         failure,
-        tls: timeline.tls,
-        banner: timeline.banner,
-        delivery: timeline.delivery,
-        http: timeline.http,
-        token: timeline.token,
-        peer: timeline.peer,
+        tls: recorder.tls,
+        banner: recorder.banner,
+        delivery: recorder.delivery,
+        http: recorder.http,
+        token: recorder.token,
+        peer: recorder.peer,
     }
 }
 
@@ -336,50 +336,52 @@ fn clean(s: &str, max: usize) -> String {
     out
 }
 
-/// The `dns` and `connect` phases for `ep`, shared by every protocol over TCP.
-pub async fn open(
-    tl: &mut Timeline,
+/// The `dns` and `connect` phases for `ep`, shared by every protocol over TCP: resolves the
+/// host and connects (no TLS, no protocol yet).
+pub async fn resolve_and_connect(
+    rec: &mut PhaseRecorder,
     ctx: &ProbeContext,
     ep: &Endpoint,
 ) -> Result<tokio::net::TcpStream, PhaseError> {
     let resolver = ctx.resolvers.get(&ep.net);
-    let addrs = tl
+    let addrs = rec
         .phase(
             Phase::Dns,
             net::resolve(&resolver, &ep.host, ep.port, ep.net.ip_protocol),
         )
         .await?;
-    let deadline = tl.deadline;
-    let (tcp, peer) = tl
+    let deadline = rec.deadline;
+    let (tcp, peer) = rec
         .phase(Phase::Connect, net::connect(&addrs, deadline))
         .await?;
-    tl.peer = Some(peer);
+    rec.peer = Some(peer);
     Ok(tcp)
 }
 
 /// The `token` phase: an OAuth2 access token for `spec`, from the cache or its endpoint.
 pub async fn oauth2_token(
-    tl: &mut Timeline,
+    rec: &mut PhaseRecorder,
     ctx: &ProbeContext,
     spec: &crate::config::oauth2::OAuth2Spec,
 ) -> Result<secrecy::SecretString, PhaseError> {
-    let (result, facts) = tl
+    let (result, facts) = rec
         .phase(Phase::Token, async {
             Ok::<_, ProbeError>(ctx.tokens.token(spec).await)
         })
         .await?;
-    tl.set_token(facts);
+    rec.set_token(facts);
     let token = result.map_err(|e| PhaseError {
         phase: Phase::Token,
         error: ProbeError::Token(e),
     })?;
-    tl.add_secret(token.clone());
+    rec.add_secret(token.clone());
     Ok(token)
 }
 
-/// The `tls` phase over `tcp`, recording what the handshake established even when it fails.
-pub async fn start_tls(
-    tl: &mut Timeline,
+/// The `tls` phase over `tcp`: the handshake of implicit TLS, or the one after STARTTLS,
+/// recording what it established even when it fails.
+pub async fn tls_handshake(
+    rec: &mut PhaseRecorder,
     ep: &Endpoint,
     tcp: tokio::net::TcpStream,
     alpn: &[&[u8]],
@@ -390,12 +392,12 @@ pub async fn start_tls(
             error: ProbeError::Internal("TLS requested on a target configured without TLS".into()),
         });
     };
-    let (result, facts) = tl
+    let (result, facts) = rec
         .phase(Phase::Tls, async {
             Ok::<_, ProbeError>(client.handshake(tcp, alpn).await)
         })
         .await?;
-    tl.set_tls(facts);
+    rec.set_tls(facts);
     result
         .map(|tls| net::Stream::Tls(Box::new(tls)))
         .map_err(|e| PhaseError {

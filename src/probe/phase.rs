@@ -1,5 +1,6 @@
 //! The phases of a probe: the [`Phase`] label (one line per phase in `phases!`), how long each
-//! took ([`PhaseTiming`]), and the [`Timeline`] a probe records them in as it walks through them.
+//! took ([`PhaseTiming`]), and the [`PhaseRecorder`] a probe records them in as it walks through
+//! them (not to be confused with an incident's timeline).
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -109,7 +110,7 @@ pub struct PhaseError {
 
 /// Records phases as a probe walks through them.
 #[derive(Debug)]
-pub struct Timeline {
+pub struct PhaseRecorder {
     pub(super) phases: Vec<PhaseTiming>,
     pub(super) current: Option<(Phase, Instant)>,
     pub(super) tls: Option<TlsFacts>,
@@ -126,10 +127,10 @@ pub struct Timeline {
     pub(super) deadline: Option<tokio::time::Instant>,
 }
 
-impl Timeline {
-    /// An empty timeline (each probe, and each leg of a round trip, has its own).
+impl PhaseRecorder {
+    /// An empty recorder (each probe, and each leg of a round trip, has its own).
     pub fn new() -> Self {
-        Timeline {
+        PhaseRecorder {
             phases: Vec::with_capacity(8),
             current: None,
             tls: None,
@@ -153,7 +154,7 @@ impl Timeline {
         self.phase_from(phase, Instant::now(), fut).await
     }
 
-    /// Like [`Timeline::phase`], but timed from `start` (a round trip measures delivery from
+    /// Like [`PhaseRecorder::phase`], but timed from `start` (a round trip measures delivery from
     /// the moment the message was accepted).
     pub async fn phase_from<T, E, F>(
         &mut self,
@@ -229,7 +230,7 @@ impl Timeline {
     }
 }
 
-impl Default for Timeline {
+impl Default for PhaseRecorder {
     fn default() -> Self {
         Self::new()
     }

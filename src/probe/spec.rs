@@ -16,7 +16,7 @@ use toml::Spanned;
 use toml::de::{DeValue, ValueDeserializer};
 
 use super::registry::{ProbeSpec, Protocol, Target};
-use super::{Phase, PhaseError, ProbeContext, Timeline};
+use super::{Phase, PhaseError, PhaseRecorder, ProbeContext};
 use crate::config::{ConfigError, Endpoint, TargetCx};
 use crate::hash::Fnv64;
 
@@ -65,12 +65,12 @@ pub trait ProtocolSpec: fmt::Debug + Send + Sync {
         None
     }
 
-    /// The protocol dialogue of one probe of `target`, recording its phases in `tl`.
+    /// The protocol dialogue of one probe of `target`, recording its phases in `rec`.
     fn dialogue<'a>(
         &'a self,
         target: &'a Target,
         ctx: &'a ProbeContext,
-        tl: &'a mut Timeline,
+        rec: &'a mut PhaseRecorder,
     ) -> BoxFuture<'a, Result<(), PhaseError>>;
 }
 

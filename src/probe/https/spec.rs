@@ -25,7 +25,7 @@ use crate::config::{
 use crate::probe::phase::with_token;
 use crate::probe::registry::{ProbeSpec, Protocol, Target};
 use crate::probe::spec::{ProtocolSpec, SpecTable, Targets};
-use crate::probe::{Phase, PhaseError, ProbeContext, Timeline};
+use crate::probe::{Phase, PhaseError, PhaseRecorder, ProbeContext};
 
 /// HTTPS on 443, HTTP on 80.
 const PORTS: Ports = Ports {
@@ -411,8 +411,8 @@ impl ProtocolSpec for HttpsSpec {
         &'a self,
         _: &'a Target,
         ctx: &'a ProbeContext,
-        tl: &'a mut Timeline,
+        rec: &'a mut PhaseRecorder,
     ) -> BoxFuture<'a, Result<(), PhaseError>> {
-        Box::pin(super::probe(self, ctx, tl))
+        Box::pin(super::probe(self, ctx, rec))
     }
 }

@@ -29,7 +29,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use super::bounded::{Bounded, Limits};
 use super::net::Stream;
 use super::sasl::{self, Bearer};
-use super::{Phase, PhaseError, ProbeContext, ProbeError, Timeline};
+use super::{Phase, PhaseError, PhaseRecorder, ProbeContext, ProbeError};
 use crate::config::{AuthMechanism, Secret, TlsMode};
 pub use spec::ImapSpec;
 
@@ -309,51 +309,51 @@ fn refused(command: Command, reply: Reply) -> ProbeError {
     }))
 }
 
-/// Runs one IMAP probe against `spec`, recording phases in `tl`.
+/// Runs one IMAP probe against `spec`, recording phases in `rec`.
 pub async fn probe(
     spec: &ImapSpec,
     ctx: &ProbeContext,
-    tl: &mut Timeline,
+    rec: &mut PhaseRecorder,
 ) -> Result<(), PhaseError> {
-    let mut session = open(spec, ctx, tl, LIMITS).await?;
-    tl.phase(Phase::Logout, session.logout()).await?;
+    let mut session = open_mailbox(spec, ctx, rec, LIMITS).await?;
+    rec.phase(Phase::Logout, session.logout()).await?;
     Ok(())
 }
 
-/// Connects, logs in and selects the mailbox: every phase up to `select`.
-pub async fn open(
+/// Opens the mailbox: connects, logs in and selects it, every phase up to `select`.
+pub async fn open_mailbox(
     spec: &ImapSpec,
     ctx: &ProbeContext,
-    tl: &mut Timeline,
+    rec: &mut PhaseRecorder,
     limits: Limits,
 ) -> Result<Session<Conn>, PhaseError> {
     let ep = &spec.endpoint;
     let token = match &spec.credentials.secret {
-        Secret::OAuth2(o) => Some(super::oauth2_token(tl, ctx, o).await?),
+        Secret::OAuth2(o) => Some(super::oauth2_token(rec, ctx, o).await?),
         Secret::Password(_) => None,
     };
-    let tcp = super::open(tl, ctx, ep).await?;
+    let tcp = super::resolve_and_connect(rec, ctx, ep).await?;
     let (client, caps, tls) = match ep.tls {
         TlsMode::Implicit => {
-            let tls = super::start_tls(tl, ep, tcp, &[]).await?;
+            let tls = super::tls_handshake(rec, ep, tcp, &[]).await?;
             let mut client = Client::new(Conn::new(tls, limits));
-            let caps = greet(tl, &mut client).await?.caps;
+            let caps = greet(rec, &mut client).await?.caps;
             (client, caps, true)
         }
         TlsMode::None => {
             let mut client = Client::new(Conn::new(Stream::Plain(tcp), limits));
-            let caps = greet(tl, &mut client).await?.caps;
+            let caps = greet(rec, &mut client).await?.caps;
             (client, caps, false)
         }
         TlsMode::Starttls => {
             let mut client = Client::new(Conn::new(Stream::Plain(tcp), limits));
-            let greeting = greet(tl, &mut client).await?;
+            let greeting = greet(rec, &mut client).await?;
             let offered = greeting.caps.as_ref().map(|c| c.has("STARTTLS"));
             if offered == Some(false) && ep.allow_plaintext {
                 // Opportunistic: the admin accepted plaintext when STARTTLS is not offered.
                 (client, greeting.caps, false)
             } else {
-                tl.phase(Phase::Starttls, starttls(&mut client, offered))
+                rec.phase(Phase::Starttls, starttls(&mut client, offered))
                     .await?;
                 // Anything the server sent after its OK is dropped with the old buffer, as
                 // RFC 3207-style injection defences require; what it advertised before TLS is
@@ -364,14 +364,14 @@ pub async fn open(
                         error: ProbeError::Internal("connection is already TLS".into()),
                     });
                 };
-                let tls = super::start_tls(tl, ep, tcp, &[]).await?;
+                let tls = super::tls_handshake(rec, ep, tcp, &[]).await?;
                 (Client::new(Conn::new(tls, limits)), None, true)
             }
         }
     };
     let login = login(client, spec, token.as_ref(), caps, tls);
-    let mut session = tl.phase(Phase::Login, login).await?;
-    tl.phase(Phase::Select, select(&mut session, &spec.mailbox))
+    let mut session = rec.phase(Phase::Login, login).await?;
+    rec.phase(Phase::Select, select(&mut session, &spec.mailbox))
         .await?;
     Ok(session)
 }
@@ -383,9 +383,9 @@ struct Greeting {
     caps: Option<Caps>,
 }
 
-async fn greet(tl: &mut Timeline, client: &mut Client<Conn>) -> Result<Greeting, PhaseError> {
-    let greeting = tl.phase(Phase::Greeting, read_greeting(client)).await?;
-    tl.set_banner(&greeting.text);
+async fn greet(rec: &mut PhaseRecorder, client: &mut Client<Conn>) -> Result<Greeting, PhaseError> {
+    let greeting = rec.phase(Phase::Greeting, read_greeting(client)).await?;
+    rec.set_banner(&greeting.text);
     Ok(greeting)
 }
 

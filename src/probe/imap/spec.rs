@@ -21,7 +21,7 @@ use crate::config::{
 use crate::probe::phase::with_token;
 use crate::probe::registry::{ProbeSpec, Protocol, Target};
 use crate::probe::spec::{ProtocolSpec, SpecTable, Targets};
-use crate::probe::{Phase, PhaseError, ProbeContext, Timeline};
+use crate::probe::{Phase, PhaseError, PhaseRecorder, ProbeContext};
 
 /// IMAPS on 993; IMAP with STARTTLS, or without TLS, on 143.
 const PORTS: Ports = Ports {
@@ -142,8 +142,8 @@ impl ProtocolSpec for ImapSpec {
         &'a self,
         _: &'a Target,
         ctx: &'a ProbeContext,
-        tl: &'a mut Timeline,
+        rec: &'a mut PhaseRecorder,
     ) -> BoxFuture<'a, Result<(), PhaseError>> {
-        Box::pin(super::probe(self, ctx, tl))
+        Box::pin(super::probe(self, ctx, rec))
     }
 }

@@ -30,7 +30,7 @@ use super::bounded::Limits;
 use super::imap::{self, Conn};
 use super::smtp::{self, ProbeMessage, TOKEN_HEADER};
 use super::{
-    Delivery, Phase, PhaseError, ProbeContext, ProbeError, ServerTime, StampSource, Timeline,
+    Delivery, Phase, PhaseError, PhaseRecorder, ProbeContext, ProbeError, ServerTime, StampSource,
 };
 pub use spec::RoundtripSpec;
 
@@ -101,7 +101,7 @@ pub async fn probe(
     name: &str,
     spec: &RoundtripSpec,
     ctx: &ProbeContext,
-    tl: &mut Timeline,
+    rec: &mut PhaseRecorder,
 ) -> Result<(), PhaseError> {
     let token = crate::hash::unique_token();
     let message = ProbeMessage::new(&spec.message, &token).map_err(|error| PhaseError {
@@ -110,18 +110,18 @@ pub async fn probe(
     })?;
 
     let mut mailbox = leg(
-        tl,
+        rec,
         Phase::Receive,
         spec.imap_timeout,
-        async |t: &mut Timeline| Mailbox::open(spec, ctx, t).await,
+        async |t: &mut PhaseRecorder| Mailbox::open(spec, ctx, t).await,
     )
     .await?;
 
     let sent = leg(
-        tl,
+        rec,
         Phase::Send,
         spec.smtp_timeout,
-        async |t: &mut Timeline| smtp::session(&spec.smtp, ctx, t, Some(&message)).await,
+        async |t: &mut PhaseRecorder| smtp::session(&spec.smtp, ctx, t, Some(&message)).await,
     )
     .await;
     let accepted = match sent {
@@ -135,7 +135,7 @@ pub async fn probe(
     };
     let accepted_wall = SystemTime::now() - accepted.at.elapsed();
 
-    let waited = tl
+    let waited = rec
         .phase_from(
             Phase::Delivery,
             accepted.at,
@@ -151,7 +151,7 @@ pub async fn probe(
         Ok(Some(seen)) => {
             let latency = seen.at.saturating_duration_since(accepted.at);
             delivery.latency = Some(latency);
-            tl.set_slow_basis(latency);
+            rec.set_slow_basis(latency);
             (Some(seen.uid), None)
         }
         Ok(None) => {
@@ -166,7 +166,7 @@ pub async fn probe(
     };
 
     let pending = ctx.pending.snapshot(name);
-    let cleaned = tl
+    let cleaned = rec
         .phase(Phase::Cleanup, async {
             match tokio::time::timeout(
                 spec.imap_timeout,
@@ -196,7 +196,7 @@ pub async fn probe(
             failure.get_or_insert(e);
         }
     }
-    tl.set_delivery(delivery);
+    rec.set_delivery(delivery);
     match failure {
         Some(e) => Err(e),
         None => Ok(()),
@@ -206,16 +206,16 @@ pub async fn probe(
 /// Runs one leg (a whole IMAP or SMTP exchange) as the single phase `outer` of the round trip,
 /// within `limit`; a failure keeps the leg's own phase for classification.
 async fn leg<T>(
-    tl: &mut Timeline,
+    rec: &mut PhaseRecorder,
     outer: Phase,
     limit: Duration,
-    run: impl AsyncFnOnce(&mut Timeline) -> Result<T, PhaseError>,
+    run: impl AsyncFnOnce(&mut PhaseRecorder) -> Result<T, PhaseError>,
 ) -> Result<T, PhaseError> {
-    let mut inner = Timeline::new();
+    let mut inner = PhaseRecorder::new();
     let deadline = tokio::time::Instant::now() + limit;
     // Connecting names the addresses still silent when the leg's own deadline comes.
     inner.deadline = Some(deadline);
-    let result = tl
+    let result = rec
         .phase(outer, async {
             let result = tokio::time::timeout_at(deadline, run(&mut inner)).await;
             match result {
@@ -231,7 +231,7 @@ async fn leg<T>(
         })
         .await;
     // A token a leg obtained stays a secret of the whole round trip.
-    tl.secrets.append(&mut inner.secrets);
+    rec.secrets.append(&mut inner.secrets);
     result
 }
 
@@ -268,9 +268,9 @@ impl Mailbox {
     async fn open(
         spec: &RoundtripSpec,
         ctx: &ProbeContext,
-        t: &mut Timeline,
+        t: &mut PhaseRecorder,
     ) -> Result<Mailbox, PhaseError> {
-        let mut session = imap::open(&spec.imap, ctx, t, LIMITS).await?;
+        let mut session = imap::open_mailbox(&spec.imap, ctx, t, LIMITS).await?;
         let caps = t.phase(Phase::Select, session.capabilities()).await?;
         let uidplus = caps.has_str("UIDPLUS");
         let mut mailbox = Mailbox {

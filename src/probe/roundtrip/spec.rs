@@ -22,7 +22,7 @@ use crate::probe::imap::spec::ImapSpec;
 use crate::probe::registry::{ProbeSpec, Protocol, Target};
 use crate::probe::smtp::spec::{SendSpec, SmtpSpec, address};
 use crate::probe::spec::{OwnDeadline, ProtocolSpec, SpecTable, Targets};
-use crate::probe::{Phase, PhaseError, ProbeContext, Timeline};
+use crate::probe::{Phase, PhaseError, PhaseRecorder, ProbeContext};
 
 const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(120);
 const DEFAULT_DELIVERY_SLOW: Duration = Duration::from_secs(30);
@@ -256,8 +256,8 @@ impl ProtocolSpec for RoundtripSpec {
         &'a self,
         target: &'a Target,
         ctx: &'a ProbeContext,
-        tl: &'a mut Timeline,
+        rec: &'a mut PhaseRecorder,
     ) -> BoxFuture<'a, Result<(), PhaseError>> {
-        Box::pin(super::probe(&target.name, self, ctx, tl))
+        Box::pin(super::probe(&target.name, self, ctx, rec))
     }
 }

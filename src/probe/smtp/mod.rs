@@ -22,7 +22,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use super::bounded::{Bounded, Limits};
 use super::net::Stream;
 use super::sasl::{self, Bearer};
-use super::{Phase, PhaseError, ProbeContext, ProbeError, Timeline};
+use super::{Phase, PhaseError, PhaseRecorder, ProbeContext, ProbeError};
 use crate::config::{AuthMechanism, Credentials, Secret, TlsMode};
 pub use spec::{SendSpec, SmtpSpec};
 
@@ -329,11 +329,11 @@ pub struct Accepted {
     pub reply: Reply,
 }
 
-/// Runs one SMTP probe against `spec`, recording phases in `tl`.
+/// Runs one SMTP probe against `spec`, recording phases in `rec`.
 pub async fn probe(
     spec: &SmtpSpec,
     ctx: &ProbeContext,
-    tl: &mut Timeline,
+    rec: &mut PhaseRecorder,
 ) -> Result<(), PhaseError> {
     let message = match &spec.send {
         Some(send) => Some(
@@ -344,34 +344,34 @@ pub async fn probe(
         ),
         None => None,
     };
-    session(spec, ctx, tl, message.as_ref()).await.map(|_| ())
+    session(spec, ctx, rec, message.as_ref()).await.map(|_| ())
 }
 
 /// One whole SMTP session; submits `message` when given and returns when it was accepted.
 pub async fn session(
     spec: &SmtpSpec,
     ctx: &ProbeContext,
-    tl: &mut Timeline,
+    rec: &mut PhaseRecorder,
     message: Option<&ProbeMessage>,
 ) -> Result<Option<Accepted>, PhaseError> {
     let ep = &spec.endpoint;
     let token = match spec.credentials.as_ref().map(|c| &c.secret) {
-        Some(Secret::OAuth2(o)) => Some(super::oauth2_token(tl, ctx, o).await?),
+        Some(Secret::OAuth2(o)) => Some(super::oauth2_token(rec, ctx, o).await?),
         _ => None,
     };
-    let tcp = super::open(tl, ctx, ep).await?;
+    let tcp = super::resolve_and_connect(rec, ctx, ep).await?;
     let mut conn = match ep.tls {
-        TlsMode::Implicit => Conn::new(super::start_tls(tl, ep, tcp, &[]).await?),
+        TlsMode::Implicit => Conn::new(super::tls_handshake(rec, ep, tcp, &[]).await?),
         TlsMode::Starttls | TlsMode::None => Conn::new(Stream::Plain(tcp)),
     };
-    let greeting = tl
+    let greeting = rec
         .phase(Phase::Greeting, async {
             expect(conn.read_reply().await?, |c| c == 220)
         })
         .await?;
-    tl.set_banner(greeting.first_line());
+    rec.set_banner(greeting.first_line());
     let ehlo = format!("EHLO {}", spec.ehlo_name);
-    let mut caps = tl
+    let mut caps = rec
         .phase(Phase::Ehlo, async {
             let r = expect(conn.command(&ehlo).await?, |c| c == 250)?;
             Ok::<_, ProbeError>(Capabilities::from_reply(&r))
@@ -381,7 +381,7 @@ pub async fn session(
     // Opportunistic (allow_plaintext) targets carry on in clear when STARTTLS is not offered.
     let upgrade = ep.tls == TlsMode::Starttls && (caps.starttls || !ep.allow_plaintext);
     if upgrade {
-        tl.phase(Phase::Starttls, async {
+        rec.phase(Phase::Starttls, async {
             if !caps.starttls {
                 return Err(ProbeError::NotAdvertised("STARTTLS"));
             }
@@ -394,8 +394,8 @@ pub async fn session(
                 error: ProbeError::Internal("STARTTLS on a connection that is already TLS".into()),
             });
         };
-        conn = Conn::new(super::start_tls(tl, ep, tcp, &[]).await?);
-        caps = tl
+        conn = Conn::new(super::tls_handshake(rec, ep, tcp, &[]).await?);
+        caps = rec
             .phase(Phase::EhloTls, async {
                 let r = expect(conn.command(&ehlo).await?, |c| c == 250)?;
                 Ok::<_, ProbeError>(Capabilities::from_reply(&r))
@@ -405,15 +405,15 @@ pub async fn session(
 
     if let Some(creds) = &spec.credentials {
         let auth = authenticate(&mut conn, creds, spec, token.as_ref(), &caps);
-        tl.phase(Phase::Auth, auth).await?;
+        rec.phase(Phase::Auth, auth).await?;
     }
 
     let accepted = match message {
-        Some(m) => Some(submit(&mut conn, tl, m).await?),
+        Some(m) => Some(submit(&mut conn, rec, m).await?),
         None => None,
     };
 
-    tl.phase(Phase::Quit, async {
+    rec.phase(Phase::Quit, async {
         expect(conn.command("QUIT").await?, |c| c == 221).map(|_| ())
     })
     .await?;
@@ -495,20 +495,20 @@ async fn authenticate(
 
 async fn submit(
     conn: &mut Conn,
-    tl: &mut Timeline,
+    rec: &mut PhaseRecorder,
     m: &ProbeMessage,
 ) -> Result<Accepted, PhaseError> {
     let from = format!("MAIL FROM:<{}>", m.from);
-    tl.phase(Phase::MailFrom, async {
+    rec.phase(Phase::MailFrom, async {
         expect(conn.command(&from).await?, |c| c == 250).map(|_| ())
     })
     .await?;
     let to = format!("RCPT TO:<{}>", m.to);
-    tl.phase(Phase::Rcpt, async {
+    rec.phase(Phase::Rcpt, async {
         expect(conn.command(&to).await?, |c| c == 250 || c == 251).map(|_| ())
     })
     .await?;
-    tl.phase(Phase::Data, async {
+    rec.phase(Phase::Data, async {
         expect(conn.command("DATA").await?, |c| c == 354)?;
         conn.send_raw(&m.data).await?;
         let reply = expect(conn.read_reply().await?, |c| c == 250)?;

@@ -24,7 +24,7 @@ use crate::config::{
 use crate::probe::phase::with_token;
 use crate::probe::registry::{ProbeSpec, Protocol, Target};
 use crate::probe::spec::{ProtocolSpec, SpecTable, Targets};
-use crate::probe::{Phase, PhaseError, ProbeContext, Timeline};
+use crate::probe::{Phase, PhaseError, PhaseRecorder, ProbeContext};
 
 /// SMTPS on 465, submission with STARTTLS on 587, SMTP without TLS on 25.
 const PORTS: Ports = Ports {
@@ -239,8 +239,8 @@ impl ProtocolSpec for SmtpSpec {
         &'a self,
         _: &'a Target,
         ctx: &'a ProbeContext,
-        tl: &'a mut Timeline,
+        rec: &'a mut PhaseRecorder,
     ) -> BoxFuture<'a, Result<(), PhaseError>> {
-        Box::pin(super::probe(self, ctx, tl))
+        Box::pin(super::probe(self, ctx, rec))
     }
 }
