@@ -20,6 +20,14 @@
 //!    its keys and how they are read and checked;
 //! 6. for each phase no protocol had before, one line in `phases!` (`src/probe/phase.rs`):
 //!    `Stat = "stat",` (with its doc line).
+//!
+//! Nothing else outside the folder changes. The folder uses what all protocols share: in
+//! `spec.rs`, the [`TargetCx`](crate::config::TargetCx) helpers for endpoints, credentials,
+//! OAuth2 (with the protocol's own Microsoft scope) and secrets; in `mod.rs`, the shared phase
+//! steps (`resolve_and_connect`, `tls_handshake`, `oauth2_token`), [`net`](super::net),
+//! [`bounded`](super::bounded) and [`sasl`](super::sasl); its server's refusals implement
+//! [`Answer`](super::error::Answer) in its folder, judged by its own table, while DNS, TCP,
+//! TLS, I/O, deadlines and tokens keep the shared [`ProbeError`](super::ProbeError) variants.
 
 use std::time::Duration;
 

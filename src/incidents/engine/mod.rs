@@ -8,7 +8,7 @@
 //!
 //! Timeline entries are written by [`Engine::tick`], which compares each incident with what its
 //! timeline last said: a burst of failures within one tick is one entry, not hundreds. The
-//! likely cause of each is worded in [`hints`].
+//! likely cause of each is worded in `hints.rs`.
 
 mod hints;
 

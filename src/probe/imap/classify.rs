@@ -1,7 +1,7 @@
 //! How IMAP answers become failure classes: response codes (RFC 5530, RFC 3501 and the
 //! extensions', a few providers' own) and providers' published wording, by the command refused;
 //! every IMAP refusal reaches [`crate::probe::classify::judge`] as an
-//! [`Answer`](crate::probe::error::Answer).
+//! [`Answer`].
 
 use super::{Command, Refusal};
 use crate::probe::Phase;

@@ -50,7 +50,7 @@ const MAX_CHALLENGES: usize = 8;
 /// to async-imap.
 ///
 /// async-imap makes a [`Session`] only out of its own `login` or `authenticate`. After our own
-/// LOGIN or AUTHENTICATE succeeded, [`Conn::hand_over`] arms a one-shot switch: async-imap's
+/// LOGIN or AUTHENTICATE succeeded, `Conn::hand_over` arms a one-shot switch: async-imap's
 /// `login` command line is swallowed instead of sent, and the completion it waits for is served
 /// locally, so async-imap takes the already authenticated connection. Nothing of this reaches
 /// the server.
@@ -247,7 +247,7 @@ pub enum Refusal {
         command: Command,
         /// The tagged completion (or the BYE).
         answer: StatusLine,
-        /// Untagged NO, BAD and BYE lines and alerts that came with it, at most [`MAX_NOTES`].
+        /// Untagged NO, BAD and BYE lines and alerts that came with it, at most `MAX_NOTES`.
         notes: Vec<StatusLine>,
         /// XOAUTH2 and OAUTHBEARER: the server's error challenge, decoded.
         challenge: Option<String>,

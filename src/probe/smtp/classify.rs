@@ -1,7 +1,7 @@
 //! How SMTP replies become failure classes: by phase, basic code and enhanced code (RFC 5321
 //! section 4.2 and 4.3.2, RFC 3463, RFC 4954) and the providers' own codes, each cited; every
 //! SMTP refusal reaches [`crate::probe::classify::judge`] as an
-//! [`Answer`](crate::probe::error::Answer).
+//! [`Answer`].
 
 use super::{Refusal, Reply};
 use crate::probe::Phase;
