@@ -38,8 +38,14 @@ fn readme_opens_with_the_demo_and_test_commands_and_ci_runs_the_latter() {
 #[test]
 fn the_layout_section_matches_the_tree() {
     let readme = readme();
-    let layout = readme.split("\n## Layout\n").nth(1).expect("a Layout section");
-    let tree = layout.split("```").nth(1).expect("the Layout section's tree");
+    let layout = readme
+        .split("\n## Layout\n")
+        .nth(1)
+        .expect("a Layout section");
+    let tree = layout
+        .split("```")
+        .nth(1)
+        .expect("the Layout section's tree");
     let named: Vec<&str> = tree
         .lines()
         .filter_map(|l| l.split_whitespace().next())
@@ -48,7 +54,10 @@ fn the_layout_section_matches_the_tree() {
     assert!(named.len() > 20, "{named:?}");
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     for path in &named {
-        assert!(root.join(path).exists(), "the Layout names {path}, which does not exist");
+        assert!(
+            root.join(path).exists(),
+            "the Layout names {path}, which does not exist"
+        );
     }
     for dir in ["src", "src/probe"] {
         for entry in std::fs::read_dir(root.join(dir)).unwrap() {
