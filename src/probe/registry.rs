@@ -13,10 +13,11 @@
 //! 1. `src/probe/mod.rs`: `pub mod pop3;`
 //! 2. here, in `protocols!`: `Pop3 = "pop3",` (with its doc line): the variant, its label, its
 //!    place in [`Protocol::ALL`] and the value of the `protocol` key;
-//! 3. here, in [`ProbeSpec`]: `Pop3(pop3::spec::Pop3Spec),` (with its doc line);
+//! 3. here, in [`ProbeSpec`]: `Pop3(super::pop3::spec::Pop3Spec),` (with its doc line);
 //! 4. here, in [`ProbeSpec::get`]: `ProbeSpec::Pop3(s) => s,`: the dispatch of running it, its
 //!    phases, endpoint, secrets and timing;
-//! 5. here, in [`spec_kind`]: `Protocol::Pop3 => SpecKind::of::<pop3::spec::Pop3Table>(),`:
+//! 5. here, in [`spec_kind`]:
+//!    `Protocol::Pop3 => SpecKind::of::<super::pop3::spec::Pop3Table>(),`:
 //!    its keys and how they are read and checked;
 //! 6. for each phase no protocol had before, one line in `phases!` (`src/probe/phase.rs`):
 //!    `Stat = "stat",` (with its doc line).
@@ -35,7 +36,6 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use super::spec::{ProtocolSpec, SpecKind};
-use super::{https, imap, roundtrip, smtp};
 use crate::config::Endpoint;
 
 /// Declares [`Protocol`] from one line per protocol: variant and label.
@@ -76,13 +76,13 @@ protocols! {
 #[derive(Clone, Debug)]
 pub enum ProbeSpec {
     /// `protocol = "imap"`.
-    Imap(imap::spec::ImapSpec),
+    Imap(super::imap::spec::ImapSpec),
     /// `protocol = "smtp"`.
-    Smtp(smtp::spec::SmtpSpec),
+    Smtp(super::smtp::spec::SmtpSpec),
     /// `protocol = "roundtrip"`.
-    Roundtrip(Box<roundtrip::spec::RoundtripSpec>),
+    Roundtrip(Box<super::roundtrip::spec::RoundtripSpec>),
     /// `protocol = "https"`.
-    Https(Box<https::spec::HttpsSpec>),
+    Https(Box<super::https::spec::HttpsSpec>),
 }
 
 impl ProbeSpec {
@@ -115,10 +115,10 @@ impl ProbeSpec {
 /// How each protocol's `[[target]]` table is read and checked.
 pub fn spec_kind(protocol: Protocol) -> SpecKind {
     match protocol {
-        Protocol::Imap => SpecKind::of::<imap::spec::ImapTable>(),
-        Protocol::Smtp => SpecKind::of::<smtp::spec::SmtpTable>(),
-        Protocol::Roundtrip => SpecKind::of::<roundtrip::spec::RoundtripTable>(),
-        Protocol::Https => SpecKind::of::<https::spec::HttpsTable>(),
+        Protocol::Imap => SpecKind::of::<super::imap::spec::ImapTable>(),
+        Protocol::Smtp => SpecKind::of::<super::smtp::spec::SmtpTable>(),
+        Protocol::Roundtrip => SpecKind::of::<super::roundtrip::spec::RoundtripTable>(),
+        Protocol::Https => SpecKind::of::<super::https::spec::HttpsTable>(),
     }
 }
 
