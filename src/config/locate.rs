@@ -46,13 +46,6 @@ impl KeyPath {
         p.0.push(Seg::Index(i));
         p
     }
-
-    /// Whether this path is `parent` plus one key.
-    pub fn is_key_of(&self, parent: &KeyPath) -> bool {
-        self.0.len() == parent.0.len() + 1
-            && matches!(self.0.last(), Some(Seg::Key(_)))
-            && self.to_string().starts_with(&parent.to_string())
-    }
 }
 
 impl fmt::Display for KeyPath {
@@ -211,12 +204,6 @@ impl<'a> Locator<'a> {
             path.to_string(),
             unknown_key_message(e.message().trim()),
         )
-    }
-
-    /// An error located at serde's error `e` but worded `message`.
-    pub fn serde_error_as(&self, e: &toml::de::Error, message: String) -> ConfigError {
-        let offset = e.span().map(|s| s.start).unwrap_or(0);
-        self.at_offset(offset, self.serde_path(e).to_string(), message)
     }
 
     /// Keys present in the table at `path`, with their spans.

@@ -102,9 +102,8 @@ struct RawConfig {
     #[serde(default)]
     incidents: incidents::RawIncidents,
     /// Taken out before this pass (see [`read`]); named so that it is a known key.
-    #[serde(default)]
-    #[allow(dead_code)]
-    target: serde::de::IgnoredAny,
+    #[serde(default, rename = "target")]
+    _target: serde::de::IgnoredAny,
 }
 
 /// The keys every `[[target]]` has, whatever its protocol.
