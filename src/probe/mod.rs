@@ -2,12 +2,14 @@
 //! with ordered phase timings, a failure class and the phase it happened in.
 //!
 //! Each protocol is a folder of its own ([`imap`], [`smtp`], [`https`], [`roundtrip`]): the
-//! dialogue in its `mod.rs`, its config keys, defaults and checks in its `spec.rs`. The
-//! [`registry`] lists them once; [`spec`] says what each provides. The shared pieces are
-//! [`net`] (DNS, TCP), `crate::tls` (handshake, certificate facts), [`bounded`] (read limits),
-//! [`sasl`] (bearer mechanisms), [`redact`] (secrets out of details), [`error`] (what goes
-//! wrong) and [`classify`] (the one place errors become failure classes). Probes never touch
-//! metrics: they return outcomes, and the daemon's consumers turn those into series.
+//! dialogue in its `mod.rs`, its config keys, defaults and checks in its `spec.rs`, the classes
+//! of its servers' answers beside them. The [`registry`] lists the protocols once; [`spec`] says
+//! what each provides; [`phase`] holds the phase labels and the recorder that times them. The
+//! shared pieces are [`net`] (DNS, TCP), `crate::tls` (handshake, certificate facts),
+//! [`bounded`] (read limits), [`sasl`] (bearer mechanisms), [`redact`] (secrets out of details),
+//! [`error`] (what goes wrong) and [`classify`] (where every error becomes a failure class).
+//! Probes never touch metrics: they return outcomes, and the daemon's consumers turn those into
+//! series.
 
 pub mod bounded;
 pub mod classify;
