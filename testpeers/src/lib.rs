@@ -5,6 +5,8 @@
 //! - [`postfix`]: a private Postfix (MX, submission, submissions) delivering to that Dovecot.
 //! - [`fault`]: small scripted servers that misbehave on purpose (silence, garbage, endless
 //!   lines, refusals), optionally behind TLS.
+//! - [`faultclient`]: HTTP clients that misbehave on purpose (silence, slowloris, stalls after
+//!   the TLS handshake).
 //! - [`https`]: an HTTPS server playing webmail, Autodiscover, JMAP and HTTP faults.
 //! - [`oauth`]: an OAuth2 token server (client credentials, refresh tokens, introspection).
 //! - [`prometheus`]: a private Prometheus and Alertmanager, to test the shipped alert rules end to
@@ -15,6 +17,7 @@
 pub mod demo;
 pub mod dovecot;
 pub mod fault;
+pub mod faultclient;
 pub mod https;
 pub mod oauth;
 pub mod pki;
