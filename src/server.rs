@@ -47,7 +47,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::incidents::service::Incidents;
 use crate::metrics::Metrics;
-use crate::webconfig::WebConfig;
+use crate::webconfig::{Access, WebConfig};
 
 /// How long a client may take for its TLS handshake before it is dropped.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -680,21 +680,21 @@ async fn protect(State(s): State<AppState>, req: Request, next: Next) -> Respons
     let Some(web) = s.web.load_full() else {
         return next.run(req).await;
     };
-    let given = req.headers().get(header::AUTHORIZATION).cloned();
-    let check = web.clone();
-    // bcrypt is deliberately slow: keep it off the async workers.
-    let ok = tokio::task::spawn_blocking(move || check.authorized(given.as_ref()))
-        .await
-        .unwrap_or(false);
-    let mut resp = if ok {
-        next.run(req).await
-    } else {
-        (
+    let client = req
+        .extensions()
+        .get::<ClientAddr>()
+        .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |c| c.0.ip());
+    let access = web
+        .check(req.headers().get(header::AUTHORIZATION), client)
+        .await;
+    let mut resp = match access {
+        Access::Granted => next.run(req).await,
+        Access::Refused | Access::Busy => (
             StatusCode::UNAUTHORIZED,
             [(header::WWW_AUTHENTICATE, "Basic realm=\"mailprobe\"")],
             "Unauthorized\n",
         )
-            .into_response()
+            .into_response(),
     };
     for (name, value) in &web.headers {
         resp.headers_mut().insert(name.clone(), value.clone());

@@ -7,7 +7,9 @@
 //! does not implement are refused rather than silently ignored.
 
 use std::collections::{BTreeMap, HashSet};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::http::{HeaderName, HeaderValue};
@@ -57,6 +59,19 @@ pub struct WebConfig {
     /// SHA-256 of `user:password` pairs already verified, so a scrape every few seconds does not
     /// pay bcrypt each time. Failures are never cached.
     verified: Mutex<HashSet<[u8; 32]>>,
+    /// bcrypt verifications run so far (what an attacker can make the daemon spend).
+    bcrypt_runs: AtomicU64,
+}
+
+/// What a request's credentials get.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Right credentials, or none needed.
+    Granted,
+    /// Missing, malformed or wrong credentials.
+    Refused,
+    /// Not checked now: too many checks are waiting.
+    Busy,
 }
 
 impl std::fmt::Debug for WebConfig {
@@ -158,7 +173,30 @@ impl WebConfig {
             users,
             headers,
             verified: Mutex::new(HashSet::new()),
+            bcrypt_runs: AtomicU64::new(0),
         })
+    }
+
+    /// Checks the `Authorization` header of a request from `client`, off the async workers.
+    pub async fn check(
+        self: &Arc<Self>,
+        authorization: Option<&HeaderValue>,
+        client: IpAddr,
+    ) -> Access {
+        let _ = client;
+        let (me, given) = (self.clone(), authorization.cloned());
+        match tokio::task::spawn_blocking(move || me.authorized(given.as_ref())).await {
+            Ok(true) => Access::Granted,
+            Ok(false) | Err(_) => Access::Refused,
+        }
+    }
+
+    /// The hash a password for `user` is checked against, and whether `user` exists.
+    fn hash_for(&self, user: &str) -> (&str, bool) {
+        match self.users.get(user) {
+            Some(h) => (h.as_str(), true),
+            None => (DUMMY_HASH.as_str(), false),
+        }
     }
 
     /// Whether a request with this `Authorization` header may pass.
@@ -197,10 +235,8 @@ impl WebConfig {
         {
             return true;
         }
-        let (hash, known) = match self.users.get(&user) {
-            Some(h) => (h.as_str(), true),
-            None => (DUMMY_HASH.as_str(), false),
-        };
+        let (hash, known) = self.hash_for(&user);
+        self.bcrypt_runs.fetch_add(1, Ordering::Relaxed);
         let ok = bcrypt::verify(&password, hash).unwrap_or(false) && known;
         if ok && let Ok(mut v) = self.verified.lock() {
             if v.len() > 1024 {
