@@ -15,6 +15,10 @@
 //! - a response the client does not read for [`STALLED_WRITE_TIMEOUT`] ends its connection.
 //!
 //! Failed accepts (out of descriptors) back off and are logged at most once a minute.
+//!
+//! Basic auth (see [`crate::webconfig`]) answers a refused request no sooner than
+//! [`REFUSED_AUTH_DELAY`] after it arrived, and a request whose password check could not be
+//! queued with 503 and `Retry-After: 1` after the same delay; neither costs the probes CPU.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -72,6 +76,11 @@ const LOG_EVERY: Duration = Duration::from_secs(60);
 /// Waits after a failed accept: doubled on each failure in a row, up to the maximum.
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Requests whose credentials are refused are answered no sooner than this after they arrived,
+/// so that a client replaying a wrong password (answered from the cache in microseconds) or
+/// guessing on a keep-alive connection sends a few requests a second, not thousands.
+pub const REFUSED_AUTH_DELAY: Duration = Duration::from_millis(250);
+
 /// A reload request: the daemon answers on the enclosed channel with the outcome.
 pub type ReloadRequest = oneshot::Sender<Result<String, String>>;
 
@@ -675,26 +684,53 @@ impl LogGate {
     }
 }
 
+/// Refused and unchecked credentials, for a warning at most once per [`LOG_EVERY`].
+static REFUSALS: Mutex<LogGate> = Mutex::new(LogGate {
+    last: None,
+    held_back: 0,
+});
+
 /// Basic auth and extra headers from the web config, for every endpoint.
 async fn protect(State(s): State<AppState>, req: Request, next: Next) -> Response {
     let Some(web) = s.web.load_full() else {
         return next.run(req).await;
     };
+    let arrived = Instant::now();
     let client = req
         .extensions()
         .get::<ClientAddr>()
         .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |c| c.0.ip());
-    let access = web
-        .check(req.headers().get(header::AUTHORIZATION), client)
-        .await;
+    let given = req.headers().get(header::AUTHORIZATION);
+    let with_credentials = given.is_some();
+    let access = web.check(given, client).await;
     let mut resp = match access {
         Access::Granted => next.run(req).await,
-        Access::Refused | Access::Busy => (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Basic realm=\"mailprobe\"")],
-            "Unauthorized\n",
-        )
-            .into_response(),
+        Access::Refused | Access::Busy => {
+            if with_credentials && let Some(held_back) = lock(&REFUSALS).pass() {
+                tracing::warn!(
+                    client = %client,
+                    busy = access == Access::Busy,
+                    held_back,
+                    "HTTP request with wrong basic-auth credentials, or too many checks waiting"
+                );
+            }
+            tokio::time::sleep_until(arrived + REFUSED_AUTH_DELAY).await;
+            if access == Access::Busy {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(header::RETRY_AFTER, "1")],
+                    "Too many password checks waiting; try again\n",
+                )
+                    .into_response()
+            } else {
+                (
+                    StatusCode::UNAUTHORIZED,
+                    [(header::WWW_AUTHENTICATE, "Basic realm=\"mailprobe\"")],
+                    "Unauthorized\n",
+                )
+                    .into_response()
+            }
+        }
     };
     for (name, value) in &web.headers {
         resp.headers_mut().insert(name.clone(), value.clone());

@@ -303,6 +303,13 @@ impl Process {
             .unwrap_or(0)
     }
 
+    /// Threads of the process now.
+    fn threads(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/task", self.child.id()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
     fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -410,4 +417,106 @@ async fn with_256_open_files_idle_and_slowloris_floods_starve_neither_metrics_no
         &log[..log.len().min(3000)]
     );
     drop(dc);
+}
+/// A web config with one basic-auth user whose bcrypt hash has `cost`, no TLS.
+fn auth_web_config(env: &Env, user: &str, password: &str, cost: u32) -> std::path::PathBuf {
+    let path = env.dir.path().join("web-auth.yml");
+    std::fs::write(
+        &path,
+        format!(
+            "basic_auth_users:\n  {user}: '{}'\n",
+            bcrypt::hash(password, cost).unwrap()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// A keep-alive connection sending `n` requests for `/-/healthy` with these credentials one
+/// after the other; the statuses answered.
+async fn basic_auth_requests(
+    addr: std::net::SocketAddr,
+    user: &str,
+    password: impl Fn(usize) -> String,
+    n: usize,
+) -> Vec<u16> {
+    use base64::Engine;
+    let mut out = Vec::new();
+    let Ok(mut s) = faultclient::connect(addr, Duration::from_secs(10)).await else {
+        return out;
+    };
+    for i in 0..n {
+        let auth =
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{}", password(i)));
+        let req = format!(
+            "GET /-/healthy HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic {auth}\r\n\r\n"
+        );
+        if s.write_all(req.as_bytes()).await.is_err() {
+            break;
+        }
+        match read_response(&mut s).await {
+            Ok((status, _)) => out.push(status),
+            Err(_) => break,
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_floods_do_not_grow_threads_and_the_right_password_still_passes() {
+    let env = Env::new();
+    let web = auth_web_config(&env, "prometheus", "scrape-Secret", 6);
+    let mut p = Process::spawn(
+        &env,
+        &format!("[global]\nweb_config_file = \"{}\"\n", web.display()),
+        None,
+    );
+    let addr = p.addr;
+    assert_eq!(p.ready().await.0, 401);
+    let right = basic_auth_requests(addr, "prometheus", |_| "scrape-Secret".into(), 2).await;
+    assert_eq!(right, [200, 200]);
+    let threads_before = p.threads();
+
+    // Watch the thread count while 128 connections send wrong passwords, first all the same
+    // one, then each a different one (a guessing attack), and a right one now and then.
+    let watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let most = {
+        let (watching, pid) = (watching.clone(), p.child.id());
+        tokio::spawn(async move {
+            let mut most = 0;
+            while watching.load(std::sync::atomic::Ordering::Relaxed) {
+                let n = std::fs::read_dir(format!("/proc/{pid}/task"))
+                    .map(|d| d.count())
+                    .unwrap_or(0);
+                most = most.max(n);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            most
+        })
+    };
+    let same = futures::future::join_all(
+        (0..128).map(|_| basic_auth_requests(addr, "prometheus", |_| "wrong".into(), 5)),
+    );
+    let guesses =
+        futures::future::join_all((0..128).map(|c| {
+            basic_auth_requests(addr, "prometheus", move |i| format!("guess-{c}-{i}"), 3)
+        }));
+    let scrapes = basic_auth_requests(addr, "prometheus", |_| "scrape-Secret".into(), 3);
+    let (same, guesses, scrapes) = tokio::join!(same, guesses, scrapes);
+    watching.store(false, std::sync::atomic::Ordering::Relaxed);
+    let most = most.await.unwrap();
+
+    let statuses: Vec<u16> = same.into_iter().chain(guesses).flatten().collect();
+    assert!(statuses.len() >= 128 * 5, "{} answers", statuses.len());
+    assert!(
+        statuses.iter().all(|s| [401, 503].contains(s)),
+        "{statuses:?}"
+    );
+    assert_eq!(scrapes, [200, 200, 200]);
+    assert!(
+        most <= threads_before + 4,
+        "{threads_before} threads before the flood, {most} during it"
+    );
+    let right = basic_auth_requests(addr, "prometheus", |_| "scrape-Secret".into(), 1).await;
+    assert_eq!(right, [200]);
 }
