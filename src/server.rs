@@ -78,8 +78,8 @@ const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// Requests whose credentials are refused are answered no sooner than this after they arrived,
 /// so that a client replaying a wrong password (answered from the cache in microseconds) or
-/// guessing on a keep-alive connection sends a few requests a second, not thousands.
-pub const REFUSED_AUTH_DELAY: Duration = Duration::from_millis(250);
+/// guessing on a keep-alive connection sends one request a second, not thousands.
+pub const REFUSED_AUTH_DELAY: Duration = Duration::from_secs(1);
 
 /// A reload request: the daemon answers on the enclosed channel with the outcome.
 pub type ReloadRequest = oneshot::Sender<Result<String, String>>;
@@ -244,6 +244,10 @@ pub async fn serve(
                 }
             }
         });
+        // Let the new connection read what it was sent before the next accept: a client that
+        // sent its request at once (a scraper) then has it in flight, so a flood of new
+        // connections cannot make it the longest-quiet one before it was even looked at.
+        tokio::task::yield_now().await;
     }
     drop(listener);
     tracker.close();

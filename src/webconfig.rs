@@ -12,7 +12,8 @@
 //!   wrong ones), so a password replayed from many connections costs one bcrypt run, and a
 //!   check already under way is waited for rather than run again;
 //! - bcrypt runs on one thread of its own, never on the async workers nor in an unbounded pool
-//!   of blocking threads, fed by a bounded queue in which one client address may have
+//!   of blocking threads, and rests after each check so that it never takes more than a quarter
+//!   of one core; it is fed by a bounded queue in which one client address may have
 //!   [`QUEUED_PER_CLIENT`] checks at a time: a client guessing passwords waits behind its own
 //!   guesses, not in front of everybody else's, and a check that finds no room is answered
 //!   [`Access::Busy`] (the server sends 503 with `Retry-After`);
@@ -103,6 +104,9 @@ const QUEUE: usize = 32;
 /// Checks one client address may have waiting at once (a scraper has one credential; two
 /// allow for a browser's parallel first requests with a new one).
 pub const QUEUED_PER_CLIENT: usize = 2;
+/// The checker thread rests after each check for this many times as long as the check took,
+/// so that bcrypt never takes more than a quarter of one core, however many guesses arrive.
+const REST_PER_CHECK: u32 = 3;
 
 /// A `user:password` pair as the cache knows it: an HMAC under a key made at load, so that the
 /// cache holds nothing a password could be found from by hashing guesses.
@@ -196,7 +200,9 @@ static CHECKER: LazyLock<Checker> = LazyLock::new(|| {
         .name("mailprobe-bcrypt".into())
         .spawn(move || {
             for job in jobs {
+                let started = std::time::Instant::now();
                 CHECKER.run(job);
+                std::thread::sleep(started.elapsed() * REST_PER_CHECK);
             }
         });
     let queue = match started {
