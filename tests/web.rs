@@ -160,6 +160,15 @@ use mailprobe_testpeers::faultclient::{
 };
 use tokio::io::AsyncWriteExt;
 
+/// `[global]` lines and one target whose port is closed: a config needs a target, and these
+/// tests are about the HTTP server.
+fn config_with(env: &Env, global: &str) -> String {
+    format!(
+        "[global]\n{global}\n{}",
+        env.imap_target("t", mailprobe_testpeers::util::free_port(), "")
+    )
+}
+
 /// Far more than the server's request-head timeout: the tests wait for the server's EOF, not
 /// for a clock, and fail only when it never comes.
 const CLOSED_WITHIN: Duration = Duration::from_secs(40);
@@ -167,7 +176,7 @@ const CLOSED_WITHIN: Duration = Duration::from_secs(40);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_and_slowloris_connections_are_closed_by_the_server() {
     let env = Env::new();
-    let d = Daemon::start(env.config("[global]\n")).await;
+    let d = Daemon::start(env.config(&config_with(&env, ""))).await;
     let silent = faultclient::connect(d.addr, Duration::from_secs(5))
         .await
         .unwrap();
@@ -187,7 +196,7 @@ async fn silent_and_slowloris_connections_are_closed_by_the_server() {
 async fn connections_that_stall_after_the_tls_handshake_are_closed() {
     let env = Env::new();
     let web = web_config(&env, &[]);
-    let probes = format!("[global]\nweb_config_file = \"{}\"\n", web.display());
+    let probes = config_with(&env, &format!("web_config_file = \"{}\"", web.display()));
     let d = Daemon::start(env.config(&probes)).await;
     let ca = &env.pki.ca;
     let no_handshake = faultclient::connect(d.addr, Duration::from_secs(5))
@@ -213,7 +222,7 @@ async fn connections_that_stall_after_the_tls_handshake_are_closed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_keep_alive_connections_outlive_a_scrape_interval_and_are_then_closed() {
     let env = Env::new();
-    let d = Daemon::start(env.config("[global]\n")).await;
+    let d = Daemon::start(env.config(&config_with(&env, ""))).await;
     let mut s = faultclient::connect(d.addr, Duration::from_secs(5))
         .await
         .unwrap();
@@ -468,7 +477,7 @@ async fn wrong_password_floods_do_not_grow_threads_and_the_right_password_still_
     let web = auth_web_config(&env, "prometheus", "scrape-Secret", 6);
     let mut p = Process::spawn(
         &env,
-        &format!("[global]\nweb_config_file = \"{}\"\n", web.display()),
+        &config_with(&env, &format!("web_config_file = \"{}\"", web.display())),
         None,
     );
     let addr = p.addr;
