@@ -25,22 +25,22 @@ use crate::report::{Report, Verdict};
 /// What every scenario shares: scratch directory, test PKI, the binaries and the machine.
 pub struct Ctx {
     dir: Option<TempDir>,
-    path: PathBuf,
-    pki: TestPki,
+    pub(crate) path: PathBuf,
+    pub(crate) pki: TestPki,
     /// A password file every target can use.
-    pass: PathBuf,
+    pub(crate) pass: PathBuf,
     /// Dovecot users the IMAP targets log in as, round robin: Dovecot refuses more than 10
     /// sessions of one user from one address at once.
     dovecot_users: Vec<String>,
-    bin: PathBuf,
+    pub(crate) bin: PathBuf,
     /// The same build with symbols, for callgrind.
     profiled: PathBuf,
     /// The blackbox_exporter binary.
     pub blackbox: PathBuf,
-    ticks: f64,
+    pub(crate) ticks: f64,
     /// Online CPUs.
     pub cores: usize,
-    quick: bool,
+    pub(crate) quick: bool,
     /// mailprobe's version and commit.
     pub version: String,
     /// /proc/loadavg when the run began.
@@ -93,7 +93,7 @@ impl Ctx {
         self.path.clone()
     }
 
-    fn write(&self, name: &str, text: &str) -> anyhow::Result<PathBuf> {
+    pub(crate) fn write(&self, name: &str, text: &str) -> anyhow::Result<PathBuf> {
         let p = self.path.join(name);
         std::fs::write(&p, text)?;
         Ok(p)
@@ -108,29 +108,29 @@ impl Ctx {
 // Configs.
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Tls {
+pub(crate) enum Tls {
     None,
     Starttls,
 }
 
 /// `count` IMAP targets named `{prefix}{i:05}`, spread over `ports` on 127.0.0.1 and ten regions.
-struct ImapTargets<'a> {
-    prefix: &'a str,
-    count: usize,
-    ports: &'a [u16],
-    tls: Tls,
+pub(crate) struct ImapTargets<'a> {
+    pub(crate) prefix: &'a str,
+    pub(crate) count: usize,
+    pub(crate) ports: &'a [u16],
+    pub(crate) tls: Tls,
     /// `None`: log in as the target's own name (the responder accepts anyone); otherwise
     /// round robin over these users.
-    users: Option<&'a [String]>,
+    pub(crate) users: Option<&'a [String]>,
 }
 
-fn global(interval: &str, timeout: &str, concurrency: usize) -> String {
+pub(crate) fn global(interval: &str, timeout: &str, concurrency: usize) -> String {
     format!(
         "[global]\ninterval = \"{interval}\"\ntimeout = \"{timeout}\"\nconcurrency = {concurrency}\n\n"
     )
 }
 
-fn imap_config(ctx: &Ctx, global: &str, t: &ImapTargets) -> String {
+pub(crate) fn imap_config(ctx: &Ctx, global: &str, t: &ImapTargets) -> String {
     let mut s = String::with_capacity(global.len() + t.count * 300);
     s.push_str(global);
     for i in 0..t.count {
@@ -220,12 +220,12 @@ modules:
 // ---------------------------------------------------------------------------------------------
 // Small helpers.
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
 /// Nearest-rank percentile of `v` (sorted in place).
-fn pct(v: &mut [f64], q: f64) -> f64 {
+pub(crate) fn pct(v: &mut [f64], q: f64) -> f64 {
     if v.is_empty() {
         return f64::NAN;
     }
@@ -234,7 +234,7 @@ fn pct(v: &mut [f64], q: f64) -> f64 {
     v[rank - 1]
 }
 
-fn median(v: &mut [f64]) -> f64 {
+pub(crate) fn median(v: &mut [f64]) -> f64 {
     pct(v, 0.5)
 }
 
