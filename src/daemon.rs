@@ -2,7 +2,7 @@
 //! graceful stop.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -106,7 +106,7 @@ impl LogMemory {
         result: Result<bool, (FailureClass, Phase)>,
         now: Instant,
     ) -> Change {
-        let mut said = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut said = crate::sync::lock(&self.0);
         let before = said.get(target).copied().unwrap_or(Said::Fast);
         let (now_said, change) = match (before, result) {
             (
@@ -176,7 +176,7 @@ impl LogMemory {
 
     /// Forgets targets that left the config.
     pub fn forget(&self, targets: &[String]) {
-        let mut said = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut said = crate::sync::lock(&self.0);
         for t in targets {
             said.remove(t);
         }

@@ -11,6 +11,7 @@
 //!   errors it reads.
 //! - [`tls`]: client TLS, the roots cache and certificate facts (probes and OAuth2 alike).
 //! - [`hash`]: stable hashes (sharding, fingerprints) and unique tokens.
+//! - [`sync`]: the one policy for a lock a panic poisoned (take it over and go on).
 //! - [`oauth2`]: OAuth2 tokens (client credentials, refresh tokens), cached per credential set.
 //! - [`scheduler`]: when each target runs; no overlap, global concurrency, reload diffs.
 //! - [`metrics`]: the one place where outcomes become long-lived Prometheus series.
@@ -39,6 +40,7 @@ pub mod report;
 pub mod scheduler;
 pub mod server;
 pub mod status;
+pub mod sync;
 pub mod tls;
 pub mod webconfig;
 

@@ -154,12 +154,11 @@ impl TokenCache {
     /// A valid token for `spec`: the cached one, or a fresh one when it is about to expire.
     pub async fn token(&self, spec: &OAuth2Spec) -> (Result<SecretString, TokenError>, TokenFacts) {
         let slot = {
-            // A panic cannot leave this map half-changed (it holds only handles, each insert is
-            // one call), so a poisoned lock is taken over rather than failing every probe. A
-            // probe that panics while it holds a slot (below) is caught as a prober fault by
-            // `probe::run`; the async mutex is released on unwind and the next probe fetches
-            // again. No background task refreshes tokens, so none can die unseen.
-            let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+            // A poisoned lock is taken over (crate::sync): this map holds only handles, each
+            // insert one call. A probe that panics while it holds a slot (below) is caught as a
+            // prober fault by `probe::run`; the async mutex is released on unwind and the next
+            // probe fetches again. No background task refreshes tokens, so none can die unseen.
+            let mut slots = crate::sync::lock(&self.slots);
             slots.entry(spec.key.clone()).or_default().clone()
         };
         // One fetch at a time per credential set: others wait and then find the fresh token.

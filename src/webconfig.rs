@@ -189,12 +189,7 @@ impl WebConfig {
         .as_ref()
         .try_into()
         .unwrap_or([0; 32]);
-        if self
-            .verified
-            .lock()
-            .map(|v| v.contains(&digest))
-            .unwrap_or(false)
-        {
+        if crate::sync::lock(&self.verified).contains(&digest) {
             return true;
         }
         let (hash, known) = match self.users.get(&user) {
@@ -202,7 +197,8 @@ impl WebConfig {
             None => (DUMMY_HASH.as_str(), false),
         };
         let ok = bcrypt::verify(&password, hash).unwrap_or(false) && known;
-        if ok && let Ok(mut v) = self.verified.lock() {
+        if ok {
+            let mut v = crate::sync::lock(&self.verified);
             if v.len() > 1024 {
                 v.clear();
             }
