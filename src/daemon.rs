@@ -16,9 +16,9 @@ use crate::config::{self, Config};
 use crate::incidents::service::Incidents;
 use crate::liveness::{self, Liveness};
 use crate::metrics::Metrics;
-use crate::probe::classify::FailureClass;
+use crate::probe::classify::{FailureClass, ProberFault};
 use crate::probe::{Outcome, Phase, ProbeContext};
-use crate::scheduler::{OutcomeSink, Scheduler};
+use crate::scheduler::{Event, Observer, OutcomeSink, Probes, Scheduler};
 use crate::server::{self, AppState};
 
 /// Sends each outcome to the metrics and the incident timeline, tells readiness that probes
@@ -36,6 +36,61 @@ impl OutcomeSink for Reporter {
         self.metrics.observe(&o);
         self.incidents.observe(&o);
         log_outcome(&o, &self.said.note(&o));
+    }
+}
+
+/// What the scheduler reports: outcomes go on to `sink` (the [`Reporter`], wrapped by tests),
+/// the scheduler's own measurements and doings become metrics and log lines.
+struct Observed {
+    metrics: Arc<Metrics>,
+    sink: Arc<dyn OutcomeSink>,
+}
+
+impl OutcomeSink for Observed {
+    fn record(&self, o: Outcome) {
+        self.sink.record(o);
+    }
+}
+
+impl Observer for Observed {
+    fn event(&self, event: Event) {
+        let m = &self.metrics;
+        match event {
+            Event::Registered(t) => m.register_target(&t),
+            Event::Changed { old, new } => {
+                if old.region != new.region || old.protocol() != new.protocol() {
+                    m.unregister_target(&old.name);
+                    m.register_target(&new);
+                }
+            }
+            Event::Removed(t) => m.unregister_target(&t.name),
+            Event::Started { delay, .. } => {
+                m.schedule_delay(delay);
+                m.in_flight().inc();
+            }
+            Event::Finished(_) => m.in_flight().dec(),
+            Event::Skipped { target, missed } => {
+                m.skipped(&target, missed);
+                tracing::warn!(
+                    target = %target.name,
+                    missed,
+                    "probe overran its interval (or waited for a concurrency slot); skipped planned starts"
+                );
+            }
+            Event::RecordPanicked(t) => {
+                let protocol = t.protocol();
+                m.prober_fault(protocol, ProberFault::Panic);
+                tracing::error!(
+                    target = %t.name,
+                    protocol = protocol.as_str(),
+                    "recording a probe's outcome panicked (a bug in mailprobe); probing goes on"
+                );
+            }
+            Event::Abandoned { in_flight } => tracing::warn!(
+                in_flight,
+                "probes still running after the shutdown grace; abandoning them"
+            ),
+        }
     }
 }
 
@@ -309,10 +364,13 @@ pub async fn run_with(
         liveness: liveness.clone(),
         said: LogMemory::default(),
     });
+    let observed = Arc::new(Observed {
+        metrics: metrics.clone(),
+        sink: wrap(reporter.clone()),
+    });
     let mut scheduler = Scheduler::new(
-        ProbeContext::new(),
-        metrics.clone(),
-        wrap(reporter.clone()),
+        Arc::new(Probes(ProbeContext::new())),
+        observed,
         config.global.concurrency,
     );
     let targets = config.owned_targets();

@@ -13,7 +13,9 @@
 //! - [`hash`]: stable hashes (sharding, fingerprints) and unique tokens.
 //! - [`sync`]: the one policy for a lock a panic poisoned (take it over and go on).
 //! - [`oauth2`]: OAuth2 tokens (client credentials, refresh tokens), cached per credential set.
-//! - [`scheduler`]: when each target runs; no overlap, global concurrency, reload diffs.
+//! - [`scheduler`]: when each target runs; no overlap, global concurrency, reload diffs. The
+//!   probe call ([`scheduler::Prober`]) and what takes outcomes and events
+//!   ([`scheduler::Observer`]) are injected.
 //! - [`metrics`]: the one place where outcomes become long-lived Prometheus series.
 //! - [`incidents`]: target health with hysteresis, incidents by scope, their timeline, SQLite.
 //! - [`liveness`]: whether targets are really being probed (`/-/ready`, the systemd watchdog).
