@@ -15,8 +15,8 @@
 //! logs itself, so its timing is tested on tokio's paused clock with a prober the test controls.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::future::BoxFuture;
@@ -108,11 +108,68 @@ pub type WallClock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 /// (their deadlines are seconds); a round trip waiting minutes for delivery is cut.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// The global concurrency limit: a semaphore, and the permits still owed to a lowered limit.
+struct Slots {
+    permits: Arc<Semaphore>,
+    /// Permits to take out of circulation as running probes give theirs back. Lowering the
+    /// limit must stop new starts at once, but probes already waiting are queued ahead of
+    /// anything that could take the permits back, so the limit is lowered here instead.
+    owed: Mutex<usize>,
+}
+
+impl Slots {
+    fn new(n: usize) -> Self {
+        Slots {
+            permits: Arc::new(Semaphore::new(n)),
+            owed: Mutex::new(0),
+        }
+    }
+
+    /// Waits for a free slot; `None` once closed (shutting down).
+    async fn acquire(self: &Arc<Self>) -> Option<Slot> {
+        let permit = self.permits.clone().acquire_owned().await.ok()?;
+        Some(Slot {
+            permit: Some(permit),
+            slots: self.clone(),
+        })
+    }
+
+    fn raise(&self, by: usize) {
+        let mut owed = crate::sync::lock(&self.owed);
+        let forgiven = by.min(*owed);
+        *owed -= forgiven;
+        self.permits.add_permits(by - forgiven);
+    }
+
+    fn lower(&self, by: usize) {
+        let mut owed = crate::sync::lock(&self.owed);
+        *owed += by - self.permits.forget_permits(by);
+    }
+}
+
+/// A probe's place within the concurrency limit, given back (or, when owed, retired) on drop.
+struct Slot {
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    slots: Arc<Slots>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut owed = crate::sync::lock(&self.slots.owed);
+        if let Some(permit) = self.permit.take()
+            && *owed > 0
+        {
+            *owed -= 1;
+            permit.forget();
+        }
+    }
+}
+
 struct Shared {
     prober: Arc<dyn Prober>,
     observer: Arc<dyn Observer>,
     wall: WallClock,
-    slots: Arc<Semaphore>,
+    slots: Arc<Slots>,
     in_flight: AtomicUsize,
     /// Cancelled when the shutdown grace is over: probes still running are dropped.
     hard_stop: CancellationToken,
@@ -189,7 +246,7 @@ impl Scheduler {
                 prober,
                 observer,
                 wall,
-                slots: Arc::new(Semaphore::new(concurrency)),
+                slots: Arc::new(Slots::new(concurrency)),
                 in_flight: AtomicUsize::new(0),
                 hard_stop: CancellationToken::new(),
             }),
@@ -241,18 +298,13 @@ impl Scheduler {
         diff
     }
 
-    /// Changes the global concurrency limit; lowering it takes effect as running probes finish.
+    /// Changes the global concurrency limit. Lowered, no probe starts until fewer than `n`
+    /// run; those running finish.
     pub fn set_concurrency(&mut self, n: usize) {
         if n > self.concurrency {
-            self.shared.slots.add_permits(n - self.concurrency);
+            self.shared.slots.raise(n - self.concurrency);
         } else if n < self.concurrency {
-            let excess = u32::try_from(self.concurrency - n).unwrap_or(u32::MAX);
-            let slots = self.shared.slots.clone();
-            self.tracker.spawn(async move {
-                if let Ok(p) = slots.acquire_many(excess).await {
-                    p.forget();
-                }
-            });
+            self.shared.slots.lower(self.concurrency - n);
         }
         self.concurrency = n;
     }
@@ -306,8 +358,8 @@ impl Scheduler {
         for (_, task) in self.tasks.drain() {
             task.cancel.cancel();
         }
-        // Unblock any pending concurrency-lowering task.
-        self.shared.slots.close();
+        // Tasks waiting for a slot end.
+        self.shared.slots.permits.close();
         self.tracker.close();
         if tokio::time::timeout(SHUTDOWN_GRACE, self.tracker.wait())
             .await
@@ -357,12 +409,12 @@ async fn run_target(
             _ = tokio::time::sleep_until(next) => {}
         }
         let planned = next;
-        let permit = tokio::select! {
+        let slot = tokio::select! {
             biased;
             _ = cancel.cancelled() => return,
-            p = shared.slots.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return, // closed: shutting down
+            s = shared.slots.acquire() => match s {
+                Some(s) => s,
+                None => return, // closed: shutting down
             },
         };
         let started = Instant::now();
@@ -381,7 +433,7 @@ async fn run_target(
         shared.in_flight.fetch_sub(1, Ordering::AcqRel);
         shared.observer.event(Event::Finished(target.clone()));
         let Some(outcome) = outcome else { return };
-        drop(permit);
+        drop(slot);
         // A bug while recording (metrics, incidents, the log) must not end the target's task;
         // probe panics themselves are caught inside `probe::run`.
         let recorded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

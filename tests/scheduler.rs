@@ -321,7 +321,7 @@ async fn a_probe_that_overruns_its_interval_skips_the_starts_it_missed_and_count
 }
 
 #[tokio::test(start_paused = true)]
-async fn concurrency_bounds_probes_in_flight_and_can_be_raised() {
+async fn concurrency_bounds_probes_in_flight_and_can_be_raised_and_lowered() {
     let (fake, seen) = (Fake::new(), Arc::new(Seen::default()));
     let names: Vec<String> = (0..8).map(|i| format!("busy-{i}")).collect();
     let entries: Vec<(&str, &str)> = names
@@ -361,6 +361,25 @@ async fn concurrency_bounds_probes_in_flight_and_can_be_raised() {
     sleep(Duration::from_secs(300)).await;
     assert_eq!(most_running(from), 5);
 
+    // Lowered to one while up to five run: they finish, and no new probe starts until the
+    // running ones are down to none.
+    assert!(s.in_flight() > 1, "{}", s.in_flight());
+    s.set_concurrency(1);
+    let from = fake.starts().len();
+    sleep(Duration::from_secs(300)).await;
+    let after: Vec<Start> = fake.starts()[from..].to_vec();
+    assert!(after.len() >= 5, "{after:?}");
+    assert!(after.iter().all(|s| s.running == 0), "{after:?}");
+
+    // Lowered and raised again before any probe ended: the last limit asked for holds.
+    s.set_concurrency(5);
+    sleep(Duration::from_secs(300)).await;
+    assert_eq!(s.in_flight(), 5);
+    s.set_concurrency(1);
+    s.set_concurrency(3);
+    let from = fake.starts().len();
+    sleep(Duration::from_secs(300)).await;
+    assert_eq!(most_running(from), 3);
     stop(s).await;
 }
 
