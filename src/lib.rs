@@ -26,6 +26,7 @@
 //! - [`daemon`]: wires the above together; [`daemon::run`] takes the bound listener and the
 //!   shutdown signal so that tests bind port 0 and never sleep for readiness.
 //! - [`report`]: human and JSON renderings of outcomes for `mailprobe probe`.
+//! - [`table`]: the aligned text tables `check`, `probe` and `incidents` print.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -43,6 +44,7 @@ pub mod scheduler;
 pub mod server;
 pub mod status;
 pub mod sync;
+pub mod table;
 pub mod tls;
 pub mod webconfig;
 
