@@ -19,7 +19,7 @@ use crate::metrics::Metrics;
 use crate::probe::classify::{FailureClass, ProberFault};
 use crate::probe::{Outcome, Phase, ProbeContext};
 use crate::scheduler::{Event, Observer, OutcomeSink, Probes, Scheduler};
-use crate::server::{self, AppState};
+use crate::server::{self, AppState, ReloadError, Reloaded};
 
 /// Sends each outcome to the metrics and the incident timeline, tells readiness that probes
 /// are finishing, and logs what changed for the target.
@@ -505,7 +505,7 @@ struct Reloading<'a> {
 impl Reloading<'_> {
     /// Re-reads the config with systemd told RELOADING, then READY again (the old config keeps
     /// running when the new one is refused).
-    fn reload(&mut self, current: &mut Config) -> Result<String, String> {
+    fn reload(&mut self, current: &mut Config) -> Result<Reloaded, ReloadError> {
         let mut states = vec![NotifyState::Reloading];
         if let Ok(now) = NotifyState::monotonic_usec_now() {
             states.push(now);
@@ -521,7 +521,7 @@ impl Reloading<'_> {
 }
 
 /// Re-reads the config; applies it if valid, keeps the old one otherwise.
-fn reload(current: &mut Config, r: &mut Reloading<'_>) -> Result<String, String> {
+fn reload(current: &mut Config, r: &mut Reloading<'_>) -> Result<Reloaded, ReloadError> {
     let (scheduler, metrics, web, incidents) = (&mut *r.scheduler, r.metrics, r.web, r.incidents);
     // A shard given on the command line holds for every reload too.
     let loaded = config::load(&current.path).and_then(|mut new| {
@@ -550,13 +550,6 @@ fn reload(current: &mut Config, r: &mut Reloading<'_>) -> Result<String, String>
             incidents.set_targets(&targets);
             r.liveness.set_targets(&targets);
             r.said.forget(&diff.removed);
-            let summary = format!(
-                "config reloaded: {} added, {} removed, {} changed, {} unchanged",
-                diff.added.len(),
-                diff.removed.len(),
-                diff.changed.len(),
-                diff.unchanged
-            );
             tracing::info!(
                 added = %diff.added.join(","),
                 removed = %diff.removed.join(","),
@@ -567,12 +560,12 @@ fn reload(current: &mut Config, r: &mut Reloading<'_>) -> Result<String, String>
             new.log_warnings();
             metrics.config_loaded(true);
             *current = new;
-            Ok(summary)
+            Ok(Reloaded(diff))
         }
         Err(e) => {
             tracing::error!(error = %e, "config reload refused; the old config keeps running");
             metrics.config_loaded(false);
-            Err(e.to_string())
+            Err(e.into())
         }
     }
 }

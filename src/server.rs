@@ -21,8 +21,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::config::ConfigError;
 use crate::incidents::service::Incidents;
 use crate::metrics::Metrics;
+use crate::scheduler::Diff;
 use crate::webconfig::WebConfig;
 
 /// How long a client may take for its TLS handshake before it is dropped.
@@ -33,7 +35,25 @@ const DRAIN: Duration = Duration::from_secs(5);
 const METRICS_CHUNK: usize = 256 * 1024;
 
 /// A reload request: the daemon answers on the enclosed channel with the outcome.
-pub type ReloadRequest = oneshot::Sender<Result<String, String>>;
+pub type ReloadRequest = oneshot::Sender<Result<Reloaded, ReloadError>>;
+
+/// A reload that was applied, with what it changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reloaded(pub Diff);
+
+impl std::fmt::Display for Reloaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "config reloaded: {}", self.0)
+    }
+}
+
+/// Why a reload was refused; the old config keeps running.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The file cannot be read, is invalid, or gives this instance nothing to probe.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
 
 /// What the handlers need.
 #[derive(Clone)]
