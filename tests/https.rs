@@ -360,7 +360,7 @@ async fn plain_http_needs_consent_and_credentials_in_urls_are_refused() {
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("target[1].url: http:// sends credentials"),
+        e.contains("target[1] \"plain\".url: http:// sends credentials"),
         "{e}"
     );
     std::fs::write(
@@ -372,7 +372,7 @@ async fn plain_http_needs_consent_and_credentials_in_urls_are_refused() {
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("target[1].url: credentials are never read"),
+        e.contains("target[1] \"creds\".url: credentials are never read"),
         "{e}"
     );
     assert!(!e.contains(":p@"), "{e}");

@@ -3,7 +3,6 @@
 
 mod common;
 
-
 use common::{Env, failure, phases, probe_first};
 use mailprobe::probe::Phase::*;
 use mailprobe_testpeers::dovecot::{self, Dovecot, Options};
