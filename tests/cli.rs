@@ -637,6 +637,19 @@ async fn the_shipped_probes_toml_works_against_the_demo_peers() {
     let dir = mailprobe_testpeers::util::short_tempdir("mpdemo-");
     // The shipped file, unchanged, next to a demo/ directory like the one scripts/demo makes.
     std::fs::copy(root.join("probes.toml"), dir.path().join("probes.toml")).unwrap();
+    // Before the demo made demo/, check says which file it misses, as the README tells.
+    let before = mailprobe(&[
+        "check",
+        "-c",
+        dir.path().join("probes.toml").to_str().unwrap(),
+    ]);
+    assert_eq!(before.status.code(), Some(1));
+    let err = text(&before.stderr);
+    assert!(
+        err.contains("target[1] \"demo-imaps\".ca_file: cannot read ")
+            && err.contains("/demo/ca.pem: no such file"),
+        "{err}"
+    );
     let mut peers = mailprobe_testpeers::demo::start(&dir.path().join("demo"));
     peers.start_https().await;
     let cfg = dir.path().join("probes.toml");
