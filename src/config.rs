@@ -91,7 +91,8 @@ pub enum ConfigError {
         line: usize,
         /// 1-based column of the offending key.
         column: usize,
-        /// Dotted key path, e.g. `target[2].tls` (1-based `[[target]]` index); empty for syntax errors.
+        /// Dotted key path, e.g. `target[2] "imap-eu".tls` (1-based `[[target]]` index, and the
+        /// target's name when it has a valid one); empty for syntax errors.
         key: String,
         /// What is wrong, in words.
         message: String,
@@ -108,7 +109,7 @@ pub struct ConfigWarning {
     pub line: usize,
     /// 1-based column.
     pub column: usize,
-    /// Dotted key path, e.g. `target[2].timeout`.
+    /// Dotted key path, e.g. `target[2] "imap-eu".timeout`.
     pub key: String,
     /// What may go wrong, and what to do.
     pub message: String,
@@ -268,9 +269,20 @@ fn cut_values(message: &str) -> String {
     out
 }
 
-/// A key path with every segment longer than 64 characters cut to its first 40.
+/// A key path with every segment longer than 64 characters cut to its first 40; a target's
+/// name in it (a valid label: at most 128 characters, no quotes) is shown whole.
 fn cut_key(key: &str) -> String {
-    key.split('.')
+    // `target[N] "name"` as `key_text` writes it, and nothing else.
+    let named = key.find(" \"").filter(|open| {
+        key[..*open]
+            .strip_prefix("target[")
+            .and_then(|n| n.strip_suffix(']'))
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+    });
+    let end = named.and_then(|open| Some(open + 2 + key[open + 2..].find('"')? + 1));
+    let (name, key) = key.split_at(end.unwrap_or(0));
+    let cut = key
+        .split('.')
         .map(|seg| {
             if seg.chars().count() > SHOWN_VALUE_CHARS {
                 seg.chars().take(CUT_VALUE_CHARS).chain(['…']).collect()
@@ -279,7 +291,8 @@ fn cut_key(key: &str) -> String {
             }
         })
         .collect::<Vec<_>>()
-        .join(".")
+        .join(".");
+    format!("{name}{cut}")
 }
 
 /// How the daemon writes its log lines.
@@ -1091,7 +1104,37 @@ impl Locator<'_> {
     /// An error about the key at `path`, located at that key (or its nearest existing parent).
     fn error(&self, path: &KeyPath, message: impl Into<String>) -> ConfigError {
         let offset = self.find(path).map(|s| s.start).unwrap_or(0);
-        self.at_offset(offset, path.to_string(), message.into())
+        self.at_offset(offset, self.key_text(path), message.into())
+    }
+
+    /// `path` as errors and warnings show it: a target by its index and, when it has a valid
+    /// one, its name (`target[3] "imap-eu".tls`), so it is found by either.
+    fn key_text(&self, path: &KeyPath) -> String {
+        let text = path.to_string();
+        if let [Seg::Key(k), Seg::Index(i), ..] = path.0.as_slice()
+            && k == "target"
+            && let Some(name) = self.target_name(*i)
+        {
+            let head = format!("target[{}]", i + 1);
+            return format!("{head} \"{name}\"{}", &text[head.len()..]);
+        }
+        text
+    }
+
+    /// The name of the `i`-th `[[target]]` (0-based), if it is a valid one.
+    fn target_name(&self, i: usize) -> Option<&str> {
+        let (_, targets) = self.doc.iter().find(|(k, _)| k.get_ref() == "target")?;
+        let DeValue::Array(targets) = targets.get_ref() else {
+            return None;
+        };
+        let DeValue::Table(target) = targets.get(i)?.get_ref() else {
+            return None;
+        };
+        let (_, name) = target.iter().find(|(k, _)| k.get_ref() == "name")?;
+        match name.get_ref() {
+            DeValue::String(name) if check_label(name).is_ok() => Some(name),
+            _ => None,
+        }
     }
 
     /// Line and column of the key at `path` (or of its nearest existing parent).
@@ -1181,7 +1224,7 @@ impl Locator<'_> {
                 path.0.push(Seg::Key(name.to_string()));
             }
         }
-        self.at_offset(offset, path.to_string(), message)
+        self.at_offset(offset, self.key_text(&path), message)
     }
 
     /// Keys present in the table at `path`, with their spans.
@@ -1482,7 +1525,7 @@ impl<'a> Validator<'a> {
                 file: self.loc.file.to_path_buf(),
                 line,
                 column,
-                key: path.to_string(),
+                key: self.loc.key_text(&path),
                 message: format!(
                     "{}{from} leaves about {} for {login} after {names} ({trips} round trips, \
                      {} each): Cyrus waits about 3s and Courier about 5s before rejecting a \
@@ -3085,7 +3128,7 @@ mod tests {
             "[[target]]\nname = \"b\"\nprotocol = \"imap\"\ntls = \"sometimes\"\n"
         ));
         assert!(
-            e.starts_with("probes.toml:10:7: target[2].tls: unknown variant `sometimes`"),
+            e.starts_with("probes.toml:10:7: target[2] \"b\".tls: unknown variant `sometimes`"),
             "{e}"
         );
     }
@@ -3102,7 +3145,7 @@ mod tests {
             "[[target]]\nname = \"a\"\nprotocol = \"imap\"\nhost = \"h\"\nusername = \"u\"\npassword = \"hunter2\"\n",
         );
         assert!(
-            e.starts_with("probes.toml:6:1: target[1].password: passwords are never read"),
+            e.starts_with("probes.toml:6:1: target[1] \"a\".password: passwords are never read"),
             "{e}"
         );
         assert!(!e.contains("hunter2"));
@@ -3114,7 +3157,7 @@ mod tests {
             "[[target]]\nname = \"a\"\nprotocol = \"imap\"\nhost = \"h\"\ntls = \"none\"\nusername = \"u\"\npassword_env = \"HOME\"\n",
         );
         assert!(
-            e.starts_with("probes.toml:5:1: target[1].tls: tls = \"none\" sends"),
+            e.starts_with("probes.toml:5:1: target[1] \"a\".tls: tls = \"none\" sends"),
             "{e}"
         );
     }
@@ -3124,7 +3167,7 @@ mod tests {
         let t = "[[target]]\nname = \"a\"\nprotocol = \"imap\"\nhost = \"h\"\nusername = \"u\"\npassword_env = \"HOME\"\n";
         let e = err(&format!("{t}{t}"));
         assert!(
-            e.starts_with("probes.toml:8:1: target[2].name: duplicate target name \"a\""),
+            e.starts_with("probes.toml:8:1: target[2] \"a\".name: duplicate target name \"a\""),
             "{e}"
         );
     }
@@ -3190,32 +3233,36 @@ mod tests {
         };
         let e = err(&rt("").replace("smtp_target = \"send\"", "smtp_target = \"nope\""));
         assert!(
-            e.contains("target[3].smtp_target: no smtp target named \"nope\""),
+            e.contains("target[3] \"rt\".smtp_target: no smtp target named \"nope\""),
             "{e}"
         );
         let e = err(&rt("").replace("imap_target = \"inbox\"", "imap_target = \"send\""));
         assert!(
-            e.contains("target[3].imap_target: target \"send\" is smtp, not imap"),
+            e.contains("target[3] \"rt\".imap_target: target \"send\" is smtp, not imap"),
             "{e}"
         );
         let e = err(&rt("timeout = \"5s\"\n"));
         assert!(
-            e.contains("target[3].timeout: a round trip's deadline is"),
+            e.contains("target[3] \"rt\".timeout: a round trip's deadline is"),
             "{e}"
         );
         let e = err(&rt("interval = \"1m\"\n"));
         assert!(
-            e.contains("target[3].interval: the interval (1m) must cover one whole round trip"),
+            e.contains(
+                "target[3] \"rt\".interval: the interval (1m) must cover one whole round trip"
+            ),
             "{e}"
         );
         let e = err(&rt("delivery_timeout = \"2h\"\ninterval = \"3h\"\n"));
         assert!(
-            e.contains("target[3].cleanup_age: must exceed delivery_timeout"),
+            e.contains("target[3] \"rt\".cleanup_age: must exceed delivery_timeout"),
             "{e}"
         );
         let e = err(&rt("host = \"h\"\n"));
         assert!(
-            e.contains("target[3].host: key `host` does not apply to protocol \"roundtrip\""),
+            e.contains(
+                "target[3] \"rt\".host: key `host` does not apply to protocol \"roundtrip\""
+            ),
             "{e}"
         );
     }
@@ -3306,14 +3353,14 @@ mod tests {
             "",
             "provider = \"microsoft\"\nclient_id = \"c\"\nclient_secret_env = \"HOME\"\n",
         ));
-        assert!(e.contains("target[1].oauth2.tenant: missing"), "{e}");
+        assert!(e.contains("target[1] \"o\".oauth2.tenant: missing"), "{e}");
         let e = err(&oauth2_target(
             "imap",
             "",
             "provider = \"google\"\nclient_id = \"c\"\nclient_secret_env = \"HOME\"\n",
         ));
         assert!(
-            e.contains("target[1].oauth2.grant: Google has no client-credentials grant"),
+            e.contains("target[1] \"o\".oauth2.grant: Google has no client-credentials grant"),
             "{e}"
         );
         let e = err(&oauth2_target(
@@ -3322,7 +3369,7 @@ mod tests {
             "token_url = \"https://i/t\"\nclient_id = \"c\"\nclient_secret_env = \"HOME\"\n",
         ));
         assert!(
-            e.contains("target[1].password_env: has no effect with auth = \"oauth2\""),
+            e.contains("target[1] \"o\".password_env: has no effect with auth = \"oauth2\""),
             "{e}"
         );
         let e = err(&oauth2_target(
@@ -3331,7 +3378,7 @@ mod tests {
             "token_url = \"https://i/t\"\nclient_id = \"c\"\nclient_secret_env = \"HOME\"\n",
         ));
         assert!(
-            e.contains("target[1].auth_mechanism: \"plain\" does not fit auth = \"oauth2\""),
+            e.contains("target[1] \"o\".auth_mechanism: \"plain\" does not fit auth = \"oauth2\""),
             "{e}"
         );
         let e = err(&oauth2_target(
@@ -3340,7 +3387,7 @@ mod tests {
             "token_url = \"http://i/t\"\nclient_id = \"c\"\nclient_secret_env = \"HOME\"\n",
         ));
         assert!(
-            e.contains("target[1].oauth2.token_url: must be https://"),
+            e.contains("target[1] \"o\".oauth2.token_url: must be https://"),
             "{e}"
         );
         let e = err(&oauth2_target(
@@ -3349,7 +3396,7 @@ mod tests {
             "token_url = \"https://i/t\"\nclient_id = \"c\"\n",
         ));
         assert!(
-            e.contains("target[1].oauth2.client_secret_file: missing"),
+            e.contains("target[1] \"o\".oauth2.client_secret_file: missing"),
             "{e}"
         );
         let e = err(&oauth2_target(
@@ -3358,7 +3405,7 @@ mod tests {
             "token_url = \"https://i/t\"\nclient_id = \"c\"\nclient_secret_env = \"HOME\"\nbogus = 1\n",
         ));
         assert!(
-            e.contains("target[1].oauth2.bogus: unknown key; no key"),
+            e.contains("target[1] \"o\".oauth2.bogus: unknown key; no key"),
             "{e}"
         );
     }
@@ -3405,15 +3452,15 @@ mod tests {
         let e = |extra: &str| err(&format!("{IMAP}{extra}\n"));
         assert_eq!(
             e("users = 9223372036854775808"),
-            "probes.toml:7:1: target[1].users: must be at most 10000000000"
+            "probes.toml:7:1: target[1] \"a\".users: must be at most 10000000000"
         );
         assert_eq!(
             e("interval = \"1000000000y\""),
-            "probes.toml:7:1: target[1].interval: must be at most 24h"
+            "probes.toml:7:1: target[1] \"a\".interval: must be at most 24h"
         );
         assert_eq!(
             e("slow_threshold = \"1000000000y\""),
-            "probes.toml:7:1: target[1].slow_threshold: must be at most 24h"
+            "probes.toml:7:1: target[1] \"a\".slow_threshold: must be at most 24h"
         );
         assert_eq!(
             err(&format!("[global]\ninterval = \"1000000000y\"\n{IMAP}")),
@@ -3430,15 +3477,15 @@ mod tests {
         };
         assert_eq!(
             rt("delivery_timeout = \"1000000000y\""),
-            "probes.toml:18:1: target[3].delivery_timeout: must be at most 24h"
+            "probes.toml:18:1: target[3] \"rt\".delivery_timeout: must be at most 24h"
         );
         assert_eq!(
             rt("poll_interval = \"1000000000y\""),
-            "probes.toml:18:1: target[3].poll_interval: must be at most 1h"
+            "probes.toml:18:1: target[3] \"rt\".poll_interval: must be at most 1h"
         );
         assert_eq!(
             rt("cleanup_age = \"1000000000y\""),
-            "probes.toml:18:1: target[3].cleanup_age: must be at most 365d"
+            "probes.toml:18:1: target[3] \"rt\".cleanup_age: must be at most 365d"
         );
     }
 
@@ -3460,13 +3507,15 @@ mod tests {
         assert_eq!(
             err(&format!("{IMAP}port = \"{long}\"\n")),
             format!(
-                "probes.toml:7:8: target[1].port: invalid type: string \"{cut}\" (100000 \
+                "probes.toml:7:8: target[1] \"a\".port: invalid type: string \"{cut}\" (100000 \
                  bytes), expected u16"
             )
         );
         let e = err(&format!("{IMAP}{long} = 1\n"));
         assert!(
-            e.starts_with(&format!("probes.toml:7:1: target[1].{cut}: unknown key")),
+            e.starts_with(&format!(
+                "probes.toml:7:1: target[1] \"a\".{cut}: unknown key"
+            )),
             "{e}"
         );
         assert!(e.len() < 300, "{e}");
@@ -3478,7 +3527,7 @@ mod tests {
             err(
                 "[global]\ninterval = \"1m\"\n\n[[target]]\nname = \"a\"\nprotocol = \"imap\"\nhost = \"h\"\nusername = \"u\"\n"
             ),
-            "probes.toml:4:1: target[1].password_file: missing: give password_file (a file or \
+            "probes.toml:4:1: target[1] \"a\".password_file: missing: give password_file (a file or \
              systemd credential) or password_env"
         );
     }
@@ -3487,11 +3536,11 @@ mod tests {
     fn unknown_keys_get_the_closest_known_key() {
         assert_eq!(
             err(&format!("{IMAP}mailbx = \"Probe\"\n")),
-            "probes.toml:7:1: target[1].mailbx: unknown key; did you mean `mailbox`?"
+            "probes.toml:7:1: target[1] \"a\".mailbx: unknown key; did you mean `mailbox`?"
         );
         assert_eq!(
             err(&format!("{IMAP}Timeout = \"5s\"\n")),
-            "probes.toml:7:1: target[1].Timeout: unknown key; did you mean `timeout`?"
+            "probes.toml:7:1: target[1] \"a\".Timeout: unknown key; did you mean `timeout`?"
         );
         assert_eq!(
             err(&format!("[globl]\ninterval = \"1m\"\n{IMAP}")),
@@ -3499,7 +3548,7 @@ mod tests {
         );
         assert_eq!(
             err(&format!("{IMAP}bogus = 1\n")),
-            "probes.toml:7:1: target[1].bogus: unknown key; no key of this table is close to it \
+            "probes.toml:7:1: target[1] \"a\".bogus: unknown key; no key of this table is close to it \
              (see the configuration reference in the README)"
         );
     }
@@ -3509,17 +3558,17 @@ mod tests {
         let e = |extra: &str| err(&format!("{IMAP}{extra}\n"));
         assert_eq!(
             e("ca_file = \"/dev/zero\""),
-            "probes.toml:7:1: target[1].ca_file: cannot read /dev/zero: larger than 4 MiB"
+            "probes.toml:7:1: target[1] \"a\".ca_file: cannot read /dev/zero: larger than 4 MiB"
         );
         assert_eq!(
             err(&IMAP.replace("password_env = \"HOME\"", "password_file = \"/dev/zero\"")),
-            "probes.toml:6:1: target[1].password_file: cannot read /dev/zero: larger than 64 KiB"
+            "probes.toml:6:1: target[1] \"a\".password_file: cannot read /dev/zero: larger than 64 KiB"
         );
         assert_eq!(
             err(
                 "[[target]]\nname = \"w\"\nprotocol = \"https\"\nurl = \"https://h/\"\nmethod = \"POST\"\nbody_file = \"/dev/zero\"\n"
             ),
-            "probes.toml:6:1: target[1].body_file: cannot read /dev/zero: larger than 16 MiB"
+            "probes.toml:6:1: target[1] \"w\".body_file: cannot read /dev/zero: larger than 16 MiB"
         );
         assert_eq!(
             err(&oauth2_target(
@@ -3527,7 +3576,7 @@ mod tests {
                 "",
                 "token_url = \"https://i/t\"\nclient_id = \"c\"\nclient_assertion_key_file = \"/dev/zero\"\nclient_assertion_cert_file = \"/dev/zero\"\n"
             )),
-            "probes.toml:11:1: target[1].oauth2.client_assertion_key_file: cannot read /dev/zero: \
+            "probes.toml:11:1: target[1] \"o\".oauth2.client_assertion_key_file: cannot read /dev/zero: \
              larger than 4 MiB"
         );
     }

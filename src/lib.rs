@@ -11,8 +11,11 @@
 //!   errors it reads.
 //! - [`tls`]: client TLS, the roots cache and certificate facts (probes and OAuth2 alike).
 //! - [`hash`]: stable hashes (sharding, fingerprints) and unique tokens.
+//! - [`sync`]: the one policy for a lock a panic poisoned (take it over and go on).
 //! - [`oauth2`]: OAuth2 tokens (client credentials, refresh tokens), cached per credential set.
-//! - [`scheduler`]: when each target runs; no overlap, global concurrency, reload diffs.
+//! - [`scheduler`]: when each target runs; no overlap, global concurrency, reload diffs. The
+//!   probe call ([`scheduler::Prober`]) and what takes outcomes and events
+//!   ([`scheduler::Observer`]) are injected.
 //! - [`metrics`]: the one place where outcomes become long-lived Prometheus series.
 //! - [`incidents`]: target health with hysteresis, incidents by scope, their timeline, SQLite.
 //! - [`liveness`]: whether targets are really being probed (`/-/ready`, the systemd watchdog).
@@ -23,6 +26,7 @@
 //! - [`daemon`]: wires the above together; [`daemon::run`] takes the bound listener and the
 //!   shutdown signal so that tests bind port 0 and never sleep for readiness.
 //! - [`report`]: human and JSON renderings of outcomes for `mailprobe probe`.
+//! - [`table`]: the aligned text tables `check`, `probe` and `incidents` print.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -39,6 +43,8 @@ pub mod report;
 pub mod scheduler;
 pub mod server;
 pub mod status;
+pub mod sync;
+pub mod table;
 pub mod tls;
 pub mod webconfig;
 

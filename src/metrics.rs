@@ -21,6 +21,7 @@ use prometheus::{
 use crate::config::Target;
 use crate::probe::classify::{FailureClass, ProberFault};
 use crate::probe::{Outcome, Phase, Protocol, ServerTime, expected_phases};
+use crate::sync::lock;
 
 use exposition::{FAMILIES, Out, Roundtrip, TargetSeries, escape};
 
@@ -191,7 +192,7 @@ impl Metrics {
     /// so dashboards and `rate()` see it before its first probe finishes.
     pub fn register_target(&self, t: &Target) {
         let series = TargetSeries::new(t, expected_phases(&t.spec));
-        let mut state = self.state.lock().expect("metrics state lock");
+        let mut state = lock(&self.state);
         if let Some(old) = state.targets.insert(t.name.clone(), series) {
             state.per_protocol[protocol_index(old.protocol)] -= 1;
         }
@@ -201,7 +202,7 @@ impl Metrics {
 
     /// Removes every series of the target named `name` (it left the config).
     pub fn unregister_target(&self, name: &str) {
-        let mut state = self.state.lock().expect("metrics state lock");
+        let mut state = lock(&self.state);
         let Some(s) = state.targets.remove(name) else {
             return;
         };
@@ -238,7 +239,7 @@ impl Metrics {
             *totals.entry(timing.phase).or_default() += timing.duration.as_secs_f64();
         }
 
-        let mut state = self.state.lock().expect("metrics state lock");
+        let mut state = lock(&self.state);
         let Some(s) = state.targets.get_mut(&t.name) else {
             // An outcome for a target removed while its probe ran: drop it.
             return;
@@ -289,10 +290,7 @@ impl Metrics {
                 self.token_expiry
                     .with_label_values(&[c])
                     .set(unix_seconds(expires));
-                self.token_expiries
-                    .lock()
-                    .expect("token expiries lock")
-                    .insert(c.to_string(), expires);
+                lock(&self.token_expiries).insert(c.to_string(), expires);
             }
         }
     }
@@ -349,19 +347,19 @@ impl Metrics {
             s.health.as_str(),
             escape(&s.name),
         );
-        let mut health = self.health.lock().expect("health lock");
+        let mut health = lock(&self.health);
         health.targets.insert(s.name.clone(), line);
     }
 
     /// Drops the health series of a target that left the config.
     pub fn forget_target_health(&self, name: &str) {
-        let mut health = self.health.lock().expect("health lock");
+        let mut health = lock(&self.health);
         health.targets.remove(name);
     }
 
     /// Sets the open-incident counts by `(scope, region)`; keys no longer present go to 0.
     pub fn open_incidents(&self, counts: &BTreeMap<(String, String), i64>) {
-        let mut health = self.health.lock().expect("health lock");
+        let mut health = lock(&self.health);
         for key in &health.incidents {
             if !counts.contains_key(key) {
                 self.incidents_open
@@ -379,7 +377,7 @@ impl Metrics {
 
     /// How many targets failed their last probe.
     pub fn failing(&self) -> usize {
-        let state = self.state.lock().expect("metrics state lock");
+        let state = lock(&self.state);
         state
             .targets
             .values()
@@ -389,7 +387,7 @@ impl Metrics {
 
     /// Counts `n` probes of `t` skipped because the previous one overran.
     pub fn skipped(&self, t: &Target, n: u64) {
-        let mut state = self.state.lock().expect("metrics state lock");
+        let mut state = lock(&self.state);
         if let Some(s) = state.targets.get_mut(&t.name) {
             s.skipped += n;
         }
@@ -456,7 +454,7 @@ impl Metrics {
             let mut out = Out::new(&mut buf, family, now);
             let mut after: Option<String> = None;
             loop {
-                let state = self.state.lock().expect("metrics state lock");
+                let state = lock(&self.state);
                 let range = match &after {
                     None => state.targets.range::<str, _>(..),
                     Some(last) => state
@@ -505,7 +503,7 @@ impl Metrics {
                 tracing::error!(error = %e, "cannot encode metrics");
             }
         }
-        let health = self.health.lock().expect("health lock");
+        let health = lock(&self.health);
         if health.targets.is_empty() {
             return;
         }
@@ -527,7 +525,7 @@ impl Metrics {
 
     /// Sets each token's remaining lifetime as of `now`.
     fn refresh_token_lifetimes(&self, now: SystemTime) {
-        let expiries = self.token_expiries.lock().expect("token expiries lock");
+        let expiries = lock(&self.token_expiries);
         for (credential, expires) in expiries.iter() {
             let remaining = match expires.duration_since(now) {
                 Ok(d) => d.as_secs_f64(),
@@ -648,5 +646,24 @@ mod tests {
         let r = m.render();
         assert!(!r.contains("mailprobe_target_state"), "{r}");
         assert!(r.contains("mailprobe_incidents_open{region=\"eu\",scope=\"region\"} 0"));
+    }
+
+    /// A panic while a metrics lock is held (a bug, caught as a prober fault) leaves the
+    /// metrics working: later probes are still written and `/metrics` still renders.
+    #[test]
+    fn a_lock_poisoned_by_a_panic_leaves_the_metrics_working() {
+        let m = std::sync::Arc::new(Metrics::new());
+        let m2 = m.clone();
+        let _ = std::thread::spawn(move || {
+            let _state = m2.state.lock();
+            let _health = m2.health.lock();
+            panic!("a bug while the metrics are locked (deliberate, in the test)");
+        })
+        .join();
+        assert!(m.state.is_poisoned() && m.health.is_poisoned());
+        let s = TargetState::new("a", "eu", Protocol::Imap, None, SystemTime::now());
+        m.target_health(&s);
+        assert_eq!(m.failing(), 0);
+        assert!(m.render().contains("mailprobe_target_state{"));
     }
 }

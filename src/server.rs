@@ -26,7 +26,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -49,8 +49,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::config::ConfigError;
 use crate::incidents::service::Incidents;
 use crate::metrics::Metrics;
+use crate::scheduler::Diff;
+use crate::sync::lock;
 use crate::webconfig::{Access, WebConfig};
 
 /// How long a client may take for its TLS handshake before it is dropped.
@@ -82,7 +85,25 @@ const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 pub const REFUSED_AUTH_DELAY: Duration = Duration::from_secs(1);
 
 /// A reload request: the daemon answers on the enclosed channel with the outcome.
-pub type ReloadRequest = oneshot::Sender<Result<String, String>>;
+pub type ReloadRequest = oneshot::Sender<Result<Reloaded, ReloadError>>;
+
+/// A reload that was applied, with what it changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reloaded(pub Diff);
+
+impl std::fmt::Display for Reloaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "config reloaded: {}", self.0)
+    }
+}
+
+/// Why a reload was refused; the old config keeps running.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The file cannot be read, is invalid, or gives this instance nothing to probe.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
 
 /// What the handlers need.
 #[derive(Clone)]
@@ -405,10 +426,6 @@ impl Drop for Slot {
         lock(&self.registry.conns).remove(&self.id);
         self.registry.freed.notify_one();
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// One connection as the timeouts see it.

@@ -25,7 +25,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, sync_channel};
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use axum::http::{HeaderName, HeaderValue};
 use base64::Engine;
@@ -37,6 +37,7 @@ use serde::Deserialize;
 use tokio::sync::watch;
 
 use crate::config::ConfigError;
+use crate::sync::lock;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -255,10 +256,6 @@ impl Checker {
         }
         let _ = job.done.send(Some(granted));
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl std::fmt::Debug for WebConfig {

@@ -270,7 +270,7 @@ async fn reload_applies_a_valid_change_and_refuses_an_invalid_one() {
     let (status, body) = http(d.addr, "POST", "/-/reload").await;
     assert_eq!(status, 500);
     assert!(
-        body.contains("probes.toml:") && body.contains("target[2].bogus"),
+        body.contains("probes.toml:") && body.contains("target[2] \"b\".bogus"),
         "{body}"
     );
     let m = d.metrics().await;

@@ -622,7 +622,7 @@ fn text_lines_are_logfmt_with_clean_values() {
         .find(|l| field(l, "level") == Some("error"))
         .expect("the refused reload");
     assert!(
-        field(refused, "error").is_some_and(|e| e.contains("target[2].bogus")),
+        field(refused, "error").is_some_and(|e| e.contains("target[2] \"refused-0\".bogus")),
         "{refused:?}"
     );
 }
