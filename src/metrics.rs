@@ -9,8 +9,8 @@ mod exposition;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus::{
@@ -233,7 +233,11 @@ impl Metrics {
             Self::leave_group(state, &old);
         }
         let protocol = t.protocol();
-        let key = match state.groups.keys().find(|(r, p)| **r == *t.region && *p == protocol.as_str()) {
+        let key = match state
+            .groups
+            .keys()
+            .find(|(r, p)| **r == *t.region && *p == protocol.as_str())
+        {
             Some(k) => k.clone(),
             None => (Arc::<str>::from(t.region.as_str()), protocol.as_str()),
         };

@@ -34,9 +34,12 @@ fn series_of<'a>(text: &'a str, name: &str) -> Vec<&'a str> {
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| l.rsplit_once(' ').map(|(series, _)| series))
         .filter(|series| {
-            series
-                .split_once('{')
-                .is_some_and(|(_, labels)| labels.trim_end_matches('}').split(',').any(|kv| kv == label))
+            series.split_once('{').is_some_and(|(_, labels)| {
+                labels
+                    .trim_end_matches('}')
+                    .split(',')
+                    .any(|kv| kv == label)
+            })
         })
         .collect()
 }
@@ -65,10 +68,12 @@ async fn every_protocol_stays_within_its_series_budget_up_and_down() {
     for p in Protocol::ALL {
         let [up, down] = fixtures(*p);
         text += &match p {
-            Protocol::Imap => env.imap_target(up, dc.ports.imaps, "")
-                + &env.imap_target(down, closed, ""),
-            Protocol::Smtp => env.smtp_target(up, pf.ports.submission, "")
-                + &env.smtp_target(down, closed, ""),
+            Protocol::Imap => {
+                env.imap_target(up, dc.ports.imaps, "") + &env.imap_target(down, closed, "")
+            }
+            Protocol::Smtp => {
+                env.smtp_target(up, pf.ports.submission, "") + &env.smtp_target(down, closed, "")
+            }
             Protocol::Https => format!(
                 "[[target]]\nname = \"{up}\"\nregion = \"test\"\nprotocol = \"https\"\nurl = \"{}\"\nca_file = \"{ca}\"\n\
                  [[target]]\nname = \"{down}\"\nregion = \"test\"\nprotocol = \"https\"\nurl = \"https://127.0.0.1:{closed}/\"\nca_file = \"{ca}\"\n",
@@ -149,16 +154,20 @@ async fn every_protocol_stays_within_its_series_budget_up_and_down() {
 /// The exposition once the first and second target of every protocol have a success gauge of
 /// `want[0]` and `want[1]`, and a health.
 async fn wait_for(d: &Daemon, want: &[f64; 2]) -> String {
-    eventually(90, &format!("every target probed with success {want:?}"), || async {
-        let m = d.metrics().await;
-        Protocol::ALL
-            .iter()
-            .flat_map(|p| fixtures(*p).into_iter().zip(*want))
-            .all(|(t, want)| {
-                common::sample(&m, "mailprobe_probe_success", &[("target", t)]) == Some(want)
-                    && common::sample(&m, "mailprobe_target_state", &[("target", t)]).is_some()
-            })
-            .then_some(m)
-    })
+    eventually(
+        90,
+        &format!("every target probed with success {want:?}"),
+        || async {
+            let m = d.metrics().await;
+            Protocol::ALL
+                .iter()
+                .flat_map(|p| fixtures(*p).into_iter().zip(*want))
+                .all(|(t, want)| {
+                    common::sample(&m, "mailprobe_probe_success", &[("target", t)]) == Some(want)
+                        && common::sample(&m, "mailprobe_target_state", &[("target", t)]).is_some()
+                })
+                .then_some(m)
+        },
+    )
     .await
 }

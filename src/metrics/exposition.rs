@@ -326,7 +326,15 @@ impl<'a> Out<'a> {
         let b = &mut *self.buf;
         if self.header_due {
             self.header_due = false;
-            for part in ["# HELP ", self.name, " ", self.help, "\n# TYPE ", self.name, " "] {
+            for part in [
+                "# HELP ",
+                self.name,
+                " ",
+                self.help,
+                "\n# TYPE ",
+                self.name,
+                " ",
+            ] {
                 b.push_str(part);
             }
             b.push_str(self.kind);
@@ -762,7 +770,10 @@ mod tests {
         m.unregister_target("im");
         let r = m.render();
         assert!(!r.contains("target="), "{r}");
-        assert!(!r.contains("region=\"eu\""), "the group goes with its last target: {r}");
+        assert!(
+            !r.contains("region=\"eu\""),
+            "the group goes with its last target: {r}"
+        );
         assert!(r.contains("mailprobe_targets{protocol=\"imap\"} 0"));
     }
 
@@ -781,7 +792,10 @@ mod tests {
             assert!(r.lines().any(|l| l == line), "{line}\n{r}");
         }
         // The last probe failed at login, untimed: no login gauge, rather than a 0 s one.
-        assert!(!r.contains("mailprobe_probe_phase_duration_seconds{phase=\"login\""), "{r}");
+        assert!(
+            !r.contains("mailprobe_probe_phase_duration_seconds{phase=\"login\""),
+            "{r}"
+        );
         // Off again: gone at once.
         m.set_options(Options::default());
         let r = m.render();
