@@ -488,7 +488,6 @@ fn reload(current: &mut Config, r: &mut Reloading<'_>) -> Result<String, String>
             }
             scheduler.set_concurrency(new.global.concurrency);
             metrics.set_options(new.metrics);
-            metrics.set_options(new.metrics);
             web.store(new.global.web.clone());
             let targets = new.owned_targets();
             let diff = scheduler.apply(&targets);
