@@ -777,6 +777,8 @@ pub struct Config {
     pub global: Global,
     /// `[incidents]`.
     pub incidents: IncidentSettings,
+    /// `[metrics]`: the optional per-target series.
+    pub metrics: crate::metrics::Options,
     /// `[[target]]`s in file order.
     pub targets: Vec<Arc<Target>>,
     /// The shard given on the command line (`run --shard`), which outranks `[global] shard`
@@ -831,6 +833,8 @@ struct RawConfig {
     global: RawGlobal,
     #[serde(default)]
     incidents: RawIncidents,
+    #[serde(default)]
+    metrics: crate::metrics::Options,
     #[serde(default)]
     target: Vec<RawTarget>,
 }
@@ -1440,6 +1444,7 @@ impl<'a> Validator<'a> {
             path: self.loc.file.to_path_buf(),
             global,
             incidents,
+            metrics: raw.metrics,
             targets: slots.into_iter().flatten().collect(),
             shard_override: None,
             warnings: Vec::new(),

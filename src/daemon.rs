@@ -353,6 +353,7 @@ pub async fn run_with(
     wrap: WrapSink,
 ) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
+    metrics.set_options(config.metrics);
     metrics.config_loaded(true);
     let (incidents, incidents_thread) =
         Incidents::start(&config.incidents, &config.owned_targets(), metrics.clone())
@@ -544,6 +545,7 @@ fn reload(current: &mut Config, r: &mut Reloading<'_>) -> Result<Reloaded, Reloa
                 tracing::warn!("[incidents] changes take effect at the next restart");
             }
             scheduler.set_concurrency(new.global.concurrency);
+            metrics.set_options(new.metrics);
             web.store(new.global.web.clone());
             let targets = new.owned_targets();
             let diff = scheduler.apply(&targets);

@@ -413,8 +413,8 @@ async fn https_targets_run_in_the_daemon_with_the_status_code_exported() {
     assert!(
         sample(
             &m,
-            "mailprobe_probe_phase_duration_seconds",
-            &[("target", "webmail"), ("phase", "request")]
+            "mailprobe_region_phase_duration_seconds_count",
+            &[("protocol", "https"), ("phase", "request")]
         )
         .unwrap()
             > 0.0
@@ -422,8 +422,8 @@ async fn https_targets_run_in_the_daemon_with_the_status_code_exported() {
     assert_eq!(
         sample(
             &m,
-            "mailprobe_tls_version_info",
-            &[("target", "webmail"), ("version", "TLS 1.3")]
+            "mailprobe_probe_connection_info",
+            &[("target", "webmail"), ("tls_version", "TLS 1.3")]
         ),
         Some(1.0)
     );

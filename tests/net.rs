@@ -91,9 +91,13 @@ async fn a_dual_stack_host_whose_ipv6_is_dropped_is_reached_over_ipv4() {
     metrics.register_target(&cfg.targets[0]);
     metrics.observe(&o);
     let text = metrics.render();
-    let line = "mailprobe_probe_ip_family_info{family=\"ipv4\",protocol=\"imap\",region=\"test\",target=\"dual\"} 1";
-    assert!(text.lines().any(|l| l == line), "{text}");
-    assert_eq!(text.matches("mailprobe_probe_ip_family_info{").count(), 1);
+    let line = "mailprobe_probe_connection_info{family=\"ipv4\",protocol=\"imap\",region=\"test\",target=\"dual\"";
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(line) && l.ends_with("} 1")),
+        "{text}"
+    );
+    assert_eq!(text.matches("mailprobe_probe_connection_info{").count(), 1);
 }
 
 #[tokio::test]

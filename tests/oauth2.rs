@@ -365,10 +365,10 @@ async fn token_metrics_in_the_daemon() {
     assert!(
         sample(
             &m,
-            "mailprobe_probe_phase_duration_seconds",
-            &[("target", "imap-metrics"), ("phase", "token")]
+            "mailprobe_region_phase_duration_seconds_count",
+            &[("protocol", "imap"), ("phase", "token")]
         )
-        .is_some()
+        .is_some_and(|n| n >= 1.0)
     );
     assert!(
         !m.contains(SECRET) && !m.contains("at-1"),

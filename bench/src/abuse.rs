@@ -73,8 +73,8 @@ impl Probes {
             ok: prom::sum(text, "mailprobe_probes_total", "result=\"success\""),
             failed: prom::sum(text, "mailprobe_probes_total", "result=\"failure\""),
             prober_errors: prom::sum(text, "mailprobe_prober_errors_total", ""),
-            duration_sum: prom::sum(text, "mailprobe_probe_duration_seconds_sum", ""),
-            duration_count: prom::sum(text, "mailprobe_probe_duration_seconds_count", ""),
+            duration_sum: prom::sum(text, "mailprobe_region_probe_duration_seconds_sum", ""),
+            duration_count: prom::sum(text, "mailprobe_region_probe_duration_seconds_count", ""),
             classes,
         }
     }

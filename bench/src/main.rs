@@ -58,6 +58,8 @@ struct Args {
 enum Scenario {
     /// 10,000 targets at 60 s: startup, CPU, RSS, scrape time, schedule jitter.
     Scale,
+    /// 10,000 targets: RSS before and after four reloads (three unchanged, one target changed).
+    Reload,
     /// Greeting-phase bias at 1,000 concurrent probes against an exact 200 ms greeting delay.
     Bias,
     /// CPU per IMAP STARTTLS probe, mailprobe vs blackbox_exporter, against Dovecot.
@@ -93,6 +95,9 @@ fn main() -> anyhow::Result<()> {
     let result = rt.block_on(async {
         if wanted(Scenario::Scale) {
             scenarios::scale(&mut ctx, &mut report).await?;
+        }
+        if wanted(Scenario::Reload) {
+            scenarios::reload(&mut ctx, &mut report).await?;
         }
         if wanted(Scenario::Bias) {
             scenarios::bias(&mut ctx, &mut report).await?;
