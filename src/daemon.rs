@@ -2,7 +2,7 @@
 //! graceful stop.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -17,10 +17,10 @@ use crate::incidents::service::{HealthObserver, Incidents};
 use crate::liveness::{self, Liveness};
 use crate::load::{self, Config};
 use crate::metrics::Metrics;
-use crate::probe::classify::FailureClass;
+use crate::probe::classify::{FailureClass, ProberFault};
 use crate::probe::{Outcome, Phase, ProbeContext};
-use crate::scheduler::{OutcomeSink, Scheduler};
-use crate::server::{self, AppState};
+use crate::scheduler::{Event, Observer, OutcomeSink, Probes, Scheduler};
+use crate::server::{self, AppState, ReloadError, Reloaded};
 
 /// Sends each outcome to the metrics and the incident timeline, tells readiness that probes
 /// are finishing, and logs what changed for the target.
@@ -51,6 +51,61 @@ impl HealthObserver for Metrics {
     }
     fn incidents_open(&self, counts: &std::collections::BTreeMap<(String, String), i64>) {
         self.open_incidents(counts);
+    }
+}
+
+/// What the scheduler reports: outcomes go on to `sink` (the [`Reporter`], wrapped by tests),
+/// the scheduler's own measurements and doings become metrics and log lines.
+struct Observed {
+    metrics: Arc<Metrics>,
+    sink: Arc<dyn OutcomeSink>,
+}
+
+impl OutcomeSink for Observed {
+    fn record(&self, o: Outcome) {
+        self.sink.record(o);
+    }
+}
+
+impl Observer for Observed {
+    fn event(&self, event: Event) {
+        let m = &self.metrics;
+        match event {
+            Event::Registered(t) => m.register_target(&t),
+            Event::Changed { old, new } => {
+                if old.region != new.region || old.protocol() != new.protocol() {
+                    m.unregister_target(&old.name);
+                    m.register_target(&new);
+                }
+            }
+            Event::Removed(t) => m.unregister_target(&t.name),
+            Event::Started { delay, .. } => {
+                m.schedule_delay(delay);
+                m.in_flight().inc();
+            }
+            Event::Finished(_) => m.in_flight().dec(),
+            Event::Skipped { target, missed } => {
+                m.skipped(&target, missed);
+                tracing::warn!(
+                    target = %target.name,
+                    missed,
+                    "probe overran its interval (or waited for a concurrency slot); skipped planned starts"
+                );
+            }
+            Event::RecordPanicked(t) => {
+                let protocol = t.protocol();
+                m.prober_fault(protocol, ProberFault::Panic);
+                tracing::error!(
+                    target = %t.name,
+                    protocol = protocol.as_str(),
+                    "recording a probe's outcome panicked (a bug in mailprobe); probing goes on"
+                );
+            }
+            Event::Abandoned { in_flight } => tracing::warn!(
+                in_flight,
+                "probes still running after the shutdown grace; abandoning them"
+            ),
+        }
     }
 }
 
@@ -121,7 +176,7 @@ impl LogMemory {
         result: Result<bool, (FailureClass, Phase)>,
         now: Instant,
     ) -> Change {
-        let mut said = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut said = crate::sync::lock(&self.0);
         let before = said.get(target).copied().unwrap_or(Said::Fast);
         let (now_said, change) = match (before, result) {
             (
@@ -191,7 +246,7 @@ impl LogMemory {
 
     /// Forgets targets that left the config.
     pub fn forget(&self, targets: &[String]) {
-        let mut said = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut said = crate::sync::lock(&self.0);
         for t in targets {
             said.remove(t);
         }
@@ -313,6 +368,7 @@ pub async fn run_with(
     wrap: WrapSink,
 ) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
+    metrics.set_options(config.metrics);
     metrics.config_loaded(true);
     let (incidents, incidents_thread) =
         Incidents::start(&config.incidents, &config.owned_targets(), metrics.clone())
@@ -324,10 +380,13 @@ pub async fn run_with(
         liveness: liveness.clone(),
         said: LogMemory::default(),
     });
+    let observed = Arc::new(Observed {
+        metrics: metrics.clone(),
+        sink: wrap(reporter.clone()),
+    });
     let mut scheduler = Scheduler::new(
-        ProbeContext::new(),
-        metrics.clone(),
-        wrap(reporter.clone()),
+        Arc::new(Probes(ProbeContext::new())),
+        observed,
         config.global.concurrency,
     );
     let targets = config.owned_targets();
@@ -462,7 +521,7 @@ struct Reloading<'a> {
 impl Reloading<'_> {
     /// Re-reads the config with systemd told RELOADING, then READY again (the old config keeps
     /// running when the new one is refused).
-    fn reload(&mut self, current: &mut Config) -> Result<String, String> {
+    fn reload(&mut self, current: &mut Config) -> Result<Reloaded, ReloadError> {
         let mut states = vec![NotifyState::Reloading];
         if let Ok(now) = NotifyState::monotonic_usec_now() {
             states.push(now);
@@ -478,7 +537,7 @@ impl Reloading<'_> {
 }
 
 /// Re-reads the config; applies it if valid, keeps the old one otherwise.
-fn reload(current: &mut Config, r: &mut Reloading<'_>) -> Result<String, String> {
+fn reload(current: &mut Config, r: &mut Reloading<'_>) -> Result<Reloaded, ReloadError> {
     let (scheduler, metrics, web, incidents) = (&mut *r.scheduler, r.metrics, r.web, r.incidents);
     // A shard given on the command line holds for every reload too.
     let loaded = load::load(&current.path).and_then(|mut new| {
@@ -501,19 +560,13 @@ fn reload(current: &mut Config, r: &mut Reloading<'_>) -> Result<String, String>
                 tracing::warn!("[incidents] changes take effect at the next restart");
             }
             scheduler.set_concurrency(new.global.concurrency);
+            metrics.set_options(new.metrics);
             web.store(new.global.web.clone());
             let targets = new.owned_targets();
             let diff = scheduler.apply(&targets);
             incidents.set_targets(&targets);
             r.liveness.set_targets(&targets);
             r.said.forget(&diff.removed);
-            let summary = format!(
-                "config reloaded: {} added, {} removed, {} changed, {} unchanged",
-                diff.added.len(),
-                diff.removed.len(),
-                diff.changed.len(),
-                diff.unchanged
-            );
             tracing::info!(
                 added = %diff.added.join(","),
                 removed = %diff.removed.join(","),
@@ -524,12 +577,12 @@ fn reload(current: &mut Config, r: &mut Reloading<'_>) -> Result<String, String>
             new.log_warnings();
             metrics.config_loaded(true);
             *current = new;
-            Ok(summary)
+            Ok(Reloaded(diff))
         }
         Err(e) => {
             tracing::error!(error = %e, "config reload refused; the old config keeps running");
             metrics.config_loaded(false);
-            Err(e.to_string())
+            Err(e.into())
         }
     }
 }

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use mailprobe::config::LogFormat;
 use mailprobe::load::{self, Config};
 use mailprobe::probe::{self, ProbeContext};
-use mailprobe::{daemon, incidents, logging, report};
+use mailprobe::{daemon, incidents, logging, report, table};
 
 /// Synthetic mailbox availability prober: IMAP (and more) probes exported to Prometheus.
 #[derive(Parser)]
@@ -236,25 +236,7 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
     let headers = [
         "TARGET", "REGION", "PROTOCOL", "ENDPOINT", "TLS", "INTERVAL", "TIMEOUT",
     ];
-    let mut widths = headers.map(str::len);
-    for r in &rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.len());
-        }
-    }
-    let mut print = |cells: Vec<&str>| {
-        let line: Vec<String> = cells
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    };
-    print(headers.to_vec());
-    for r in &rows {
-        print(r.iter().map(String::as_str).collect());
-    }
+    out.push_str(&table::render(&headers, &rows));
     emit(&out)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -9,8 +9,8 @@ mod exposition;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus::{
@@ -18,10 +18,15 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 
+use crate::load::MetricsSettings;
 use crate::probe::classify::{FailureClass, ProberFault};
 use crate::probe::{Outcome, Phase, Protocol, ServerTime, Target, expected_phases};
+use crate::sync::lock;
 
-use exposition::{FAMILIES, Out, Roundtrip, TargetSeries, escape};
+use exposition::{
+    FAMILIES, GROUP_FAMILIES, Group, HealthSeries, Out, Roundtrip, TARGET_STATE, TARGET_STATE_HELP,
+    TargetSeries,
+};
 
 /// Buckets for whole-probe durations: tens of milliseconds to the longest deadlines.
 const DURATION_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
@@ -34,11 +39,14 @@ const DELAY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0,
 ];
 
-/// The per-target series, by target name, and how many targets each protocol has.
+/// The per-target series, by target name, the series of each region × protocol, and how many
+/// targets each protocol has.
 #[derive(Default)]
 struct State {
     targets: BTreeMap<String, TargetSeries>,
+    groups: BTreeMap<(Arc<str>, &'static str), Group>,
     per_protocol: [i64; Protocol::ALL.len()],
+    options: MetricsSettings,
 }
 
 /// Targets rendered per hold of the state lock: probes finishing meanwhile wait microseconds.
@@ -61,23 +69,18 @@ pub struct Metrics {
     /// Per-target series, kept compactly and rendered directly (see `exposition`).
     state: Mutex<State>,
     /// Each target's health sample, and the incident count keys exported so far.
-    health: Mutex<HealthSeries>,
+    health: Mutex<Healths>,
     /// Expiry of the token in use, per credential set (for the remaining-lifetime gauge).
     token_expiries: Mutex<HashMap<String, SystemTime>>,
     /// Size of the last rendering, to allocate the next one at once.
     last_size: AtomicUsize,
 }
 
-/// The family of target health, kept apart from the probe series: the incident engine sets it,
-/// on its own clock, for every configured target.
-const TARGET_STATE: &str = "mailprobe_target_state";
-const TARGET_STATE_HELP: &str = "1 for the target's health after hysteresis (state is up, degraded or down): what the incident timeline sees.";
-
 /// The health series exported so far.
 #[derive(Default)]
-struct HealthSeries {
-    /// Target name → its `mailprobe_target_state` sample line.
-    targets: BTreeMap<String, String>,
+struct Healths {
+    /// Target name → its `mailprobe_target_state` series.
+    targets: BTreeMap<String, HealthSeries>,
     /// `(scope, region)` keys of `mailprobe_incidents_open`.
     incidents: BTreeSet<(String, String)>,
 }
@@ -142,20 +145,24 @@ impl Metrics {
             )
             .expect("valid metric"),
             state: Mutex::new(State::default()),
-            health: Mutex::new(HealthSeries::default()),
+            health: Mutex::new(Healths::default()),
             token_expiries: Mutex::new(HashMap::new()),
             last_size: AtomicUsize::new(0),
         };
         let build = IntGaugeVec::new(
             opts(
                 "mailprobe_build_info",
-                "Build of the running mailprobe (value always 1).",
+                "Build of the running mailprobe: version, git revision and compiler (value always 1).",
             ),
-            &["version", "rustc"],
+            &["version", "revision", "rustc"],
         )
         .expect("valid metric");
         build
-            .with_label_values(&[env!("CARGO_PKG_VERSION"), env!("MAILPROBE_RUSTC")])
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                env!("MAILPROBE_REVISION"),
+                env!("MAILPROBE_RUSTC"),
+            ])
             .set(1);
         let r = &m.registry;
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -186,26 +193,81 @@ impl Metrics {
         m
     }
 
-    /// Creates the series a target has from its first moment (counters at 0, phase gauges),
-    /// so dashboards and `rate()` see it before its first probe finishes.
-    pub fn register_target(&self, t: &Target) {
-        let series = TargetSeries::new(t, expected_phases(&t.spec));
-        let mut state = self.state.lock().expect("metrics state lock");
-        if let Some(old) = state.targets.insert(t.name.clone(), series) {
-            state.per_protocol[protocol_index(old.protocol)] -= 1;
+    /// Sets which optional per-target series are exported (at start and on every reload).
+    /// Turning one off drops what it held; turning it on starts from the next probe.
+    pub fn set_options(&self, options: MetricsSettings) {
+        let mut state = lock(&self.state);
+        if state.options == options {
+            return;
         }
-        state.per_protocol[protocol_index(t.protocol().as_str())] += 1;
-        self.count_targets(&state);
+        for s in state.targets.values_mut() {
+            if !options.phase_gauges {
+                s.phases = BTreeMap::new();
+            }
+            if !options.per_target_histograms {
+                s.duration = Default::default();
+                if let Some(r) = &mut s.roundtrip {
+                    r.delivery = Default::default();
+                }
+            }
+        }
+        state.options = options;
     }
 
-    /// Removes every series of the target named `name` (it left the config).
+    /// Makes a target known: its group (region × protocol) has its counters and histograms at
+    /// 0 from then on, so `rate()` sees the first probe; the target's own series come with its
+    /// first outcome.
+    pub fn register_target(&self, t: &Target) {
+        let mut state = lock(&self.state);
+        let state = &mut *state;
+        if let Some(old) = state.targets.remove(&t.name) {
+            Self::leave_group(state, &old);
+        }
+        let protocol = t.protocol();
+        let key = match state
+            .groups
+            .keys()
+            .find(|(r, p)| **r == *t.region && *p == protocol.as_str())
+        {
+            Some(k) => k.clone(),
+            None => (Arc::<str>::from(t.region.as_str()), protocol.as_str()),
+        };
+        let group = state
+            .groups
+            .entry(key.clone())
+            .or_insert_with(|| Group::new(&t.region, protocol));
+        group.targets += 1;
+        for phase in expected_phases(&t.spec) {
+            group.phases.entry(phase).or_default();
+        }
+        state
+            .targets
+            .insert(t.name.clone(), TargetSeries::new(t, key.0));
+        state.per_protocol[protocol_index(protocol.as_str())] += 1;
+        self.count_targets(state);
+    }
+
+    /// Removes every series of the target named `name` (it left the config), and its group's
+    /// once it was the last of it.
     pub fn unregister_target(&self, name: &str) {
-        let mut state = self.state.lock().expect("metrics state lock");
+        let mut state = lock(&self.state);
+        let state = &mut *state;
         let Some(s) = state.targets.remove(name) else {
             return;
         };
+        Self::leave_group(state, &s);
+        self.count_targets(state);
+    }
+
+    fn leave_group(state: &mut State, s: &TargetSeries) {
         state.per_protocol[protocol_index(s.protocol)] -= 1;
-        self.count_targets(&state);
+        let key = (s.region.clone(), s.protocol);
+        if let Some(g) = state.groups.get_mut(&key) {
+            g.targets -= 1;
+            if g.targets == 0 {
+                state.groups.remove(&key);
+            }
+        }
     }
 
     fn count_targets(&self, state: &State) {
@@ -214,14 +276,14 @@ impl Metrics {
         }
     }
 
-    /// Writes one outcome into the series of its target.
+    /// Writes one outcome into the series of its target and of its group.
     ///
     /// A prober fault (class `prober_error`: mailprobe could not run the probe) is counted in
     /// `mailprobe_prober_errors_total` only. Every per-target series stays as the last real probe
     /// left it (success, failure streak and info, counters, last run, durations, TLS, token
-    /// fetches): the target was not observed, so nothing is said about it, and
-    /// `mailprobe_probe_seconds_since_success` keeps growing, so a target mailprobe cannot probe
-    /// goes stale rather than down.
+    /// fetches), and so do the group's: the target was not observed, so nothing is said about
+    /// it, and its last-run and last-success times stand still, so a target mailprobe cannot
+    /// probe goes stale rather than down.
     pub fn observe(&self, o: &Outcome) {
         let t = &o.target;
         if let Some(f) = o.failure.as_ref()
@@ -231,13 +293,16 @@ impl Metrics {
             return;
         }
         let finished = o.started_at + o.total;
+        let total = o.total.as_secs_f64();
         // A phase that ran more than once (an HTTP redirect to another host) counts in total.
         let mut totals: BTreeMap<Phase, f64> = BTreeMap::new();
         for timing in &o.phases {
             *totals.entry(timing.phase).or_default() += timing.duration.as_secs_f64();
         }
 
-        let mut state = self.state.lock().expect("metrics state lock");
+        let mut guard = lock(&self.state);
+        let state = &mut *guard;
+        let options = state.options;
         let Some(s) = state.targets.get_mut(&t.name) else {
             // An outcome for a target removed while its probe ran: drop it.
             return;
@@ -250,14 +315,14 @@ impl Metrics {
             s.consecutive_failures += 1;
         }
         s.slow = o.slow;
-        s.probes[usize::from(o.success())] += 1;
-        s.duration.observe(DURATION_BUCKETS, o.total.as_secs_f64());
+        s.last_duration = total;
         s.last_run = Some(unix_seconds(finished));
-
-        for secs in s.phases.values_mut() {
-            *secs = 0.0;
+        if options.per_target_histograms {
+            s.duration.observe(DURATION_BUCKETS, total);
         }
-        s.phases.extend(totals);
+        if options.phase_gauges {
+            s.phases.clone_from(&totals);
+        }
         if let Some(http) = &o.http {
             s.http_status = Some(i64::from(http.status));
         }
@@ -272,8 +337,24 @@ impl Metrics {
             s.last_success = Some(finished);
         }
         s.failing = now_failing;
-        Self::observe_details(s, o);
-        drop(state);
+        let delivered = Self::observe_details(s, o, options);
+
+        if let Some(g) = state.groups.get_mut(&(s.region.clone(), s.protocol)) {
+            g.probes[usize::from(o.success())] += 1;
+            g.duration.observe(DURATION_BUCKETS, total);
+            for (phase, secs) in &totals {
+                g.phases
+                    .entry(*phase)
+                    .or_default()
+                    .observe(DURATION_BUCKETS, *secs);
+            }
+            if let Some(h) = &mut g.delivery {
+                for latency in delivered {
+                    h.observe(DELIVERY_BUCKETS, latency);
+                }
+            }
+        }
+        drop(guard);
 
         if let Some(t) = &o.token {
             let c = t.credential.as_str();
@@ -288,23 +369,22 @@ impl Metrics {
                 self.token_expiry
                     .with_label_values(&[c])
                     .set(unix_seconds(expires));
-                self.token_expiries
-                    .lock()
-                    .expect("token expiries lock")
-                    .insert(c.to_string(), expires);
+                lock(&self.token_expiries).insert(c.to_string(), expires);
             }
         }
     }
 
-    /// Writes the round-trip, TLS and address facts of an outcome (under the state lock).
-    fn observe_details(s: &mut TargetSeries, o: &Outcome) {
+    /// Writes the round-trip, TLS and address facts of an outcome (under the state lock), and
+    /// returns the delivery latencies it saw (in time, then late), for the group's histogram.
+    fn observe_details(s: &mut TargetSeries, o: &Outcome, options: MetricsSettings) -> Vec<f64> {
         if let Some(peer) = &o.peer {
             s.family = Some(crate::probe::net::IpFamily::of(peer));
         }
+        let mut delivered = Vec::new();
         if let Some(d) = &o.delivery {
             let r = s.roundtrip.get_or_insert_with(Roundtrip::new);
             if let Some(latency) = d.latency {
-                r.delivery.observe(DELIVERY_BUCKETS, latency.as_secs_f64());
+                delivered.push(latency.as_secs_f64());
                 r.last_delivery = Some(latency.as_secs_f64());
                 // Always about the same message as last_delivery: absent when it had no
                 // believable stamp.
@@ -315,7 +395,12 @@ impl Metrics {
             }
             for late in &d.late {
                 r.late += 1;
-                r.delivery.observe(DELIVERY_BUCKETS, late.as_secs_f64());
+                delivered.push(late.as_secs_f64());
+            }
+            if options.per_target_histograms {
+                for v in &delivered {
+                    r.delivery.observe(DELIVERY_BUCKETS, *v);
+                }
             }
             r.swept += u64::from(d.swept);
         }
@@ -330,6 +415,7 @@ impl Metrics {
                 s.tls_version = Some(version.clone());
             }
         }
+        delivered
     }
 
     /// Counts a probe mailprobe could not run (or whose outcome it lost) because of itself.
@@ -339,28 +425,26 @@ impl Metrics {
             .inc();
     }
 
-    /// Exports a target's health (replacing its previous state sample).
+    /// Exports a target's health: 1 for its state, 0 for the others.
     pub fn target_health(&self, s: &crate::incidents::TargetState) {
-        let line = format!(
-            "{TARGET_STATE}{{protocol=\"{}\",region=\"{}\",state=\"{}\",target=\"{}\"}} 1\n",
-            escape(s.protocol.as_str()),
-            escape(&s.region),
-            s.health.as_str(),
-            escape(&s.name),
-        );
-        let mut health = self.health.lock().expect("health lock");
-        health.targets.insert(s.name.clone(), line);
+        let mut health = lock(&self.health);
+        match health.targets.get_mut(&s.name) {
+            Some(h) if h.matches(s) => h.health = s.health,
+            _ => {
+                health.targets.insert(s.name.clone(), HealthSeries::new(s));
+            }
+        }
     }
 
     /// Drops the health series of a target that left the config.
     pub fn forget_target_health(&self, name: &str) {
-        let mut health = self.health.lock().expect("health lock");
+        let mut health = lock(&self.health);
         health.targets.remove(name);
     }
 
     /// Sets the open-incident counts by `(scope, region)`; keys no longer present go to 0.
     pub fn open_incidents(&self, counts: &BTreeMap<(String, String), i64>) {
-        let mut health = self.health.lock().expect("health lock");
+        let mut health = lock(&self.health);
         for key in &health.incidents {
             if !counts.contains_key(key) {
                 self.incidents_open
@@ -378,7 +462,7 @@ impl Metrics {
 
     /// How many targets failed their last probe.
     pub fn failing(&self) -> usize {
-        let state = self.state.lock().expect("metrics state lock");
+        let state = lock(&self.state);
         state
             .targets
             .values()
@@ -388,9 +472,12 @@ impl Metrics {
 
     /// Counts `n` probes of `t` skipped because the previous one overran.
     pub fn skipped(&self, t: &Target, n: u64) {
-        let mut state = self.state.lock().expect("metrics state lock");
-        if let Some(s) = state.targets.get_mut(&t.name) {
-            s.skipped += n;
+        let mut state = lock(&self.state);
+        let state = &mut *state;
+        if let Some(s) = state.targets.get(&t.name)
+            && let Some(g) = state.groups.get_mut(&(s.region.clone(), s.protocol))
+        {
+            g.skipped += n;
         }
     }
 
@@ -441,46 +528,63 @@ impl Metrics {
             }
             emit(std::mem::replace(buf, String::with_capacity(capacity)))
         };
-        let mut health_due = true;
-        for family in FAMILIES {
-            if health_due && TARGET_STATE < family.name {
-                health_due = false;
-                self.render_health(&mut registry, &encoder, &mut buf);
-            }
-            while let Some(mf) = registry.next_if(|mf| mf.name() < family.name) {
+        let options = lock(&self.state).options;
+        // Every family of ours, in name order, with the registry's merged in between.
+        let mut ours: Vec<(&'static str, Source)> = FAMILIES
+            .iter()
+            .map(|f| (f.name, Source::Targets(f)))
+            .chain(GROUP_FAMILIES.iter().map(|f| (f.name, Source::Groups(f))))
+            .chain([(TARGET_STATE, Source::Health)])
+            .collect();
+        ours.sort_by_key(|(name, _)| *name);
+        for (name, source) in ours {
+            while let Some(mf) = registry.next_if(|mf| mf.name() < name) {
                 if let Err(e) = encoder.encode_utf8(std::slice::from_ref(mf), &mut buf) {
                     tracing::error!(error = %e, "cannot encode metrics");
                 }
             }
-            let mut out = Out::new(&mut buf, family, now);
-            let mut after: Option<String> = None;
-            loop {
-                let state = self.state.lock().expect("metrics state lock");
-                let range = match &after {
-                    None => state.targets.range::<str, _>(..),
-                    Some(last) => state
-                        .targets
-                        .range::<str, _>((Bound::Excluded(last.as_str()), Bound::Unbounded)),
-                };
-                let mut n = 0;
-                let mut last = None;
-                for (name, s) in range.take(RENDER_BATCH) {
-                    family.write(&mut out, s);
-                    last = Some(name);
-                    n += 1;
+            match source {
+                Source::Health => self.render_health(&mut buf),
+                Source::Groups(family) => {
+                    let state = lock(&self.state);
+                    let mut out = Out::new(&mut buf, family, options);
+                    for g in state.groups.values() {
+                        family.write(&mut out, g);
+                    }
                 }
-                after = last.cloned();
-                drop(state);
-                if !flush(out.buf, false) {
-                    return;
-                }
-                if n < RENDER_BATCH {
-                    break;
+                Source::Targets(family) => {
+                    let mut after: Option<String> = None;
+                    let mut out = Out::new(&mut buf, family, options);
+                    loop {
+                        let state = lock(&self.state);
+                        let range = match &after {
+                            None => state.targets.range::<str, _>(..),
+                            Some(last) => state.targets.range::<str, _>((
+                                Bound::Excluded(last.as_str()),
+                                Bound::Unbounded,
+                            )),
+                        };
+                        let mut n = 0;
+                        let mut last = None;
+                        for (name, s) in range.take(RENDER_BATCH) {
+                            family.write(&mut out, s);
+                            last = Some(name);
+                            n += 1;
+                        }
+                        after = last.cloned();
+                        drop(state);
+                        if !flush(out.buf, false) {
+                            return;
+                        }
+                        if n < RENDER_BATCH {
+                            break;
+                        }
+                    }
                 }
             }
-        }
-        if health_due {
-            self.render_health(&mut registry, &encoder, &mut buf);
+            if !flush(&mut buf, false) {
+                return;
+            }
         }
         for mf in registry {
             if let Err(e) = encoder.encode_utf8(std::slice::from_ref(mf), &mut buf) {
@@ -490,21 +594,9 @@ impl Metrics {
         flush(&mut buf, true);
     }
 
-    /// Writes the registry's families named before `mailprobe_target_state`, then that family.
-    fn render_health<'a>(
-        &self,
-        registry: &mut std::iter::Peekable<
-            impl Iterator<Item = &'a prometheus::proto::MetricFamily>,
-        >,
-        encoder: &TextEncoder,
-        buf: &mut String,
-    ) {
-        while let Some(mf) = registry.next_if(|mf| mf.name() < TARGET_STATE) {
-            if let Err(e) = encoder.encode_utf8(std::slice::from_ref(mf), buf) {
-                tracing::error!(error = %e, "cannot encode metrics");
-            }
-        }
-        let health = self.health.lock().expect("health lock");
+    /// Writes `mailprobe_target_state`: three series per target.
+    fn render_health(&self, buf: &mut String) {
+        let health = lock(&self.health);
         if health.targets.is_empty() {
             return;
         }
@@ -519,14 +611,14 @@ impl Metrics {
         ] {
             buf.push_str(part);
         }
-        for line in health.targets.values() {
-            buf.push_str(line);
+        for h in health.targets.values() {
+            h.write(buf);
         }
     }
 
     /// Sets each token's remaining lifetime as of `now`.
     fn refresh_token_lifetimes(&self, now: SystemTime) {
-        let expiries = self.token_expiries.lock().expect("token expiries lock");
+        let expiries = lock(&self.token_expiries);
         for (credential, expires) in expiries.iter() {
             let remaining = match expires.duration_since(now) {
                 Ok(d) => d.as_secs_f64(),
@@ -537,6 +629,14 @@ impl Metrics {
                 .set(remaining);
         }
     }
+}
+
+/// Where the samples of one of our families come from.
+#[derive(Clone, Copy)]
+enum Source {
+    Targets(&'static exposition::Family<TargetSeries>),
+    Groups(&'static exposition::Family<Group>),
+    Health,
 }
 
 /// Index of a protocol label in [`Protocol::ALL`].
@@ -593,7 +693,7 @@ mod tests {
         m.observe(&outcome(None));
         let target_lines = |r: &str| -> Vec<String> {
             r.lines()
-                .filter(|l| l.contains("target=\"im\"") && !l.contains("seconds_since_success"))
+                .filter(|l| l.contains("target=\"im\"") || l.contains("region=\"eu\""))
                 .map(str::to_string)
                 .collect()
         };
@@ -630,9 +730,13 @@ mod tests {
         let counts = BTreeMap::from([(("region".to_string(), "eu".to_string()), 2)]);
         m.open_incidents(&counts);
         let r = m.render();
-        let line = "mailprobe_target_state{protocol=\"imap\",region=\"eu\",state=\"down\",target=\"a\\\"b\"} 1";
-        assert!(r.lines().any(|l| l == line), "{r}");
-        assert_eq!(r.matches("mailprobe_target_state{").count(), 1, "{r}");
+        for (state, v) in [("up", 0), ("degraded", 0), ("down", 1)] {
+            let line = format!(
+                "mailprobe_target_state{{protocol=\"imap\",region=\"eu\",state=\"{state}\",target=\"a\\\"b\"}} {v}"
+            );
+            assert!(r.lines().any(|l| l == line), "{line}\n{r}");
+        }
+        assert_eq!(r.matches("mailprobe_target_state{").count(), 3, "{r}");
         assert!(r.contains("mailprobe_incidents_open{region=\"eu\",scope=\"region\"} 2"));
         let types: Vec<&str> = r
             .lines()
@@ -647,5 +751,24 @@ mod tests {
         let r = m.render();
         assert!(!r.contains("mailprobe_target_state"), "{r}");
         assert!(r.contains("mailprobe_incidents_open{region=\"eu\",scope=\"region\"} 0"));
+    }
+
+    /// A panic while a metrics lock is held (a bug, caught as a prober fault) leaves the
+    /// metrics working: later probes are still written and `/metrics` still renders.
+    #[test]
+    fn a_lock_poisoned_by_a_panic_leaves_the_metrics_working() {
+        let m = std::sync::Arc::new(Metrics::new());
+        let m2 = m.clone();
+        let _ = std::thread::spawn(move || {
+            let _state = m2.state.lock();
+            let _health = m2.health.lock();
+            panic!("a bug while the metrics are locked (deliberate, in the test)");
+        })
+        .join();
+        assert!(m.state.is_poisoned() && m.health.is_poisoned());
+        let s = TargetState::new("a", "eu", Protocol::Imap, None, SystemTime::now());
+        m.target_health(&s);
+        assert_eq!(m.failing(), 0);
+        assert!(m.render().contains("mailprobe_target_state{"));
     }
 }

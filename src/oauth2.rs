@@ -75,27 +75,57 @@ struct Slot {
     client: Option<reqwest::Client>,
 }
 
+/// The time the token cache decides by (is a token due for refresh, still valid): the
+/// system's monotonic clock, or a test's that it moves itself instead of waiting.
+pub trait Clock: Send + Sync + 'static {
+    /// Now.
+    fn now(&self) -> Instant;
+}
+
+/// The system's monotonic clock.
+#[derive(Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
+
 /// Tokens by credential set, shared by all probes.
-#[derive(Default)]
 pub struct TokenCache {
     slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Slot>>>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Default for TokenCache {
+    fn default() -> Self {
+        Self::with_clock(Arc::new(SystemClock))
+    }
 }
 
 impl TokenCache {
+    /// An empty cache deciding by `clock`.
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        TokenCache {
+            slots: Mutex::default(),
+            clock,
+        }
+    }
+
     /// A valid token for `spec`: the cached one, or a fresh one when it is about to expire.
     pub async fn token(&self, spec: &OAuth2Spec) -> (Result<SecretString, TokenError>, TokenFacts) {
         let slot = {
-            // A panic cannot leave this map half-changed (it holds only handles, each insert is
-            // one call), so a poisoned lock is taken over rather than failing every probe. A
-            // probe that panics while it holds a slot (below) is caught as a prober fault by
-            // `probe::run`; the async mutex is released on unwind and the next probe fetches
-            // again. No background task refreshes tokens, so none can die unseen.
-            let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+            // A poisoned lock is taken over (crate::sync): this map holds only handles, each
+            // insert one call. A probe that panics while it holds a slot (below) is caught as a
+            // prober fault by `probe::run`; the async mutex is released on unwind and the next
+            // probe fetches again. No background task refreshes tokens, so none can die unseen.
+            let mut slots = crate::sync::lock(&self.slots);
             slots.entry(spec.key.clone()).or_default().clone()
         };
         // One fetch at a time per credential set: others wait and then find the fresh token.
         let mut slot = slot.lock().await;
-        let now = Instant::now();
+        let now = self.clock.now();
         let mut facts = TokenFacts {
             credential: spec.label.clone(),
             fetched: None,
@@ -146,7 +176,7 @@ impl TokenCache {
             Ok(fresh) => {
                 let lifetime = fresh.expires_in;
                 let ahead = REFRESH_AHEAD.min(lifetime / 2);
-                let fetched_at = Instant::now();
+                let fetched_at = self.clock.now();
                 let expires = SystemTime::now() + lifetime;
                 if let Some(r) = fresh.refresh {
                     slot.refresh = Some(r);
@@ -162,7 +192,7 @@ impl TokenCache {
             }
             Err(e) => match &slot.token {
                 // Still valid: keep using it; the failed refresh is reported all the same.
-                Some(t) if Instant::now() < t.valid_until => (Ok(t.access.clone()), facts),
+                Some(t) if self.clock.now() < t.valid_until => (Ok(t.access.clone()), facts),
                 _ => (Err(e), facts),
             },
         }

@@ -56,29 +56,7 @@ pub fn table(outcomes: &[Outcome]) -> String {
             ]
         })
         .collect();
-    let mut widths = headers.map(str::len);
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row.iter()) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let line = |out: &mut String, cells: &[&str]| {
-        let n = cells.len();
-        for (i, (cell, w)) in cells.iter().zip(widths.iter()).enumerate() {
-            if i + 1 == n {
-                out.push_str(cell);
-            } else {
-                let _ = write!(out, "{cell:<w$}  ");
-            }
-        }
-        out.push('\n');
-    };
-    line(&mut out, &headers);
-    for row in &rows {
-        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
-        line(&mut out, &cells);
-    }
+    let mut out = crate::table::render(&headers, &rows);
     out.push('\n');
     for o in outcomes {
         let _ = writeln!(out, "{}: {}", o.target.name, detail_line(o));

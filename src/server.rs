@@ -2,9 +2,32 @@
 //! small index page. The bound listener and the shutdown signal come from the caller.
 //!
 //! Connections are accepted here rather than by `axum::serve` so that the web config (TLS, basic
-//! auth) can apply to every endpoint and change on reload without rebinding.
+//! auth) can apply to every endpoint and change on reload without rebinding, and so that no
+//! client can hold a connection, and with it a file descriptor the probes need, for long:
+//!
+//! - at most [`Limits::max_connections`] are open at once, a quarter of the process's open-file
+//!   limit; when that is reached, the connection that has waited longest without a request in
+//!   flight is closed to make room, and when every one is busy, new ones wait in the backlog;
+//! - the TLS handshake must be done within [`TLS_HANDSHAKE_TIMEOUT`];
+//! - a request head must be complete within [`REQUEST_HEAD_TIMEOUT`] of the connection being
+//!   ready (after TLS) or of the first byte of a following request on a keep-alive connection;
+//! - a keep-alive connection may wait [`IDLE_TIMEOUT`] for its next request;
+//! - a response the client does not read for [`STALLED_WRITE_TIMEOUT`] ends its connection.
+//!
+//! Failed accepts (out of descriptors) back off and are logged at most once a minute.
+//!
+//! Basic auth (see [`crate::webconfig`]) answers a refused request no sooner than
+//! [`REFUSED_AUTH_DELAY`] after it arrived, and a request whose password check could not be
+//! queued with 503 and `Retry-After: 1` after the same delay; neither costs the probes CPU.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
@@ -14,26 +37,73 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
+use bytes::Bytes;
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
+use crate::config::ConfigError;
 use crate::incidents::service::Incidents;
 use crate::metrics::Metrics;
-use crate::webconfig::WebConfig;
+use crate::scheduler::Diff;
+use crate::sync::lock;
+use crate::webconfig::{Access, WebConfig};
 
 /// How long a client may take for its TLS handshake before it is dropped.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send a whole request head: from the connection being ready
+/// (after TLS), or from the first byte of a following request on a keep-alive connection. A
+/// real client sends its head in one packet; slowloris sends it a byte at a time.
+pub const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a keep-alive connection may wait for its next request: longer than the usual
+/// scrape intervals (15 s to 60 s), so Prometheus keeps reusing its connection.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+/// How long a response may wait for the client to read it before the connection is closed.
+pub const STALLED_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Concurrent HTTP/2 requests per connection (Prometheus sends one at a time).
+const MAX_H2_STREAMS: u32 = 16;
 /// How long open connections may finish their requests once a stop was asked for.
 const DRAIN: Duration = Duration::from_secs(5);
 /// Size of the pieces `/metrics` is streamed in.
 const METRICS_CHUNK: usize = 256 * 1024;
+/// A repeated warning (failed accepts, connections closed to make room) is logged at most once
+/// per this period, with the number of times it was held back.
+const LOG_EVERY: Duration = Duration::from_secs(60);
+/// Waits after a failed accept: doubled on each failure in a row, up to the maximum.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Requests whose credentials are refused are answered no sooner than this after they arrived,
+/// so that a client replaying a wrong password (answered from the cache in microseconds) or
+/// guessing on a keep-alive connection sends one request a second, not thousands.
+pub const REFUSED_AUTH_DELAY: Duration = Duration::from_secs(1);
 
 /// A reload request: the daemon answers on the enclosed channel with the outcome.
-pub type ReloadRequest = oneshot::Sender<Result<String, String>>;
+pub type ReloadRequest = oneshot::Sender<Result<Reloaded, ReloadError>>;
+
+/// A reload that was applied, with what it changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reloaded(pub Diff);
+
+impl std::fmt::Display for Reloaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "config reloaded: {}", self.0)
+    }
+}
+
+/// Why a reload was refused; the old config keeps running.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The file cannot be read, is invalid, or gives this instance nothing to probe.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
 
 /// What the handlers need.
 #[derive(Clone)]
@@ -64,6 +134,45 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// How many connections the server keeps open at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections open at once, at most.
+    pub max_connections: usize,
+    /// The open-file limit it was derived from.
+    pub open_files: u64,
+}
+
+impl Limits {
+    /// For a process that may open `open_files` descriptors: a quarter of them, between 4 and
+    /// 1024, go to HTTP connections. The other three quarters stay for what must never run out:
+    /// probe connections (one or two per probe in flight), DNS, the incident database, the log.
+    pub fn for_open_files(open_files: u64) -> Limits {
+        Limits {
+            max_connections: (open_files / 4).clamp(4, 1024) as usize,
+            open_files,
+        }
+    }
+
+    /// For this process's soft open-file limit (`RLIMIT_NOFILE`, `ulimit -n`, systemd's
+    /// `LimitNOFILE=`), read from /proc/self/limits; 1024, the usual default, when unreadable.
+    pub fn for_this_process() -> Limits {
+        Limits::for_open_files(open_file_limit().unwrap_or(1024))
+    }
+}
+
+/// The soft limit on open files from /proc/self/limits.
+fn open_file_limit() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let rest = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))?;
+    match rest.split_whitespace().next()? {
+        "unlimited" => Some(u64::MAX),
+        n => n.parse().ok(),
+    }
+}
+
 /// Serves the endpoints on `listener` until `shutdown` is cancelled, then lets open requests
 /// finish for a few seconds.
 pub async fn serve(
@@ -71,76 +180,578 @@ pub async fn serve(
     state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    let limits = Limits::for_this_process();
+    tracing::debug!(
+        max_connections = limits.max_connections,
+        open_files = limits.open_files,
+        "HTTP connection limit"
+    );
     let web = state.web.clone();
     let app = router(state);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    loop {
-        let tcp = tokio::select! {
+    let registry = Arc::new(Registry::default());
+    let tracker = TaskTracker::new();
+    // Cancelled when the drain period is over: every connection still open closes.
+    let close_all = CancellationToken::new();
+    let mut accept_failures = LogGate::default();
+    let mut evictions = LogGate::default();
+    let mut backoff = Duration::ZERO;
+    'accept: loop {
+        // Room for the next connection before it is accepted, so that the server never holds
+        // more than its share of descriptors.
+        loop {
+            match registry.make_room(limits.max_connections) {
+                Room::Free => break,
+                Room::Evicted => {
+                    if let Some(held_back) = evictions.pass() {
+                        tracing::warn!(
+                            max_connections = limits.max_connections,
+                            open_files = limits.open_files,
+                            held_back,
+                            "HTTP connection limit reached; closing the connection that waited \
+                             longest without a request"
+                        );
+                    }
+                }
+                Room::Busy => {}
+            }
+            tokio::select! {
+                _ = registry.freed.notified() => {}
+                _ = shutdown.cancelled() => break 'accept,
+            }
+        }
+        let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
+                Ok(accepted) => {
+                    backoff = Duration::ZERO;
+                    accepted
+                }
+                // The client gave up before it was accepted: nothing to wait for.
+                Err(e) if is_connection_error(&e) => continue,
                 Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    // Out of file descriptors and the like: back off instead of spinning, and
+                    // say so once a minute rather than a thousand times.
+                    if let Some(held_back) = accept_failures.pass() {
+                        tracing::warn!(error = %e, held_back, "accept failed; backing off");
+                    }
+                    backoff = (backoff * 2).clamp(ACCEPT_BACKOFF_MIN, ACCEPT_BACKOFF_MAX);
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.cancelled() => break,
+                    }
                     continue;
                 }
             },
             _ = shutdown.cancelled() => break,
         };
         let _ = tcp.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
-        let watcher = graceful.watcher();
+        let (conn, slot) = registry.open(&close_all);
         let tls = web.load().as_ref().and_then(|w| w.tls.clone());
-        tokio::spawn(async move {
-            let builder = auto::Builder::new(TokioExecutor::new());
+        let (app, shutdown) = (app.clone(), shutdown.clone());
+        tracker.spawn(async move {
+            let _slot = slot;
             match tls {
-                None => {
-                    let conn = builder.serve_connection(TokioIo::new(tcp), service);
-                    let _ = watcher.watch(conn.into_owned()).await;
-                }
+                None => serve_connection(tcp, conn, app, peer, shutdown).await,
                 Some(tls) => {
-                    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-                    let Ok(Ok(stream)) =
-                        tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
-                    else {
-                        return;
+                    let handshake = tokio_rustls::TlsAcceptor::from(tls).accept(tcp);
+                    let stream = tokio::select! {
+                        done = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake) => match done {
+                            Ok(Ok(stream)) => stream,
+                            _ => return,
+                        },
+                        _ = conn.evict.cancelled() => return,
+                        _ = shutdown.cancelled() => return,
                     };
-                    let conn = builder.serve_connection(TokioIo::new(stream), service);
-                    let _ = watcher.watch(conn.into_owned()).await;
+                    serve_connection(stream, conn, app, peer, shutdown).await;
                 }
             }
         });
+        // Let the new connection read what it was sent before the next accept: a client that
+        // sent its request at once (a scraper) then has it in flight, so a flood of new
+        // connections cannot make it the longest-quiet one before it was even looked at.
+        tokio::task::yield_now().await;
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    tracker.close();
+    if tokio::time::timeout(DRAIN, tracker.wait()).await.is_err() {
         tracing::debug!("HTTP connections still open after the drain period; closing them");
+        close_all.cancel();
+        tracker.wait().await;
     }
     Ok(())
 }
+
+/// Errors of `accept` that concern one connection only (it went away while queued).
+fn is_connection_error(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+    )
+}
+
+/// Serves HTTP/1.1 or HTTP/2 on one connection until it ends, a timeout of the module's list
+/// runs out, it is evicted, or the server stops (then open requests finish first).
+async fn serve_connection<S>(
+    io: S,
+    conn: Arc<Conn>,
+    app: Router,
+    peer: SocketAddr,
+    shutdown: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    conn.ready();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // The request-head timeout is ours (it must not also be the idle timeout, as hyper's is).
+    builder.http1().header_read_timeout(None);
+    builder.http2().max_concurrent_streams(MAX_H2_STREAMS);
+    let service = Tracked {
+        app: TowerToHyperService::new(app),
+        conn: conn.clone(),
+        peer,
+    };
+    let io = TokioIo::new(Watched {
+        inner: io,
+        conn: conn.clone(),
+    });
+    let served = builder.serve_connection(io, service);
+    tokio::pin!(served);
+    let mut draining = false;
+    loop {
+        let wake = conn
+            .deadline()
+            .map_or_else(|| Instant::now() + Duration::from_secs(3600), |(at, _)| at);
+        tokio::select! {
+            done = served.as_mut() => {
+                if let Err(e) = done {
+                    tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
+                }
+                return;
+            }
+            // Something moved a deadline: compute it again.
+            _ = conn.changed.notified() => {}
+            _ = tokio::time::sleep_until(wake) => {
+                if let Some((at, why)) = conn.deadline()
+                    && at <= Instant::now()
+                {
+                    tracing::debug!(%peer, reason = why, "closing HTTP connection");
+                    return;
+                }
+            }
+            _ = conn.evict.cancelled() => {
+                tracing::debug!(%peer, "closing HTTP connection to make room for a new one");
+                return;
+            }
+            _ = shutdown.cancelled(), if !draining => {
+                served.as_mut().graceful_shutdown();
+                draining = true;
+            }
+        }
+    }
+}
+
+/// The open connections: their number against the cap, and which to close to make room.
+#[derive(Default)]
+struct Registry {
+    conns: Mutex<HashMap<u64, Arc<Conn>>>,
+    next_id: AtomicU64,
+    /// A connection ended or its last request did (one waiter: the accept loop).
+    freed: Arc<Notify>,
+}
+
+/// What [`Registry::make_room`] did.
+enum Room {
+    /// There is room for one more.
+    Free,
+    /// A connection was told to close; wait until it has.
+    Evicted,
+    /// Every connection is busy with a request, or one is closing already; wait.
+    Busy,
+}
+
+impl Registry {
+    /// Registers a new connection; it leaves the registry when the [`Slot`] is dropped.
+    fn open(self: &Arc<Self>, close_all: &CancellationToken) -> (Arc<Conn>, Slot) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let conn = Arc::new(Conn {
+            activity: Mutex::new(Activity::new(Instant::now())),
+            changed: Notify::new(),
+            evict: close_all.child_token(),
+            freed: self.freed.clone(),
+        });
+        lock(&self.conns).insert(id, conn.clone());
+        (
+            conn,
+            Slot {
+                registry: self.clone(),
+                id,
+            },
+        )
+    }
+
+    /// Makes sure one more connection fits under `max`: when full, closes the connection that
+    /// has been without a request in flight the longest (a slowloris or silent one counts as
+    /// without a request from its start; a keep-alive scraper from its last response).
+    fn make_room(&self, max: usize) -> Room {
+        let conns = lock(&self.conns);
+        if conns.len() < max {
+            return Room::Free;
+        }
+        if conns.values().any(|c| c.evict.is_cancelled()) {
+            return Room::Busy;
+        }
+        let victim = conns
+            .values()
+            .filter_map(|c| c.quiet_since().map(|t| (t, c)))
+            .min_by_key(|(t, _)| *t);
+        match victim {
+            Some((_, c)) => {
+                c.evict.cancel();
+                Room::Evicted
+            }
+            None => Room::Busy,
+        }
+    }
+}
+
+/// A connection's place in the [`Registry`], given back when dropped.
+struct Slot {
+    registry: Arc<Registry>,
+    id: u64,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        lock(&self.registry.conns).remove(&self.id);
+        self.registry.freed.notify_one();
+    }
+}
+
+/// One connection as the timeouts see it.
+struct Conn {
+    activity: Mutex<Activity>,
+    /// Woken when a deadline may have moved earlier.
+    changed: Notify,
+    /// Cancelled to close the connection (to make room, or at the end of the drain).
+    evict: CancellationToken,
+    /// The registry's: told when this connection's last request is done, as the accept loop
+    /// may be waiting for a connection it can close.
+    freed: Arc<Notify>,
+}
+
+/// What a connection is doing, from its reads and writes and its requests' start and end.
+struct Activity {
+    /// Requests whose response has not been written out yet.
+    in_flight: usize,
+    /// When the connection last had no request in flight: ready, or the last response done.
+    quiet_since: Instant,
+    /// When the request head being read began (the connection start for the first one).
+    head_since: Option<Instant>,
+    /// Bytes arrived while a request was in flight: the next head has begun.
+    read_while_busy: bool,
+    /// When a write last found the client not reading, if it still has not.
+    write_blocked_since: Option<Instant>,
+    /// HTTP/2: frames arrive between requests (pings, window updates), so reads do not start
+    /// a request head; only the idle timeout applies between requests.
+    h2: bool,
+}
+
+impl Activity {
+    fn new(now: Instant) -> Activity {
+        Activity {
+            in_flight: 0,
+            quiet_since: now,
+            head_since: Some(now),
+            read_while_busy: false,
+            write_blocked_since: None,
+            h2: false,
+        }
+    }
+
+    /// The earliest deadline now running, and what runs out then.
+    fn deadline(&self) -> Option<(Instant, &'static str)> {
+        let stalled = self.write_blocked_since.map(|t| {
+            (
+                t + STALLED_WRITE_TIMEOUT,
+                "the client did not read its response",
+            )
+        });
+        let waiting = (self.in_flight == 0).then(|| match self.head_since {
+            Some(t) => (t + REQUEST_HEAD_TIMEOUT, "no complete request head in time"),
+            None => (self.quiet_since + IDLE_TIMEOUT, "idle for too long"),
+        });
+        match (stalled, waiting) {
+            (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+impl Conn {
+    /// Ready for its first request (after the TLS handshake, if any).
+    fn ready(&self) {
+        let now = Instant::now();
+        let mut a = lock(&self.activity);
+        a.quiet_since = now;
+        a.head_since = Some(now);
+    }
+
+    fn deadline(&self) -> Option<(Instant, &'static str)> {
+        lock(&self.activity).deadline()
+    }
+
+    /// Since when it has had no request in flight; `None` while it has one, or is closing.
+    fn quiet_since(&self) -> Option<Instant> {
+        let a = lock(&self.activity);
+        (a.in_flight == 0 && !self.evict.is_cancelled()).then_some(a.quiet_since)
+    }
+
+    fn read_some(&self) {
+        let mut a = lock(&self.activity);
+        if a.in_flight > 0 {
+            a.read_while_busy = true;
+        } else if a.head_since.is_none() && !a.h2 {
+            a.head_since = Some(Instant::now());
+            self.changed.notify_one();
+        }
+    }
+
+    fn write_blocked(&self, blocked: bool) {
+        let mut a = lock(&self.activity);
+        match (blocked, a.write_blocked_since) {
+            (true, None) => {
+                a.write_blocked_since = Some(Instant::now());
+                self.changed.notify_one();
+            }
+            (false, Some(_)) => a.write_blocked_since = None,
+            _ => {}
+        }
+    }
+
+    fn begin(self: &Arc<Self>, h2: bool) -> InFlight {
+        let mut a = lock(&self.activity);
+        a.in_flight += 1;
+        a.head_since = None;
+        a.h2 |= h2;
+        InFlight(self.clone())
+    }
+}
+
+/// A request in flight, until its response body has been handed to the connection in full.
+struct InFlight(Arc<Conn>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut a = lock(&self.0.activity);
+        a.in_flight = a.in_flight.saturating_sub(1);
+        if a.in_flight == 0 {
+            let now = Instant::now();
+            a.quiet_since = now;
+            a.head_since = (a.read_while_busy && !a.h2).then_some(now);
+            a.read_while_busy = false;
+            self.0.freed.notify_one();
+        }
+        self.0.changed.notify_one();
+    }
+}
+
+/// The connection's stream, telling its [`Conn`] about reads and blocked writes.
+struct Watched<S> {
+    inner: S,
+    conn: Arc<Conn>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            this.conn.read_some();
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.conn.write_blocked(polled.is_pending());
+        polled
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.conn.write_blocked(polled.is_pending());
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_flush(cx);
+        this.conn.write_blocked(polled.is_pending());
+        polled
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// The client's address, for the handlers (basic auth queues checks per client).
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// The router as a hyper service that counts its requests in flight on the connection.
+#[derive(Clone)]
+struct Tracked {
+    app: TowerToHyperService<Router>,
+    conn: Arc<Conn>,
+    peer: SocketAddr,
+}
+
+type Served = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+impl hyper::service::Service<hyper::Request<Incoming>> for Tracked {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Served;
+
+    fn call(&self, mut req: hyper::Request<Incoming>) -> Served {
+        let in_flight = self
+            .conn
+            .begin(req.version() == axum::http::Version::HTTP_2);
+        req.extensions_mut().insert(ClientAddr(self.peer));
+        let response = self.app.call(req);
+        Box::pin(async move {
+            let response = response.await?;
+            Ok(response.map(|body| {
+                axum::body::Body::new(TrackedBody {
+                    body,
+                    _in_flight: in_flight,
+                })
+            }))
+        })
+    }
+}
+
+/// A response body that keeps its request counted in flight until the body is done.
+struct TrackedBody {
+    body: axum::body::Body,
+    _in_flight: InFlight,
+}
+
+impl hyper::body::Body for TrackedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Lets a repeated warning through at most once per [`LOG_EVERY`] and counts the rest, so that
+/// a flood writes a line a minute, not one per event.
+#[derive(Default)]
+struct LogGate {
+    last: Option<Instant>,
+    held_back: u64,
+}
+
+impl LogGate {
+    /// `Some(times held back since the last line)` when this one may be logged.
+    fn pass(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        match self.last {
+            Some(t) if now.duration_since(t) < LOG_EVERY => {
+                self.held_back += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.held_back))
+            }
+        }
+    }
+}
+
+/// Refused and unchecked credentials, for a warning at most once per [`LOG_EVERY`].
+static REFUSALS: Mutex<LogGate> = Mutex::new(LogGate {
+    last: None,
+    held_back: 0,
+});
 
 /// Basic auth and extra headers from the web config, for every endpoint.
 async fn protect(State(s): State<AppState>, req: Request, next: Next) -> Response {
     let Some(web) = s.web.load_full() else {
         return next.run(req).await;
     };
-    let given = req.headers().get(header::AUTHORIZATION).cloned();
-    let check = web.clone();
-    // bcrypt is deliberately slow: keep it off the async workers.
-    let ok = tokio::task::spawn_blocking(move || check.authorized(given.as_ref()))
-        .await
-        .unwrap_or(false);
-    let mut resp = if ok {
-        next.run(req).await
-    } else {
-        (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Basic realm=\"mailprobe\"")],
-            "Unauthorized\n",
-        )
-            .into_response()
+    let arrived = Instant::now();
+    let client = req
+        .extensions()
+        .get::<ClientAddr>()
+        .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |c| c.0.ip());
+    let given = req.headers().get(header::AUTHORIZATION);
+    let with_credentials = given.is_some();
+    let access = web.check(given, client).await;
+    let mut resp = match access {
+        Access::Granted => next.run(req).await,
+        Access::Refused | Access::Busy => {
+            if with_credentials && let Some(held_back) = lock(&REFUSALS).pass() {
+                tracing::warn!(
+                    client = %client,
+                    busy = access == Access::Busy,
+                    held_back,
+                    "HTTP request with wrong basic-auth credentials, or too many checks waiting"
+                );
+            }
+            tokio::time::sleep_until(arrived + REFUSED_AUTH_DELAY).await;
+            if access == Access::Busy {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(header::RETRY_AFTER, "1")],
+                    "Too many password checks waiting; try again\n",
+                )
+                    .into_response()
+            } else {
+                (
+                    StatusCode::UNAUTHORIZED,
+                    [(header::WWW_AUTHENTICATE, "Basic realm=\"mailprobe\"")],
+                    "Unauthorized\n",
+                )
+                    .into_response()
+            }
+        }
     };
     for (name, value) in &web.headers {
         resp.headers_mut().insert(name.clone(), value.clone());
@@ -261,5 +872,66 @@ async fn incidents_api(
         )
         .into_response(),
         Err(e) => unavailable(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_quarter_of_the_open_file_limit_goes_to_connections() {
+        assert_eq!(Limits::for_open_files(256).max_connections, 64);
+        assert_eq!(Limits::for_open_files(1024).max_connections, 256);
+        assert_eq!(Limits::for_open_files(65536).max_connections, 1024);
+        assert_eq!(Limits::for_open_files(u64::MAX).max_connections, 1024);
+        assert_eq!(Limits::for_open_files(8).max_connections, 4);
+        assert!(open_file_limit().is_some_and(|n| n > 0));
+    }
+
+    #[test]
+    fn deadlines_follow_what_the_connection_is_doing() {
+        let t0 = Instant::now();
+        let mut a = Activity::new(t0);
+        // A new connection must send its request head at once.
+        assert_eq!(a.deadline().unwrap().0, t0 + REQUEST_HEAD_TIMEOUT);
+        // While its request runs, nothing runs out...
+        a.in_flight = 1;
+        a.head_since = None;
+        assert_eq!(a.deadline(), None);
+        // ...unless the client stops reading the response.
+        a.write_blocked_since = Some(t0);
+        assert_eq!(a.deadline().unwrap().0, t0 + STALLED_WRITE_TIMEOUT);
+        a.write_blocked_since = None;
+        // Between requests the idle timeout runs, and a new head has its own.
+        a.in_flight = 0;
+        assert_eq!(a.deadline().unwrap().0, t0 + IDLE_TIMEOUT);
+        let t1 = t0 + Duration::from_secs(30);
+        a.head_since = Some(t1);
+        assert_eq!(a.deadline().unwrap().0, t1 + REQUEST_HEAD_TIMEOUT);
+    }
+
+    #[test]
+    fn a_full_server_closes_the_longest_quiet_connection_never_a_busy_one() {
+        let registry = Arc::new(Registry::default());
+        let all = CancellationToken::new();
+        let (old, old_slot) = registry.open(&all);
+        let (busy, _busy_slot) = registry.open(&all);
+        let (new, _new_slot) = registry.open(&all);
+        let _request = busy.begin(false);
+        // `busy` is the oldest of the quiet ones once its request ends, but has one in flight.
+        {
+            let mut a = lock(&busy.activity);
+            a.quiet_since -= Duration::from_secs(60);
+        }
+        assert!(matches!(registry.make_room(4), Room::Free));
+        assert!(matches!(registry.make_room(3), Room::Evicted));
+        assert!(old.evict.is_cancelled());
+        assert!(!busy.evict.is_cancelled() && !new.evict.is_cancelled());
+        // Until the evicted one has closed, nothing more is closed.
+        assert!(matches!(registry.make_room(3), Room::Busy));
+        drop(old_slot);
+        assert!(matches!(registry.make_room(3), Room::Free));
+        assert!(!new.evict.is_cancelled());
     }
 }

@@ -152,8 +152,9 @@ pub fn page(s: &Snapshot, history: &[(Incident, Vec<Entry>)]) -> String {
     );
     let _ = write!(
         h,
-        "<h1>Mail status <span class=\"badge {o}\">{o}</span></h1><div class=\"meta\">{} targets: {} up, {} degraded, {} down · as of {} · refreshes every 30 s</div>",
+        "<h1>Mail status <span class=\"badge {o}\">{o}</span></h1><div class=\"meta\">{} target{}: {} up, {} degraded, {} down · as of {} · refreshes every 30 s</div>",
         s.targets.len(),
+        if s.targets.len() == 1 { "" } else { "s" },
         count(Health::Up),
         count(Health::Degraded),
         count(Health::Down),
@@ -299,5 +300,27 @@ mod tests {
             !page.contains("http://") && !page.contains("https://"),
             "no external assets"
         );
+    }
+
+    #[test]
+    fn one_target_is_one_target() {
+        let one = |n: usize| Snapshot {
+            targets: (0..n)
+                .map(|i| {
+                    let name = format!("t{i}");
+                    let now = std::time::SystemTime::now();
+                    crate::incidents::TargetState::new(
+                        &name,
+                        "eu",
+                        crate::probe::Protocol::Imap,
+                        None,
+                        now,
+                    )
+                })
+                .collect(),
+            ..Snapshot::default()
+        };
+        assert!(page(&one(1), &[]).contains(">1 target: 1 up,"));
+        assert!(page(&one(2), &[]).contains(">2 targets: 2 up,"));
     }
 }

@@ -159,7 +159,7 @@ impl TlsClient {
         };
         let connector = TlsConnector::from(Arc::new(config));
         let result = connector.connect(self.server_name.clone(), stream).await;
-        let cert = seen.lock().map(|mut s| s.take()).unwrap_or(None);
+        let cert = crate::sync::lock(&seen).take();
         let mut facts = TlsFacts {
             cert,
             ..TlsFacts::default()
@@ -202,10 +202,8 @@ impl ServerCertVerifier for RecordingVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        if let Some(facts) = cert_facts(end_entity)
-            && let Ok(mut seen) = self.seen.lock()
-        {
-            *seen = Some(facts);
+        if let Some(facts) = cert_facts(end_entity) {
+            *crate::sync::lock(&self.seen) = Some(facts);
         }
         self.inner
             .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)

@@ -35,9 +35,60 @@ fn check_refuses_an_invalid_config_naming_file_line_and_key() {
     let err = text(&out.stderr);
     assert!(
         err.contains(&format!(
-            "{}:8:8: target[1].port: invalid value: integer `99999`",
+            "{}:8:8: target[1] \"x\".port: invalid value: integer `99999`",
             path.display()
         )),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_config_error_names_the_target_by_its_name_as_well_as_its_index() {
+    let env = Env::new();
+    let path = env.config_path();
+    let target = |name: &str, extra: &str| {
+        format!(
+            "[[target]]\nname = \"{name}\"\nregion = \"eu\"\nprotocol = \"https\"\n\
+             url = \"https://127.0.0.1/\"\n{extra}"
+        )
+    };
+    let long = format!("mbx-{}", "x".repeat(100));
+    std::fs::write(
+        &path,
+        format!(
+            "{}{}{}",
+            target("imap-eu", ""),
+            target(&long, ""),
+            target("imap.us", "tls = \"sometimes\"\n")
+        ),
+    )
+    .unwrap();
+    let err = text(&mailprobe(&["check", "--config", path.to_str().unwrap()]).stderr);
+    assert!(
+        err.contains(&format!(
+            "{}:16:7: target[3] \"imap.us\".tls: unknown variant `sometimes`",
+            path.display()
+        )),
+        "{err}"
+    );
+    // A long name is shown whole.
+    std::fs::write(
+        &path,
+        target(&long, "interval = \"1h\"\ntimeout = \"2h\"\n"),
+    )
+    .unwrap();
+    let err = text(&mailprobe(&["check", "--config", path.to_str().unwrap()]).stderr);
+    assert!(
+        err.contains(&format!("target[1] \"{long}\".timeout: ")),
+        "{err}"
+    );
+    // A warning names the target the same way.
+    std::fs::write(&path, env.imap_target("imap-eu", 993, "timeout = \"2s\"")).unwrap();
+    let out = mailprobe(&["check", "--config", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("target[1] \"imap-eu\".timeout: 2s leaves about 1s for login"),
         "{err}"
     );
 }
@@ -54,7 +105,7 @@ fn check_refuses_a_missing_password_file() {
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert!(
-        err.contains(":9:1: target[1].password_file: cannot read /nonexistent/secret"),
+        err.contains(":9:1: target[1] \"t\".password_file: cannot read /nonexistent/secret"),
         "{err}"
     );
 }
@@ -265,10 +316,10 @@ fn check_warns_when_a_timeout_leaves_under_5s_for_login() {
     assert_eq!(
         stderr,
         format!(
-            "warning: {p}:12:1: target[1].timeout: 4s leaves about 3s for login after connect, \
+            "warning: {p}:12:1: target[1] \"imap-tight\".timeout: 4s leaves about 3s for login after connect, \
              tls and greeting (4 round trips, 250ms each): {cyrus}; give it at least 6s (round \
              trip \"rt\" logs in with it too)\n\
-             warning: {p}:13:1: target[2].timeout: 6s (from [global]) leaves about 4s for auth \
+             warning: {p}:13:1: target[2] \"smtp-named\".timeout: 6s (from [global]) leaves about 4s for auth \
              after dns, connect, greeting, ehlo, starttls, tls and ehlo_tls (8 round trips, 250ms \
              each): {cyrus}; give it at least 7s (round trip \"rt\" logs in with it too)\n"
         )
@@ -332,7 +383,7 @@ fn a_slow_rejection_is_auth_rejected_only_when_the_timeout_leaves_time_for_it() 
     assert_eq!(code, Some(0));
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
-        stderr.contains("target[1].timeout: 2s leaves about 1s for login after connect"),
+        stderr.contains("target[1] \"tight\".timeout: 2s leaves about 1s for login after connect"),
         "{stderr}"
     );
 }
@@ -586,6 +637,19 @@ async fn the_shipped_probes_toml_works_against_the_demo_peers() {
     let dir = mailprobe_testpeers::util::short_tempdir("mpdemo-");
     // The shipped file, unchanged, next to a demo/ directory like the one scripts/demo makes.
     std::fs::copy(root.join("probes.toml"), dir.path().join("probes.toml")).unwrap();
+    // Before the demo made demo/, check says which file it misses, as the README tells.
+    let before = mailprobe(&[
+        "check",
+        "-c",
+        dir.path().join("probes.toml").to_str().unwrap(),
+    ]);
+    assert_eq!(before.status.code(), Some(1));
+    let err = text(&before.stderr);
+    assert!(
+        err.contains("target[1] \"demo-imaps\".ca_file: cannot read ")
+            && err.contains("/demo/ca.pem: no such file"),
+        "{err}"
+    );
     let mut peers = mailprobe_testpeers::demo::start(&dir.path().join("demo"));
     peers.start_https().await;
     let cfg = dir.path().join("probes.toml");

@@ -67,32 +67,83 @@ async fn metrics_hold_the_documented_series_with_the_right_values() {
         .unwrap()
             >= 2.0
     );
-    assert!(sample(&m, "mailprobe_probe_duration_seconds_count", &good).unwrap() >= 2.0);
+    assert!(sample(&m, "mailprobe_probe_last_duration_seconds", &good).unwrap() > 0.0);
+    // Latency per region and protocol: every phase the good target reached has been observed.
+    let test_imap = [("region", "test"), ("protocol", "imap")];
+    assert!(
+        sample(
+            &m,
+            "mailprobe_region_probe_duration_seconds_count",
+            &test_imap
+        )
+        .unwrap()
+            >= 2.0
+    );
     for phase in [
         "dns", "connect", "tls", "greeting", "login", "select", "logout",
     ] {
         let v = sample(
             &m,
-            "mailprobe_probe_phase_duration_seconds",
-            &[("target", "good"), ("phase", phase)],
+            "mailprobe_region_phase_duration_seconds_count",
+            &[("region", "test"), ("protocol", "imap"), ("phase", phase)],
         );
-        assert!(v.is_some_and(|v| v > 0.0), "phase {phase}: {v:?}");
+        assert!(v.is_some_and(|v| v >= 2.0), "phase {phase}: {v:?}");
     }
-    // Phases the failing target never reached still exist, at 0.
+    // The failing target never got past connect: its region saw no login at all.
     assert_eq!(
         sample(
             &m,
-            "mailprobe_probe_phase_duration_seconds",
-            &[("target", "down"), ("phase", "login")]
+            "mailprobe_region_phase_duration_seconds_count",
+            &[
+                ("region", "other"),
+                ("protocol", "imap"),
+                ("phase", "login")
+            ]
         ),
         Some(0.0)
+    );
+    assert!(
+        sample(
+            &m,
+            "mailprobe_probes_total",
+            &[("region", "test"), ("result", "success")]
+        )
+        .unwrap()
+            >= 2.0
+    );
+    // Per-target histograms and phase gauges are opt-in.
+    assert!(!m.contains("mailprobe_probe_duration_seconds"), "{m}");
+    assert!(!m.contains("mailprobe_probe_phase_duration_seconds"), "{m}");
+    // Health: every state, 1 for the current one.
+    let state = |s: &str| {
+        sample(
+            &m,
+            "mailprobe_target_state",
+            &[("target", "good"), ("state", s)],
+        )
+    };
+    assert_eq!(
+        (state("up"), state("degraded"), state("down")),
+        (Some(1.0), Some(0.0), Some(0.0))
     );
     assert_eq!(
         sample(&m, "mailprobe_tls_cert_expiry_timestamp_seconds", &good),
         Some(env.pki.valid.not_after as f64)
     );
-    assert!(sample(&m, "mailprobe_tls_version_info", &[("target", "good")]).is_some());
-    assert!(sample(&m, "mailprobe_probe_seconds_since_success", &good).unwrap() < 5.0);
+    assert!(
+        sample(
+            &m,
+            "mailprobe_probe_connection_info",
+            &[
+                ("target", "good"),
+                ("family", "ipv4"),
+                ("tls_version", "TLS 1.3")
+            ]
+        )
+        .is_some(),
+        "{m}"
+    );
+    assert!(!m.contains("seconds_since_success"));
     assert!(sample(&m, "mailprobe_probe_last_success_timestamp_seconds", &good).unwrap() > 1.7e9);
     assert!(sample(&m, "mailprobe_probe_last_success_timestamp_seconds", &down).is_none());
     assert!(sample(&m, "mailprobe_probe_last_run_timestamp_seconds", &down).unwrap() > 1.7e9);
@@ -103,6 +154,21 @@ async fn metrics_hold_the_documented_series_with_the_right_values() {
     assert_eq!(
         sample(&m, "mailprobe_config_last_reload_successful", &[]),
         Some(1.0)
+    );
+    assert!(
+        sample(
+            &m,
+            "mailprobe_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        )
+        .is_some()
+    );
+    // The git revision built (this checkout's HEAD when the test binary was built).
+    assert!(
+        !m.lines()
+            .filter(|l| l.starts_with("mailprobe_build_info{"))
+            .any(|l| l.contains("revision=\"unknown\"") || !l.contains("revision=\"")),
+        "{m}"
     );
     assert!(
         sample(
@@ -163,10 +229,11 @@ async fn readme_documents_every_exported_metric_and_nothing_else() {
     )
     .await;
     let closed = mailprobe_testpeers::util::free_port();
-    // Every protocol, a success and a failure, so every family has series.
+    // Every protocol, a success and a failure, and the opt-in series, so every family has
+    // series.
     let cfg = env.config(
         &(format!(
-            "{GLOBAL}{}{}{}[[target]]\nname = \"rt\"\nprotocol = \"roundtrip\"\n\
+            "{GLOBAL}[metrics]\nper_target_histograms = true\nphase_gauges = true\n{}{}{}[[target]]\nname = \"rt\"\nprotocol = \"roundtrip\"\n\
          smtp_target = \"send\"\nimap_target = \"good\"\ndelivery_timeout = \"3s\"\n\
          interval = \"6s\"\n[[target]]\nname = \"web\"\nprotocol = \"https\"\nurl = \"{}\"\n\
          ca_file = \"{}\"\n",
@@ -226,7 +293,7 @@ async fn reload_applies_a_valid_change_and_refuses_an_invalid_one() {
     let before = sample(
         &m,
         "mailprobe_probes_total",
-        &[("target", "a"), ("result", "success")],
+        &[("region", "test"), ("result", "success")],
     )
     .unwrap();
 
@@ -253,12 +320,12 @@ async fn reload_applies_a_valid_change_and_refuses_an_invalid_one() {
     let after = sample(
         &m,
         "mailprobe_probes_total",
-        &[("target", "a"), ("result", "success")],
+        &[("region", "test"), ("result", "success")],
     )
     .unwrap();
     assert!(
         after >= before,
-        "a's counter was reset: {before} -> {after}"
+        "the region's counter was reset: {before} -> {after}"
     );
 
     // An invalid file is refused with file, line and key; the old config keeps probing.
@@ -270,7 +337,7 @@ async fn reload_applies_a_valid_change_and_refuses_an_invalid_one() {
     let (status, body) = http(d.addr, "POST", "/-/reload").await;
     assert_eq!(status, 500);
     assert!(
-        body.contains("probes.toml:") && body.contains("target[2].bogus"),
+        body.contains("probes.toml:") && body.contains("target[2] \"b\".bogus"),
         "{body}"
     );
     let m = d.metrics().await;
@@ -278,13 +345,7 @@ async fn reload_applies_a_valid_change_and_refuses_an_invalid_one() {
         sample(&m, "mailprobe_config_last_reload_successful", &[]),
         Some(0.0)
     );
-    let n = sample(
-        &m,
-        "mailprobe_probes_total",
-        &[("target", "b"), ("result", "success")],
-    )
-    .unwrap();
-    d.wait_probes("b", "success", n + 1.0).await;
+    d.wait_probes("b", "success", 2.0).await;
 
     // Removing a target removes its series.
     std::fs::write(env.config_path(), env.with_state(&format!("{GLOBAL}{b}"))).unwrap();
@@ -292,7 +353,7 @@ async fn reload_applies_a_valid_change_and_refuses_an_invalid_one() {
     assert_eq!(status, 200, "{body}");
     let m = d.metrics().await;
     assert!(
-        sample(&m, "mailprobe_probes_total", &[("target", "a")]).is_none(),
+        sample(&m, "mailprobe_probe_success", &[("target", "a")]).is_none(),
         "{m}"
     );
     assert_eq!(
@@ -324,13 +385,7 @@ async fn a_stopped_server_turns_the_target_down_and_back_up() {
         "{m}"
     );
     dc.restart();
-    let n = sample(
-        &m,
-        "mailprobe_probes_total",
-        &[("target", "flap"), ("result", "success")],
-    )
-    .unwrap();
-    let m = d.wait_probes("flap", "success", n + 1.0).await;
+    let m = d.wait_probes("flap", "success", 1.0).await;
     assert_eq!(
         sample(&m, "mailprobe_probe_success", &[("target", "flap")]),
         Some(1.0)
@@ -344,8 +399,9 @@ async fn smtp_targets_run_in_the_daemon_with_their_phases_and_certificate() {
     let env = Env::new();
     let dc = Dovecot::start(&env.pki, Options::default());
     let pf = mailprobe_testpeers::postfix::Postfix::start(&env.pki, &dc, None);
+    // Phase gauges are opt-in; this target shows them end to end.
     let cfg = env.config(&format!(
-        "{GLOBAL}{}{}",
+        "{GLOBAL}[metrics]\nphase_gauges = true\n{}{}",
         env.smtp_target("submission", pf.ports.submission, ""),
         env.smtp_target("wrongpass", pf.ports.submissions, "tls = \"implicit\"")
             .replace(
@@ -456,18 +512,9 @@ async fn a_panic_in_the_reporting_path_is_a_prober_fault_and_probing_goes_on() {
         .then_some(())
     })
     .await;
-    let before = |m: &str, t: &str| {
-        sample(
-            m,
-            "mailprobe_probes_total",
-            &[("target", t), ("result", "success")],
-        )
-        .unwrap_or(0.0)
-    };
-    let m = d.metrics().await;
-    let (a, b) = (before(&m, "a"), before(&m, "b"));
-    d.wait_probes("a", "success", a + 1.0).await;
-    d.wait_probes("b", "success", b + 1.0).await;
+    // A success of each seen from now on (wait_probes counts what it sees while waiting).
+    d.wait_probes("a", "success", 2.0).await;
+    d.wait_probes("b", "success", 2.0).await;
     assert_eq!(http(d.addr, "GET", "/-/ready").await.0, 200);
     d.stop().await;
 }

@@ -213,9 +213,9 @@ async fn endless_line_is_protocol_error_and_reading_stops() {
     // protocol_error, not timeout: the bound stopped it, not the deadline.
     assert_eq!(failure(&o), ("protocol_error", "greeting"), "{o:?}");
     assert!(o.failure.unwrap().detail.contains("longer than"));
-    // The client hung up: the server could not push more than the line bound plus socket
-    // buffers, out of the 1 GiB it would have sent.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The client hung up (the server's writes were refused): it could not push more than the
+    // line bound plus socket buffers, out of the 1 GiB it would have sent.
+    server.hung_up(1).await;
     let sent = server
         .bytes_written
         .load(std::sync::atomic::Ordering::SeqCst);
@@ -267,7 +267,9 @@ async fn starttls_not_advertised_is_starttls_unavailable() {
     let cfg = env.config(&env.imap_target("notls", server.port(), "tls = \"starttls\""));
     let o = probe_first(&cfg).await;
     assert_eq!(failure(&o), ("starttls_unavailable", "starttls"), "{o:?}");
-    // It never sent the password in clear: nothing was asked of the server at all.
+    // It never sent the password in clear: nothing was asked of the server at all, up to the
+    // moment it hung up.
+    server.hung_up(1).await;
     assert!(server.received().is_empty(), "{:?}", server.received());
 }
 
@@ -865,6 +867,7 @@ async fn logindisabled_without_tls_is_auth_required_and_the_password_is_not_sent
     assert_eq!(failure(&o), ("auth_required", "login"), "{o:?}");
     let detail = &o.failure.as_ref().unwrap().detail;
     assert!(detail.contains("LOGINDISABLED"), "{detail}");
+    server.hung_up(1).await;
     let received = server.received();
     assert!(
         received.iter().all(|l| !l.contains(PASSWORD)),
@@ -892,6 +895,7 @@ async fn logindisabled_learnt_from_capability_keeps_the_password_back() {
     ));
     let o = probe_first(&env.config(&t)).await;
     assert_eq!(failure(&o), ("auth_required", "login"), "{o:?}");
+    server.hung_up(1).await;
     let received = server.received();
     assert!(
         received
@@ -925,6 +929,7 @@ async fn a_non_ascii_password_goes_as_a_literal_never_as_raw_bytes_in_quotes() {
         let t = target_with_password(&env, name, server.port(), "", password);
         let o = probe_first(&env.config(&t)).await;
         assert!(o.success(), "{o:?}");
+        server.hung_up(1).await;
         let received = server.received();
         let n = password.len();
         let literal = if plus {

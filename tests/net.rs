@@ -92,9 +92,13 @@ async fn a_dual_stack_host_whose_ipv6_is_dropped_is_reached_over_ipv4() {
     metrics.register_target(&cfg.targets[0]);
     metrics.observe(&o);
     let text = metrics.render();
-    let line = "mailprobe_probe_ip_family_info{family=\"ipv4\",protocol=\"imap\",region=\"test\",target=\"dual\"} 1";
-    assert!(text.lines().any(|l| l == line), "{text}");
-    assert_eq!(text.matches("mailprobe_probe_ip_family_info{").count(), 1);
+    let line = "mailprobe_probe_connection_info{family=\"ipv4\",protocol=\"imap\",region=\"test\",target=\"dual\"";
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(line) && l.ends_with("} 1")),
+        "{text}"
+    );
+    assert_eq!(text.matches("mailprobe_probe_connection_info{").count(), 1);
 }
 
 #[tokio::test]
@@ -305,7 +309,7 @@ fn bad_dns_servers_are_refused_with_file_line_and_key() {
     );
     let e = config_error(&mx("mx.example.net", "dns_servers = []\n"));
     assert!(
-        e.contains("probes.toml:7:") && e.contains("target[1].dns_servers: is empty"),
+        e.contains("probes.toml:7:") && e.contains("target[1] \"mx\".dns_servers: is empty"),
         "{e}"
     );
     let e = config_error(&mx(
@@ -313,14 +317,14 @@ fn bad_dns_servers_are_refused_with_file_line_and_key() {
         "dns_servers = [\"::1\", \"[::1]:53\"]\n",
     ));
     assert!(
-        e.contains("target[1].dns_servers[2]: [::1]:53 is listed twice"),
+        e.contains("target[1] \"mx\".dns_servers[2]: [::1]:53 is listed twice"),
         "{e}"
     );
     let e = config_error(&mx("mx.example.net", "dns_servers = [\"127.0.0.1:0\"]\n"));
     assert!(e.contains("the port must be 1-65535"), "{e}");
     let e = config_error(&mx("192.0.2.25", "dns_servers = [\"127.0.0.1\"]\n"));
     assert!(
-        e.contains("target[1].dns_servers: has no effect: the host is an IP address"),
+        e.contains("target[1] \"mx\".dns_servers: has no effect: the host is an IP address"),
         "{e}"
     );
     let long = "x".repeat(10_000);
@@ -336,7 +340,7 @@ fn ip_protocol_is_checked_against_ip_address_hosts() {
     let e = config_error(&mx("192.0.2.25", "ip_protocol = \"ip6\"\n"));
     assert!(
         e.starts_with(
-            "probes.toml:7:1: target[1].ip_protocol: the host 192.0.2.25 is an IPv4 address"
+            "probes.toml:7:1: target[1] \"mx\".ip_protocol: the host 192.0.2.25 is an IPv4 address"
         ),
         "{e}"
     );
@@ -345,12 +349,12 @@ fn ip_protocol_is_checked_against_ip_address_hosts() {
         mx("2001:db8::25", "")
     ));
     assert!(
-        e.contains("target[1].host: the host 2001:db8::25 is an IPv6 address, which ip_protocol = \"ip4\" (from [global])"),
+        e.contains("target[1] \"mx\".host: the host 2001:db8::25 is an IPv6 address, which ip_protocol = \"ip4\" (from [global])"),
         "{e}"
     );
     let e = config_error(&mx("mx.example.net", "ip_protocol = \"ipv6\"\n"));
     assert!(
-        e.contains("target[1].ip_protocol") && e.contains("ip6"),
+        e.contains("target[1] \"mx\".ip_protocol") && e.contains("ip6"),
         "{e}"
     );
     let e = config_error(

@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::{Daemon, Env, USER, failure, phases, sample};
+use mailprobe::oauth2::TokenCache;
 use mailprobe::probe::{self, Phase, ProbeContext};
 use mailprobe_testpeers::dovecot::{Dovecot, Options};
 use mailprobe_testpeers::oauth::{Client, Mode, TokenServer};
@@ -181,9 +182,26 @@ async fn a_token_endpoint_that_is_down_or_refuses_is_auth_token_failed() {
     assert!(o.failure.unwrap().detail.contains("cannot connect"));
 }
 
+/// The token cache's clock, moved ahead of the system's by the test.
+#[derive(Default)]
+struct Later(std::sync::Mutex<Duration>);
+
+impl Later {
+    fn set(&self, ahead: Duration) {
+        *self.0.lock().unwrap() = ahead;
+    }
+}
+
+impl mailprobe::oauth2::Clock for Later {
+    fn now(&self) -> std::time::Instant {
+        std::time::Instant::now() + *self.0.lock().unwrap()
+    }
+}
+
 #[tokio::test]
 async fn the_token_is_cached_shared_and_refreshed_before_it_expires() {
-    // Tokens live 4 s: refreshed once less than half their lifetime remains.
+    // Tokens live 4 s: refreshed once less than half their lifetime remains, i.e. 2 s after
+    // the fetch on the cache's clock, which the test moves instead of waiting.
     let idp = idp(Duration::from_secs(4)).await;
     let shared = idp.client_credentials();
     let cfg = idp.env.config(&format!(
@@ -191,7 +209,11 @@ async fn the_token_is_cached_shared_and_refreshed_before_it_expires() {
         idp.imap("first", "", &shared),
         idp.imap("second", "auth_mechanism = \"oauthbearer\"", &shared)
     ));
-    let ctx = ProbeContext::new();
+    let clock = std::sync::Arc::new(Later::default());
+    let ctx = ProbeContext {
+        tokens: std::sync::Arc::new(TokenCache::with_clock(clock.clone())),
+        ..ProbeContext::new()
+    };
     let (a, b) = tokio::join!(
         probe::run(&cfg.targets[0], &ctx),
         probe::run(&cfg.targets[1], &ctx)
@@ -205,8 +227,15 @@ async fn the_token_is_cached_shared_and_refreshed_before_it_expires() {
     let o = probe::run(&cfg.targets[0], &ctx).await;
     assert!(o.success());
     assert_eq!(o.token.unwrap().fetched, None, "cached");
+    // 1 s later (plus the real time the probes took): more than half its lifetime left,
+    // still the cached one.
+    clock.set(Duration::from_secs(1));
+    let o = probe::run(&cfg.targets[1], &ctx).await;
+    assert!(o.success(), "{o:?}");
+    assert_eq!(o.token.unwrap().fetched, None, "cached 1 s later");
     assert_eq!(idp.requests(), 1);
-    tokio::time::sleep(Duration::from_millis(2300)).await;
+    // 2.3 s later: under half its lifetime left, so fetched afresh before it expires.
+    clock.set(Duration::from_millis(2300));
     let o = probe::run(&cfg.targets[1], &ctx).await;
     assert!(o.success(), "{o:?}");
     assert!(
@@ -336,10 +365,10 @@ async fn token_metrics_in_the_daemon() {
     assert!(
         sample(
             &m,
-            "mailprobe_probe_phase_duration_seconds",
-            &[("target", "imap-metrics"), ("phase", "token")]
+            "mailprobe_region_phase_duration_seconds_count",
+            &[("protocol", "imap"), ("phase", "token")]
         )
-        .is_some()
+        .is_some_and(|n| n >= 1.0)
     );
     assert!(
         !m.contains(SECRET) && !m.contains("at-1"),

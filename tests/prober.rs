@@ -132,7 +132,7 @@ async fn out_of_file_descriptors_is_a_prober_fault_not_a_target_failure() {
         sample(
             m,
             "mailprobe_probes_total",
-            &[("target", "mx"), ("result", "success")],
+            &[("protocol", "smtp"), ("result", "success")],
         )
     };
     eventually(20, "two successful probes", || async {
@@ -182,7 +182,7 @@ async fn out_of_file_descriptors_is_a_prober_fault_not_a_target_failure() {
         sample(
             &m,
             "mailprobe_probes_total",
-            &[("target", "mx"), ("result", "failure")]
+            &[("protocol", "smtp"), ("result", "failure")]
         ),
         Some(0.0),
         "a prober fault is no failed probe of the target:\n{m}"
@@ -297,7 +297,11 @@ async fn a_token_fetch_without_descriptors_blames_neither_the_provider_nor_the_t
         let ok = metric(
             &m,
             "mailprobe_probes_total",
-            &[("target", "imap-oauth"), ("result", "success")],
+            &[
+                ("protocol", "imap"),
+                ("region", "test"),
+                ("result", "success"),
+            ],
         )?;
         (ok >= 2.0).then_some(m)
     })
@@ -343,7 +347,11 @@ async fn a_token_fetch_without_descriptors_blames_neither_the_provider_nor_the_t
         metric(
             &m,
             "mailprobe_probes_total",
-            &[("target", "imap-oauth"), ("result", "failure")]
+            &[
+                ("protocol", "imap"),
+                ("region", "test"),
+                ("result", "failure")
+            ]
         ),
         Some(0.0),
         "{m}"

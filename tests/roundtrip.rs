@@ -242,7 +242,11 @@ async fn round_trips_run_in_the_daemon_and_export_delivery_latency() {
     let rt = [("target", "rt"), ("protocol", "roundtrip")];
     assert_eq!(sample(&m, "mailprobe_probe_success", &rt), Some(1.0), "{m}");
     assert_eq!(
-        sample(&m, "mailprobe_roundtrip_delivery_seconds_count", &rt),
+        sample(
+            &m,
+            "mailprobe_region_roundtrip_delivery_seconds_count",
+            &[("region", "test"), ("protocol", "roundtrip")]
+        ),
         Some(1.0)
     );
     let last = sample(&m, "mailprobe_roundtrip_last_delivery_seconds", &rt).unwrap();
@@ -257,8 +261,12 @@ async fn round_trips_run_in_the_daemon_and_export_delivery_latency() {
     assert!(
         sample(
             &m,
-            "mailprobe_probe_phase_duration_seconds",
-            &[("target", "rt"), ("phase", "delivery")]
+            "mailprobe_region_phase_duration_seconds_sum",
+            &[
+                ("region", "test"),
+                ("protocol", "roundtrip"),
+                ("phase", "delivery")
+            ]
         )
         .unwrap()
             > 0.0

@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::{Env, failure, phases, probe_first};
 use mailprobe::probe::Phase::*;
 use mailprobe_testpeers::dovecot::{self, Dovecot, Options};
@@ -226,6 +224,8 @@ async fn missing_starttls_is_starttls_unavailable_and_no_password_is_sent() {
     .await;
     let o = probe_first(&env.config(&env.smtp_target("nostarttls", server.port(), ""))).await;
     assert_eq!(failure(&o), ("starttls_unavailable", "starttls"), "{o:?}");
+    // Everything it sent is in once it hung up.
+    server.hung_up(1).await;
     assert!(
         server
             .received()
@@ -322,7 +322,8 @@ async fn endless_multiline_reply_is_protocol_error_and_bounded() {
     let o = probe_first(&cfg).await;
     assert_eq!(failure(&o), ("protocol_error", "ehlo"), "{o:?}");
     assert!(o.failure.unwrap().detail.contains("256 lines"));
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The client hung up: the server's writes were refused.
+    server.hung_up(1).await;
     let sent = server
         .bytes_written
         .load(std::sync::atomic::Ordering::SeqCst);

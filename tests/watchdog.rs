@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Env, http, sample};
+use common::{Env, http};
 use mailprobe::probe::Outcome;
 use mailprobe::scheduler::OutcomeSink;
 use mailprobe_testpeers::dovecot::{Dovecot, Options};
@@ -113,12 +113,7 @@ fn a_stuck_scheduler_fails_readiness_and_starves_the_watchdog() {
         ));
         let successes = || async {
             let m = http(addr, "GET", "/metrics").await.1;
-            sample(
-                &m,
-                "mailprobe_probes_total",
-                &[("target", "a"), ("result", "success")],
-            )
-            .unwrap_or(0.0)
+            common::group_successes(&m, "a").unwrap_or(0.0)
         };
         let pings = Pings::listen(sock);
         let pause = |ms| tokio::time::sleep(Duration::from_millis(ms));

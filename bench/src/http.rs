@@ -36,10 +36,23 @@ impl Conn {
 
     /// GETs `path` and returns the status and the whole body.
     pub async fn get(&mut self, path: &str) -> anyhow::Result<(u16, Bytes)> {
+        self.get_as(path, None).await
+    }
+
+    /// GETs `path` with Basic credentials (`user:password`), if any.
+    pub async fn get_as(
+        &mut self,
+        path: &str,
+        basic: Option<&str>,
+    ) -> anyhow::Result<(u16, Bytes)> {
+        use base64::Engine;
         self.sender.ready().await?;
-        let req = hyper::Request::get(path)
-            .header(hyper::header::HOST, self.addr.to_string())
-            .body(Empty::<Bytes>::new())?;
+        let mut req = hyper::Request::get(path).header(hyper::header::HOST, self.addr.to_string());
+        if let Some(pair) = basic {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+            req = req.header(hyper::header::AUTHORIZATION, format!("Basic {encoded}"));
+        }
+        let req = req.body(Empty::<Bytes>::new())?;
         let resp = self.sender.send_request(req).await?;
         let status = resp.status().as_u16();
         let body = resp.into_body().collect().await?.to_bytes();
@@ -57,4 +70,27 @@ pub async fn scrape(addr: SocketAddr, path: &str) -> anyhow::Result<(Duration, B
         bail!("GET {path} answered {status}");
     }
     Ok((took, body))
+}
+
+/// A scrape as Prometheus does it, with Basic credentials (`user:password`) if any, given up
+/// after `timeout` (Prometheus' default `scrape_timeout` is 10 s): the time from connect to the
+/// last body byte, or why it failed.
+pub async fn scrape_as(
+    addr: SocketAddr,
+    path: &str,
+    basic: Option<&str>,
+    timeout: Duration,
+) -> anyhow::Result<(Duration, Bytes)> {
+    let start = Instant::now();
+    let get = async {
+        let mut c = Conn::open(addr).await?;
+        c.get_as(path, basic).await
+    };
+    let (status, body) = tokio::time::timeout(timeout, get)
+        .await
+        .map_err(|_| anyhow::anyhow!("GET {path}: no answer within {timeout:?}"))??;
+    if status != 200 {
+        bail!("GET {path} answered {status}");
+    }
+    Ok((start.elapsed(), body))
 }

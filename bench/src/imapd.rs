@@ -44,6 +44,8 @@ pub struct Record {
 #[derive(Default)]
 pub struct Stats {
     records: Mutex<Vec<Record>>,
+    /// Accept to LOGOUT of every session that logged out: the probe as the server saw it.
+    sessions: Mutex<Vec<Duration>>,
     open: AtomicUsize,
     max_open: AtomicUsize,
 }
@@ -52,6 +54,11 @@ impl Stats {
     /// Takes the records gathered so far.
     pub fn take(&self) -> Vec<Record> {
         std::mem::take(&mut *self.records.lock().expect("records lock"))
+    }
+
+    /// Takes the session durations (accept to LOGOUT) gathered so far.
+    pub fn take_sessions(&self) -> Vec<Duration> {
+        std::mem::take(&mut *self.sessions.lock().expect("sessions lock"))
     }
 
     /// Most connections open at once since the last call; resets it.
@@ -262,6 +269,12 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                  {tag} OK [READ-WRITE] Select completed.\r\n"
             ),
             "LOGOUT" => {
+                shared
+                    .stats
+                    .sessions
+                    .lock()
+                    .expect("sessions lock")
+                    .push(conn.accepted.elapsed());
                 let bye = format!("* BYE Logging out\r\n{tag} OK Logout completed.\r\n");
                 let w = io.get_mut();
                 let _ = w.write_all(bye.as_bytes()).await;

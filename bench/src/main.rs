@@ -5,6 +5,7 @@
 //! Run it through `bench/run` (which installs the peers and builds the release binaries).
 #![forbid(unsafe_code)]
 
+mod abuse;
 mod http;
 mod imapd;
 mod procfs;
@@ -43,6 +44,13 @@ struct Args {
     /// Keep the scratch directory (configs, logs) instead of deleting it.
     #[arg(long)]
     keep: bool,
+    /// Another mailprobe binary to run the http-flood and http-auth scenarios against too,
+    /// for before/after figures (`bench/run --baseline-ref REF` builds one from a git ref).
+    #[arg(long)]
+    baseline: Option<PathBuf>,
+    /// What to call the baseline in the report.
+    #[arg(long, default_value = "baseline")]
+    baseline_name: String,
 }
 
 /// The parts of the benchmark.
@@ -50,6 +58,8 @@ struct Args {
 enum Scenario {
     /// 10,000 targets at 60 s: startup, CPU, RSS, scrape time, schedule jitter.
     Scale,
+    /// 10,000 targets: RSS before and after four reloads (three unchanged, one target changed).
+    Reload,
     /// Greeting-phase bias at 1,000 concurrent probes against an exact 200 ms greeting delay.
     Bias,
     /// CPU per IMAP STARTTLS probe, mailprobe vs blackbox_exporter, against Dovecot.
@@ -60,6 +70,10 @@ enum Scenario {
     Callgrind,
     /// 10,000 targets split over two shards.
     Shard,
+    /// 369 idle + 2,000 slowloris connections against a daemon with `ulimit -n 256`.
+    HttpFlood,
+    /// 128 connections sending wrong basic-auth passwords.
+    HttpAuth,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -82,6 +96,9 @@ fn main() -> anyhow::Result<()> {
         if wanted(Scenario::Scale) {
             scenarios::scale(&mut ctx, &mut report).await?;
         }
+        if wanted(Scenario::Reload) {
+            scenarios::reload(&mut ctx, &mut report).await?;
+        }
         if wanted(Scenario::Bias) {
             scenarios::bias(&mut ctx, &mut report).await?;
         }
@@ -97,6 +114,22 @@ fn main() -> anyhow::Result<()> {
         }
         if wanted(Scenario::Shard) {
             scenarios::shard(&mut ctx, &mut report).await?;
+        }
+        let mut builds = vec![abuse::Build {
+            name: "this build".into(),
+            bin: ctx.bin.clone(),
+        }];
+        if let Some(bin) = &args.baseline {
+            builds.push(abuse::Build {
+                name: args.baseline_name.clone(),
+                bin: bin.clone(),
+            });
+        }
+        if wanted(Scenario::HttpFlood) {
+            abuse::http_flood(&mut ctx, &mut report, &builds).await?;
+        }
+        if wanted(Scenario::HttpAuth) {
+            abuse::http_auth(&mut ctx, &mut report, &builds).await?;
         }
         anyhow::Ok(())
     });

@@ -69,6 +69,19 @@ pub fn spawn_daemon(
     tag: &str,
     extra: &[&str],
 ) -> anyhow::Result<Daemon> {
+    spawn_daemon_limited(bin, config, dir, tag, extra, None)
+}
+
+/// [`spawn_daemon`] with the soft and hard open-file limit set to `open_files` first (as
+/// `ulimit -n` does; the process is the shell's, which execs mailprobe).
+pub fn spawn_daemon_limited(
+    bin: &Path,
+    config: &Path,
+    dir: &Path,
+    tag: &str,
+    extra: &[&str],
+    open_files: Option<u64>,
+) -> anyhow::Result<Daemon> {
     let sock_path = dir.join(format!("notify-{tag}.sock"));
     let _ = std::fs::remove_file(&sock_path);
     let sock = UnixDatagram::bind(&sock_path).context("cannot bind the notify socket")?;
@@ -79,7 +92,17 @@ pub fn spawn_daemon(
     let state = dir.join(format!("state-{tag}"));
     std::fs::create_dir_all(&state)?;
     let start = Instant::now();
-    let child = Command::new(bin)
+    let mut cmd = match open_files {
+        None => Command::new(bin),
+        Some(n) => {
+            let mut c = Command::new("sh");
+            c.arg("-c")
+                .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                .arg(bin);
+            c
+        }
+    };
+    let child = cmd
         .arg("run")
         .arg("--config")
         .arg(config)

@@ -25,22 +25,22 @@ use crate::report::{Report, Verdict};
 /// What every scenario shares: scratch directory, test PKI, the binaries and the machine.
 pub struct Ctx {
     dir: Option<TempDir>,
-    path: PathBuf,
-    pki: TestPki,
+    pub(crate) path: PathBuf,
+    pub(crate) pki: TestPki,
     /// A password file every target can use.
-    pass: PathBuf,
+    pub(crate) pass: PathBuf,
     /// Dovecot users the IMAP targets log in as, round robin: Dovecot refuses more than 10
     /// sessions of one user from one address at once.
     dovecot_users: Vec<String>,
-    bin: PathBuf,
+    pub(crate) bin: PathBuf,
     /// The same build with symbols, for callgrind.
     profiled: PathBuf,
     /// The blackbox_exporter binary.
     pub blackbox: PathBuf,
-    ticks: f64,
+    pub(crate) ticks: f64,
     /// Online CPUs.
     pub cores: usize,
-    quick: bool,
+    pub(crate) quick: bool,
     /// mailprobe's version and commit.
     pub version: String,
     /// /proc/loadavg when the run began.
@@ -93,7 +93,7 @@ impl Ctx {
         self.path.clone()
     }
 
-    fn write(&self, name: &str, text: &str) -> anyhow::Result<PathBuf> {
+    pub(crate) fn write(&self, name: &str, text: &str) -> anyhow::Result<PathBuf> {
         let p = self.path.join(name);
         std::fs::write(&p, text)?;
         Ok(p)
@@ -108,29 +108,29 @@ impl Ctx {
 // Configs.
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Tls {
+pub(crate) enum Tls {
     None,
     Starttls,
 }
 
 /// `count` IMAP targets named `{prefix}{i:05}`, spread over `ports` on 127.0.0.1 and ten regions.
-struct ImapTargets<'a> {
-    prefix: &'a str,
-    count: usize,
-    ports: &'a [u16],
-    tls: Tls,
+pub(crate) struct ImapTargets<'a> {
+    pub(crate) prefix: &'a str,
+    pub(crate) count: usize,
+    pub(crate) ports: &'a [u16],
+    pub(crate) tls: Tls,
     /// `None`: log in as the target's own name (the responder accepts anyone); otherwise
     /// round robin over these users.
-    users: Option<&'a [String]>,
+    pub(crate) users: Option<&'a [String]>,
 }
 
-fn global(interval: &str, timeout: &str, concurrency: usize) -> String {
+pub(crate) fn global(interval: &str, timeout: &str, concurrency: usize) -> String {
     format!(
         "[global]\ninterval = \"{interval}\"\ntimeout = \"{timeout}\"\nconcurrency = {concurrency}\n\n"
     )
 }
 
-fn imap_config(ctx: &Ctx, global: &str, t: &ImapTargets) -> String {
+pub(crate) fn imap_config(ctx: &Ctx, global: &str, t: &ImapTargets) -> String {
     let mut s = String::with_capacity(global.len() + t.count * 300);
     s.push_str(global);
     for i in 0..t.count {
@@ -220,12 +220,12 @@ modules:
 // ---------------------------------------------------------------------------------------------
 // Small helpers.
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
 /// Nearest-rank percentile of `v` (sorted in place).
-fn pct(v: &mut [f64], q: f64) -> f64 {
+pub(crate) fn pct(v: &mut [f64], q: f64) -> f64 {
     if v.is_empty() {
         return f64::NAN;
     }
@@ -234,7 +234,7 @@ fn pct(v: &mut [f64], q: f64) -> f64 {
     v[rank - 1]
 }
 
-fn median(v: &mut [f64]) -> f64 {
+pub(crate) fn median(v: &mut [f64]) -> f64 {
     pct(v, 0.5)
 }
 
@@ -271,8 +271,8 @@ impl Snapshot {
         Snapshot {
             probes: prom::sum(text, "mailprobe_probes_total", ""),
             failures: prom::sum(text, "mailprobe_probes_total", "result=\"failure\""),
-            duration_sum: prom::sum(text, "mailprobe_probe_duration_seconds_sum", ""),
-            duration_count: prom::sum(text, "mailprobe_probe_duration_seconds_count", ""),
+            duration_sum: prom::sum(text, "mailprobe_region_probe_duration_seconds_sum", ""),
+            duration_count: prom::sum(text, "mailprobe_region_probe_duration_seconds_count", ""),
             delay: prom::buckets(text, "mailprobe_schedule_delay_seconds"),
         }
     }
@@ -341,6 +341,7 @@ pub async fn scale(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
     let mut scrapes: Vec<f64> = Vec::new();
     let mut size = 0usize;
     let mut series = 0usize;
+    let mut target_series = 0usize;
     let mut in_flight_max = 0f64;
     let mut next_scrape = t0 + Duration::from_secs(5);
     while t0.elapsed() < window {
@@ -351,9 +352,12 @@ pub async fn scale(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
             let (took, body) = http::scrape(addr, "/metrics").await?;
             scrapes.push(ms(took));
             size = body.len();
-            series = body
+            let samples = body
                 .split(|&b| b == b'\n')
-                .filter(|l| !l.is_empty() && l[0] != b'#')
+                .filter(|l| !l.is_empty() && l[0] != b'#');
+            series = samples.clone().count();
+            target_series = samples
+                .filter(|l| l.windows(8).any(|w| w == b"target=\""))
                 .count();
             let text = String::from_utf8_lossy(&body);
             in_flight_max = in_flight_max.max(prom::sum(&text, "mailprobe_probes_in_flight", ""));
@@ -373,6 +377,8 @@ pub async fn scale(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
     let (rss_now, hwm) = procfs::rss(pid)?;
     let ready = ms(d.ready_after);
     drop(d);
+    // Series that name a target, per target (the rest is per region and protocol, or global).
+    let per_target = target_series as f64 / N as f64;
 
     let cpu_pct = (c1 - c0).as_secs_f64() / elapsed.as_secs_f64() * 100.0;
     let probes = after.probes - before.probes;
@@ -450,7 +456,7 @@ pub async fn scale(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
         "`/metrics` scrape, 10,000 targets",
         "≤ 100 ms",
         format!(
-            "median {sc_med:.0} ms, max {sc_max:.0} ms ({:.1} MB, {series} series)",
+            "median {sc_med:.0} ms, max {sc_max:.0} ms ({:.1} MB, {series} series, {per_target} per target)",
             size as f64 / 1e6
         ),
         verdict(sc_max <= 100.0),
@@ -477,7 +483,7 @@ pub async fn scale(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
              {:.0} % of one core (includes the responder's TLS server side and the benchmark)\n\
              - RSS: peak {:.1} MiB, largest sample in the window {:.1} MiB, {:.1} MiB at the end\n\
              - `/metrics`: {} scrapes on new connections (every 15 s in the window, then 5 back to back): \
-             {} ms; {:.1} MB, {series} series; most probes in flight seen at a scrape: {in_flight_max:.0}\n\
+             {} ms; {:.1} MB, {series} series of which {target_series} name a target ({per_target:.1} per target); most probes in flight seen at a scrape: {in_flight_max:.0}\n\
              - startup to READY=1 (spawn to the sd-notify datagram): {} ms; the main run's start: {ready:.0} ms\n\
              - `mailprobe_schedule_delay_seconds` over the window: {total:.0} starts, p50 {:.2} ms, \
              p99 {:.2} ms (interpolated as `histogram_quantile` does), {within_10ms:.2} % within 10 ms\n\
@@ -504,6 +510,115 @@ pub async fn scale(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
                 .join(", "),
             p50 * 1000.0,
             p99 * 1000.0,
+        ),
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reloads.
+
+/// 10,000 targets, three SIGHUPs with the config unchanged and one with a target changed: the
+/// resident memory after them, against before (a reload must not leave a second copy behind).
+pub async fn reload(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
+    const N: usize = 10_000;
+    eprintln!("reload: {N} targets, 3 unchanged reloads and 1 with a target changed");
+    let (responder, cfg) = fleet(ctx, N, "reload.toml")?;
+    let d = procs::spawn_daemon(&ctx.bin, &cfg, &ctx.path, "reload", &[])?;
+    let (pid, addr) = (d.proc.pid, d.proc.addr);
+    let settle = Duration::from_secs(if ctx.quick { 5 } else { 10 });
+    tokio::time::sleep(settle).await;
+    // A scrape first, as Prometheus would have made: its buffers are part of "before".
+    metrics(addr).await?;
+    let before = procfs::rss(pid)?.0;
+    let reloaded_at = |text: &str| {
+        prom::sum(
+            text,
+            "mailprobe_config_last_reload_success_timestamp_seconds",
+            "",
+        )
+    };
+    let mut after_each = Vec::new();
+    let mut took = Vec::new();
+    for round in 0..4 {
+        if round == 3 {
+            // One target changed: another port.
+            let text = std::fs::read_to_string(&cfg)?;
+            let port = responder.ports[0];
+            let other = responder.ports[1];
+            let changed = text.replacen(
+                &format!("name = \"t00000\"\nregion = \"r0\"\nprotocol = \"imap\"\nhost = \"127.0.0.1\"\nport = {port}\n"),
+                &format!("name = \"t00000\"\nregion = \"r0\"\nprotocol = \"imap\"\nhost = \"127.0.0.1\"\nport = {other}\n"),
+                1,
+            );
+            if changed == text {
+                bail!("reload: target t00000 not found in the config to change");
+            }
+            std::fs::write(&cfg, changed)?;
+        }
+        let last = reloaded_at(&metrics(addr).await?);
+        let t = Instant::now();
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()?;
+        if !status.success() {
+            bail!("kill -HUP {pid} failed");
+        }
+        loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let text = metrics(addr).await?;
+            if reloaded_at(&text) > last {
+                break;
+            }
+            if t.elapsed() > Duration::from_secs(30) {
+                bail!("reload {round} not done after 30 s: {}", d.proc.log_text());
+            }
+        }
+        took.push(ms(t.elapsed()));
+        tokio::time::sleep(settle).await;
+        metrics(addr).await?;
+        after_each.push(procfs::rss(pid)?.0);
+    }
+    let log = d.proc.log_text();
+    drop(d);
+    if !log.contains("0 added, 0 removed, 0 changed, 10000 unchanged")
+        && !log.contains("unchanged=10000")
+    {
+        eprintln!("reload: no unchanged reload seen in the log");
+    }
+    let after = *after_each.last().unwrap_or(&before);
+    let growth = (after as f64 - before as f64) / before as f64 * 100.0;
+    let list = |v: &[u64]| {
+        v.iter()
+            .map(|b| format!("{:.1}", mib(*b)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    report.figure(
+        "RSS after 4 reloads of 10,000 targets",
+        "within 10 % of before",
+        format!(
+            "{:.1} MiB before, {:.1} MiB after ({growth:+.1} %; after each: {} MiB)",
+            mib(before),
+            mib(after),
+            list(&after_each)
+        ),
+        verdict(growth.abs() <= 10.0),
+    );
+    report.section(
+        "Reloads of 10,000 targets",
+        format!(
+            "The 10,000-target config of the scale run. After {:.0} s of probing and a scrape, \
+             `kill -HUP` three times with the file unchanged, then once with one target moved to \
+             another port; each reload is done when `mailprobe_config_last_reload_success_timestamp_seconds` \
+             moves, then {:.0} s of probing and a scrape before VmRSS is read.\n\n\
+             - VmRSS before: {:.1} MiB; after each reload: {} MiB; growth {growth:+.1} %\n\
+             - reload to applied (SIGHUP to the timestamp seen on `/metrics`): {} ms\n",
+            settle.as_secs_f64(),
+            settle.as_secs_f64(),
+            mib(before),
+            list(&after_each),
+            took.iter().map(|v| format!("{v:.0}")).collect::<Vec<_>>().join(", "),
         ),
     );
     Ok(())
@@ -566,9 +681,10 @@ async fn bias_daemon(
         greeting_delay: delay,
         tls: None,
     })?;
+    // Each target's last greeting is read from its phase gauge, an opt-in series.
     let text = imap_config(
         ctx,
-        &global("1s", "1s", 2 * N),
+        &(global("1s", "1s", 2 * N) + "[metrics]\nphase_gauges = true\n\n"),
         &ImapTargets {
             prefix: "b",
             count: N,

@@ -37,7 +37,8 @@ pub enum ConfigError {
         line: usize,
         /// 1-based column of the offending key.
         column: usize,
-        /// Dotted key path, e.g. `target[2].tls` (1-based `[[target]]` index); empty for syntax errors.
+        /// Dotted key path, e.g. `target[2] "imap-eu".tls` (1-based `[[target]]` index, and the
+        /// target's name when it has a valid one); empty for syntax errors.
         key: String,
         /// What is wrong, in words.
         message: String,
@@ -54,7 +55,7 @@ pub struct ConfigWarning {
     pub line: usize,
     /// 1-based column.
     pub column: usize,
-    /// Dotted key path, e.g. `target[2].timeout`.
+    /// Dotted key path, e.g. `target[2] "imap-eu".timeout`.
     pub key: String,
     /// What may go wrong, and what to do.
     pub message: String,
@@ -153,9 +154,20 @@ fn cut_values(message: &str) -> String {
     out
 }
 
-/// A key path with every segment longer than 64 characters cut to its first 40.
+/// A key path with every segment longer than 64 characters cut to its first 40; a target's
+/// name in it (a valid label: at most 128 characters, no quotes) is shown whole.
 fn cut_key(key: &str) -> String {
-    key.split('.')
+    // `target[N] "name"` as `Locator::key_text` writes it, and nothing else.
+    let named = key.find(" \"").filter(|open| {
+        key[..*open]
+            .strip_prefix("target[")
+            .and_then(|n| n.strip_suffix(']'))
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+    });
+    let end = named.and_then(|open| Some(open + 2 + key[open + 2..].find('"')? + 1));
+    let (name, key) = key.split_at(end.unwrap_or(0));
+    let cut = key
+        .split('.')
         .map(|seg| {
             if seg.chars().count() > SHOWN_VALUE_CHARS {
                 seg.chars().take(CUT_VALUE_CHARS).chain(['…']).collect()
@@ -164,5 +176,6 @@ fn cut_key(key: &str) -> String {
             }
         })
         .collect::<Vec<_>>()
-        .join(".")
+        .join(".");
+    format!("{name}{cut}")
 }

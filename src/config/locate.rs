@@ -101,7 +101,37 @@ impl<'a> Locator<'a> {
     /// An error about the key at `path`, located at that key (or its nearest existing parent).
     pub fn error(&self, path: &KeyPath, message: impl Into<String>) -> ConfigError {
         let offset = self.find(path).map(|s| s.start).unwrap_or(0);
-        self.at_offset(offset, path.to_string(), message.into())
+        self.at_offset(offset, self.key_text(path), message.into())
+    }
+
+    /// `path` as errors and warnings show it: a target by its index and, when it has a valid
+    /// one, its name (`target[3] "imap-eu".tls`), so it is found by either.
+    pub fn key_text(&self, path: &KeyPath) -> String {
+        let text = path.to_string();
+        if let [Seg::Key(k), Seg::Index(i), ..] = path.0.as_slice()
+            && k == "target"
+            && let Some(name) = self.target_name(*i)
+        {
+            let head = format!("target[{}]", i + 1);
+            return format!("{head} \"{name}\"{}", &text[head.len()..]);
+        }
+        text
+    }
+
+    /// The name of the `i`-th `[[target]]` (0-based), if it is a valid one.
+    fn target_name(&self, i: usize) -> Option<&str> {
+        let (_, targets) = self.doc.iter().find(|(k, _)| k.get_ref() == "target")?;
+        let DeValue::Array(targets) = targets.get_ref() else {
+            return None;
+        };
+        let DeValue::Table(target) = targets.get(i)?.get_ref() else {
+            return None;
+        };
+        let (_, name) = target.iter().find(|(k, _)| k.get_ref() == "name")?;
+        match name.get_ref() {
+            DeValue::String(name) if super::common::check_label(name).is_ok() => Some(name),
+            _ => None,
+        }
     }
 
     /// Line and column of the key at `path` (or of its nearest existing parent).
@@ -201,7 +231,7 @@ impl<'a> Locator<'a> {
         let path = self.serde_path(e);
         self.at_offset(
             offset,
-            path.to_string(),
+            self.key_text(&path),
             unknown_key_message(e.message().trim()),
         )
     }

@@ -66,26 +66,7 @@ pub fn render(history: &[(Incident, Vec<Entry>)], format: Format) -> String {
 }
 
 fn table(rows: &[[String; 7]]) -> String {
-    let mut widths = HEADERS.map(|h| h.chars().count());
-    for r in rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let mut line = |cells: &[&str]| {
-        let text: Vec<String> = cells
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        out.push_str(text.join("  ").trim_end());
-        out.push('\n');
-    };
-    line(&HEADERS);
-    for r in rows {
-        line(&r.iter().map(String::as_str).collect::<Vec<_>>());
-    }
+    let mut out = crate::table::render(&HEADERS, rows);
     if rows.is_empty() {
         out.push_str("(no incidents in this period)\n");
     }

@@ -13,6 +13,7 @@
 
 mod global;
 mod incidents;
+mod metrics;
 mod warnings;
 
 #[cfg(test)]
@@ -40,6 +41,7 @@ use crate::probe::spec::{ReadTable, Targets, field_names};
 use crate::probe::{Protocol, Target};
 pub use global::{DEFAULT_INTERVAL, DEFAULT_LISTEN, Global, Shard};
 pub use incidents::{DEFAULT_STATE_DIR, IncidentSettings, Policy};
+pub use metrics::MetricsSettings;
 use warnings::TimeoutFrom;
 
 /// More users than any fleet has; sums over 100,000 targets still fit SQLite's INTEGER.
@@ -54,6 +56,8 @@ pub struct Config {
     pub global: Global,
     /// `[incidents]`.
     pub incidents: IncidentSettings,
+    /// `[metrics]`: the optional per-target series.
+    pub metrics: MetricsSettings,
     /// `[[target]]`s in file order.
     pub targets: Vec<Arc<Target>>,
     /// The shard given on the command line (`run --shard`), which outranks `[global] shard`
@@ -101,6 +105,8 @@ struct RawConfig {
     global: global::RawGlobal,
     #[serde(default)]
     incidents: incidents::RawIncidents,
+    #[serde(default)]
+    metrics: MetricsSettings,
     /// Taken out before this pass (see [`read`]); named so that it is a known key.
     #[serde(default, rename = "target")]
     _target: serde::de::IgnoredAny,
@@ -126,6 +132,7 @@ struct RawTarget {
 struct Read {
     global: global::RawGlobal,
     incidents: incidents::RawIncidents,
+    metrics: MetricsSettings,
     /// Each `[[target]]`: the keys every target has, and its protocol's table.
     targets: Vec<(RawTarget, Box<dyn ReadTable>)>,
 }
@@ -182,6 +189,7 @@ fn read(loc: &Locator<'_>, doc: Spanned<DeTable<'_>>) -> Result<Read, ConfigErro
     Ok(Read {
         global: raw.global,
         incidents: raw.incidents,
+        metrics: raw.metrics,
         targets,
     })
 }
@@ -297,6 +305,7 @@ impl Loader<'_> {
             path: self.loc.file.to_path_buf(),
             global,
             incidents,
+            metrics: read.metrics,
             targets: slots.into_iter().flatten().collect(),
             shard_override: None,
             warnings: Vec::new(),

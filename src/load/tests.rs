@@ -31,7 +31,7 @@ fn bad_enum_value_in_second_target() {
         "[[target]]\nname = \"b\"\nprotocol = \"imap\"\ntls = \"sometimes\"\n"
     ));
     assert!(
-        e.starts_with("probes.toml:10:7: target[2].tls: unknown variant `sometimes`"),
+        e.starts_with("probes.toml:10:7: target[2] \"b\".tls: unknown variant `sometimes`"),
         "{e}"
     );
 }
@@ -48,7 +48,7 @@ fn literal_password_refused() {
         "[[target]]\nname = \"a\"\nprotocol = \"imap\"\nhost = \"h\"\nusername = \"u\"\npassword = \"hunter2\"\n",
     );
     assert!(
-        e.starts_with("probes.toml:6:1: target[1].password: passwords are never read"),
+        e.starts_with("probes.toml:6:1: target[1] \"a\".password: passwords are never read"),
         "{e}"
     );
     assert!(!e.contains("hunter2"));
@@ -60,7 +60,7 @@ fn plaintext_needs_consent() {
         "[[target]]\nname = \"a\"\nprotocol = \"imap\"\nhost = \"h\"\ntls = \"none\"\nusername = \"u\"\npassword_env = \"HOME\"\n",
     );
     assert!(
-        e.starts_with("probes.toml:5:1: target[1].tls: tls = \"none\" sends"),
+        e.starts_with("probes.toml:5:1: target[1] \"a\".tls: tls = \"none\" sends"),
         "{e}"
     );
 }
@@ -70,7 +70,7 @@ fn duplicate_names_refused() {
     let t = "[[target]]\nname = \"a\"\nprotocol = \"imap\"\nhost = \"h\"\nusername = \"u\"\npassword_env = \"HOME\"\n";
     let e = err(&format!("{t}{t}"));
     assert!(
-        e.starts_with("probes.toml:8:1: target[2].name: duplicate target name \"a\""),
+        e.starts_with("probes.toml:8:1: target[2] \"a\".name: duplicate target name \"a\""),
         "{e}"
     );
 }
@@ -136,32 +136,32 @@ fn roundtrip_errors_name_the_key() {
     };
     let e = err(&rt("").replace("smtp_target = \"send\"", "smtp_target = \"nope\""));
     assert!(
-        e.contains("target[3].smtp_target: no smtp target named \"nope\""),
+        e.contains("target[3] \"rt\".smtp_target: no smtp target named \"nope\""),
         "{e}"
     );
     let e = err(&rt("").replace("imap_target = \"inbox\"", "imap_target = \"send\""));
     assert!(
-        e.contains("target[3].imap_target: target \"send\" is smtp, not imap"),
+        e.contains("target[3] \"rt\".imap_target: target \"send\" is smtp, not imap"),
         "{e}"
     );
     let e = err(&rt("timeout = \"5s\"\n"));
     assert!(
-        e.contains("target[3].timeout: a round trip's deadline is"),
+        e.contains("target[3] \"rt\".timeout: a round trip's deadline is"),
         "{e}"
     );
     let e = err(&rt("interval = \"1m\"\n"));
     assert!(
-        e.contains("target[3].interval: the interval (1m) must cover one whole round trip"),
+        e.contains("target[3] \"rt\".interval: the interval (1m) must cover one whole round trip"),
         "{e}"
     );
     let e = err(&rt("delivery_timeout = \"2h\"\ninterval = \"3h\"\n"));
     assert!(
-        e.contains("target[3].cleanup_age: must exceed delivery_timeout"),
+        e.contains("target[3] \"rt\".cleanup_age: must exceed delivery_timeout"),
         "{e}"
     );
     let e = err(&rt("host = \"h\"\n"));
     assert!(
-        e.contains("target[3].host: key `host` does not apply to protocol \"roundtrip\""),
+        e.contains("target[3] \"rt\".host: key `host` does not apply to protocol \"roundtrip\""),
         "{e}"
     );
 }
@@ -252,14 +252,14 @@ fn oauth2_mistakes_are_named() {
         "",
         "provider = \"microsoft\"\nclient_id = \"c\"\nclient_secret_env = \"HOME\"\n",
     ));
-    assert!(e.contains("target[1].oauth2.tenant: missing"), "{e}");
+    assert!(e.contains("target[1] \"o\".oauth2.tenant: missing"), "{e}");
     let e = err(&oauth2_target(
         "imap",
         "",
         "provider = \"google\"\nclient_id = \"c\"\nclient_secret_env = \"HOME\"\n",
     ));
     assert!(
-        e.contains("target[1].oauth2.grant: Google has no client-credentials grant"),
+        e.contains("target[1] \"o\".oauth2.grant: Google has no client-credentials grant"),
         "{e}"
     );
     let e = err(&oauth2_target(
@@ -268,7 +268,7 @@ fn oauth2_mistakes_are_named() {
         "token_url = \"https://i/t\"\nclient_id = \"c\"\nclient_secret_env = \"HOME\"\n",
     ));
     assert!(
-        e.contains("target[1].password_env: has no effect with auth = \"oauth2\""),
+        e.contains("target[1] \"o\".password_env: has no effect with auth = \"oauth2\""),
         "{e}"
     );
     let e = err(&oauth2_target(
@@ -277,7 +277,7 @@ fn oauth2_mistakes_are_named() {
         "token_url = \"https://i/t\"\nclient_id = \"c\"\nclient_secret_env = \"HOME\"\n",
     ));
     assert!(
-        e.contains("target[1].auth_mechanism: \"plain\" does not fit auth = \"oauth2\""),
+        e.contains("target[1] \"o\".auth_mechanism: \"plain\" does not fit auth = \"oauth2\""),
         "{e}"
     );
     let e = err(&oauth2_target(
@@ -286,7 +286,7 @@ fn oauth2_mistakes_are_named() {
         "token_url = \"http://i/t\"\nclient_id = \"c\"\nclient_secret_env = \"HOME\"\n",
     ));
     assert!(
-        e.contains("target[1].oauth2.token_url: must be https://"),
+        e.contains("target[1] \"o\".oauth2.token_url: must be https://"),
         "{e}"
     );
     let e = err(&oauth2_target(
@@ -295,7 +295,7 @@ fn oauth2_mistakes_are_named() {
         "token_url = \"https://i/t\"\nclient_id = \"c\"\n",
     ));
     assert!(
-        e.contains("target[1].oauth2.client_secret_file: missing"),
+        e.contains("target[1] \"o\".oauth2.client_secret_file: missing"),
         "{e}"
     );
     let e = err(&oauth2_target(
@@ -304,7 +304,7 @@ fn oauth2_mistakes_are_named() {
         "token_url = \"https://i/t\"\nclient_id = \"c\"\nclient_secret_env = \"HOME\"\nbogus = 1\n",
     ));
     assert!(
-        e.contains("target[1].oauth2.bogus: unknown key; no key"),
+        e.contains("target[1] \"o\".oauth2.bogus: unknown key; no key"),
         "{e}"
     );
 }
@@ -351,15 +351,15 @@ fn numbers_beyond_any_fleet_are_refused() {
     let e = |extra: &str| err(&format!("{IMAP}{extra}\n"));
     assert_eq!(
         e("users = 9223372036854775808"),
-        "probes.toml:7:1: target[1].users: must be at most 10000000000"
+        "probes.toml:7:1: target[1] \"a\".users: must be at most 10000000000"
     );
     assert_eq!(
         e("interval = \"1000000000y\""),
-        "probes.toml:7:1: target[1].interval: must be at most 24h"
+        "probes.toml:7:1: target[1] \"a\".interval: must be at most 24h"
     );
     assert_eq!(
         e("slow_threshold = \"1000000000y\""),
-        "probes.toml:7:1: target[1].slow_threshold: must be at most 24h"
+        "probes.toml:7:1: target[1] \"a\".slow_threshold: must be at most 24h"
     );
     assert_eq!(
         err(&format!("[global]\ninterval = \"1000000000y\"\n{IMAP}")),
@@ -376,15 +376,15 @@ fn numbers_beyond_any_fleet_are_refused() {
     };
     assert_eq!(
         rt("delivery_timeout = \"1000000000y\""),
-        "probes.toml:18:1: target[3].delivery_timeout: must be at most 24h"
+        "probes.toml:18:1: target[3] \"rt\".delivery_timeout: must be at most 24h"
     );
     assert_eq!(
         rt("poll_interval = \"1000000000y\""),
-        "probes.toml:18:1: target[3].poll_interval: must be at most 1h"
+        "probes.toml:18:1: target[3] \"rt\".poll_interval: must be at most 1h"
     );
     assert_eq!(
         rt("cleanup_age = \"1000000000y\""),
-        "probes.toml:18:1: target[3].cleanup_age: must be at most 365d"
+        "probes.toml:18:1: target[3] \"rt\".cleanup_age: must be at most 365d"
     );
 }
 
@@ -406,13 +406,15 @@ fn long_values_are_cut_in_errors() {
     assert_eq!(
         err(&format!("{IMAP}port = \"{long}\"\n")),
         format!(
-            "probes.toml:7:8: target[1].port: invalid type: string \"{cut}\" (100000 \
+            "probes.toml:7:8: target[1] \"a\".port: invalid type: string \"{cut}\" (100000 \
              bytes), expected u16"
         )
     );
     let e = err(&format!("{IMAP}{long} = 1\n"));
     assert!(
-        e.starts_with(&format!("probes.toml:7:1: target[1].{cut}: unknown key")),
+        e.starts_with(&format!(
+            "probes.toml:7:1: target[1] \"a\".{cut}: unknown key"
+        )),
         "{e}"
     );
     assert!(e.len() < 300, "{e}");
@@ -424,7 +426,7 @@ fn a_missing_key_points_at_its_table() {
         err(
             "[global]\ninterval = \"1m\"\n\n[[target]]\nname = \"a\"\nprotocol = \"imap\"\nhost = \"h\"\nusername = \"u\"\n"
         ),
-        "probes.toml:4:1: target[1].password_file: missing: give password_file (a file or \
+        "probes.toml:4:1: target[1] \"a\".password_file: missing: give password_file (a file or \
          systemd credential) or password_env"
     );
 }
@@ -433,11 +435,11 @@ fn a_missing_key_points_at_its_table() {
 fn unknown_keys_get_the_closest_known_key() {
     assert_eq!(
         err(&format!("{IMAP}mailbx = \"Probe\"\n")),
-        "probes.toml:7:1: target[1].mailbx: unknown key; did you mean `mailbox`?"
+        "probes.toml:7:1: target[1] \"a\".mailbx: unknown key; did you mean `mailbox`?"
     );
     assert_eq!(
         err(&format!("{IMAP}Timeout = \"5s\"\n")),
-        "probes.toml:7:1: target[1].Timeout: unknown key; did you mean `timeout`?"
+        "probes.toml:7:1: target[1] \"a\".Timeout: unknown key; did you mean `timeout`?"
     );
     assert_eq!(
         err(&format!("[globl]\ninterval = \"1m\"\n{IMAP}")),
@@ -445,7 +447,7 @@ fn unknown_keys_get_the_closest_known_key() {
     );
     assert_eq!(
         err(&format!("{IMAP}bogus = 1\n")),
-        "probes.toml:7:1: target[1].bogus: unknown key; no key of this table is close to it \
+        "probes.toml:7:1: target[1] \"a\".bogus: unknown key; no key of this table is close to it \
          (see the configuration reference in the README)"
     );
 }
@@ -455,17 +457,17 @@ fn files_named_in_the_config_are_read_bounded() {
     let e = |extra: &str| err(&format!("{IMAP}{extra}\n"));
     assert_eq!(
         e("ca_file = \"/dev/zero\""),
-        "probes.toml:7:1: target[1].ca_file: cannot read /dev/zero: larger than 4 MiB"
+        "probes.toml:7:1: target[1] \"a\".ca_file: cannot read /dev/zero: larger than 4 MiB"
     );
     assert_eq!(
         err(&IMAP.replace("password_env = \"HOME\"", "password_file = \"/dev/zero\"")),
-        "probes.toml:6:1: target[1].password_file: cannot read /dev/zero: larger than 64 KiB"
+        "probes.toml:6:1: target[1] \"a\".password_file: cannot read /dev/zero: larger than 64 KiB"
     );
     assert_eq!(
         err(
             "[[target]]\nname = \"w\"\nprotocol = \"https\"\nurl = \"https://h/\"\nmethod = \"POST\"\nbody_file = \"/dev/zero\"\n"
         ),
-        "probes.toml:6:1: target[1].body_file: cannot read /dev/zero: larger than 16 MiB"
+        "probes.toml:6:1: target[1] \"w\".body_file: cannot read /dev/zero: larger than 16 MiB"
     );
     assert_eq!(
         err(&oauth2_target(
@@ -473,7 +475,7 @@ fn files_named_in_the_config_are_read_bounded() {
             "",
             "token_url = \"https://i/t\"\nclient_id = \"c\"\nclient_assertion_key_file = \"/dev/zero\"\nclient_assertion_cert_file = \"/dev/zero\"\n"
         )),
-        "probes.toml:11:1: target[1].oauth2.client_assertion_key_file: cannot read /dev/zero: \
+        "probes.toml:11:1: target[1] \"o\".oauth2.client_assertion_key_file: cannot read /dev/zero: \
          larger than 4 MiB"
     );
 }
@@ -494,18 +496,18 @@ fn keys_of_another_protocol_do_not_apply() {
     let https = "[[target]]\nname = \"w\"\nprotocol = \"https\"\nurl = \"https://h/\"\n";
     assert_eq!(
         err(&format!("{IMAP}url = \"https://h/\"\n")),
-        "probes.toml:7:1: target[1].url: key `url` does not apply to protocol \"imap\""
+        "probes.toml:7:1: target[1] \"a\".url: key `url` does not apply to protocol \"imap\""
     );
     assert_eq!(
         err(&format!("{https}host = \"h\"\n")),
-        "probes.toml:5:1: target[1].host: key `host` does not apply to protocol \"https\""
+        "probes.toml:5:1: target[1] \"w\".host: key `host` does not apply to protocol \"https\""
     );
     assert_eq!(
         err(&format!(
             "{LEGS}[[target]]\nname = \"rt\"\nprotocol = \"roundtrip\"\nsmtp_target = \"send\"\n\
              imap_target = \"inbox\"\n[target.oauth2]\nclient_id = \"c\"\n"
         )),
-        "probes.toml:18:9: target[3].oauth2: key `oauth2` does not apply to protocol \"roundtrip\""
+        "probes.toml:18:9: target[3] \"rt\".oauth2: key `oauth2` does not apply to protocol \"roundtrip\""
     );
 }
 
@@ -514,12 +516,12 @@ fn a_misspelt_key_is_matched_against_its_own_protocols_keys() {
     let smtp = "[[target]]\nname = \"s\"\nprotocol = \"smtp\"\nhost = \"h\"\n";
     assert_eq!(
         err(&format!("{smtp}mail_frm = \"a@b.example\"\n")),
-        "probes.toml:5:1: target[1].mail_frm: unknown key; did you mean `mail_from`?"
+        "probes.toml:5:1: target[1] \"s\".mail_frm: unknown key; did you mean `mail_from`?"
     );
     // An IMAP target has no `mail_from` to suggest.
     assert_eq!(
         err(&format!("{IMAP}mail_frm = \"a@b.example\"\n")),
-        "probes.toml:7:1: target[1].mail_frm: unknown key; no key of this table is close to it \
+        "probes.toml:7:1: target[1] \"a\".mail_frm: unknown key; no key of this table is close to it \
          (see the configuration reference in the README)"
     );
 }

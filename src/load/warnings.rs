@@ -81,7 +81,7 @@ pub(super) fn login_time(
             file: loc.file.to_path_buf(),
             line,
             column,
-            key: path.to_string(),
+            key: loc.key_text(&path),
             message: format!(
                 "{}{from} leaves about {} for {} after {names} ({trips} round trips, {} each): \
                  Cyrus waits about 3s and Courier about 5s before rejecting a wrong password, \

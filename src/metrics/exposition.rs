@@ -11,12 +11,15 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::SystemTime;
 
+use crate::incidents::{Health, TargetState};
 use crate::probe::net::IpFamily;
 use crate::probe::{Phase, Target};
 
 use super::{DELIVERY_BUCKETS, DURATION_BUCKETS, unix_seconds};
+use crate::load::MetricsSettings;
 
 /// A histogram's buckets (not cumulative), sum and count.
 #[derive(Clone, Copy)]
@@ -24,6 +27,12 @@ pub(super) struct Hist<const N: usize> {
     counts: [u64; N],
     sum: f64,
     count: u64,
+}
+
+impl<const N: usize> Default for Hist<N> {
+    fn default() -> Self {
+        Self::EMPTY
+    }
 }
 
 impl<const N: usize> Hist<N> {
@@ -45,6 +54,7 @@ impl<const N: usize> Hist<N> {
 
 /// Round-trip series.
 pub(super) struct Roundtrip {
+    /// Per-target delivery histogram: only with `[metrics] per_target_histograms`.
     pub(super) delivery: Hist<{ DELIVERY_BUCKETS.len() }>,
     pub(super) last_delivery: Option<f64>,
     pub(super) last_server_delivery: Option<f64>,
@@ -67,39 +77,40 @@ impl Roundtrip {
 /// Everything exported about one target. `None` means the series does not exist (yet).
 pub(super) struct TargetSeries {
     pub(super) protocol: &'static str,
+    /// Its region, the key of its [`Group`] with the protocol.
+    pub(super) region: Arc<str>,
     /// `protocol="…",region="…"`: the labels sorted before `result` and `target`.
     lead: String,
     /// `target="…"`.
     tail: String,
-    /// When probing of this target began (for "seconds since success" before any success).
-    pub(super) since: SystemTime,
     pub(super) last_success: Option<SystemTime>,
     /// `(class, phase)` of the current failure, if the last probe failed.
     pub(super) failing: Option<(&'static str, &'static str)>,
     /// Set by the first outcome: success, slow, consecutive failures and last run exist.
     pub(super) last_run: Option<f64>,
+    pub(super) last_duration: f64,
     pub(super) success: bool,
     pub(super) slow: bool,
     pub(super) consecutive_failures: u64,
-    /// Probes by result: `[failure, success]`.
-    pub(super) probes: [u64; 2],
     /// Failures by `(class, phase)`, every pair ever counted.
     pub(super) failures: BTreeMap<(&'static str, &'static str), u64>,
+    /// Per-target duration histogram: only with `[metrics] per_target_histograms`.
     pub(super) duration: Hist<{ DURATION_BUCKETS.len() }>,
-    /// Last duration of each phase the target has (0 for phases the last probe did not reach).
+    /// Each phase the last probe reached, with its duration: only with `[metrics]
+    /// phase_gauges` (empty otherwise). A phase not reached has no entry, so no series.
     pub(super) phases: BTreeMap<Phase, f64>,
     pub(super) cert_expiry: Option<f64>,
     pub(super) tls_version: Option<String>,
     /// Address family of the last connection established.
     pub(super) family: Option<IpFamily>,
-    pub(super) skipped: u64,
     pub(super) http_status: Option<i64>,
     pub(super) roundtrip: Option<Box<Roundtrip>>,
 }
 
 impl TargetSeries {
-    /// The series a target has from its first moment: counters at 0 and its phase gauges.
-    pub(super) fn new(t: &Target, phases: impl IntoIterator<Item = Phase>) -> TargetSeries {
+    /// The series a target has from its first moment (none until its first outcome, but for
+    /// the counters of its group).
+    pub(super) fn new(t: &Target, region: Arc<str>) -> TargetSeries {
         let protocol = t.protocol().as_str();
         TargetSeries {
             protocol,
@@ -108,27 +119,108 @@ impl TargetSeries {
                 escape(protocol),
                 escape(&t.region)
             ),
+            region,
             tail: format!("target=\"{}\"", escape(&t.name)),
-            since: SystemTime::now(),
             last_success: None,
             failing: None,
             last_run: None,
+            last_duration: 0.0,
             success: false,
             slow: false,
             consecutive_failures: 0,
-            probes: [0; 2],
             failures: BTreeMap::new(),
             duration: Hist::EMPTY,
-            phases: phases.into_iter().map(|p| (p, 0.0)).collect(),
+            phases: BTreeMap::new(),
             cert_expiry: None,
             tls_version: None,
             family: None,
-            skipped: 0,
             http_status: None,
             roundtrip: (t.protocol() == crate::probe::Protocol::Roundtrip).then(Roundtrip::new),
         }
     }
 }
+
+/// The series of one `region` × `protocol`, aggregated over its targets: where percentiles
+/// mean something, and what costs the same at 10 targets as at 10,000.
+pub(super) struct Group {
+    /// `protocol="…",region="…"`.
+    lead: String,
+    /// Targets registered in it; the group goes with the last.
+    pub(super) targets: usize,
+    /// Probes by result: `[failure, success]`.
+    pub(super) probes: [u64; 2],
+    pub(super) skipped: u64,
+    pub(super) duration: Hist<{ DURATION_BUCKETS.len() }>,
+    /// Every phase its targets expect, observed only when a probe reached it.
+    pub(super) phases: BTreeMap<Phase, Hist<{ DURATION_BUCKETS.len() }>>,
+    /// Round trips only.
+    pub(super) delivery: Option<Hist<{ DELIVERY_BUCKETS.len() }>>,
+}
+
+impl Group {
+    pub(super) fn new(region: &str, protocol: crate::probe::Protocol) -> Group {
+        Group {
+            lead: format!(
+                "protocol=\"{}\",region=\"{}\"",
+                escape(protocol.as_str()),
+                escape(region)
+            ),
+            targets: 0,
+            probes: [0; 2],
+            skipped: 0,
+            duration: Hist::EMPTY,
+            phases: BTreeMap::new(),
+            delivery: (protocol == crate::probe::Protocol::Roundtrip).then_some(Hist::EMPTY),
+        }
+    }
+}
+
+/// A target's health, for `mailprobe_target_state`.
+pub(super) struct HealthSeries {
+    /// `protocol="…",region="…",state="`.
+    lead: String,
+    /// `",target="…"}`.
+    tail: String,
+    protocol: crate::probe::Protocol,
+    region: Box<str>,
+    pub(super) health: Health,
+}
+
+impl HealthSeries {
+    pub(super) fn new(s: &TargetState) -> HealthSeries {
+        HealthSeries {
+            protocol: s.protocol,
+            region: s.region.as_str().into(),
+            lead: format!(
+                "{{protocol=\"{}\",region=\"{}\",state=\"",
+                escape(s.protocol.as_str()),
+                escape(&s.region)
+            ),
+            tail: format!("\",target=\"{}\"}} ", escape(&s.name)),
+            health: s.health,
+        }
+    }
+
+    /// Whether `s` has the labels these series were made with.
+    pub(super) fn matches(&self, s: &TargetState) -> bool {
+        self.protocol == s.protocol && *self.region == *s.region
+    }
+
+    /// One line per state, 1 for the current one: the set of series never changes.
+    pub(super) fn write(&self, buf: &mut String) {
+        for h in [Health::Up, Health::Degraded, Health::Down] {
+            for part in [TARGET_STATE, &self.lead, h.as_str(), &self.tail] {
+                buf.push_str(part);
+            }
+            buf.push(if h == self.health { '1' } else { '0' });
+            buf.push('\n');
+        }
+    }
+}
+
+/// The family of target health: the incident engine sets it, on its own clock.
+pub(super) const TARGET_STATE: &str = "mailprobe_target_state";
+pub(super) const TARGET_STATE_HELP: &str = "The target's health after hysteresis, one series per state (up, degraded, down): 1 for the current state, 0 for the others. What the incident timeline sees.";
 
 /// Escapes a label value as the text format (and the crate) does.
 pub(super) fn escape(v: &str) -> Cow<'_, str> {
@@ -148,21 +240,23 @@ pub(super) fn escape(v: &str) -> Cow<'_, str> {
     }
 }
 
-/// A per-target family: its name, help, type and how one target's samples are written.
-pub(super) struct Family {
+/// A family: its name, help, type and how one target's (or group's) samples are written.
+pub(super) struct Family<T: 'static> {
     pub(super) name: &'static str,
     help: &'static str,
     kind: &'static str,
-    write: fn(&mut Out<'_>, &TargetSeries),
+    write: fn(&mut Out<'_>, &T),
 }
 
 /// Where samples go while rendering one family; writes `# HELP`/`# TYPE` before the first
 /// sample, so a family without series is left out as the crate does.
 pub(super) struct Out<'a> {
     pub(super) buf: &'a mut String,
-    family: &'static Family,
+    name: &'static str,
+    help: &'static str,
+    kind: &'static str,
     header_due: bool,
-    now: SystemTime,
+    opts: MetricsSettings,
 }
 
 /// A number as the text format wants it (the same digits as the crate writes).
@@ -185,53 +279,97 @@ impl Value for f64 {
     }
 }
 
+/// The label text of one target or group: `lead` (`protocol="…",region="…"`) and `tail`
+/// (`target="…"`, or empty for a group).
+trait Labels {
+    fn lead(&self) -> &str;
+    fn tail(&self) -> &str;
+}
+impl Labels for TargetSeries {
+    fn lead(&self) -> &str {
+        &self.lead
+    }
+    fn tail(&self) -> &str {
+        &self.tail
+    }
+}
+impl Labels for Group {
+    fn lead(&self) -> &str {
+        &self.lead
+    }
+    fn tail(&self) -> &str {
+        ""
+    }
+}
+
 impl<'a> Out<'a> {
-    pub(super) fn new(buf: &'a mut String, family: &'static Family, now: SystemTime) -> Self {
+    pub(super) fn new<T>(
+        buf: &'a mut String,
+        family: &'static Family<T>,
+        opts: MetricsSettings,
+    ) -> Self {
         Out {
             buf,
-            family,
+            name: family.name,
+            help: family.help,
+            kind: family.kind,
             header_due: true,
-            now,
+            opts,
         }
     }
 
-    /// One sample: `name{suffix}{before lead mid tail after} value`.
-    #[allow(clippy::too_many_arguments)]
+    /// One sample: `name{suffix}{before lead [,tail] after} value`.
     fn sample(
         &mut self,
         suffix: &str,
         before: &str,
-        t: &TargetSeries,
-        mid: &str,
+        t: &dyn Labels,
         after: &str,
         value: &dyn Value,
     ) {
         let b = &mut *self.buf;
         if self.header_due {
             self.header_due = false;
-            let f = self.family;
-            for part in ["# HELP ", f.name, " ", f.help, "\n# TYPE ", f.name, " "] {
+            for part in [
+                "# HELP ",
+                self.name,
+                " ",
+                self.help,
+                "\n# TYPE ",
+                self.name,
+                " ",
+            ] {
                 b.push_str(part);
             }
-            b.push_str(f.kind);
+            b.push_str(self.kind);
             b.push('\n');
         }
-        for part in [self.family.name, suffix, "{", before, &t.lead, mid] {
+        for part in [self.name, suffix, "{", before, t.lead()] {
             b.push_str(part);
         }
-        for part in [t.tail.as_str(), after, "} "] {
-            b.push_str(part);
+        let tail = t.tail();
+        if !tail.is_empty() {
+            b.push(',');
+            b.push_str(tail);
         }
+        b.push_str(after);
+        b.push_str("} ");
         value.put(b);
         b.push('\n');
     }
 
-    /// A sample with the target's own labels only.
-    fn plain(&mut self, t: &TargetSeries, value: &dyn Value) {
-        self.sample("", "", t, ",", "", value);
+    /// A sample with the target's (or group's) own labels only.
+    fn plain(&mut self, t: &dyn Labels, value: &dyn Value) {
+        self.sample("", "", t, "", value);
     }
 
-    fn histogram<const N: usize>(&mut self, t: &TargetSeries, h: &Hist<N>, le: &[&str; N]) {
+    fn histogram<const N: usize>(
+        &mut self,
+        before: &str,
+        t: &dyn Labels,
+        h: &Hist<N>,
+        le: &[&str; N],
+    ) {
         let mut cumulative = 0;
         let mut label = String::with_capacity(16);
         for (count, le) in h.counts.iter().zip(le) {
@@ -240,11 +378,11 @@ impl<'a> Out<'a> {
             label.push_str(",le=\"");
             label.push_str(le);
             label.push('"');
-            self.sample("_bucket", "", t, ",", &label, &cumulative);
+            self.sample("_bucket", before, t, &label, &cumulative);
         }
-        self.sample("_bucket", "", t, ",", ",le=\"+Inf\"", &h.count);
-        self.sample("_sum", "", t, ",", "", &h.sum);
-        self.sample("_count", "", t, ",", "", &h.count);
+        self.sample("_bucket", before, t, ",le=\"+Inf\"", &h.count);
+        self.sample("_sum", before, t, "", &h.sum);
+        self.sample("_count", before, t, "", &h.count);
     }
 }
 
@@ -257,8 +395,13 @@ const DELIVERY_LE: [&str; DELIVERY_BUCKETS.len()] = [
     "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "30", "60", "120", "300", "600", "1800", "3600",
 ];
 
+/// `phase="…",`, the label sorted before `protocol`.
+fn phase_label(phase: Phase) -> String {
+    format!("phase=\"{}\",", phase.as_str())
+}
+
 /// The per-target families, sorted by name (the registry's families are merged in by name).
-pub(super) static FAMILIES: &[Family] = &[
+pub(super) static FAMILIES: &[Family<TargetSeries>] = &[
     Family {
         name: "mailprobe_http_status_code",
         help: "HTTPS: status code of the last response (after redirects); absent until one arrived.",
@@ -267,6 +410,26 @@ pub(super) static FAMILIES: &[Family] = &[
             if let Some(v) = t.http_status {
                 o.plain(t, &v);
             }
+        },
+    },
+    Family {
+        name: "mailprobe_probe_connection_info",
+        help: "Address family (ipv4 or ipv6) of the last connection a probe of the target established, and TLS version of its last successful handshake (value always 1).",
+        kind: "gauge",
+        write: |o, t| {
+            if t.family.is_none() && t.tls_version.is_none() {
+                return;
+            }
+            let before = t
+                .family
+                .map(|f| format!("family=\"{}\",", f.as_str()))
+                .unwrap_or_default();
+            let after = t
+                .tls_version
+                .as_ref()
+                .map(|v| format!(",tls_version=\"{}\"", escape(v)))
+                .unwrap_or_default();
+            o.sample("", &before, t, &after, &1u64);
         },
     },
     Family {
@@ -281,9 +444,13 @@ pub(super) static FAMILIES: &[Family] = &[
     },
     Family {
         name: "mailprobe_probe_duration_seconds",
-        help: "Duration of whole probes, successful or not.",
+        help: "Duration of whole probes of the target, successful or not (only with [metrics] per_target_histograms; mailprobe_region_probe_duration_seconds has them per region and protocol).",
         kind: "histogram",
-        write: |o, t| o.histogram(t, &t.duration, &DURATION_LE),
+        write: |o, t| {
+            if o.opts.per_target_histograms {
+                o.histogram("", t, &t.duration, &DURATION_LE);
+            }
+        },
     },
     Family {
         name: "mailprobe_probe_failure_info",
@@ -292,29 +459,28 @@ pub(super) static FAMILIES: &[Family] = &[
         write: |o, t| {
             if let Some((class, phase)) = t.failing {
                 let before = format!("class=\"{class}\",phase=\"{phase}\",");
-                o.sample("", &before, t, ",", "", &1u64);
+                o.sample("", &before, t, "", &1u64);
             }
         },
     },
     Family {
         name: "mailprobe_probe_failures_total",
-        help: "Failed probes by failure class and the phase that failed.",
+        help: "Failed probes of the target by failure class and the phase that failed; a pair appears at its first failure.",
         kind: "counter",
         write: |o, t| {
             for ((class, phase), n) in &t.failures {
                 let before = format!("class=\"{class}\",phase=\"{phase}\",");
-                o.sample("", &before, t, ",", "", n);
+                o.sample("", &before, t, "", n);
             }
         },
     },
     Family {
-        name: "mailprobe_probe_ip_family_info",
-        help: "Address family (ipv4 or ipv6) of the last connection a probe of the target established (value always 1).",
+        name: "mailprobe_probe_last_duration_seconds",
+        help: "Duration of the target's last probe, successful or not: topk() over it finds the targets behind a slow region.",
         kind: "gauge",
         write: |o, t| {
-            if let Some(f) = t.family {
-                let before = format!("family=\"{}\",", f.as_str());
-                o.sample("", &before, t, ",", "", &1u64);
+            if t.last_run.is_some() {
+                o.plain(t, &t.last_duration);
             }
         },
     },
@@ -340,29 +506,15 @@ pub(super) static FAMILIES: &[Family] = &[
     },
     Family {
         name: "mailprobe_probe_phase_duration_seconds",
-        help: "Duration of each phase in the last probe; 0 for phases that probe did not reach.",
+        help: "Duration of each phase the target's last probe reached; phases it did not reach have no series (only with [metrics] phase_gauges).",
         kind: "gauge",
         write: |o, t| {
-            let mut before = String::with_capacity(24);
-            for (phase, secs) in &t.phases {
-                before.clear();
-                before.push_str("phase=\"");
-                before.push_str(phase.as_str());
-                before.push_str("\",");
-                o.sample("", &before, t, ",", "", secs);
+            if !o.opts.phase_gauges {
+                return;
             }
-        },
-    },
-    Family {
-        name: "mailprobe_probe_seconds_since_success",
-        help: "Seconds since the last successful probe (or since probing began, if none yet), at scrape time.",
-        kind: "gauge",
-        write: |o, t| {
-            let since = o
-                .now
-                .duration_since(t.last_success.unwrap_or(t.since))
-                .unwrap_or(Duration::ZERO);
-            o.plain(t, &since.as_secs_f64());
+            for (phase, secs) in &t.phases {
+                o.sample("", &phase_label(*phase), t, "", secs);
+            }
         },
     },
     Family {
@@ -386,27 +538,14 @@ pub(super) static FAMILIES: &[Family] = &[
         },
     },
     Family {
-        name: "mailprobe_probes_skipped_total",
-        help: "Scheduled probes skipped because the previous one had not finished in time (overruns).",
-        kind: "counter",
-        write: |o, t| o.plain(t, &t.skipped),
-    },
-    Family {
-        name: "mailprobe_probes_total",
-        help: "Probes run, by result (success or failure).",
-        kind: "counter",
-        write: |o, t| {
-            o.sample("", "", t, ",result=\"failure\",", "", &t.probes[0]);
-            o.sample("", "", t, ",result=\"success\",", "", &t.probes[1]);
-        },
-    },
-    Family {
         name: "mailprobe_roundtrip_delivery_seconds",
-        help: "Round trip: from acceptance (250 after DATA) to the message seen in the mailbox; late messages are observed when they turn up.",
+        help: "Round trip: from acceptance (250 after DATA) to the message seen in the mailbox, per target; late messages are observed when they turn up (only with [metrics] per_target_histograms).",
         kind: "histogram",
         write: |o, t| {
-            if let Some(r) = &t.roundtrip {
-                o.histogram(t, &r.delivery, &DELIVERY_LE);
+            if o.opts.per_target_histograms
+                && let Some(r) = &t.roundtrip
+            {
+                o.histogram("", t, &r.delivery, &DELIVERY_LE);
             }
         },
     },
@@ -460,22 +599,56 @@ pub(super) static FAMILIES: &[Family] = &[
             }
         },
     },
+];
+
+/// The families aggregated per region and protocol, sorted by name.
+pub(super) static GROUP_FAMILIES: &[Family<Group>] = &[
     Family {
-        name: "mailprobe_tls_version_info",
-        help: "TLS version negotiated by the last successful handshake (value always 1).",
-        kind: "gauge",
-        write: |o, t| {
-            if let Some(v) = &t.tls_version {
-                let after = format!(",version=\"{}\"", escape(v));
-                o.sample("", "", t, ",", &after, &1u64);
+        name: "mailprobe_probes_skipped_total",
+        help: "Scheduled probes skipped because the previous one had not finished in time (overruns), per region and protocol; the log names the target.",
+        kind: "counter",
+        write: |o, g| o.plain(g, &g.skipped),
+    },
+    Family {
+        name: "mailprobe_probes_total",
+        help: "Probes run per region and protocol, by result (success or failure).",
+        kind: "counter",
+        write: |o, g| {
+            o.sample("", "", g, ",result=\"failure\"", &g.probes[0]);
+            o.sample("", "", g, ",result=\"success\"", &g.probes[1]);
+        },
+    },
+    Family {
+        name: "mailprobe_region_phase_duration_seconds",
+        help: "Duration of each phase, per region and protocol, over every probe of their targets that reached it.",
+        kind: "histogram",
+        write: |o, g| {
+            for (phase, h) in &g.phases {
+                o.histogram(&phase_label(*phase), g, h, &DURATION_LE);
+            }
+        },
+    },
+    Family {
+        name: "mailprobe_region_probe_duration_seconds",
+        help: "Duration of whole probes, successful or not, per region and protocol.",
+        kind: "histogram",
+        write: |o, g| o.histogram("", g, &g.duration, &DURATION_LE),
+    },
+    Family {
+        name: "mailprobe_region_roundtrip_delivery_seconds",
+        help: "Round trip: from acceptance (250 after DATA) to the message seen in the mailbox, per region; late messages are observed when they turn up.",
+        kind: "histogram",
+        write: |o, g| {
+            if let Some(h) = &g.delivery {
+                o.histogram("", g, h, &DELIVERY_LE);
             }
         },
     },
 ];
 
-impl Family {
+impl<T> Family<T> {
     /// Writes this family's samples of `t`.
-    pub(super) fn write(&'static self, out: &mut Out<'_>, t: &TargetSeries) {
+    pub(super) fn write(&'static self, out: &mut Out<'_>, t: &T) {
         (self.write)(out, t);
     }
 }
@@ -487,6 +660,7 @@ mod tests {
     #[test]
     fn families_are_sorted_and_bucket_labels_match_the_bounds() {
         assert!(FAMILIES.windows(2).all(|w| w[0].name < w[1].name));
+        assert!(GROUP_FAMILIES.windows(2).all(|w| w[0].name < w[1].name));
         for (b, le) in DURATION_BUCKETS.iter().zip(DURATION_LE) {
             assert_eq!(b.to_string(), le);
         }
@@ -495,13 +669,14 @@ mod tests {
         }
     }
 
-    /// The lines the prometheus crate wrote for the same outcomes (checked against it when this
-    /// renderer replaced it), families contiguous and in name order, and nothing left behind.
-    #[test]
-    fn renders_what_the_crate_rendered() {
+    /// One IMAP target, probed once with success over IPv6 and once failing at login: the
+    /// lean set, in the crate's text format (the first renderer was checked line by line
+    /// against the crate), families contiguous and in name order, and nothing left behind.
+    fn render_one_target(options: MetricsSettings) -> (crate::metrics::Metrics, String) {
         use crate::metrics::Metrics;
         use crate::probe::classify::FailureClass;
         use crate::probe::{Failure, Outcome, PhaseTiming};
+        use std::time::Duration;
 
         let dir = std::env::temp_dir().join(format!("mp-expo-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
@@ -512,15 +687,29 @@ mod tests {
         let cfg = crate::load::parse(&dir.join("c.toml"), text).expect("config");
         let t = &cfg.targets[0];
         let m = Metrics::new();
+        m.set_options(options);
         m.register_target(t);
         let outcome = |fail: bool| Outcome {
             target: t.clone(),
             started_at: SystemTime::UNIX_EPOCH + Duration::from_micros(1_764_000_000_250_000),
             total: Duration::from_millis(300),
-            phases: vec![PhaseTiming {
-                phase: Phase::Connect,
-                duration: Duration::from_micros(1500),
-            }],
+            phases: if fail {
+                vec![PhaseTiming {
+                    phase: Phase::Connect,
+                    duration: Duration::from_micros(1500),
+                }]
+            } else {
+                vec![
+                    PhaseTiming {
+                        phase: Phase::Connect,
+                        duration: Duration::from_micros(1500),
+                    },
+                    PhaseTiming {
+                        phase: Phase::Login,
+                        duration: Duration::from_millis(20),
+                    },
+                ]
+            },
             failure: fail.then(|| Failure {
                 class: FailureClass::AuthRejected,
                 fault: None,
@@ -538,22 +727,6 @@ mod tests {
         m.observe(&outcome(false));
         m.observe(&outcome(true));
         let r = m.render();
-        for line in [
-            "# TYPE mailprobe_probe_failures_total counter",
-            "mailprobe_probe_failures_total{class=\"auth_rejected\",phase=\"login\",protocol=\"imap\",region=\"eu\",target=\"im\"} 1",
-            "mailprobe_probe_failure_info{class=\"auth_rejected\",phase=\"login\",protocol=\"imap\",region=\"eu\",target=\"im\"} 1",
-            "mailprobe_probes_total{protocol=\"imap\",region=\"eu\",result=\"success\",target=\"im\"} 1",
-            "mailprobe_probe_duration_seconds_bucket{protocol=\"imap\",region=\"eu\",target=\"im\",le=\"0.5\"} 2",
-            "mailprobe_probe_duration_seconds_sum{protocol=\"imap\",region=\"eu\",target=\"im\"} 0.6",
-            "mailprobe_probe_phase_duration_seconds{phase=\"connect\",protocol=\"imap\",region=\"eu\",target=\"im\"} 0.0015",
-            "mailprobe_probe_phase_duration_seconds{phase=\"login\",protocol=\"imap\",region=\"eu\",target=\"im\"} 0",
-            "mailprobe_probe_last_run_timestamp_seconds{protocol=\"imap\",region=\"eu\",target=\"im\"} 1764000000.55",
-            "mailprobe_probe_consecutive_failures{protocol=\"imap\",region=\"eu\",target=\"im\"} 1",
-            "mailprobe_targets{protocol=\"imap\"} 1",
-            "mailprobe_probe_ip_family_info{family=\"ipv6\",protocol=\"imap\",region=\"eu\",target=\"im\"} 1",
-        ] {
-            assert!(r.lines().any(|l| l == line), "{line}\n{r}");
-        }
         let types: Vec<&str> = r
             .lines()
             .filter_map(|l| l.strip_prefix("# TYPE "))
@@ -561,10 +734,77 @@ mod tests {
         let mut sorted = types.clone();
         sorted.sort();
         assert_eq!(types, sorted, "families in name order, each once");
+        (m, r)
+    }
+
+    #[test]
+    fn the_default_set_is_lean_and_aggregates_latency_per_region() {
+        let (m, r) = render_one_target(MetricsSettings::default());
+        for line in [
+            "# TYPE mailprobe_probe_failures_total counter",
+            "mailprobe_probe_failures_total{class=\"auth_rejected\",phase=\"login\",protocol=\"imap\",region=\"eu\",target=\"im\"} 1",
+            "mailprobe_probe_failure_info{class=\"auth_rejected\",phase=\"login\",protocol=\"imap\",region=\"eu\",target=\"im\"} 1",
+            "mailprobe_probe_last_duration_seconds{protocol=\"imap\",region=\"eu\",target=\"im\"} 0.3",
+            "mailprobe_probe_last_run_timestamp_seconds{protocol=\"imap\",region=\"eu\",target=\"im\"} 1764000000.55",
+            "mailprobe_probe_consecutive_failures{protocol=\"imap\",region=\"eu\",target=\"im\"} 1",
+            "mailprobe_probe_connection_info{family=\"ipv6\",protocol=\"imap\",region=\"eu\",target=\"im\"} 1",
+            "mailprobe_targets{protocol=\"imap\"} 1",
+            // Per region and protocol, not per target.
+            "mailprobe_probes_total{protocol=\"imap\",region=\"eu\",result=\"success\"} 1",
+            "mailprobe_probes_total{protocol=\"imap\",region=\"eu\",result=\"failure\"} 1",
+            "mailprobe_probes_skipped_total{protocol=\"imap\",region=\"eu\"} 0",
+            "mailprobe_region_probe_duration_seconds_bucket{protocol=\"imap\",region=\"eu\",le=\"0.5\"} 2",
+            "mailprobe_region_probe_duration_seconds_sum{protocol=\"imap\",region=\"eu\"} 0.6",
+            "mailprobe_region_phase_duration_seconds_count{phase=\"connect\",protocol=\"imap\",region=\"eu\"} 2",
+            // Login was reached once (the failure at login has no timing): one observation.
+            "mailprobe_region_phase_duration_seconds_count{phase=\"login\",protocol=\"imap\",region=\"eu\"} 1",
+            // Expected but never reached: a histogram at 0, which no quantile reads as 0 s.
+            "mailprobe_region_phase_duration_seconds_count{phase=\"select\",protocol=\"imap\",region=\"eu\"} 0",
+        ] {
+            assert!(r.lines().any(|l| l == line), "{line}\n{r}");
+        }
+        for gone in [
+            "mailprobe_probe_duration_seconds",
+            "mailprobe_probe_phase_duration_seconds",
+            "mailprobe_probe_seconds_since_success",
+            "result=\"success\",target=",
+        ] {
+            assert!(!r.contains(gone), "{gone}\n{r}");
+        }
         m.unregister_target("im");
         let r = m.render();
         assert!(!r.contains("target="), "{r}");
+        assert!(
+            !r.contains("region=\"eu\""),
+            "the group goes with its last target: {r}"
+        );
         assert!(r.contains("mailprobe_targets{protocol=\"imap\"} 0"));
+    }
+
+    #[test]
+    fn per_target_histograms_and_phase_gauges_are_opt_in_and_skip_phases_not_reached() {
+        let opts = MetricsSettings {
+            per_target_histograms: true,
+            phase_gauges: true,
+        };
+        let (m, r) = render_one_target(opts);
+        for line in [
+            "mailprobe_probe_duration_seconds_bucket{protocol=\"imap\",region=\"eu\",target=\"im\",le=\"0.5\"} 2",
+            "mailprobe_probe_duration_seconds_count{protocol=\"imap\",region=\"eu\",target=\"im\"} 2",
+            "mailprobe_probe_phase_duration_seconds{phase=\"connect\",protocol=\"imap\",region=\"eu\",target=\"im\"} 0.0015",
+        ] {
+            assert!(r.lines().any(|l| l == line), "{line}\n{r}");
+        }
+        // The last probe failed at login, untimed: no login gauge, rather than a 0 s one.
+        assert!(
+            !r.contains("mailprobe_probe_phase_duration_seconds{phase=\"login\""),
+            "{r}"
+        );
+        // Off again: gone at once.
+        m.set_options(MetricsSettings::default());
+        let r = m.render();
+        assert!(!r.contains("mailprobe_probe_duration_seconds"), "{r}");
+        assert!(!r.contains("mailprobe_probe_phase_duration_seconds"), "{r}");
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //!
 //! A [`FaultServer`] accepts on 127.0.0.1:0 and runs a [`Script`] per connection: an optional
 //! greeting, then one [`Action`] per line the client sends. It optionally speaks TLS first. It
-//! counts what it wrote, so a test can show that a client stopped reading a hostile stream.
+//! counts what it wrote and notices when the client hangs up, so a test can show that a client
+//! stopped reading a hostile stream, or sent nothing more, once it is proven gone
+//! ([`FaultServer::hung_up`]) rather than after a guessed pause.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -12,6 +14,7 @@ use std::time::Duration;
 use rustls::ServerConfig;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// What to do at a point in the dialogue.
@@ -23,7 +26,8 @@ pub enum Action {
     SendAndClose(Vec<u8>),
     /// Close the connection now.
     Close,
-    /// Stop answering but keep the connection open.
+    /// Stop answering but keep the connection open (lines the client still sends are
+    /// recorded, never answered).
     Hang,
     /// Send `prefix`, then `chunk` forever (until the client hangs up or 1 GiB is sent).
     Endless {
@@ -82,6 +86,8 @@ pub struct FaultServer {
     pub bytes_written: Arc<AtomicU64>,
     /// Lines received, in order, across connections.
     pub lines: Arc<Mutex<Vec<String>>>,
+    /// Connections the client ended so far (see [`FaultServer::hung_up`]).
+    hangups: Arc<watch::Sender<usize>>,
     task: JoinHandle<()>,
 }
 
@@ -104,7 +110,13 @@ impl FaultServer {
         let connections = Arc::new(AtomicUsize::new(0));
         let bytes_written = Arc::new(AtomicU64::new(0));
         let lines = Arc::new(Mutex::new(Vec::new()));
-        let (c, b, l) = (connections.clone(), bytes_written.clone(), lines.clone());
+        let hangups = Arc::new(watch::Sender::new(0));
+        let (c, b, l, h) = (
+            connections.clone(),
+            bytes_written.clone(),
+            lines.clone(),
+            hangups.clone(),
+        );
         let task = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
@@ -112,16 +124,18 @@ impl FaultServer {
                 };
                 c.fetch_add(1, Ordering::SeqCst);
                 let script = script.clone();
-                let (b, l) = (b.clone(), l.clone());
+                let (b, l, h) = (b.clone(), l.clone(), h.clone());
                 let tls = tls.clone();
                 tokio::spawn(async move {
-                    match tls {
+                    let end = match tls {
                         None => run_script(tcp, script, b, l).await,
-                        Some(cfg) => {
-                            if let Ok(s) = tokio_rustls::TlsAcceptor::from(cfg).accept(tcp).await {
-                                run_script(s, script, b, l).await;
-                            }
-                        }
+                        Some(cfg) => match tokio_rustls::TlsAcceptor::from(cfg).accept(tcp).await {
+                            Ok(s) => run_script(s, script, b, l).await,
+                            Err(_) => End::Other,
+                        },
+                    };
+                    if let End::ClientHungUp = end {
+                        h.send_modify(|n| *n += 1);
                     }
                 });
             }
@@ -131,6 +145,7 @@ impl FaultServer {
             connections,
             bytes_written,
             lines,
+            hangups,
             task,
         }
     }
@@ -144,6 +159,22 @@ impl FaultServer {
     pub fn received(&self) -> Vec<String> {
         self.lines.lock().expect("lines lock").clone()
     }
+
+    /// Waits until clients have hung up on `n` connections in all: their end of the stream
+    /// seen by a read (EOF, or a reset) or a write refused because they closed. Then every line
+    /// they sent is in [`FaultServer::received`] and [`FaultServer::bytes_written`] is final.
+    /// Panics after 10 s: a client that never hangs up is the failure under test.
+    pub async fn hung_up(&self, n: usize) {
+        let mut seen = self.hangups.subscribe();
+        let waited = tokio::time::timeout(Duration::from_secs(10), seen.wait_for(|h| *h >= n));
+        match waited.await {
+            Ok(Ok(_)) => {}
+            _ => panic!(
+                "the client hung up on {} connection(s) in 10 s, not {n}",
+                *self.hangups.borrow()
+            ),
+        }
+    }
 }
 
 impl Drop for FaultServer {
@@ -152,9 +183,34 @@ impl Drop for FaultServer {
     }
 }
 
+/// What to do after an action.
 enum Next {
+    /// Read the next line and answer it.
     Continue,
-    Stop,
+    /// Read on, answer nothing.
+    Silent,
+    /// The session is over, this way.
+    Stop(End),
+}
+
+/// How a session ended.
+enum End {
+    /// The client closed or reset the connection.
+    ClientHungUp,
+    /// The script closed it.
+    ServerClosed,
+    /// Anything else (a failed TLS handshake, another I/O error, 1 GiB sent).
+    Other,
+}
+
+/// Whether an I/O error says the client is gone: a reset, a write to a connection it closed,
+/// or a TLS stream cut without close_notify.
+fn client_gone(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+    )
 }
 
 async fn run_script<S>(
@@ -162,29 +218,39 @@ async fn run_script<S>(
     script: Script,
     written: Arc<AtomicU64>,
     lines: Arc<Mutex<Vec<String>>>,
-) where
+) -> End
+where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let (r, mut w) = tokio::io::split(stream);
     let mut r = BufReader::new(r);
-    if let Next::Stop = act(&mut w, script.on_connect.clone(), &written).await {
-        return;
-    }
+    let mut answering = match act(&mut w, script.on_connect.clone(), &written).await {
+        Next::Stop(end) => return end,
+        Next::Continue => true,
+        Next::Silent => false,
+    };
     let mut line = Vec::new();
     loop {
         line.clear();
-        // Bounded like any server should be: a line over 64 KiB ends the session.
+        // Bounded like any server should be: at most 64 KiB is taken as one line.
         match (&mut r).take(64 * 1024).read_until(b'\n', &mut line).await {
-            Ok(0) | Err(_) => return,
+            Ok(0) => return End::ClientHungUp,
+            Err(e) if client_gone(&e) => return End::ClientHungUp,
+            Err(_) => return End::Other,
             Ok(_) => {}
         }
         let text = String::from_utf8_lossy(&line)
             .trim_end_matches(['\r', '\n'])
             .to_string();
         lines.lock().expect("lines lock").push(text.clone());
+        if !answering {
+            continue;
+        }
         let action = (script.on_line)(&text);
-        if let Next::Stop = act(&mut w, action, &written).await {
-            return;
+        match act(&mut w, action, &written).await {
+            Next::Stop(end) => return end,
+            Next::Continue => {}
+            Next::Silent => answering = false,
         }
     }
 }
@@ -199,44 +265,56 @@ async fn act<W: AsyncWrite + Unpin>(w: &mut W, action: Action, written: &AtomicU
             }
             Action::Send(bytes) => {
                 return match write(w, &bytes, written).await {
-                    true => Next::Continue,
-                    false => Next::Stop,
+                    Ok(()) => Next::Continue,
+                    Err(end) => Next::Stop(end),
                 };
             }
             Action::SendAndClose(bytes) => {
-                write(w, &bytes, written).await;
+                if let Err(end) = write(w, &bytes, written).await {
+                    return Next::Stop(end);
+                }
                 let _ = w.shutdown().await;
-                return Next::Stop;
+                return Next::Stop(End::ServerClosed);
             }
             Action::Close => {
                 let _ = w.shutdown().await;
-                return Next::Stop;
+                return Next::Stop(End::ServerClosed);
             }
-            Action::Hang => {
-                // Keep the connection open until the client gives up.
-                std::future::pending::<()>().await;
-            }
+            // The connection stays open until the client gives up.
+            Action::Hang => return Next::Silent,
             Action::Endless { prefix, chunk } => {
-                if !write(w, &prefix, written).await {
-                    return Next::Stop;
+                if let Err(end) = write(w, &prefix, written).await {
+                    return Next::Stop(end);
                 }
                 let mut sent = 0u64;
                 while sent < (1 << 30) {
-                    if !write(w, &chunk, written).await {
-                        return Next::Stop;
+                    if let Err(end) = write(w, &chunk, written).await {
+                        return Next::Stop(end);
                     }
                     sent += chunk.len() as u64;
                 }
-                return Next::Stop;
+                return Next::Stop(End::Other);
             }
         }
     }
 }
 
-async fn write<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8], written: &AtomicU64) -> bool {
-    if w.write_all(bytes).await.is_err() || w.flush().await.is_err() {
-        return false;
+/// Writes `bytes` and counts them; a failed write says how the session ended.
+async fn write<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    bytes: &[u8],
+    written: &AtomicU64,
+) -> Result<(), End> {
+    let result = match w.write_all(bytes).await {
+        Ok(()) => w.flush().await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => {
+            written.fetch_add(bytes.len() as u64, Ordering::SeqCst);
+            Ok(())
+        }
+        Err(e) if client_gone(&e) => Err(End::ClientHungUp),
+        Err(_) => Err(End::Other),
     }
-    written.fetch_add(bytes.len() as u64, Ordering::SeqCst);
-    true
 }

@@ -16,6 +16,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -27,6 +28,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::pki::ServerCert;
@@ -107,6 +109,8 @@ pub struct HttpsServer {
     pub seen: Arc<Mutex<Vec<Seen>>>,
     /// Body bytes written by `/huge`.
     pub huge_bytes: Arc<AtomicU64>,
+    /// `/huge` bodies the client hung up on (see [`HttpsServer::huge_hung_up`]).
+    huge_cut: Arc<watch::Sender<usize>>,
     task: JoinHandle<()>,
 }
 
@@ -127,6 +131,7 @@ struct State {
     base: String,
     seen: Arc<Mutex<Vec<Seen>>>,
     huge_bytes: Arc<AtomicU64>,
+    huge_cut: Arc<watch::Sender<usize>>,
 }
 
 impl HttpsServer {
@@ -145,11 +150,13 @@ impl HttpsServer {
         let tls: Arc<ServerConfig> = opts.cert.server_config(&alpn);
         let seen = Arc::new(Mutex::new(Vec::new()));
         let huge_bytes = Arc::new(AtomicU64::new(0));
+        let huge_cut = Arc::new(watch::Sender::new(0));
         let state = Arc::new(State {
             opts,
             base: format!("https://localhost:{}", addr.port()),
             seen: seen.clone(),
             huge_bytes: huge_bytes.clone(),
+            huge_cut: huge_cut.clone(),
         });
         let task = tokio::spawn(async move {
             loop {
@@ -176,6 +183,7 @@ impl HttpsServer {
             addr,
             seen,
             huge_bytes,
+            huge_cut,
             task,
         }
     }
@@ -188,6 +196,38 @@ impl HttpsServer {
     /// Requests seen so far.
     pub fn seen(&self) -> Vec<Seen> {
         self.seen.lock().expect("seen lock").clone()
+    }
+
+    /// Waits until a client hung up on a `/huge` body: hyper dropped the body before it was all
+    /// sent, which it does only when the connection (or the HTTP/2 stream) is gone. Then
+    /// [`HttpsServer::huge_bytes`] is final. Panics after 10 s.
+    pub async fn huge_hung_up(&self) {
+        let mut cut = self.huge_cut.subscribe();
+        let waited = tokio::time::timeout(Duration::from_secs(10), cut.wait_for(|n| *n >= 1));
+        assert!(
+            matches!(waited.await, Ok(Ok(_))),
+            "the client did not hang up on /huge within 10 s"
+        );
+    }
+}
+
+/// Counts a `/huge` body as cut when it is dropped before the end.
+struct Cut {
+    finished: bool,
+    cut: Arc<watch::Sender<usize>>,
+}
+
+impl Cut {
+    fn finish(&mut self) {
+        self.finished = true;
+    }
+}
+
+impl Drop for Cut {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.cut.send_modify(|n| *n += 1);
+        }
     }
 }
 
@@ -354,17 +394,22 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
         ("GET", "/huge") => {
             let counter = state.huge_bytes.clone();
             let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
-            let s = futures::stream::unfold(0u64, move |sent| {
+            let cut = Cut {
+                finished: false,
+                cut: state.huge_cut.clone(),
+            };
+            let s = futures::stream::unfold((0u64, cut), move |(sent, mut cut)| {
                 let chunk = chunk.clone();
                 let counter = counter.clone();
                 async move {
                     if sent > (1 << 30) {
+                        cut.finish();
                         return None;
                     }
                     counter.fetch_add(chunk.len() as u64, Ordering::SeqCst);
                     Some((
                         Ok::<_, Infallible>(Frame::data(chunk.clone())),
-                        sent + chunk.len() as u64,
+                        (sent + chunk.len() as u64, cut),
                     ))
                 }
             });

@@ -8,6 +8,8 @@
 //!   lines, refusals), optionally behind TLS.
 //! - [`dns`]: a private dnsmasq answering only for the names a test gives it.
 //! - [`blackhole`]: an address on loopback that silently drops SYNs (a full accept queue).
+//! - [`faultclient`]: HTTP clients that misbehave on purpose (silence, slowloris, stalls after
+//!   the TLS handshake).
 //! - [`https`]: an HTTPS server playing webmail, Autodiscover, JMAP and HTTP faults.
 //! - [`oauth`]: an OAuth2 token server (client credentials, refresh tokens, introspection).
 //! - [`prometheus`]: a private Prometheus and Alertmanager, to test the shipped alert rules end to
@@ -20,6 +22,7 @@ pub mod demo;
 pub mod dns;
 pub mod dovecot;
 pub mod fault;
+pub mod faultclient;
 pub mod https;
 pub mod oauth;
 pub mod pki;

@@ -5,12 +5,25 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// A port on 127.0.0.1 that was free a moment ago (bind to port 0, read it, release it).
+/// A port on 127.0.0.1 that was free a moment ago (bind to port 0, read it, release it), and
+/// that this process has never handed out before: a peer stopped and started again on its ports
+/// (a Dovecot outage in a test) must not find one of them taken by a peer of a test running
+/// alongside, which the kernel would happily give the same number once it is released.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("cannot bind 127.0.0.1:0")
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut given = GIVEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("cannot bind 127.0.0.1:0");
+        if given.insert(port) {
+            return port;
+        }
+    }
 }
 
 /// Panics with instructions when a program the peers need is missing.

@@ -205,6 +205,39 @@ pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     })
 }
 
+/// Successful probes of the region and protocol `target` belongs to (where probe counts are
+/// kept): the target's own, in tests where it is alone in its region and protocol.
+pub fn group_successes(text: &str, target: &str) -> Option<f64> {
+    let label = format!("target=\"{target}\"");
+    let line = text
+        .lines()
+        .filter(|l| l.starts_with("mailprobe_probe_success{"))
+        .find(|l| l.split(['{', '}', ',']).any(|kv| kv == label))?;
+    let value = |key: &str| {
+        line.split(['{', '}', ','])
+            .find_map(|kv| kv.strip_prefix(&format!("{key}=\""))?.strip_suffix('"'))
+    };
+    sample(
+        text,
+        "mailprobe_probes_total",
+        &[
+            ("region", value("region")?),
+            ("protocol", value("protocol")?),
+            ("result", "success"),
+        ],
+    )
+}
+
+/// Failed probes of `target` so far, over every class and phase.
+pub fn failures_of(text: &str, target: &str) -> f64 {
+    let label = format!("target=\"{target}\"");
+    text.lines()
+        .filter(|l| l.starts_with("mailprobe_probe_failures_total{"))
+        .filter(|l| l.split(['{', '}', ',']).any(|kv| kv == label))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
 /// Polls `check` every 50 ms until it returns `Some`, for up to `secs` seconds.
 pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
 where
@@ -250,16 +283,31 @@ impl Daemon {
         body
     }
 
-    /// Waits until `target` has at least `n` probes counted with `result`.
+    /// Waits until `target` has had `n` probes with `result` ("success" or "failure"): for
+    /// failures, its `mailprobe_probe_failures_total` (all classes) reaches `n`; for successes
+    /// (counted per region and protocol only), `n` successful probes are seen while waiting,
+    /// its last one included. Returns the exposition that showed it.
     pub async fn wait_probes(&self, target: &str, result: &str, n: f64) -> String {
+        let seen = std::cell::Cell::new((None::<f64>, 0.0));
         eventually(20, &format!("{n} {result} probes of {target}"), || async {
             let m = self.metrics().await;
-            let v = sample(
-                &m,
-                "mailprobe_probes_total",
-                &[("target", target), ("result", result)],
-            )?;
-            (v >= n).then_some(m)
+            let count = if result == "failure" {
+                failures_of(&m, target)
+            } else {
+                let last = sample(
+                    &m,
+                    "mailprobe_probe_last_run_timestamp_seconds",
+                    &[("target", target)],
+                )?;
+                let ok = sample(&m, "mailprobe_probe_success", &[("target", target)])? == 1.0;
+                let (prev, mut count) = seen.get();
+                if prev != Some(last) && ok {
+                    count += 1.0;
+                }
+                seen.set((Some(last), count));
+                count
+            };
+            (count >= n).then_some(m)
         })
         .await
     }

@@ -106,7 +106,7 @@ impl Resolvers {
 
     /// The resolver for `net`.
     pub fn get(&self, net: &NetSettings) -> Resolver {
-        let mut built = self.built.lock().unwrap_or_else(|e| e.into_inner());
+        let mut built = crate::sync::lock(&self.built);
         if let Some(r) = built.get(net) {
             return r.clone();
         }

@@ -61,7 +61,7 @@ pub struct Pending {
 
 impl Pending {
     fn add(&self, target: &str, token: &str, accepted: SystemTime) {
-        let mut map = self.by_target.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = crate::sync::lock(&self.by_target);
         let q = map.entry(target.to_string()).or_default();
         if q.len() >= MAX_PENDING {
             q.pop_front();
@@ -70,7 +70,7 @@ impl Pending {
     }
 
     fn snapshot(&self, target: &str) -> Vec<(String, SystemTime)> {
-        let map = self.by_target.lock().unwrap_or_else(|e| e.into_inner());
+        let map = crate::sync::lock(&self.by_target);
         map.get(target)
             .map(|q| q.iter().cloned().collect())
             .unwrap_or_default()
@@ -78,7 +78,7 @@ impl Pending {
 
     /// Forgets `tokens` (found) and anything accepted before `forget_before` (the sweep has it).
     fn forget(&self, target: &str, tokens: &[String], forget_before: SystemTime) {
-        let mut map = self.by_target.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = crate::sync::lock(&self.by_target);
         if let Some(q) = map.get_mut(target) {
             q.retain(|(t, at)| !tokens.contains(t) && *at >= forget_before);
         }
@@ -86,7 +86,7 @@ impl Pending {
 
     /// How many messages of `target` are still outstanding.
     pub fn len(&self, target: &str) -> usize {
-        let map = self.by_target.lock().unwrap_or_else(|e| e.into_inner());
+        let map = crate::sync::lock(&self.by_target);
         map.get(target).map_or(0, VecDeque::len)
     }
 

@@ -1,0 +1,173 @@
+//! What one target costs on `/metrics`: the series a live daemon exports per target, counted for
+//! every protocol against real peers (Dovecot, Postfix, the HTTPS server), healthy and failing,
+//! and held to the budget the README's metrics reference promises. At 10,000 targets and three
+//! locations every series per target is 30,000 series in someone's Prometheus.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{Daemon, Env, eventually};
+use mailprobe::probe::Protocol;
+use mailprobe_testpeers::dovecot::{Dovecot, Options};
+use mailprobe_testpeers::https::HttpsServer;
+use mailprobe_testpeers::postfix::Postfix;
+
+const GLOBAL: &str = "[global]\ninterval = \"2s\"\ntimeout = \"2s\"\nslow_threshold = \"5s\"\n";
+
+/// The most series one target of `protocol` may export by default (`process_*`, build and
+/// global series aside), whether it succeeds or fails with one class at one phase. Each further
+/// `(class, phase)` a target fails with later adds one counter.
+fn budget(protocol: Protocol) -> usize {
+    match protocol {
+        Protocol::Imap | Protocol::Smtp => 13,
+        // One more than IMAP and SMTP: the status code of the last response.
+        Protocol::Https => 14,
+        Protocol::Roundtrip => 16,
+    }
+}
+
+/// Every sample line of `text` that belongs to target `name`, by series (name and labels).
+fn series_of<'a>(text: &'a str, name: &str) -> Vec<&'a str> {
+    let label = format!("target=\"{name}\"");
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' ').map(|(series, _)| series))
+        .filter(|series| {
+            series.split_once('{').is_some_and(|(_, labels)| {
+                labels
+                    .trim_end_matches('}')
+                    .split(',')
+                    .any(|kv| kv == label)
+            })
+        })
+        .collect()
+}
+
+/// The targets of the fleet below, one healthy and one failing per protocol.
+fn fixtures(protocol: Protocol) -> [&'static str; 2] {
+    match protocol {
+        Protocol::Imap => ["imap-up", "imap-down"],
+        Protocol::Smtp => ["smtp-up", "smtp-down"],
+        Protocol::Https => ["https-up", "https-down"],
+        Protocol::Roundtrip => ["rt-up", "rt-down"],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_protocol_stays_within_its_series_budget_up_and_down() {
+    let env = Env::new();
+    let dc = Dovecot::start(&env.pki, Options::default());
+    let pf = Postfix::start(&env.pki, &dc, None);
+    let web = HttpsServer::start(mailprobe_testpeers::https::Options::new(
+        env.pki.valid.clone(),
+    ))
+    .await;
+    let closed = mailprobe_testpeers::util::free_port();
+    let mut text = GLOBAL.to_string();
+    for p in Protocol::ALL {
+        let [up, down] = fixtures(*p);
+        text += &match p {
+            Protocol::Imap => {
+                env.imap_target(up, dc.ports.imaps, "") + &env.imap_target(down, closed, "")
+            }
+            Protocol::Smtp => {
+                env.smtp_target(up, pf.ports.submission, "") + &env.smtp_target(down, closed, "")
+            }
+            Protocol::Https => format!(
+                "[[target]]\nname = \"{up}\"\nregion = \"test\"\nprotocol = \"https\"\nurl = \"{}\"\nca_file = \"{ca}\"\n\
+                 [[target]]\nname = \"{down}\"\nregion = \"test\"\nprotocol = \"https\"\nurl = \"https://127.0.0.1:{closed}/\"\nca_file = \"{ca}\"\n",
+                web.url("/owa/"),
+                ca = env.pki.ca.display(),
+            ),
+            // The failing round trip cannot send: its SMTP leg is the closed port.
+            Protocol::Roundtrip => format!(
+                "[[target]]\nname = \"{up}\"\nregion = \"test\"\nprotocol = \"roundtrip\"\nsmtp_target = \"smtp-up\"\n\
+                 imap_target = \"imap-up\"\ndelivery_timeout = \"4s\"\ninterval = \"12s\"\n\
+                 [[target]]\nname = \"{down}\"\nregion = \"test\"\nprotocol = \"roundtrip\"\nsmtp_target = \"smtp-down\"\n\
+                 imap_target = \"imap-up\"\ndelivery_timeout = \"4s\"\ninterval = \"12s\"\n"
+            ),
+        };
+    }
+    let d = Daemon::start(env.config(&text)).await;
+
+    // Up (and down from the start): each target has run, its success gauge says how, and its
+    // health has been exported.
+    let up = wait_for(&d, &[1.0, 0.0]).await;
+    // Then the targets that were up fail, each with one class: the most series a target has,
+    // since what it learnt while up (last success, certificate, connection) stays.
+    for p in Protocol::ALL {
+        let [t, _] = fixtures(*p);
+        match p {
+            Protocol::Imap | Protocol::Smtp => {
+                env.secret(&format!("{t}.pass"), "not-the-password");
+            }
+            Protocol::Https => text = text.replace(&web.url("/owa/"), &web.url("/missing")),
+            // Its legs fail, so it does.
+            Protocol::Roundtrip => {}
+        }
+    }
+    std::fs::write(env.config_path(), env.with_state(&text)).unwrap();
+    let (status, body) = common::http(d.addr, "POST", "/-/reload").await;
+    assert_eq!(status, 200, "{body}");
+    let down = wait_for(&d, &[0.0, 0.0]).await;
+    d.stop().await;
+
+    let mut counts = BTreeMap::new();
+    let mut over = Vec::new();
+    for (when, m) in [("up", &up), ("down", &down)] {
+        for p in Protocol::ALL {
+            for t in fixtures(*p) {
+                let series = series_of(m, t);
+                counts.insert(format!("{t} {when}"), series.len());
+                if series.len() > budget(*p) {
+                    over.push(format!(
+                        "{t} ({}, {when}) exports {} series, over its budget of {}:\n{}",
+                        p.as_str(),
+                        series.len(),
+                        budget(*p),
+                        series.join("\n")
+                    ));
+                }
+            }
+        }
+    }
+    eprintln!("series per target: {counts:?}");
+    assert!(over.is_empty(), "{}", over.join("\n\n"));
+    // The up-then-down targets really failed with a class, and kept what they learnt.
+    for p in Protocol::ALL {
+        let [t, _] = fixtures(*p);
+        assert!(
+            common::sample(&down, "mailprobe_probe_failure_info", &[("target", t)]).is_some()
+                && common::sample(
+                    &down,
+                    "mailprobe_probe_last_success_timestamp_seconds",
+                    &[("target", t)]
+                )
+                .is_some(),
+            "{t}: {:?}",
+            series_of(&down, t)
+        );
+    }
+}
+
+/// The exposition once the first and second target of every protocol have a success gauge of
+/// `want[0]` and `want[1]`, and a health.
+async fn wait_for(d: &Daemon, want: &[f64; 2]) -> String {
+    eventually(
+        90,
+        &format!("every target probed with success {want:?}"),
+        || async {
+            let m = d.metrics().await;
+            Protocol::ALL
+                .iter()
+                .flat_map(|p| fixtures(*p).into_iter().zip(*want))
+                .all(|(t, want)| {
+                    common::sample(&m, "mailprobe_probe_success", &[("target", t)]) == Some(want)
+                        && common::sample(&m, "mailprobe_target_state", &[("target", t)]).is_some()
+                })
+                .then_some(m)
+        },
+    )
+    .await
+}
