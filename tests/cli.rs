@@ -66,7 +66,7 @@ fn a_config_error_names_the_target_by_its_name_as_well_as_its_index() {
     let err = text(&mailprobe(&["check", "--config", path.to_str().unwrap()]).stderr);
     assert!(
         err.contains(&format!(
-            "{}:16:7: target[3] \"imap.us\".tls: unknown variant `sometimes`",
+            "{}:16:1: target[3] \"imap.us\".tls: key `tls` does not apply to protocol \"https\"",
             path.display()
         )),
         "{err}"
