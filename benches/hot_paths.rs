@@ -8,8 +8,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use mailprobe::config::{self, Target};
+use mailprobe::load;
 use mailprobe::metrics::Metrics;
+use mailprobe::probe::Target;
 use mailprobe::probe::{Outcome, PhaseTiming, expected_phases};
 use mailprobe::tls::{CertFacts, TlsFacts};
 
@@ -111,10 +112,10 @@ fn main() {
 
     if on("config") {
         bench("config: parse 10,000 IMAP targets", 5, secs, || {
-            config::parse(&path, &text).expect("valid config")
+            load::parse(&path, &text).expect("valid config")
         });
     }
-    let cfg = config::parse(&path, &text).expect("valid config");
+    let cfg = load::parse(&path, &text).expect("valid config");
     let targets = cfg.owned_targets();
 
     if on("register") {

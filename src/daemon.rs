@@ -12,9 +12,10 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{self, Config};
-use crate::incidents::service::Incidents;
+use crate::incidents::TargetState;
+use crate::incidents::service::{HealthObserver, Incidents};
 use crate::liveness::{self, Liveness};
+use crate::load::{self, Config};
 use crate::metrics::Metrics;
 use crate::probe::classify::{FailureClass, ProberFault};
 use crate::probe::{Outcome, Phase, ProbeContext};
@@ -36,6 +37,20 @@ impl OutcomeSink for Reporter {
         self.metrics.observe(&o);
         self.incidents.observe(&o);
         log_outcome(&o, &self.said.note(&o));
+    }
+}
+
+/// The incident service's conclusions become series: the daemon hands them from one to the
+/// other, so that neither knows the other.
+impl HealthObserver for Metrics {
+    fn health(&self, state: &TargetState) {
+        self.target_health(state);
+    }
+    fn removed(&self, target: &str) {
+        self.forget_target_health(target);
+    }
+    fn incidents_open(&self, counts: &std::collections::BTreeMap<(String, String), i64>) {
+        self.open_incidents(counts);
     }
 }
 
@@ -525,7 +540,7 @@ impl Reloading<'_> {
 fn reload(current: &mut Config, r: &mut Reloading<'_>) -> Result<Reloaded, ReloadError> {
     let (scheduler, metrics, web, incidents) = (&mut *r.scheduler, r.metrics, r.web, r.incidents);
     // A shard given on the command line holds for every reload too.
-    let loaded = config::load(&current.path).and_then(|mut new| {
+    let loaded = load::load(&current.path).and_then(|mut new| {
         if let Some(s) = current.shard_override {
             new.override_shard(s)?;
         }

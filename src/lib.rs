@@ -4,29 +4,36 @@
 //! attempt, classifies every failure and exports the results to Prometheus.
 //!
 //! # Layout
-//! - [`config`]: the `probes.toml` model, defaults and validation (errors name file, line, key).
-//! - [`probe`]: the probe interface ([`probe::Outcome`], [`probe::Phase`]) and one file per
-//!   protocol, plus the shared network, TLS and bounded-read helpers.
-//! - [`probe::classify`]: the one place where probe errors become failure classes, next to the
-//!   errors it reads.
-//! - [`tls`]: client TLS, the roots cache and certificate facts (probes and OAuth2 alike).
+//! Leaves, then each layer using only those before it (no two modules import each other):
 //! - [`hash`]: stable hashes (sharding, fingerprints) and unique tokens.
 //! - [`sync`]: the one policy for a lock a panic poisoned (take it over and go on).
+//! - [`table`]: the aligned text tables `check`, `probe` and `incidents` print.
+//! - [`tls`]: client TLS, the roots cache and certificate facts (probes and OAuth2 alike).
+//! - [`config`]: what every protocol's spec shares: errors that name file, line and key,
+//!   secrets and bounded reads, timing and labels, endpoints and TLS trust, credentials, OAuth2
+//!   credential sets. It knows no protocol by name.
 //! - [`oauth2`]: OAuth2 tokens (client credentials, refresh tokens), cached per credential set.
+//! - [`probe`]: the probe interface ([`probe::Outcome`], [`probe::Phase`]); one folder per
+//!   protocol holding the dialogue, its config keys (`spec.rs`) and the classes of its answers;
+//!   [`probe::registry`], the one list of protocols; the shared network, bounded-read and SASL
+//!   helpers; [`probe::classify`], where every error becomes a failure class.
+//! - [`load`]: reads `probes.toml`, `[global]`, `[incidents]` and `[metrics]`, and hands each
+//!   `[[target]]` to its protocol's spec through the registry.
+//! - [`liveness`]: whether targets are really being probed (`/-/ready`, the systemd watchdog).
+//! - [`incidents`]: target health with hysteresis, incidents by scope, their timeline, SQLite;
+//!   what each tick concluded goes to an observer the daemon provides.
+//! - [`logging`]: log lines that fit journald and can neither stop probing nor show a secret.
+//! - [`metrics`]: the one place where outcomes become long-lived Prometheus series.
 //! - [`scheduler`]: when each target runs; no overlap, global concurrency, reload diffs. The
 //!   probe call ([`scheduler::Prober`]) and what takes outcomes and events
 //!   ([`scheduler::Observer`]) are injected.
-//! - [`metrics`]: the one place where outcomes become long-lived Prometheus series.
-//! - [`incidents`]: target health with hysteresis, incidents by scope, their timeline, SQLite.
-//! - [`liveness`]: whether targets are really being probed (`/-/ready`, the systemd watchdog).
-//! - [`logging`]: log lines that fit journald and can neither stop probing nor show a secret.
-//! - [`server`]: the HTTP endpoints (`/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`).
-//! - [`webconfig`]: TLS and basic auth for them (exporter-toolkit web config).
+//! - [`webconfig`]: TLS and basic auth for the HTTP endpoints (exporter-toolkit web config).
 //! - [`status`]: the status page and its JSON API.
-//! - [`daemon`]: wires the above together; [`daemon::run`] takes the bound listener and the
-//!   shutdown signal so that tests bind port 0 and never sleep for readiness.
+//! - [`server`]: the HTTP endpoints (`/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`).
 //! - [`report`]: human and JSON renderings of outcomes for `mailprobe probe`.
-//! - [`table`]: the aligned text tables `check`, `probe` and `incidents` print.
+//! - [`daemon`]: wires the above together (scheduler events and incident state to the metrics);
+//!   [`daemon::run`] takes the bound listener and the shutdown signal so that tests bind port 0
+//!   and never sleep for readiness.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -35,6 +42,7 @@ pub mod daemon;
 pub mod hash;
 pub mod incidents;
 pub mod liveness;
+pub mod load;
 pub mod logging;
 pub mod metrics;
 pub mod oauth2;

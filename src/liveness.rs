@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::config::Target;
+use crate::probe::Target;
 
 /// The daemon's control loop refreshes its view of the target tasks this often.
 pub const CHECK_EVERY: Duration = Duration::from_secs(1);

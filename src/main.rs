@@ -11,7 +11,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use mailprobe::config::{self, Config, LogFormat};
+use mailprobe::config::LogFormat;
+use mailprobe::load::{self, Config};
 use mailprobe::probe::{self, ProbeContext};
 use mailprobe::{daemon, incidents, logging, report, table};
 
@@ -36,7 +37,7 @@ enum Command {
         /// Probe only shard INDEX/COUNT of the targets (overrides `[global] shard`), so that
         /// COUNT instances split a large fleet; INDEX counts from 0.
         #[arg(long, value_name = "INDEX/COUNT")]
-        shard: Option<mailprobe::config::Shard>,
+        shard: Option<mailprobe::load::Shard>,
     },
     /// Validate the config and print a summary of its targets; exit 1 if it is invalid.
     Check {
@@ -116,7 +117,7 @@ fn emit(text: &str) -> anyhow::Result<()> {
 
 fn load(path: &Path) -> anyhow::Result<Config> {
     // The error already names file, line and key.
-    config::load(path).map_err(|e| anyhow::anyhow!(e))
+    load::load(path).map_err(|e| anyhow::anyhow!(e))
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -129,7 +130,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn run(
     path: &Path,
     listen: Option<SocketAddr>,
-    shard: Option<mailprobe::config::Shard>,
+    shard: Option<mailprobe::load::Shard>,
 ) -> anyhow::Result<ExitCode> {
     let mut config = load(path)?;
     if let Some(s) = shard {
@@ -177,7 +178,7 @@ fn print_incidents(
     let dir = match state_dir {
         Some(d) => d,
         None => {
-            config::load_incident_settings(path)
+            load::load_incident_settings(path)
                 .map_err(|e| anyhow::anyhow!(e))?
                 .state_dir
         }

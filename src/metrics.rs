@@ -18,9 +18,9 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 
-use crate::config::Target;
+use crate::load::MetricsSettings;
 use crate::probe::classify::{FailureClass, ProberFault};
-use crate::probe::{Outcome, Phase, Protocol, ServerTime, expected_phases};
+use crate::probe::{Outcome, Phase, Protocol, ServerTime, Target, expected_phases};
 use crate::sync::lock;
 
 use exposition::{
@@ -39,16 +39,6 @@ const DELAY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0,
 ];
 
-/// `[metrics]`: the per-target detail that costs series, off by default (README, Metrics).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Options {
-    /// Per-target duration histograms: 14 more series per target, 31 per round trip.
-    pub per_target_histograms: bool,
-    /// Per-target gauges of each phase the last probe reached: one series per phase.
-    pub phase_gauges: bool,
-}
-
 /// The per-target series, by target name, the series of each region × protocol, and how many
 /// targets each protocol has.
 #[derive(Default)]
@@ -56,7 +46,7 @@ struct State {
     targets: BTreeMap<String, TargetSeries>,
     groups: BTreeMap<(Arc<str>, &'static str), Group>,
     per_protocol: [i64; Protocol::ALL.len()],
-    options: Options,
+    options: MetricsSettings,
 }
 
 /// Targets rendered per hold of the state lock: probes finishing meanwhile wait microseconds.
@@ -205,7 +195,7 @@ impl Metrics {
 
     /// Sets which optional per-target series are exported (at start and on every reload).
     /// Turning one off drops what it held; turning it on starts from the next probe.
-    pub fn set_options(&self, options: Options) {
+    pub fn set_options(&self, options: MetricsSettings) {
         let mut state = lock(&self.state);
         if state.options == options {
             return;
@@ -386,7 +376,7 @@ impl Metrics {
 
     /// Writes the round-trip, TLS and address facts of an outcome (under the state lock), and
     /// returns the delivery latencies it saw (in time, then late), for the group's histogram.
-    fn observe_details(s: &mut TargetSeries, o: &Outcome, options: Options) -> Vec<f64> {
+    fn observe_details(s: &mut TargetSeries, o: &Outcome, options: MetricsSettings) -> Vec<f64> {
         if let Some(peer) = &o.peer {
             s.family = Some(crate::probe::net::IpFamily::of(peer));
         }
@@ -679,7 +669,7 @@ mod tests {
         let text = "[[target]]\nname = \"im\"\nregion = \"eu\"\nprotocol = \"imap\"\n\
                     host = \"127.0.0.1\"\ntls = \"none\"\nallow_plaintext = true\n\
                     username = \"u\"\npassword_file = \"p\"\n";
-        let cfg = crate::config::parse(&dir.join("c.toml"), text).expect("config");
+        let cfg = crate::load::parse(&dir.join("c.toml"), text).expect("config");
         let t = &cfg.targets[0];
         let m = Metrics::new();
         m.register_target(t);

@@ -15,83 +15,14 @@ use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
+use crate::config::oauth2::{ClientAuth, Grant, OAuth2Spec};
+
 /// How long a token fetch may take at most.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most bytes of a token endpoint's answer read.
 const MAX_RESPONSE: usize = 64 * 1024;
 /// A token is refreshed when less than this (or half its lifetime, if shorter) remains.
 const REFRESH_AHEAD: Duration = Duration::from_secs(300);
-
-/// How the client proves who it is to the token endpoint.
-#[derive(Clone)]
-pub enum ClientAuth {
-    /// `client_secret` in the request body.
-    Secret(SecretString),
-    /// A signed JWT client assertion (RFC 7523), keyed by the certificate's SHA-1 thumbprint.
-    Assertion {
-        /// The RSA private key.
-        key: Arc<ring::rsa::KeyPair>,
-        /// base64url SHA-1 of the certificate (the `x5t` header).
-        x5t: String,
-    },
-    /// A public client (no client authentication), possible with a refresh token.
-    None,
-}
-
-/// Which OAuth2 grant gets the token.
-#[derive(Clone)]
-pub enum Grant {
-    /// Service to service: what Exchange Online application access uses.
-    ClientCredentials,
-    /// A refresh token provisioned once by the admin (delegated access, e.g. Gmail).
-    RefreshToken(SecretString),
-}
-
-/// One credential set: where tokens come from and how to ask.
-#[derive(Clone)]
-pub struct OAuth2Spec {
-    /// The token endpoint.
-    pub token_url: url::Url,
-    /// The client (application) id.
-    pub client_id: String,
-    /// Client authentication.
-    pub client_auth: ClientAuth,
-    /// The grant.
-    pub grant: Grant,
-    /// Scopes asked for.
-    pub scopes: Vec<String>,
-    /// TLS for the token endpoint.
-    pub tls: Arc<rustls::ClientConfig>,
-    /// Identifies the credential set in the cache (a hash; secrets never in clear).
-    pub key: String,
-    /// The `credential` label: `client_id@token host` (no secrets).
-    pub label: String,
-}
-
-impl OAuth2Spec {
-    /// The static secrets in it (client secret, refresh token), to be redacted from details.
-    pub fn secrets(&self) -> Vec<&SecretString> {
-        let mut v = Vec::new();
-        if let ClientAuth::Secret(s) = &self.client_auth {
-            v.push(s);
-        }
-        if let Grant::RefreshToken(r) = &self.grant {
-            v.push(r);
-        }
-        v
-    }
-}
-
-impl std::fmt::Debug for OAuth2Spec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OAuth2Spec")
-            .field("token_url", &self.token_url.as_str())
-            .field("client_id", &self.client_id)
-            .field("scopes", &self.scopes)
-            .field("credential", &self.label)
-            .finish_non_exhaustive()
-    }
-}
 
 /// Why no token could be had.
 #[derive(Debug, thiserror::Error)]
@@ -101,7 +32,7 @@ pub struct TokenError {
     pub url: String,
     /// What went wrong (the endpoint's `error` and `error_description` when it said).
     pub reason: String,
-    /// Whose failure it is, for [`crate::probe::classify`].
+    /// Whose failure it is, for the probes' classification.
     pub fault: TokenFault,
 }
 
@@ -438,9 +369,4 @@ fn assertion(spec: &OAuth2Spec, key: &ring::rsa::KeyPair, x5t: &str) -> Result<S
     )
     .map_err(|_| "cannot sign the client assertion".to_string())?;
     Ok(format!("{signing_input}.{}", b64url(&signature)))
-}
-
-/// base64url SHA-1 of a certificate: the `x5t` a client assertion names its key by.
-pub fn thumbprint(cert_der: &[u8]) -> String {
-    b64url(ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, cert_der).as_ref())
 }

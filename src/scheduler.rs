@@ -25,9 +25,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Target;
 use crate::hash::stable_hash;
-use crate::probe::{self, Outcome, ProbeContext};
+use crate::probe::{self, Outcome, ProbeContext, Target};
 
 /// Runs one probe of a target when the scheduler says so.
 pub trait Prober: Send + Sync + 'static {
@@ -540,7 +539,7 @@ mod tests {
     ) {
         let text = "[global]\ninterval = \"1s\"\ntimeout = \"1s\"\n[[target]]\nname = \"web\"\n\
                     region = \"eu\"\nprotocol = \"https\"\nurl = \"https://127.0.0.1/\"\n";
-        let cfg = crate::config::parse(std::path::Path::new("probes.toml"), text).expect("config");
+        let cfg = crate::load::parse(std::path::Path::new("probes.toml"), text).expect("config");
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let collect = Arc::new(Collect {
             tx,
@@ -566,7 +565,7 @@ mod tests {
     fn panics_at_greeting<'a>(
         _: &'a Arc<Target>,
         _: &'a ProbeContext,
-        tl: &'a mut probe::Timeline,
+        tl: &'a mut probe::PhaseRecorder,
     ) -> BoxFuture<'a, Result<(), probe::PhaseError>> {
         Box::pin(async move {
             tl.phase(probe::Phase::Connect, async {
@@ -586,7 +585,7 @@ mod tests {
     fn succeeds<'a>(
         _: &'a Arc<Target>,
         _: &'a ProbeContext,
-        _: &'a mut probe::Timeline,
+        _: &'a mut probe::PhaseRecorder,
     ) -> BoxFuture<'a, Result<(), probe::PhaseError>> {
         Box::pin(async { Ok(()) })
     }

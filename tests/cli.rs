@@ -66,7 +66,7 @@ fn a_config_error_names_the_target_by_its_name_as_well_as_its_index() {
     let err = text(&mailprobe(&["check", "--config", path.to_str().unwrap()]).stderr);
     assert!(
         err.contains(&format!(
-            "{}:16:7: target[3] \"imap.us\".tls: unknown variant `sometimes`",
+            "{}:16:1: target[3] \"imap.us\".tls: key `tls` does not apply to protocol \"https\"",
             path.display()
         )),
         "{err}"
@@ -546,7 +546,7 @@ async fn run_serves_metrics_and_stops_on_sigterm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_line_shard_holds_across_reloads_and_one_owning_nothing_is_refused() {
-    use mailprobe::config::Shard;
+    use mailprobe::load::Shard;
     let env = Env::new();
     let closed = mailprobe_testpeers::util::free_port();
     let names: Vec<String> = (0..8).map(|i| format!("t{i}")).collect();

@@ -356,7 +356,7 @@ async fn plain_http_needs_consent_and_credentials_in_urls_are_refused() {
         https_target(&env, "plain", "http://localhost:8080/", ""),
     )
     .unwrap();
-    let e = mailprobe::config::load(&env.config_path())
+    let e = mailprobe::load::load(&env.config_path())
         .unwrap_err()
         .to_string();
     assert!(
@@ -368,7 +368,7 @@ async fn plain_http_needs_consent_and_credentials_in_urls_are_refused() {
         https_target(&env, "creds", "https://u:p@localhost/", ""),
     )
     .unwrap();
-    let e = mailprobe::config::load(&env.config_path())
+    let e = mailprobe::load::load(&env.config_path())
         .unwrap_err()
         .to_string();
     assert!(

@@ -7,8 +7,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 
 use common::{Env, failure, probe_all, probe_first};
+use mailprobe::config::{IpProtocol, NetSettings};
 use mailprobe::probe::Phase;
-use mailprobe::probe::net::{self, IpProtocol, NetSettings, Resolvers};
+use mailprobe::probe::net::{self, Resolvers};
 use mailprobe_testpeers::blackhole::SynDrop;
 use mailprobe_testpeers::dns::Dnsmasq;
 use mailprobe_testpeers::dovecot::{Dovecot, Options};
@@ -177,7 +178,7 @@ async fn every_address_refusing_is_connect_refused_with_each_named() {
 
 /// The error text of loading `text` as probes.toml.
 fn config_error(text: &str) -> String {
-    mailprobe::config::parse(Path::new("probes.toml"), text)
+    mailprobe::load::parse(Path::new("probes.toml"), text)
         .err()
         .unwrap_or_else(|| panic!("accepted:\n{text}"))
         .to_string()
@@ -263,13 +264,18 @@ fn dns_servers_take_addresses_with_or_without_a_port() {
         ("[::1]", "[::1]:53"),
         ("[::1]:5353", "[::1]:5353"),
     ] {
-        assert_eq!(net::parse_dns_server(entry).unwrap().to_string(), want);
+        assert_eq!(
+            mailprobe::config::endpoint::parse_dns_server(entry)
+                .unwrap()
+                .to_string(),
+            want
+        );
     }
     let text = format!(
         "[global]\ndns_servers = [\"127.0.0.1:5353\", \"[::1]\"]\n\n{}",
         mx("mx.example.net", "")
     );
-    let cfg = mailprobe::config::parse(Path::new("probes.toml"), &text).expect("valid");
+    let cfg = mailprobe::load::parse(Path::new("probes.toml"), &text).expect("valid");
     let servers = cfg.targets[0]
         .spec
         .endpoint()
@@ -358,7 +364,7 @@ fn ip_protocol_is_checked_against_ip_address_hosts() {
         e.contains("key `ip_protocol` does not apply to protocol \"roundtrip\""),
         "{e}"
     );
-    let ok = mailprobe::config::parse(
+    let ok = mailprobe::load::parse(
         Path::new("probes.toml"),
         &format!(
             "[global]\nip_protocol = \"ip6\"\n\n{}",

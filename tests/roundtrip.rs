@@ -50,7 +50,7 @@ fn roundtrip_via(env: &Env, s: &Stack, proxy: &SilentIdle, extra: &str) -> Strin
     roundtrip_config_with(env, s, &imap, extra)
 }
 
-fn rt_target(cfg: &mailprobe::config::Config) -> std::sync::Arc<mailprobe::config::Target> {
+fn rt_target(cfg: &mailprobe::load::Config) -> std::sync::Arc<mailprobe::probe::Target> {
     cfg.targets.iter().find(|t| t.name == "rt").unwrap().clone()
 }
 

@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::future::BoxFuture;
-use mailprobe::config::Target;
 use mailprobe::hash::stable_hash;
 use mailprobe::probe::Outcome;
+use mailprobe::probe::Target;
 use mailprobe::scheduler::{
     Diff, Event, Observer, OutcomeSink, Prober, SHUTDOWN_GRACE, Scheduler, WallClock,
 };
@@ -194,7 +194,7 @@ fn targets(entries: &[(&str, &str)]) -> Vec<Arc<Target>> {
              url = \"https://127.0.0.1/\"\n{extra}\n"
         ));
     }
-    mailprobe::config::parse(Path::new("probes.toml"), &text)
+    mailprobe::load::parse(Path::new("probes.toml"), &text)
         .expect("valid config")
         .targets
 }

@@ -13,4 +13,4 @@ pub mod state;
 pub mod store;
 
 pub use engine::{Entry, Incident, Scope, Stage, Summary};
-pub use state::{Health, Observation, Policy, TargetState};
+pub use state::{Health, Observation, TargetState};

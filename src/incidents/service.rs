@@ -1,7 +1,8 @@
 //! The incident service: one thread owns the engine and the database, fed by probe outcomes,
 //! ticking every few seconds, saving each tick in one transaction and publishing a snapshot for
 //! the status page. Probes never wait for it: outcomes go through a bounded channel and are
-//! dropped (and counted in the log) if it is ever full.
+//! dropped (and counted in the log) if it is ever full. What each tick concluded goes to a
+//! [`HealthObserver`] the daemon provides (it passes it on to the metrics).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -14,9 +15,9 @@ use arc_swap::ArcSwap;
 use super::engine::{Engine, Entry, Incident, Scope, Summary};
 use super::state::{Observation, TargetState};
 use super::store::{Store, StoreError};
-use crate::config::{IncidentSettings, Target};
-use crate::metrics::Metrics;
+use crate::load::IncidentSettings;
 use crate::probe::Outcome;
+use crate::probe::Target;
 use crate::probe::classify::FailureClass;
 
 /// How often the timeline is brought up to date and saved.
@@ -45,6 +46,18 @@ enum Msg {
     Stop,
 }
 
+/// Who hears what each tick concluded, so that the incident service knows nothing of who
+/// listens (the daemon passes it on to the metrics).
+pub trait HealthObserver: Send + Sync {
+    /// A target's health as of this tick.
+    fn health(&self, state: &TargetState);
+    /// A target left the config.
+    fn removed(&self, target: &str);
+    /// Open incidents by `(scope, region)`; every scope × configured region is present, at 0
+    /// when nothing is open.
+    fn incidents_open(&self, counts: &BTreeMap<(String, String), i64>);
+}
+
 /// A handle to the running service; cheap to clone.
 #[derive(Clone)]
 pub struct Incidents {
@@ -58,7 +71,7 @@ impl Incidents {
     pub fn start(
         settings: &IncidentSettings,
         targets: &[Arc<Target>],
-        metrics: Arc<Metrics>,
+        observer: Arc<dyn HealthObserver>,
     ) -> Result<(Incidents, std::thread::JoinHandle<()>), StoreError> {
         let mut store = Store::open(&settings.state_dir)?;
         let (states, open, next_id) = store.load()?;
@@ -73,7 +86,7 @@ impl Incidents {
         let worker = Worker {
             engine,
             store,
-            metrics,
+            observer,
             snapshot: snapshot.clone(),
             retention: settings.retention,
         };
@@ -155,7 +168,7 @@ impl Incidents {
 struct Worker {
     engine: Engine,
     store: Store,
-    metrics: Arc<Metrics>,
+    observer: Arc<dyn HealthObserver>,
     snapshot: Arc<ArcSwap<Snapshot>>,
     retention: Duration,
 }
@@ -231,10 +244,10 @@ impl Worker {
             tracing::error!(error = %e, "cannot save incident history");
         }
         for s in &tick.states {
-            self.metrics.target_health(s);
+            self.observer.health(s);
         }
         for name in &tick.removed {
-            self.metrics.forget_target_health(name);
+            self.observer.removed(name);
         }
         let open: Vec<(Incident, Summary)> = self
             .engine
@@ -256,7 +269,7 @@ impl Worker {
                     .or_default() += 1;
             }
         }
-        self.metrics.open_incidents(&counts);
+        self.observer.incidents_open(&counts);
         self.snapshot.store(Arc::new(Snapshot {
             at: Some(SystemTime::now()),
             targets: self.engine.states().cloned().collect(),

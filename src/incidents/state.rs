@@ -8,6 +8,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use crate::load::Policy;
 use crate::probe::classify::FailureClass;
 use crate::probe::{Phase, Protocol};
 
@@ -40,24 +41,6 @@ impl Health {
             "degraded" => Some(Health::Degraded),
             "down" => Some(Health::Down),
             _ => None,
-        }
-    }
-}
-
-/// How many results in a row change a target's health.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Policy {
-    /// Failures (or slow successes) in a row before `down` (or `degraded`).
-    pub down_after: u32,
-    /// Successes in a row before a target is back.
-    pub up_after: u32,
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        Policy {
-            down_after: 3,
-            up_after: 2,
         }
     }
 }

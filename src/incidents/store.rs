@@ -485,7 +485,8 @@ fn json<T: serde::Serialize>(v: &T) -> String {
 mod tests {
     use super::*;
     use crate::incidents::engine::Engine;
-    use crate::incidents::state::{Observation, Policy};
+    use crate::incidents::state::Observation;
+    use crate::load::Policy;
     use crate::probe::Phase;
     use crate::probe::classify::FailureClass;
 
@@ -568,7 +569,7 @@ mod tests {
         }
         store.save(&e.tick()).unwrap();
         // A reload drops "a" while it is down.
-        let b = crate::config::parse(
+        let b = crate::load::parse(
             Path::new("p.toml"),
             "[[target]]\nname = \"b\"\nregion = \"eu\"\nprotocol = \"imap\"\nhost = \"h\"\n\
              username = \"u\"\npassword_env = \"HOME\"\n",

@@ -14,12 +14,12 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::config::Target;
 use crate::incidents::{Health, TargetState};
-use crate::probe::Phase;
 use crate::probe::net::IpFamily;
+use crate::probe::{Phase, Target};
 
-use super::{DELIVERY_BUCKETS, DURATION_BUCKETS, Options, unix_seconds};
+use super::{DELIVERY_BUCKETS, DURATION_BUCKETS, unix_seconds};
+use crate::load::MetricsSettings;
 
 /// A histogram's buckets (not cumulative), sum and count.
 #[derive(Clone, Copy)]
@@ -256,7 +256,7 @@ pub(super) struct Out<'a> {
     help: &'static str,
     kind: &'static str,
     header_due: bool,
-    opts: Options,
+    opts: MetricsSettings,
 }
 
 /// A number as the text format wants it (the same digits as the crate writes).
@@ -303,7 +303,11 @@ impl Labels for Group {
 }
 
 impl<'a> Out<'a> {
-    pub(super) fn new<T>(buf: &'a mut String, family: &'static Family<T>, opts: Options) -> Self {
+    pub(super) fn new<T>(
+        buf: &'a mut String,
+        family: &'static Family<T>,
+        opts: MetricsSettings,
+    ) -> Self {
         Out {
             buf,
             name: family.name,
@@ -668,7 +672,7 @@ mod tests {
     /// One IMAP target, probed once with success over IPv6 and once failing at login: the
     /// lean set, in the crate's text format (the first renderer was checked line by line
     /// against the crate), families contiguous and in name order, and nothing left behind.
-    fn render_one_target(options: Options) -> (crate::metrics::Metrics, String) {
+    fn render_one_target(options: MetricsSettings) -> (crate::metrics::Metrics, String) {
         use crate::metrics::Metrics;
         use crate::probe::classify::FailureClass;
         use crate::probe::{Failure, Outcome, PhaseTiming};
@@ -680,7 +684,7 @@ mod tests {
         let text = "[[target]]\nname = \"im\"\nregion = \"eu\"\nprotocol = \"imap\"\n\
                     host = \"127.0.0.1\"\ntls = \"none\"\nallow_plaintext = true\n\
                     username = \"u\"\npassword_file = \"p\"\n";
-        let cfg = crate::config::parse(&dir.join("c.toml"), text).expect("config");
+        let cfg = crate::load::parse(&dir.join("c.toml"), text).expect("config");
         let t = &cfg.targets[0];
         let m = Metrics::new();
         m.set_options(options);
@@ -735,7 +739,7 @@ mod tests {
 
     #[test]
     fn the_default_set_is_lean_and_aggregates_latency_per_region() {
-        let (m, r) = render_one_target(Options::default());
+        let (m, r) = render_one_target(MetricsSettings::default());
         for line in [
             "# TYPE mailprobe_probe_failures_total counter",
             "mailprobe_probe_failures_total{class=\"auth_rejected\",phase=\"login\",protocol=\"imap\",region=\"eu\",target=\"im\"} 1",
@@ -779,7 +783,7 @@ mod tests {
 
     #[test]
     fn per_target_histograms_and_phase_gauges_are_opt_in_and_skip_phases_not_reached() {
-        let opts = Options {
+        let opts = MetricsSettings {
             per_target_histograms: true,
             phase_gauges: true,
         };
@@ -797,7 +801,7 @@ mod tests {
             "{r}"
         );
         // Off again: gone at once.
-        m.set_options(Options::default());
+        m.set_options(MetricsSettings::default());
         let r = m.render();
         assert!(!r.contains("mailprobe_probe_duration_seconds"), "{r}");
         assert!(!r.contains("mailprobe_probe_phase_duration_seconds"), "{r}");

@@ -1,8 +1,26 @@
 //! What can go wrong inside a probe, as typed values; [`crate::probe::classify`] turns them into failure
 //! classes, so no probe decides its own label.
+//!
+//! What all protocols share (DNS, TCP, TLS, I/O, deadlines, tokens) has a variant of its own. A
+//! server's refusal in a protocol's own terms (an IMAP `NO [LIMIT]`, an SMTP `535 5.7.8`) is an
+//! [`Answer`], kept as the server said it and judged by that protocol's table, in its folder
+//! next to the type (`imap/classify.rs`, `smtp/classify.rs`): a new protocol brings its answers
+//! without a new variant here.
 
+use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+
+use super::Phase;
+use super::classify::Verdict;
+
+/// A server's answer that ends a probe, in the server's own words (its `Display`), judged code
+/// by code by its protocol's own table.
+pub trait Answer: fmt::Display + fmt::Debug + Send + Sync + 'static {
+    /// What the answer means, given the phase it came in: its class, and what its code means
+    /// when that says more than its text. An answer no table explains is `unrecognized`.
+    fn verdict(&self, phase: Phase) -> Verdict;
+}
 
 /// A probe failure with its cause kept intact for classification and the human detail.
 #[derive(Debug, thiserror::Error)]
@@ -64,12 +82,10 @@ pub enum ProbeError {
     /// An IMAP command failed (NO, BAD, a parse error, a lost connection).
     #[error("IMAP {}", imap_detail(.0))]
     Imap(async_imap::error::Error),
-    /// The IMAP server refused a command the probe drives itself, in the server's own words.
+    /// The server refused in its protocol's own terms (an IMAP `NO`, an SMTP reply other than
+    /// the one that lets the dialogue go on), as it said it.
     #[error("{0}")]
-    ImapRefused(Box<crate::probe::imap::Refusal>),
-    /// An SMTP command got a reply other than the one that lets the dialogue go on.
-    #[error("SMTP {0}")]
-    Smtp(crate::probe::smtp::Reply),
+    Refused(Box<dyn Answer>),
     /// A round trip's leg failed in one of its own phases.
     #[error("{} {error}", phase.as_str())]
     Leg {

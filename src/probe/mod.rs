@@ -1,9 +1,15 @@
 //! The probe interface: a probe takes a target and a deadline and returns an owned [`Outcome`]
 //! with ordered phase timings, a failure class and the phase it happened in.
 //!
-//! One protocol per file ([`imap`]), dispatched by `match` on [`ProbeSpec`]; the shared pieces
-//! are [`net`] (DNS, TCP), [`crate::tls`] (handshake, certificate facts) and [`bounded`] (read limits).
-//! Probes never touch metrics: [`crate::metrics`] turns outcomes into series.
+//! Each protocol is a folder of its own ([`imap`], [`smtp`], [`https`], [`roundtrip`]): the
+//! dialogue in its `mod.rs`, its config keys, defaults and checks in its `spec.rs`, the classes
+//! of its servers' answers beside them. The [`registry`] lists the protocols once; [`spec`] says
+//! what each provides; [`phase`] holds the phase labels and the recorder that times them. The
+//! shared pieces are [`net`] (DNS, TCP), `crate::tls` (handshake, certificate facts),
+//! [`bounded`] (read limits), [`sasl`] (bearer mechanisms), [`redact`] (secrets out of details),
+//! [`error`] (what goes wrong) and [`classify`] (where every error becomes a failure class).
+//! Probes never touch metrics: they return outcomes, and the daemon's consumers turn those into
+//! series.
 
 pub mod bounded;
 pub mod classify;
@@ -11,221 +17,32 @@ pub mod error;
 pub mod https;
 pub mod imap;
 pub mod net;
+pub mod phase;
 pub mod redact;
+pub mod registry;
 pub mod roundtrip;
 pub mod sasl;
 pub mod smtp;
+pub mod spec;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::config::{ProbeSpec, Target, TlsMode};
+use crate::config::Endpoint;
 use crate::tls::TlsFacts;
 use classify::{FailureClass, ProberFault};
 pub use error::ProbeError;
-
-/// The protocols mailprobe speaks; the `protocol` label.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Protocol {
-    /// IMAP4rev1 mailbox access.
-    Imap,
-    /// SMTP submission (or an MX).
-    Smtp,
-    /// Send over SMTP, see it arrive over IMAP.
-    Roundtrip,
-    /// Webmail and mail APIs over HTTPS (pages, Autodiscover/EWS, JMAP).
-    Https,
-}
-
-impl Protocol {
-    /// Every protocol, for pre-created series and summaries.
-    pub const ALL: &'static [Protocol] = &[
-        Protocol::Imap,
-        Protocol::Smtp,
-        Protocol::Roundtrip,
-        Protocol::Https,
-    ];
-
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Imap => "imap",
-            Protocol::Smtp => "smtp",
-            Protocol::Roundtrip => "roundtrip",
-            Protocol::Https => "https",
-        }
-    }
-}
-
-/// A step of a probe; the `phase` label. Each is timed on its own.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Phase {
-    /// Resolving the host name.
-    Dns,
-    /// TCP connect.
-    Connect,
-    /// TLS handshake (implicit, or after STARTTLS).
-    Tls,
-    /// Reading the server greeting.
-    Greeting,
-    /// Asking for STARTTLS and getting the go-ahead.
-    Starttls,
-    /// Authenticating.
-    Login,
-    /// Opening the mailbox.
-    Select,
-    /// Saying goodbye (IMAP LOGOUT).
-    Logout,
-    /// SMTP EHLO before TLS (or the only one, with implicit TLS or none).
-    Ehlo,
-    /// SMTP EHLO again after STARTTLS.
-    EhloTls,
-    /// SMTP AUTH.
-    Auth,
-    /// SMTP MAIL FROM.
-    MailFrom,
-    /// SMTP RCPT TO.
-    Rcpt,
-    /// SMTP DATA, from the command to the reply after the message.
-    Data,
-    /// SMTP QUIT.
-    Quit,
-    /// Round trip: opening the receiving mailbox (IMAP connect, login, select, IDLE).
-    Receive,
-    /// Round trip: submitting the probe message (the whole SMTP session).
-    Send,
-    /// Round trip: from the 250 after the message until it is seen in the mailbox.
-    Delivery,
-    /// Round trip: deleting the probe message, sweeping old ones, logging out.
-    Cleanup,
-    /// HTTP: sending the request until the response headers arrive (time to first byte).
-    Request,
-    /// HTTP: reading the response body.
-    Body,
-    /// JMAP: fetching and checking the session resource.
-    Session,
-    /// JMAP: the `Mailbox/get` call on the API URL.
-    Api,
-    /// OAuth2: getting an access token (from the cache, or the token endpoint).
-    Token,
-}
-
-impl Phase {
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::Dns => "dns",
-            Phase::Connect => "connect",
-            Phase::Tls => "tls",
-            Phase::Greeting => "greeting",
-            Phase::Starttls => "starttls",
-            Phase::Login => "login",
-            Phase::Select => "select",
-            Phase::Logout => "logout",
-            Phase::Ehlo => "ehlo",
-            Phase::EhloTls => "ehlo_tls",
-            Phase::Auth => "auth",
-            Phase::MailFrom => "mail_from",
-            Phase::Rcpt => "rcpt",
-            Phase::Data => "data",
-            Phase::Quit => "quit",
-            Phase::Receive => "receive",
-            Phase::Send => "send",
-            Phase::Delivery => "delivery",
-            Phase::Cleanup => "cleanup",
-            Phase::Request => "request",
-            Phase::Body => "body",
-            Phase::Session => "session",
-            Phase::Api => "api",
-            Phase::Token => "token",
-        }
-    }
-}
+pub use phase::{Phase, PhaseError, PhaseRecorder, PhaseTiming};
+pub use registry::{ProbeSpec, Protocol, Target};
 
 /// The phases a target's probe goes through when all is well, in order; series for all of them
 /// exist from the start so a dashboard never has holes for phases a failing probe never reached.
 pub fn expected_phases(spec: &ProbeSpec) -> Vec<Phase> {
-    let mut phases = protocol_phases(spec);
-    let oauth2 = match spec {
-        ProbeSpec::Imap(s) => matches!(s.credentials.secret, crate::config::Secret::OAuth2(_)),
-        ProbeSpec::Smtp(s) => s
-            .credentials
-            .as_ref()
-            .is_some_and(|c| matches!(c.secret, crate::config::Secret::OAuth2(_))),
-        ProbeSpec::Https(s) => matches!(s.auth, Some(crate::config::HttpAuth::OAuth2(_))),
-        ProbeSpec::Roundtrip(_) => false,
-    };
-    if oauth2 {
-        phases.insert(0, Phase::Token);
-    }
-    phases
-}
-
-fn protocol_phases(spec: &ProbeSpec) -> Vec<Phase> {
-    match spec {
-        ProbeSpec::Imap(s) => {
-            let mut p = vec![Phase::Dns, Phase::Connect];
-            match s.endpoint.tls {
-                TlsMode::Implicit => p.extend([Phase::Tls, Phase::Greeting]),
-                TlsMode::Starttls => p.extend([Phase::Greeting, Phase::Starttls, Phase::Tls]),
-                TlsMode::None => p.push(Phase::Greeting),
-            }
-            p.extend([Phase::Login, Phase::Select, Phase::Logout]);
-            p
-        }
-        ProbeSpec::Smtp(s) => {
-            let mut p = vec![Phase::Dns, Phase::Connect];
-            match s.endpoint.tls {
-                TlsMode::Implicit => p.extend([Phase::Tls, Phase::Greeting, Phase::Ehlo]),
-                TlsMode::Starttls => p.extend([
-                    Phase::Greeting,
-                    Phase::Ehlo,
-                    Phase::Starttls,
-                    Phase::Tls,
-                    Phase::EhloTls,
-                ]),
-                TlsMode::None => p.extend([Phase::Greeting, Phase::Ehlo]),
-            }
-            if s.credentials.is_some() {
-                p.push(Phase::Auth);
-            }
-            if s.send.is_some() {
-                p.extend([Phase::MailFrom, Phase::Rcpt, Phase::Data]);
-            }
-            p.push(Phase::Quit);
-            p
-        }
-        ProbeSpec::Roundtrip(_) => {
-            vec![Phase::Receive, Phase::Send, Phase::Delivery, Phase::Cleanup]
-        }
-        ProbeSpec::Https(s) => {
-            let mut p = vec![Phase::Dns, Phase::Connect];
-            if s.endpoint.tls != TlsMode::None {
-                p.push(Phase::Tls);
-            }
-            match s.check {
-                crate::config::HttpCheck::Page => p.extend([Phase::Request, Phase::Body]),
-                crate::config::HttpCheck::Jmap => p.extend([Phase::Session, Phase::Api]),
-            }
-            p
-        }
-    }
-}
-
-/// How long one phase took.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PhaseTiming {
-    /// Which phase.
-    pub phase: Phase,
-    /// Its duration (up to the failure, for the failing phase).
-    pub duration: Duration,
+    spec.get().phases()
 }
 
 /// Why a probe failed.
@@ -350,143 +167,6 @@ impl Outcome {
     }
 }
 
-/// A probe error with the phase it happened in.
-#[derive(Debug)]
-pub struct PhaseError {
-    /// The phase.
-    pub phase: Phase,
-    /// What went wrong.
-    pub error: ProbeError,
-}
-
-/// Records phases as a probe walks through them.
-#[derive(Debug)]
-pub struct Timeline {
-    phases: Vec<PhaseTiming>,
-    current: Option<(Phase, Instant)>,
-    tls: Option<TlsFacts>,
-    banner: Option<String>,
-    delivery: Option<Delivery>,
-    http: Option<HttpFacts>,
-    token: Option<crate::oauth2::TokenFacts>,
-    /// Secrets obtained during the probe (access tokens), redacted like configured ones.
-    secrets: Vec<secrecy::SecretString>,
-    slow_basis: Option<Duration>,
-    /// The address the last TCP connection went to.
-    peer: Option<std::net::SocketAddr>,
-    /// When the probe's deadline passes, so that connecting can name what did not answer.
-    deadline: Option<tokio::time::Instant>,
-}
-
-impl Timeline {
-    /// An empty timeline (each probe, and each leg of a round trip, has its own).
-    pub fn new() -> Self {
-        Timeline {
-            phases: Vec::with_capacity(8),
-            current: None,
-            tls: None,
-            banner: None,
-            delivery: None,
-            http: None,
-            token: None,
-            secrets: Vec::new(),
-            slow_basis: None,
-            peer: None,
-            deadline: None,
-        }
-    }
-
-    /// Runs `fut` as `phase`, timing it; its error is tagged with the phase.
-    pub async fn phase<T, E, F>(&mut self, phase: Phase, fut: F) -> Result<T, PhaseError>
-    where
-        F: Future<Output = Result<T, E>>,
-        E: Into<ProbeError>,
-    {
-        self.phase_from(phase, Instant::now(), fut).await
-    }
-
-    /// Like [`Timeline::phase`], but timed from `start` (a round trip measures delivery from
-    /// the moment the message was accepted).
-    pub async fn phase_from<T, E, F>(
-        &mut self,
-        phase: Phase,
-        start: Instant,
-        fut: F,
-    ) -> Result<T, PhaseError>
-    where
-        F: Future<Output = Result<T, E>>,
-        E: Into<ProbeError>,
-    {
-        self.current = Some((phase, start));
-        let result = fut.await;
-        self.current = None;
-        self.phases.push(PhaseTiming {
-            phase,
-            duration: start.elapsed(),
-        });
-        result.map_err(|e| PhaseError {
-            phase,
-            error: e.into(),
-        })
-    }
-
-    /// Records what a TLS handshake established.
-    pub fn set_tls(&mut self, facts: TlsFacts) {
-        self.tls = Some(facts);
-    }
-
-    /// Records the server greeting (first 200 characters, control characters removed).
-    pub fn set_banner(&mut self, text: &str) {
-        self.banner = Some(clean(text, 200));
-    }
-
-    /// Records what getting an OAuth2 token did.
-    pub fn set_token(&mut self, facts: crate::oauth2::TokenFacts) {
-        self.token = Some(facts);
-    }
-
-    /// A secret obtained during the probe, never to appear in its detail.
-    pub fn add_secret(&mut self, secret: secrecy::SecretString) {
-        self.secrets.push(secret);
-    }
-
-    /// Records the last HTTP response.
-    pub fn set_http(&mut self, http: HttpFacts) {
-        self.http = Some(http);
-    }
-
-    /// Records what a round trip learnt about delivery.
-    pub fn set_delivery(&mut self, delivery: Delivery) {
-        self.delivery = Some(delivery);
-    }
-
-    /// The duration the slow threshold is compared with, when not the whole probe (a round
-    /// trip compares its delivery latency).
-    pub fn set_slow_basis(&mut self, d: Duration) {
-        self.slow_basis = Some(d);
-    }
-
-    /// Closes the phase that was running when a deadline passed, and names it.
-    pub fn interrupted(&mut self) -> Phase {
-        match self.current.take() {
-            Some((phase, start)) => {
-                self.phases.push(PhaseTiming {
-                    phase,
-                    duration: start.elapsed(),
-                });
-                phase
-            }
-            None => self.phases.last().map_or(Phase::Dns, |p| p.phase),
-        }
-    }
-}
-
-impl Default for Timeline {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 /// What all probes share: the resolver, OAuth2 tokens, and what round trips remember between
 /// runs.
 #[derive(Clone)]
@@ -517,28 +197,21 @@ impl Default for ProbeContext {
     }
 }
 
-/// The protocol dialogue of one probe, recording its phases in the timeline: [`dialogue`] for
+/// The protocol dialogue of one probe, recording its phases: [`dialogue`] for
 /// every probe mailprobe runs; tests put in their own to reach what no server can (a panic).
 pub type Dialogue = for<'a> fn(
     &'a Arc<Target>,
     &'a ProbeContext,
-    &'a mut Timeline,
+    &'a mut PhaseRecorder,
 ) -> BoxFuture<'a, Result<(), PhaseError>>;
 
 /// The dialogue of the target's protocol.
 pub fn dialogue<'a>(
     target: &'a Arc<Target>,
     ctx: &'a ProbeContext,
-    timeline: &'a mut Timeline,
+    recorder: &'a mut PhaseRecorder,
 ) -> BoxFuture<'a, Result<(), PhaseError>> {
-    Box::pin(async move {
-        match &target.spec {
-            ProbeSpec::Imap(spec) => imap::probe(spec, ctx, timeline).await,
-            ProbeSpec::Smtp(spec) => smtp::probe(spec, ctx, timeline).await,
-            ProbeSpec::Https(spec) => https::probe(spec, ctx, timeline).await,
-            ProbeSpec::Roundtrip(spec) => roundtrip::probe(&target.name, spec, ctx, timeline).await,
-        }
-    })
+    Box::pin(async move { target.spec.get().dialogue(target, ctx, recorder).await })
 }
 
 /// Runs one probe of `target`; never panics on server input and never outlives the deadline.
@@ -554,20 +227,20 @@ pub async fn run_with(target: &Arc<Target>, ctx: &ProbeContext, dialogue: Dialog
     let started_at = SystemTime::now();
     let start = Instant::now();
     let deadline = tokio::time::Instant::from_std(start + target.timeout);
-    let mut timeline = Timeline::new();
-    timeline.deadline = Some(deadline);
-    // Unwind safety: on a panic the dialogue's state is dropped; only the timeline outlives it,
+    let mut recorder = PhaseRecorder::new();
+    recorder.deadline = Some(deadline);
+    // Unwind safety: on a panic the dialogue's state is dropped; only the recorder outlives it,
     // and it is only read to name the phase that was running.
-    let dispatch = std::panic::AssertUnwindSafe(dialogue(target, ctx, &mut timeline));
+    let dispatch = std::panic::AssertUnwindSafe(dialogue(target, ctx, &mut recorder));
     let finished = tokio::time::timeout_at(deadline, dispatch.catch_unwind()).await;
     let result = match finished {
         Ok(Ok(r)) => r,
         Ok(Err(panic)) => Err(PhaseError {
-            phase: timeline.interrupted(),
+            phase: recorder.interrupted(),
             error: ProbeError::Panic(panic_message(panic.as_ref())),
         }),
         Err(_) => Err(PhaseError {
-            phase: timeline.interrupted(),
+            phase: recorder.interrupted(),
             error: ProbeError::Timeout,
         }),
     };
@@ -591,30 +264,30 @@ pub async fn run_with(target: &Arc<Target>, ctx: &ProbeContext, dialogue: Dialog
                             .spec
                             .secrets()
                             .into_iter()
-                            .chain(timeline.secrets.iter()),
+                            .chain(recorder.secrets.iter()),
                     ),
                     DETAIL_MAX,
                 ),
                 e.phase,
                 target,
-                timeline.peer,
+                recorder.peer,
             ),
         }
     });
-    let slow_basis = timeline.slow_basis.unwrap_or(total);
+    let slow_basis = recorder.slow_basis.unwrap_or(total);
     Outcome {
         slow: failure.is_none() && slow_basis > target.slow_threshold,
         target: target.clone(),
         started_at,
         total,
-        phases: timeline.phases,
+        phases: recorder.phases,
         failure,
-        tls: timeline.tls,
-        banner: timeline.banner,
-        delivery: timeline.delivery,
-        http: timeline.http,
-        token: timeline.token,
-        peer: timeline.peer,
+        tls: recorder.tls,
+        banner: recorder.banner,
+        delivery: recorder.delivery,
+        http: recorder.http,
+        token: recorder.token,
+        peer: recorder.peer,
     }
 }
 
@@ -665,51 +338,53 @@ fn clean(s: &str, max: usize) -> String {
     out
 }
 
-/// The `dns` and `connect` phases for `ep`, shared by every protocol over TCP.
-pub async fn open(
-    tl: &mut Timeline,
+/// The `dns` and `connect` phases for `ep`, shared by every protocol over TCP: resolves the
+/// host and connects (no TLS, no protocol yet).
+pub async fn resolve_and_connect(
+    rec: &mut PhaseRecorder,
     ctx: &ProbeContext,
-    ep: &crate::config::Endpoint,
+    ep: &Endpoint,
 ) -> Result<tokio::net::TcpStream, PhaseError> {
     let resolver = ctx.resolvers.get(&ep.net);
-    let addrs = tl
+    let addrs = rec
         .phase(
             Phase::Dns,
             net::resolve(&resolver, &ep.host, ep.port, ep.net.ip_protocol),
         )
         .await?;
-    let deadline = tl.deadline;
-    let (tcp, peer) = tl
+    let deadline = rec.deadline;
+    let (tcp, peer) = rec
         .phase(Phase::Connect, net::connect(&addrs, deadline))
         .await?;
-    tl.peer = Some(peer);
+    rec.peer = Some(peer);
     Ok(tcp)
 }
 
 /// The `token` phase: an OAuth2 access token for `spec`, from the cache or its endpoint.
 pub async fn oauth2_token(
-    tl: &mut Timeline,
+    rec: &mut PhaseRecorder,
     ctx: &ProbeContext,
-    spec: &crate::oauth2::OAuth2Spec,
+    spec: &crate::config::oauth2::OAuth2Spec,
 ) -> Result<secrecy::SecretString, PhaseError> {
-    let (result, facts) = tl
+    let (result, facts) = rec
         .phase(Phase::Token, async {
             Ok::<_, ProbeError>(ctx.tokens.token(spec).await)
         })
         .await?;
-    tl.set_token(facts);
+    rec.set_token(facts);
     let token = result.map_err(|e| PhaseError {
         phase: Phase::Token,
         error: ProbeError::Token(e),
     })?;
-    tl.add_secret(token.clone());
+    rec.add_secret(token.clone());
     Ok(token)
 }
 
-/// The `tls` phase over `tcp`, recording what the handshake established even when it fails.
-pub async fn start_tls(
-    tl: &mut Timeline,
-    ep: &crate::config::Endpoint,
+/// The `tls` phase over `tcp`: the handshake of implicit TLS, or the one after STARTTLS,
+/// recording what it established even when it fails.
+pub async fn tls_handshake(
+    rec: &mut PhaseRecorder,
+    ep: &Endpoint,
     tcp: tokio::net::TcpStream,
     alpn: &[&[u8]],
 ) -> Result<net::Stream, PhaseError> {
@@ -719,12 +394,12 @@ pub async fn start_tls(
             error: ProbeError::Internal("TLS requested on a target configured without TLS".into()),
         });
     };
-    let (result, facts) = tl
+    let (result, facts) = rec
         .phase(Phase::Tls, async {
             Ok::<_, ProbeError>(client.handshake(tcp, alpn).await)
         })
         .await?;
-    tl.set_tls(facts);
+    rec.set_tls(facts);
     result
         .map(|tls| net::Stream::Tls(Box::new(tls)))
         .map_err(|e| PhaseError {

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use mailprobe::config::{self, Config};
+use mailprobe::load::{self, Config};
 use mailprobe::probe::{self, Outcome, Phase, ProbeContext};
 use mailprobe_testpeers::pki::TestPki;
 use mailprobe_testpeers::util::short_tempdir;
@@ -55,7 +55,7 @@ impl Env {
     pub fn config(&self, text: &str) -> Config {
         let text = &self.with_state(text);
         std::fs::write(self.config_path(), text).unwrap();
-        config::load(&self.config_path()).unwrap_or_else(|e| panic!("config error: {e}\n{text}"))
+        load::load(&self.config_path()).unwrap_or_else(|e| panic!("config error: {e}\n{text}"))
     }
 
     /// A `[[target]]` for an IMAP server on 127.0.0.1:`port` trusting the test CA, logging in

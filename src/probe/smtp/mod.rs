@@ -7,6 +7,9 @@
 //! (one code per reply, multi-line continuation, at most [`MAX_REPLY_LINES`] lines) and every read
 //! is bounded by [`Bounded`]. lettre builds the test message.
 
+pub mod classify;
+pub mod spec;
+
 use std::fmt;
 use std::time::Instant;
 
@@ -19,8 +22,9 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use super::bounded::{Bounded, Limits};
 use super::net::Stream;
 use super::sasl::{self, Bearer};
-use super::{Phase, PhaseError, ProbeContext, ProbeError, Timeline};
-use crate::config::{AuthMechanism, Credentials, Secret, SendSpec, SmtpSpec, TlsMode};
+use super::{Phase, PhaseError, PhaseRecorder, ProbeContext, ProbeError};
+use crate::config::{AuthMechanism, Credentials, Secret, TlsMode};
+pub use spec::{SendSpec, SmtpSpec};
 
 /// Bounds for an SMTP session. RFC 5321 caps reply lines at 512 octets; we allow more, but not
 /// without limit.
@@ -102,6 +106,22 @@ impl fmt::Display for Reply {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}", self.code, self.text())
     }
+}
+
+/// A reply other than the one that lets the dialogue go on: the server refused, as it said it
+/// (judged in [`classify`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal(pub Reply);
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SMTP {}", self.0)
+    }
+}
+
+/// The error for a refusing `reply`.
+fn refused(reply: Reply) -> ProbeError {
+    ProbeError::Refused(Box::new(Refusal(reply)))
 }
 
 /// Parses one reply line: `(code, is_last, text)`.
@@ -227,7 +247,7 @@ fn expect(reply: Reply, ok: impl Fn(u16) -> bool) -> Result<Reply, ProbeError> {
     if ok(reply.code) {
         Ok(reply)
     } else {
-        Err(ProbeError::Smtp(reply))
+        Err(refused(reply))
     }
 }
 
@@ -309,11 +329,11 @@ pub struct Accepted {
     pub reply: Reply,
 }
 
-/// Runs one SMTP probe against `spec`, recording phases in `tl`.
+/// Runs one SMTP probe against `spec`, recording phases in `rec`.
 pub async fn probe(
     spec: &SmtpSpec,
     ctx: &ProbeContext,
-    tl: &mut Timeline,
+    rec: &mut PhaseRecorder,
 ) -> Result<(), PhaseError> {
     let message = match &spec.send {
         Some(send) => Some(
@@ -324,34 +344,34 @@ pub async fn probe(
         ),
         None => None,
     };
-    session(spec, ctx, tl, message.as_ref()).await.map(|_| ())
+    session(spec, ctx, rec, message.as_ref()).await.map(|_| ())
 }
 
 /// One whole SMTP session; submits `message` when given and returns when it was accepted.
 pub async fn session(
     spec: &SmtpSpec,
     ctx: &ProbeContext,
-    tl: &mut Timeline,
+    rec: &mut PhaseRecorder,
     message: Option<&ProbeMessage>,
 ) -> Result<Option<Accepted>, PhaseError> {
     let ep = &spec.endpoint;
     let token = match spec.credentials.as_ref().map(|c| &c.secret) {
-        Some(Secret::OAuth2(o)) => Some(super::oauth2_token(tl, ctx, o).await?),
+        Some(Secret::OAuth2(o)) => Some(super::oauth2_token(rec, ctx, o).await?),
         _ => None,
     };
-    let tcp = super::open(tl, ctx, ep).await?;
+    let tcp = super::resolve_and_connect(rec, ctx, ep).await?;
     let mut conn = match ep.tls {
-        TlsMode::Implicit => Conn::new(super::start_tls(tl, ep, tcp, &[]).await?),
+        TlsMode::Implicit => Conn::new(super::tls_handshake(rec, ep, tcp, &[]).await?),
         TlsMode::Starttls | TlsMode::None => Conn::new(Stream::Plain(tcp)),
     };
-    let greeting = tl
+    let greeting = rec
         .phase(Phase::Greeting, async {
             expect(conn.read_reply().await?, |c| c == 220)
         })
         .await?;
-    tl.set_banner(greeting.first_line());
+    rec.set_banner(greeting.first_line());
     let ehlo = format!("EHLO {}", spec.ehlo_name);
-    let mut caps = tl
+    let mut caps = rec
         .phase(Phase::Ehlo, async {
             let r = expect(conn.command(&ehlo).await?, |c| c == 250)?;
             Ok::<_, ProbeError>(Capabilities::from_reply(&r))
@@ -361,7 +381,7 @@ pub async fn session(
     // Opportunistic (allow_plaintext) targets carry on in clear when STARTTLS is not offered.
     let upgrade = ep.tls == TlsMode::Starttls && (caps.starttls || !ep.allow_plaintext);
     if upgrade {
-        tl.phase(Phase::Starttls, async {
+        rec.phase(Phase::Starttls, async {
             if !caps.starttls {
                 return Err(ProbeError::NotAdvertised("STARTTLS"));
             }
@@ -374,8 +394,8 @@ pub async fn session(
                 error: ProbeError::Internal("STARTTLS on a connection that is already TLS".into()),
             });
         };
-        conn = Conn::new(super::start_tls(tl, ep, tcp, &[]).await?);
-        caps = tl
+        conn = Conn::new(super::tls_handshake(rec, ep, tcp, &[]).await?);
+        caps = rec
             .phase(Phase::EhloTls, async {
                 let r = expect(conn.command(&ehlo).await?, |c| c == 250)?;
                 Ok::<_, ProbeError>(Capabilities::from_reply(&r))
@@ -385,15 +405,15 @@ pub async fn session(
 
     if let Some(creds) = &spec.credentials {
         let auth = authenticate(&mut conn, creds, spec, token.as_ref(), &caps);
-        tl.phase(Phase::Auth, auth).await?;
+        rec.phase(Phase::Auth, auth).await?;
     }
 
     let accepted = match message {
-        Some(m) => Some(submit(&mut conn, tl, m).await?),
+        Some(m) => Some(submit(&mut conn, rec, m).await?),
         None => None,
     };
 
-    tl.phase(Phase::Quit, async {
+    rec.phase(Phase::Quit, async {
         expect(conn.command("QUIT").await?, |c| c == 221).map(|_| ())
     })
     .await?;
@@ -439,7 +459,7 @@ async fn authenticate(
                         reply: last.to_string(),
                     })
                 }
-                _ => Err(ProbeError::Smtp(reply)),
+                _ => Err(refused(reply)),
             };
         }
         (Secret::OAuth2(_), None) => {
@@ -475,20 +495,20 @@ async fn authenticate(
 
 async fn submit(
     conn: &mut Conn,
-    tl: &mut Timeline,
+    rec: &mut PhaseRecorder,
     m: &ProbeMessage,
 ) -> Result<Accepted, PhaseError> {
     let from = format!("MAIL FROM:<{}>", m.from);
-    tl.phase(Phase::MailFrom, async {
+    rec.phase(Phase::MailFrom, async {
         expect(conn.command(&from).await?, |c| c == 250).map(|_| ())
     })
     .await?;
     let to = format!("RCPT TO:<{}>", m.to);
-    tl.phase(Phase::Rcpt, async {
+    rec.phase(Phase::Rcpt, async {
         expect(conn.command(&to).await?, |c| c == 250 || c == 251).map(|_| ())
     })
     .await?;
-    tl.phase(Phase::Data, async {
+    rec.phase(Phase::Data, async {
         expect(conn.command("DATA").await?, |c| c == 354)?;
         conn.send_raw(&m.data).await?;
         let reply = expect(conn.read_reply().await?, |c| c == 250)?;
@@ -501,110 +521,4 @@ async fn submit(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reply_lines_parse_strictly() {
-        assert_eq!(
-            parse_line("250-PIPELINING").unwrap(),
-            (250, false, "PIPELINING")
-        );
-        assert_eq!(parse_line("250 OK").unwrap(), (250, true, "OK"));
-        assert_eq!(parse_line("250").unwrap(), (250, true, ""));
-        for bad in ["", "25", "abc def", "250_OK", "650 no", "HTTP/1.1 400"] {
-            assert!(parse_line(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn enhanced_codes_are_recognised() {
-        let r = |t: &str| Reply {
-            code: 535,
-            lines: vec![t.into()],
-        };
-        assert_eq!(
-            r("5.7.8 Error: authentication failed").enhanced(),
-            Some("5.7.8")
-        );
-        assert_eq!(r("Error: authentication failed").enhanced(), None);
-        assert_eq!(r("5.7 nope").enhanced(), None);
-    }
-
-    #[test]
-    fn a_reply_reads_with_all_its_lines_and_long_ones_keep_their_end() {
-        // Gmail's refusal of a wrong password, as sent.
-        let r = Reply {
-            code: 535,
-            lines: vec![
-                "5.7.8 Username and Password not accepted. For more information, go to".into(),
-                "5.7.8  https://support.google.com/mail/?p=BadCredentials abc123 - gsmtp".into(),
-            ],
-        };
-        assert_eq!(
-            r.to_string(),
-            "535 5.7.8 Username and Password not accepted. For more information, go to \
-             https://support.google.com/mail/?p=BadCredentials abc123 - gsmtp"
-        );
-        let long = Reply {
-            code: 554,
-            lines: (0..MAX_REPLY_LINES - 1)
-                .map(|i| format!("5.7.1 line {i}"))
-                .chain(["5.7.1 session 08DD33F1A2B3C4D5".to_string()])
-                .collect(),
-        };
-        let text = long.text();
-        assert!(text.chars().count() <= MAX_REPLY_TEXT + 3, "{text}");
-        assert!(text.starts_with("5.7.1 line 0 line 1 "), "{text}");
-        assert!(text.ends_with(" session 08DD33F1A2B3C4D5"), "{text}");
-        assert!(text.contains(" … "), "{text}");
-    }
-
-    #[test]
-    fn ehlo_capabilities() {
-        let r = Reply {
-            code: 250,
-            lines: vec![
-                "mx.example.test".into(),
-                "PIPELINING".into(),
-                "starttls".into(),
-                "AUTH PLAIN LOGIN".into(),
-                "AUTH=XOAUTH2".into(),
-            ],
-        };
-        let c = Capabilities::from_reply(&r);
-        assert!(c.starttls);
-        assert!(c.offers("PLAIN") && c.offers("LOGIN") && c.offers("XOAUTH2"));
-    }
-
-    #[test]
-    fn dot_stuffing_and_terminator() {
-        assert_eq!(dot_stuff(b"a\n.b\r\n..c"), b"a\r\n..b\r\n...c\r\n.\r\n");
-        assert_eq!(dot_stuff(b".\r\n"), b"..\r\n.\r\n");
-    }
-
-    #[test]
-    fn probe_message_is_marked_and_terminated() {
-        let send = SendSpec {
-            from: "probe@example.test".parse().unwrap(),
-            to: "probe@example.test".parse().unwrap(),
-        };
-        let m = ProbeMessage::new(&send, "abc123").unwrap();
-        let text = String::from_utf8(m.data.clone()).unwrap();
-        assert!(
-            text.contains("Auto-Submitted: auto-generated\r\n"),
-            "{text}"
-        );
-        assert!(text.contains("X-Mailprobe-Token: abc123\r\n"), "{text}");
-        assert!(
-            text.contains("Subject: mailprobe probe abc123\r\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("Message-ID: <mailprobe.abc123@example.test>\r\n"),
-            "{text}"
-        );
-        assert!(text.contains("Date: "), "{text}");
-        assert!(text.ends_with("\r\n.\r\n"));
-    }
-}
+mod tests;

@@ -10,6 +10,8 @@
 //! within a run a connection is reused for the same host. Headers are bounded by hyper's limits,
 //! the body by `max_body`, and the connection as a whole by [`Bounded`].
 
+pub mod spec;
+
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
@@ -21,8 +23,9 @@ use url::Url;
 
 use super::bounded::{Bounded, Limits};
 use super::net::Stream;
-use super::{HttpFacts, Phase, PhaseError, ProbeContext, ProbeError, Timeline};
-use crate::config::{BodyMatch, Endpoint, HttpAuth, HttpCheck, HttpMethod, HttpsSpec, TlsMode};
+use super::{HttpFacts, Phase, PhaseError, PhaseRecorder, ProbeContext, ProbeError};
+use crate::config::{Endpoint, TlsMode};
+pub use spec::{BodyMatch, HttpAuth, HttpCheck, HttpMethod, HttpsSpec};
 
 /// Protocols offered by ALPN, preferred first.
 const ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
@@ -111,16 +114,16 @@ fn origin(url: &Url) -> (String, String, u16) {
     )
 }
 
-/// Runs one HTTPS probe against `spec`, recording phases in `tl`.
+/// Runs one HTTPS probe against `spec`, recording phases in `rec`.
 pub async fn probe(
     spec: &HttpsSpec,
     ctx: &ProbeContext,
-    tl: &mut Timeline,
+    rec: &mut PhaseRecorder,
 ) -> Result<(), PhaseError> {
-    let auth = authorization(spec, ctx, tl).await?;
+    let auth = authorization(spec, ctx, rec).await?;
     match spec.check {
-        HttpCheck::Page => page(spec, ctx, tl, auth.as_ref()).await,
-        HttpCheck::Jmap => jmap(spec, ctx, tl, auth.as_ref()).await,
+        HttpCheck::Page => page(spec, ctx, rec, auth.as_ref()).await,
+        HttpCheck::Jmap => jmap(spec, ctx, rec, auth.as_ref()).await,
     }
 }
 
@@ -129,7 +132,7 @@ pub async fn probe(
 async fn authorization(
     spec: &HttpsSpec,
     ctx: &ProbeContext,
-    tl: &mut Timeline,
+    rec: &mut PhaseRecorder,
 ) -> Result<Option<HeaderValue>, PhaseError> {
     use base64::Engine;
     let value = match &spec.auth {
@@ -144,7 +147,7 @@ async fn authorization(
         }
         Some(HttpAuth::Bearer(t)) => format!("Bearer {}", t.expose_secret()),
         Some(HttpAuth::OAuth2(o)) => {
-            let token = super::oauth2_token(tl, ctx, o).await?;
+            let token = super::oauth2_token(rec, ctx, o).await?;
             format!("Bearer {}", token.expose_secret())
         }
     };
@@ -158,7 +161,7 @@ async fn authorization(
 
 /// Connects to the origin of `url`: `dns`, `connect`, `tls` (with ALPN).
 async fn connect(
-    tl: &mut Timeline,
+    rec: &mut PhaseRecorder,
     ctx: &ProbeContext,
     spec: &HttpsSpec,
     url: &Url,
@@ -199,9 +202,9 @@ async fn connect(
             net: spec.endpoint.net.clone(),
         }
     };
-    let tcp = super::open(tl, ctx, &endpoint).await?;
+    let tcp = super::resolve_and_connect(rec, ctx, &endpoint).await?;
     let stream = match tls {
-        TlsMode::Implicit => super::start_tls(tl, &endpoint, tcp, ALPN).await?,
+        TlsMode::Implicit => super::tls_handshake(rec, &endpoint, tcp, ALPN).await?,
         _ => Stream::Plain(tcp),
     };
     let h2 = match &stream {
@@ -317,7 +320,7 @@ fn accepted(spec: &HttpsSpec, status: StatusCode) -> bool {
 
 /// The connection for `url`: the current one if it serves the same origin, else a new one.
 async fn connection<'c>(
-    tl: &mut Timeline,
+    rec: &mut PhaseRecorder,
     ctx: &ProbeContext,
     spec: &HttpsSpec,
     conn: &'c mut Option<Conn>,
@@ -325,36 +328,36 @@ async fn connection<'c>(
 ) -> Result<&'c mut Conn, PhaseError> {
     if conn.as_ref().is_none_or(|c| c.origin != origin(url)) {
         *conn = None;
-        *conn = Some(connect(tl, ctx, spec, url).await?);
+        *conn = Some(connect(rec, ctx, spec, url).await?);
     }
     Ok(conn.as_mut().expect("connected above"))
 }
 
 /// One request; the response headers are awaited within `phase`.
 async fn send(
-    tl: &mut Timeline,
+    rec: &mut PhaseRecorder,
     spec: &HttpsSpec,
     c: &mut Conn,
     req: Req<'_>,
     phase: Phase,
 ) -> Result<(http::response::Parts, Incoming), PhaseError> {
     let req = build(spec, c, req).map_err(|error| PhaseError { phase, error })?;
-    let resp = tl.phase(phase, c.send(req)).await?;
+    let resp = rec.phase(phase, c.send(req)).await?;
     Ok(resp.into_parts())
 }
 
 /// One JMAP request and its whole body, as the single phase `phase`.
 async fn call(
-    tl: &mut Timeline,
+    rec: &mut PhaseRecorder,
     ctx: &ProbeContext,
     spec: &HttpsSpec,
     conn: &mut Option<Conn>,
     req: Req<'_>,
     phase: Phase,
 ) -> Result<(http::response::Parts, Bytes), PhaseError> {
-    let c = connection(tl, ctx, spec, conn, req.url).await?;
+    let c = connection(rec, ctx, spec, conn, req.url).await?;
     let req = build(spec, c, req).map_err(|error| PhaseError { phase, error })?;
-    tl.phase(phase, async {
+    rec.phase(phase, async {
         let (parts, incoming) = c.send(req).await?.into_parts();
         let data = read_body(incoming, spec.max_body).await?;
         Ok::<_, ProbeError>((parts, data))
@@ -382,7 +385,7 @@ fn redirect_target(parts: &http::response::Parts, url: &Url) -> Option<Result<Ur
 async fn page(
     spec: &HttpsSpec,
     ctx: &ProbeContext,
-    tl: &mut Timeline,
+    rec: &mut PhaseRecorder,
     auth: Option<&HeaderValue>,
 ) -> Result<(), PhaseError> {
     let mut url = spec.url.clone();
@@ -391,7 +394,7 @@ async fn page(
     let mut conn = None;
     let mut redirects = 0u32;
     loop {
-        let c = connection(tl, ctx, spec, &mut conn, &url).await?;
+        let c = connection(rec, ctx, spec, &mut conn, &url).await?;
         let req = Req {
             method: method.as_str(),
             url: &url,
@@ -399,8 +402,8 @@ async fn page(
             extra: &[],
             auth,
         };
-        let (parts, incoming) = send(tl, spec, c, req, Phase::Request).await?;
-        tl.set_http(HttpFacts {
+        let (parts, incoming) = send(rec, spec, c, req, Phase::Request).await?;
+        rec.set_http(HttpFacts {
             status: parts.status.as_u16(),
             version: version_name(parts.version).into(),
             url: url.to_string(),
@@ -414,7 +417,7 @@ async fn page(
                 error,
             })?;
             // Drain the (small) redirect body so the connection can carry the next request.
-            tl.phase(Phase::Body, read_body(incoming, spec.max_body))
+            rec.phase(Phase::Body, read_body(incoming, spec.max_body))
                 .await?;
             if redirects >= spec.max_redirects {
                 return Err(PhaseError {
@@ -453,7 +456,7 @@ async fn page(
         let data = if method == HttpMethod::Head {
             Bytes::new()
         } else {
-            tl.phase(Phase::Body, read_body(incoming, spec.max_body))
+            rec.phase(Phase::Body, read_body(incoming, spec.max_body))
                 .await?
         };
         if let Some(m) = &spec.body_match {
@@ -485,7 +488,7 @@ fn accepted_explicitly(spec: &HttpsSpec, status: StatusCode) -> bool {
 async fn jmap(
     spec: &HttpsSpec,
     ctx: &ProbeContext,
-    tl: &mut Timeline,
+    rec: &mut PhaseRecorder,
     auth: Option<&HeaderValue>,
 ) -> Result<(), PhaseError> {
     let json_accept = [(header::ACCEPT, HeaderValue::from_static("application/json"))];
@@ -500,8 +503,8 @@ async fn jmap(
             extra: &json_accept,
             auth,
         };
-        let (parts, data) = call(tl, ctx, spec, &mut conn, req, Phase::Session).await?;
-        tl.set_http(HttpFacts {
+        let (parts, data) = call(rec, ctx, spec, &mut conn, req, Phase::Session).await?;
+        rec.set_http(HttpFacts {
             status: parts.status.as_u16(),
             version: version_name(parts.version).into(),
             url: url.to_string(),
@@ -555,8 +558,8 @@ async fn jmap(
         extra: &json_body,
         auth,
     };
-    let (parts, data) = call(tl, ctx, spec, &mut conn, req, Phase::Api).await?;
-    tl.set_http(HttpFacts {
+    let (parts, data) = call(rec, ctx, spec, &mut conn, req, Phase::Api).await?;
+    rec.set_http(HttpFacts {
         status: parts.status.as_u16(),
         version: version_name(parts.version).into(),
         url: api_url.to_string(),

@@ -15,6 +15,8 @@
 //! Only messages carrying the [`TOKEN_HEADER`] are ever touched, and deletion is by UID (UID
 //! EXPUNGE where UIDPLUS is offered), so other mail in the mailbox is never affected.
 
+pub mod spec;
+
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -28,9 +30,9 @@ use super::bounded::Limits;
 use super::imap::{self, Conn};
 use super::smtp::{self, ProbeMessage, TOKEN_HEADER};
 use super::{
-    Delivery, Phase, PhaseError, ProbeContext, ProbeError, ServerTime, StampSource, Timeline,
+    Delivery, Phase, PhaseError, PhaseRecorder, ProbeContext, ProbeError, ServerTime, StampSource,
 };
-use crate::config::RoundtripSpec;
+pub use spec::RoundtripSpec;
 
 /// Bounds for the receiving session: it lives through a whole delivery wait and a sweep, so it
 /// may read more than a login does, but never without limit.
@@ -99,7 +101,7 @@ pub async fn probe(
     name: &str,
     spec: &RoundtripSpec,
     ctx: &ProbeContext,
-    tl: &mut Timeline,
+    rec: &mut PhaseRecorder,
 ) -> Result<(), PhaseError> {
     let token = crate::hash::unique_token();
     let message = ProbeMessage::new(&spec.message, &token).map_err(|error| PhaseError {
@@ -108,18 +110,18 @@ pub async fn probe(
     })?;
 
     let mut mailbox = leg(
-        tl,
+        rec,
         Phase::Receive,
         spec.imap_timeout,
-        async |t: &mut Timeline| Mailbox::open(spec, ctx, t).await,
+        async |t: &mut PhaseRecorder| Mailbox::open(spec, ctx, t).await,
     )
     .await?;
 
     let sent = leg(
-        tl,
+        rec,
         Phase::Send,
         spec.smtp_timeout,
-        async |t: &mut Timeline| smtp::session(&spec.smtp, ctx, t, Some(&message)).await,
+        async |t: &mut PhaseRecorder| smtp::session(&spec.smtp, ctx, t, Some(&message)).await,
     )
     .await;
     let accepted = match sent {
@@ -133,7 +135,7 @@ pub async fn probe(
     };
     let accepted_wall = SystemTime::now() - accepted.at.elapsed();
 
-    let waited = tl
+    let waited = rec
         .phase_from(
             Phase::Delivery,
             accepted.at,
@@ -149,7 +151,7 @@ pub async fn probe(
         Ok(Some(seen)) => {
             let latency = seen.at.saturating_duration_since(accepted.at);
             delivery.latency = Some(latency);
-            tl.set_slow_basis(latency);
+            rec.set_slow_basis(latency);
             (Some(seen.uid), None)
         }
         Ok(None) => {
@@ -164,7 +166,7 @@ pub async fn probe(
     };
 
     let pending = ctx.pending.snapshot(name);
-    let cleaned = tl
+    let cleaned = rec
         .phase(Phase::Cleanup, async {
             match tokio::time::timeout(
                 spec.imap_timeout,
@@ -194,7 +196,7 @@ pub async fn probe(
             failure.get_or_insert(e);
         }
     }
-    tl.set_delivery(delivery);
+    rec.set_delivery(delivery);
     match failure {
         Some(e) => Err(e),
         None => Ok(()),
@@ -204,16 +206,16 @@ pub async fn probe(
 /// Runs one leg (a whole IMAP or SMTP exchange) as the single phase `outer` of the round trip,
 /// within `limit`; a failure keeps the leg's own phase for classification.
 async fn leg<T>(
-    tl: &mut Timeline,
+    rec: &mut PhaseRecorder,
     outer: Phase,
     limit: Duration,
-    run: impl AsyncFnOnce(&mut Timeline) -> Result<T, PhaseError>,
+    run: impl AsyncFnOnce(&mut PhaseRecorder) -> Result<T, PhaseError>,
 ) -> Result<T, PhaseError> {
-    let mut inner = Timeline::new();
+    let mut inner = PhaseRecorder::new();
     let deadline = tokio::time::Instant::now() + limit;
     // Connecting names the addresses still silent when the leg's own deadline comes.
     inner.deadline = Some(deadline);
-    let result = tl
+    let result = rec
         .phase(outer, async {
             let result = tokio::time::timeout_at(deadline, run(&mut inner)).await;
             match result {
@@ -229,7 +231,7 @@ async fn leg<T>(
         })
         .await;
     // A token a leg obtained stays a secret of the whole round trip.
-    tl.secrets.append(&mut inner.secrets);
+    rec.secrets.append(&mut inner.secrets);
     result
 }
 
@@ -266,9 +268,9 @@ impl Mailbox {
     async fn open(
         spec: &RoundtripSpec,
         ctx: &ProbeContext,
-        t: &mut Timeline,
+        t: &mut PhaseRecorder,
     ) -> Result<Mailbox, PhaseError> {
-        let mut session = imap::open(&spec.imap, ctx, t, LIMITS).await?;
+        let mut session = imap::open_mailbox(&spec.imap, ctx, t, LIMITS).await?;
         let caps = t.phase(Phase::Select, session.capabilities()).await?;
         let uidplus = caps.has_str("UIDPLUS");
         let mut mailbox = Mailbox {
@@ -616,125 +618,4 @@ fn uid_set<'a>(uids: impl IntoIterator<Item = &'a u32>) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pending_is_bounded_and_forgets() {
-        let p = Pending::default();
-        let now = SystemTime::now();
-        for i in 0..100 {
-            p.add("t", &format!("tok{i}"), now);
-        }
-        assert_eq!(p.len("t"), MAX_PENDING);
-        assert_eq!(p.snapshot("t")[0].0, "tok36", "oldest dropped first");
-        p.forget("t", &["tok40".to_string()], now);
-        assert_eq!(p.len("t"), MAX_PENDING - 1);
-        p.forget("t", &[], now + Duration::from_secs(1));
-        assert!(p.is_empty("t"));
-    }
-
-    const T: u64 = 1_795_000_000;
-
-    fn at(secs: u64, millis: u64) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis)
-    }
-
-    #[test]
-    fn the_server_time_ends_at_the_stamped_second_and_never_exceeds_the_seen_time() {
-        let stamps = Stamps {
-            internal: Some(at(T + 1, 0)),
-            received: None,
-        };
-        // Accepted at T.400, stamped T+1 (so delivered before T+2), seen 3 s later.
-        let st = stamps.server_time(at(T, 400), Duration::from_secs(3));
-        assert_eq!(
-            st,
-            ServerTime::Stamped {
-                took: Duration::from_millis(1600),
-                source: StampSource::InternalDate
-            }
-        );
-        // Seen 0.5 s after acceptance: the stamp cannot say more than that.
-        let st = stamps.server_time(at(T, 800), Duration::from_millis(500));
-        assert_eq!(
-            st,
-            ServerTime::Stamped {
-                took: Duration::from_millis(500),
-                source: StampSource::InternalDate
-            }
-        );
-        // A server clock a little behind ours: delivered "at once", not unknown.
-        let st = stamps.server_time(at(T + 3, 500), Duration::from_secs(2));
-        assert_eq!(
-            st,
-            ServerTime::Stamped {
-                took: Duration::ZERO,
-                source: StampSource::InternalDate
-            }
-        );
-    }
-
-    #[test]
-    fn an_internaldate_that_is_not_the_arrival_falls_back_to_received_or_is_unknown() {
-        let accepted = at(T, 0);
-        let seen = Duration::from_secs(2);
-        let copied = Stamps {
-            internal: Some(at(T - 86_400, 0)),
-            received: Some(at(T, 0)),
-        };
-        assert_eq!(
-            copied.server_time(accepted, seen),
-            ServerTime::Stamped {
-                took: Duration::from_secs(1),
-                source: StampSource::Received
-            }
-        );
-        let skewed = Stamps {
-            internal: Some(at(T + 3600, 0)),
-            received: Some(at(T - 60, 0)),
-        };
-        assert_eq!(
-            skewed.server_time(accepted, seen),
-            ServerTime::Unknown(
-                "INTERNALDATE 3598 s after the message was seen, Received 59 s before acceptance"
-                    .into()
-            )
-        );
-        assert_eq!(
-            Stamps::default().server_time(accepted, seen),
-            ServerTime::Unknown("no INTERNALDATE, no Received date".into())
-        );
-    }
-
-    #[test]
-    fn the_topmost_received_date_is_read_from_folded_fields() {
-        let header = b"Received: from mail.example.test ([127.0.0.1])\r\n\
-            \tby mx.example.test with LMTP id abc\r\n\
-            \tfor <probe@example.test>; Tue, 24 Nov 2026 12:00:05 +0100 (CET)\r\n\
-            Received: from client by submit.example.test; Tue, 24 Nov 2026 11:00:00 +0000\r\n\r\n";
-        let expected = chrono::DateTime::parse_from_rfc3339("2026-11-24T11:00:05Z")
-            .unwrap()
-            .timestamp();
-        assert_eq!(topmost_received(header), unix(expected));
-        assert_eq!(
-            topmost_received(b"received: by x; 24 Nov 2026 11:00:05 GMT\r\n\r\n"),
-            unix(expected)
-        );
-        assert_eq!(topmost_received(b"\r\n"), None);
-        assert_eq!(topmost_received(b"Received: by x; yesterday\r\n\r\n"), None);
-        assert_eq!(topmost_received(b"Received: by x\r\n\r\n"), None);
-        // Cut by the byte limit inside the field: "EST" cut to "E" would parse as -0000.
-        let mut cut = b"Received: by x (".to_vec();
-        cut.resize(RECEIVED_MAX - 30, b'x');
-        cut.extend_from_slice(b"); Tue, 24 Nov 2026 11:00:05 E");
-        assert_eq!(cut.len(), RECEIVED_MAX);
-        assert!(chrono::DateTime::parse_from_rfc2822("Tue, 24 Nov 2026 11:00:05 E").is_ok());
-        assert_eq!(topmost_received(&cut), None);
-    }
-
-    #[test]
-    fn uid_sets() {
-        assert_eq!(uid_set(&[3u32, 5, 9]), "3,5,9");
-    }
-}
+mod tests;

@@ -1,0 +1,374 @@
+//! `[target.oauth2]`: one OAuth2 credential set (where tokens come from, how the client proves
+//! who it is, which grant and scopes), with the providers' presets as data on
+//! [`OAuth2Provider`]. The token cache (the top-level `oauth2` module) fetches with it.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use base64::Engine;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::hash::Fnv64;
+
+use super::error::ConfigError;
+use super::secrets::{MAX_PEM_BYTES, hash_secret, read_bounded};
+use super::target::TargetCx;
+
+/// The `[target.oauth2]` table as written.
+#[derive(Clone, Debug, Deserialize, Hash)]
+#[serde(deny_unknown_fields)]
+pub struct RawOAuth2 {
+    provider: Option<OAuth2Provider>,
+    tenant: Option<String>,
+    token_url: Option<String>,
+    client_id: Option<String>,
+    client_secret_file: Option<String>,
+    client_secret_env: Option<String>,
+    client_assertion_key_file: Option<String>,
+    client_assertion_cert_file: Option<String>,
+    grant: Option<GrantKind>,
+    refresh_token_file: Option<String>,
+    refresh_token_env: Option<String>,
+    scopes: Option<Vec<String>>,
+    ca_file: Option<String>,
+    allow_plaintext: Option<bool>,
+}
+
+/// Where an OAuth2 preset takes its endpoint and scopes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OAuth2Provider {
+    /// Microsoft identity platform (Exchange Online).
+    Microsoft,
+    /// Google (Gmail).
+    Google,
+}
+
+impl OAuth2Provider {
+    /// The token endpoint; Microsoft's names the tenant (`Err` when it is missing).
+    fn token_url(self, tenant: Option<&str>) -> Result<String, ()> {
+        match self {
+            OAuth2Provider::Microsoft => tenant
+                .map(|t| format!("https://login.microsoftonline.com/{t}/oauth2/v2.0/token"))
+                .ok_or(()),
+            OAuth2Provider::Google => Ok("https://oauth2.googleapis.com/token".into()),
+        }
+    }
+
+    /// Whether it grants mail access to a client's own credentials (Google does not).
+    fn has_client_credentials(self) -> bool {
+        match self {
+            OAuth2Provider::Microsoft => true,
+            OAuth2Provider::Google => false,
+        }
+    }
+
+    /// The scopes asked for when none are configured: Google's one mail scope; Microsoft's
+    /// `.default` for an application, else the protocol's delegated scope with
+    /// `offline_access`.
+    fn scopes(self, grant: GrantKind, delegated: &str) -> Vec<String> {
+        match (self, grant) {
+            (OAuth2Provider::Google, _) => vec!["https://mail.google.com/".into()],
+            (OAuth2Provider::Microsoft, GrantKind::ClientCredentials) => {
+                vec!["https://outlook.office365.com/.default".into()]
+            }
+            (OAuth2Provider::Microsoft, GrantKind::RefreshToken) => {
+                vec![delegated.into(), "offline_access".into()]
+            }
+        }
+    }
+}
+
+/// An OAuth2 grant, as written in the config.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantKind {
+    /// Client credentials.
+    ClientCredentials,
+    /// A refresh token.
+    RefreshToken,
+}
+
+/// How the client proves who it is to the token endpoint.
+#[derive(Clone)]
+pub enum ClientAuth {
+    /// `client_secret` in the request body.
+    Secret(SecretString),
+    /// A signed JWT client assertion (RFC 7523), keyed by the certificate's SHA-1 thumbprint.
+    Assertion {
+        /// The RSA private key.
+        key: Arc<ring::rsa::KeyPair>,
+        /// base64url SHA-1 of the certificate (the `x5t` header).
+        x5t: String,
+    },
+    /// A public client (no client authentication), possible with a refresh token.
+    None,
+}
+
+/// Which OAuth2 grant gets the token.
+#[derive(Clone)]
+pub enum Grant {
+    /// Service to service: what Exchange Online application access uses.
+    ClientCredentials,
+    /// A refresh token provisioned once by the admin (delegated access, e.g. Gmail).
+    RefreshToken(SecretString),
+}
+
+/// One credential set: where tokens come from and how to ask.
+#[derive(Clone)]
+pub struct OAuth2Spec {
+    /// The token endpoint.
+    pub token_url: url::Url,
+    /// The client (application) id.
+    pub client_id: String,
+    /// Client authentication.
+    pub client_auth: ClientAuth,
+    /// The grant.
+    pub grant: Grant,
+    /// Scopes asked for.
+    pub scopes: Vec<String>,
+    /// TLS for the token endpoint.
+    pub tls: Arc<rustls::ClientConfig>,
+    /// Identifies the credential set in the cache (a hash; secrets never in clear).
+    pub key: String,
+    /// The `credential` label: `client_id@token host` (no secrets).
+    pub label: String,
+}
+
+impl OAuth2Spec {
+    /// The static secrets in it (client secret, refresh token), to be redacted from details.
+    pub fn secrets(&self) -> Vec<&SecretString> {
+        let mut v = Vec::new();
+        if let ClientAuth::Secret(s) = &self.client_auth {
+            v.push(s);
+        }
+        if let Grant::RefreshToken(r) = &self.grant {
+            v.push(r);
+        }
+        v
+    }
+}
+
+impl std::fmt::Debug for OAuth2Spec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuth2Spec")
+            .field("token_url", &self.token_url.as_str())
+            .field("client_id", &self.client_id)
+            .field("scopes", &self.scopes)
+            .field("credential", &self.label)
+            .finish_non_exhaustive()
+    }
+}
+
+/// base64url SHA-1 of a certificate: the `x5t` a client assertion names its key by.
+pub fn thumbprint(cert_der: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, cert_der).as_ref())
+}
+
+impl TargetCx<'_> {
+    /// The `[target.oauth2]` table: explicit fields, else the provider's preset; a refresh
+    /// token asks Microsoft for `delegated_scope` (the protocol's own permission).
+    pub fn oauth2(
+        &mut self,
+        table: Option<&RawOAuth2>,
+        delegated_scope: &str,
+    ) -> Result<OAuth2Spec, ConfigError> {
+        let o = table.ok_or_else(|| {
+            self.error(
+                "auth",
+                "auth = \"oauth2\" needs an [target.oauth2] table (provider or token_url, \
+                 client_id, and a client secret or refresh token)",
+            )
+        })?;
+        let op = self.key("oauth2");
+        let loc = self.loc;
+        // The secrets of this credential set alone: they key the token cache (targets sharing a
+        // credential set share a token) and join the target's fingerprint.
+        let mut secrets = Fnv64::default();
+        let refresh = self.read_secret(
+            &op,
+            ("refresh_token_file", o.refresh_token_file.as_deref()),
+            ("refresh_token_env", o.refresh_token_env.as_deref()),
+        )?;
+        if let Some(r) = &refresh {
+            hash_secret(r, &mut secrets);
+        }
+        let kind = o.grant.unwrap_or(if refresh.is_some() {
+            GrantKind::RefreshToken
+        } else {
+            GrantKind::ClientCredentials
+        });
+        let grant = match (kind, refresh) {
+            (GrantKind::RefreshToken, Some(r)) => Grant::RefreshToken(r),
+            (GrantKind::RefreshToken, None) => {
+                return Err(loc.error(
+                    &op.key("refresh_token_file"),
+                    "missing: grant = \"refresh_token\" needs refresh_token_file or \
+                     refresh_token_env",
+                ));
+            }
+            (GrantKind::ClientCredentials, Some(_)) => {
+                return Err(loc.error(
+                    &op.key("grant"),
+                    "a refresh token is given but grant = \"client_credentials\"",
+                ));
+            }
+            (GrantKind::ClientCredentials, None) => Grant::ClientCredentials,
+        };
+        if o.provider.is_some_and(|p| !p.has_client_credentials())
+            && kind == GrantKind::ClientCredentials
+        {
+            return Err(loc.error(
+                &op.key("grant"),
+                "Google has no client-credentials grant for mail: use a refresh token \
+                 (grant = \"refresh_token\")",
+            ));
+        }
+        let token_url = match (&o.token_url, o.provider) {
+            (Some(u), _) => u.clone(),
+            (None, Some(p)) => p.token_url(o.tenant.as_deref()).map_err(|()| {
+                loc.error(
+                    &op.key("tenant"),
+                    "missing: provider = \"microsoft\" needs the tenant (its domain or id)",
+                )
+            })?,
+            (None, None) => {
+                return Err(loc.error(
+                    &op.key("token_url"),
+                    "missing: give token_url, or provider = \"microsoft\" or \"google\"",
+                ));
+            }
+        };
+        let token_url = url::Url::parse(&token_url).map_err(|e| {
+            loc.error(
+                &op.key("token_url"),
+                format!("{token_url:?} is not a URL: {e}"),
+            )
+        })?;
+        match token_url.scheme() {
+            "https" => {}
+            "http" if o.allow_plaintext == Some(true) => {}
+            _ => {
+                return Err(loc.error(
+                    &op.key("token_url"),
+                    "must be https:// (http:// sends the client secret in clear; set \
+                     allow_plaintext = true in this table if that is really wanted)",
+                ));
+            }
+        }
+        let host = token_url.host_str().unwrap_or_default().to_string();
+        let client_id = o
+            .client_id
+            .clone()
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| {
+                loc.error(&op.key("client_id"), "missing: the application (client) id")
+            })?;
+        let secret = self.read_secret(
+            &op,
+            ("client_secret_file", o.client_secret_file.as_deref()),
+            ("client_secret_env", o.client_secret_env.as_deref()),
+        )?;
+        if let Some(s) = &secret {
+            hash_secret(s, &mut secrets);
+        }
+        let client_auth = match (
+            secret,
+            &o.client_assertion_key_file,
+            &o.client_assertion_cert_file,
+        ) {
+            (Some(_), Some(_), _) => {
+                return Err(loc.error(
+                    &op.key("client_assertion_key_file"),
+                    "give either a client secret or a client assertion key, not both",
+                ));
+            }
+            (Some(s), None, _) => ClientAuth::Secret(s),
+            (None, Some(key_file), Some(cert_file)) => {
+                let key_key = op.key("client_assertion_key_file");
+                let key_path = self.secret_path(&key_key, key_file)?;
+                let key = read_bounded(&key_path, MAX_PEM_BYTES)
+                    .map_err(|e| format!("cannot read {}: {e}", key_path.display()))
+                    .and_then(|pem| {
+                        pem.hash(&mut secrets);
+                        use rustls::pki_types::pem::PemObject;
+                        let der = rustls::pki_types::PrivatePkcs8KeyDer::from_pem_slice(&pem)
+                            .map_err(|e| {
+                                format!("{}: not a PKCS#8 PEM key: {e}", key_path.display())
+                            })?;
+                        ring::rsa::KeyPair::from_pkcs8(der.secret_pkcs8_der()).map_err(|e| {
+                            format!(
+                                "{}: not an RSA key ring can sign with: {e}",
+                                key_path.display()
+                            )
+                        })
+                    })
+                    .map_err(|m| loc.error(&key_key, m))?;
+                let cert_path = self.resolve_path(cert_file);
+                let cert = read_bounded(&cert_path, MAX_PEM_BYTES)
+                    .map_err(|e| format!("cannot read {}: {e}", cert_path.display()))
+                    .and_then(|pem| {
+                        use rustls::pki_types::pem::PemObject;
+                        rustls::pki_types::CertificateDer::from_pem_slice(&pem).map_err(|e| {
+                            format!("{}: not a PEM certificate: {e}", cert_path.display())
+                        })
+                    })
+                    .map_err(|m| loc.error(&op.key("client_assertion_cert_file"), m))?;
+                ClientAuth::Assertion {
+                    key: Arc::new(key),
+                    x5t: thumbprint(&cert),
+                }
+            }
+            (None, Some(_), None) => {
+                return Err(loc.error(
+                    &op.key("client_assertion_cert_file"),
+                    "missing: the certificate registered for the key (its thumbprint names the key)",
+                ));
+            }
+            (None, None, _) if matches!(grant, Grant::RefreshToken(_)) => ClientAuth::None,
+            (None, None, _) => {
+                return Err(loc.error(
+                    &op.key("client_secret_file"),
+                    "missing: the client credentials grant needs client_secret_file, \
+                     client_secret_env, or client_assertion_key_file with its certificate",
+                ));
+            }
+        };
+        let scopes = match (&o.scopes, o.provider) {
+            (Some(s), _) => s.clone(),
+            (None, Some(p)) => p.scopes(kind, delegated_scope),
+            (None, None) => Vec::new(),
+        };
+        let verifier = match &o.ca_file {
+            Some(f) => self.ca_verifier(&op.key("ca_file"), f)?,
+            None => self.system_verifier(&op.key("token_url"))?,
+        };
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| loc.error(&op, format!("TLS setup: {e}")))?
+        .with_webpki_verifier(verifier)
+        .with_no_client_auth();
+        // The cache key: everything that makes a different token, secrets by hash only.
+        let mut key = Fnv64::default();
+        o.hash(&mut key);
+        token_url.as_str().hash(&mut key);
+        scopes.hash(&mut key);
+        secrets.finish().hash(&mut key);
+        secrets.finish().hash(&mut self.fp);
+        let label = format!("{client_id}@{host}");
+        Ok(OAuth2Spec {
+            token_url,
+            client_id,
+            client_auth,
+            grant,
+            scopes,
+            tls: Arc::new(tls),
+            key: format!("{:016x}", key.finish()),
+            label,
+        })
+    }
+}
