@@ -21,6 +21,7 @@ use crate::probe::classify::{FailureClass, ProberFault};
 use crate::probe::{Outcome, Phase, ProbeContext};
 use crate::scheduler::{Event, Observer, OutcomeSink, Probes, Scheduler};
 use crate::server::{self, AppState, ReloadError, Reloaded};
+use crate::throttle::Throttle;
 
 /// Sends each outcome to the metrics and the incident timeline, tells readiness that probes
 /// are finishing, and logs what changed for the target.
@@ -59,6 +60,7 @@ impl HealthObserver for Metrics {
 struct Observed {
     metrics: Arc<Metrics>,
     sink: Arc<dyn OutcomeSink>,
+    overruns: Throttle,
 }
 
 impl OutcomeSink for Observed {
@@ -86,11 +88,16 @@ impl Observer for Observed {
             Event::Finished(_) => m.in_flight().dec(),
             Event::Skipped { target, missed } => {
                 m.skipped(&target, missed);
-                tracing::warn!(
-                    target = %target.name,
-                    missed,
-                    "probe overran its interval (or waited for a concurrency slot); skipped planned starts"
-                );
+                // A slow fleet overruns for every target at once: one line per period, the
+                // rest counted in it (and each in mailprobe_probes_skipped_total).
+                if let Some(others) = self.overruns.admit() {
+                    tracing::warn!(
+                        target = %target.name,
+                        missed,
+                        others_since_last_line = others,
+                        "probe overran its interval (or waited for a concurrency slot); skipped planned starts"
+                    );
+                }
             }
             Event::RecordPanicked(t) => {
                 let protocol = t.protocol();
@@ -383,6 +390,7 @@ pub async fn run_with(
     let observed = Arc::new(Observed {
         metrics: metrics.clone(),
         sink: wrap(reporter.clone()),
+        overruns: Throttle::new(Duration::from_secs(10)),
     });
     let mut scheduler = Scheduler::new(
         Arc::new(Probes(ProbeContext::new())),

@@ -7,6 +7,7 @@
 //! Leaves, then each layer using only those before it (no two modules import each other):
 //! - [`hash`]: stable hashes (sharding, fingerprints) and unique tokens.
 //! - [`sync`]: the one policy for a lock a panic poisoned (take it over and go on).
+//! - [`throttle`]: one log line per period for a condition that can recur thousands of times.
 //! - [`table`]: the aligned text tables `check`, `probe` and `incidents` print.
 //! - [`tls`]: client TLS, the roots cache and certificate facts (probes and OAuth2 alike).
 //! - [`config`]: what every protocol's spec shares: errors that name file, line and key,
@@ -53,6 +54,7 @@ pub mod server;
 pub mod status;
 pub mod sync;
 pub mod table;
+pub mod throttle;
 pub mod tls;
 pub mod webconfig;
 

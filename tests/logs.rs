@@ -796,3 +796,47 @@ fn a_state_change_is_logged_once_and_repeats_go_to_debug() {
         assert_eq!(field(l, "level"), Some(want), "{l:?}");
     }
 }
+
+#[test]
+fn a_fleet_overrunning_its_intervals_logs_one_line_per_period_not_one_per_skip() {
+    let env = Env::new();
+    // A server that accepts (the kernel's backlog) and never greets: every probe takes its
+    // whole 1 s timeout, and with one probe in flight at a time ten 1 s targets skip nine
+    // planned starts in ten, every second.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let targets: String = (0..10)
+        .map(|i| {
+            format!(
+                "[[target]]\nname = \"silent-{i}\"\nprotocol = \"imap\"\nhost = \"127.0.0.1\"\n\
+                 port = {port}\ntls = \"none\"\nallow_plaintext = true\nusername = \"u\"\n\
+                 password_env = \"HOME\"\n"
+            )
+        })
+        .collect();
+    env.config(&format!("{FAST}concurrency = 1\n{targets}"));
+    let started = Instant::now();
+    let log = daemon_log(&env, &[], |r| {
+        wait(30, "30 skipped starts", || {
+            let (status, m) = get(&r.listen, "/metrics")?;
+            (status == 200).then_some(())?;
+            let skipped: f64 = m
+                .lines()
+                .filter(|l| l.starts_with("mailprobe_probes_skipped_total{"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum();
+            (skipped >= 30.0).then_some(())
+        });
+    });
+    let elapsed = started.elapsed().as_secs();
+    let overran = log
+        .lines()
+        .filter(|l| l.contains("probe overran its interval"))
+        .count() as u64;
+    // One line at the first skip, then at most one per 10 s.
+    assert!(
+        (1..=1 + elapsed / 10).contains(&overran),
+        "{overran} overrun lines in {elapsed} s:\n{log}"
+    );
+    drop(silent);
+}

@@ -19,6 +19,7 @@ use crate::load::IncidentSettings;
 use crate::probe::Outcome;
 use crate::probe::Target;
 use crate::probe::classify::FailureClass;
+use crate::throttle::Throttle;
 
 /// How often the timeline is brought up to date and saved.
 pub const TICK: Duration = Duration::from_secs(5);
@@ -64,6 +65,8 @@ pub struct Incidents {
     tx: SyncSender<Msg>,
     snapshot: Arc<ArcSwap<Snapshot>>,
     dir: PathBuf,
+    /// One "behind" line per period: when the queue is full, it is full for every probe.
+    behind: Arc<Throttle>,
 }
 
 impl Incidents {
@@ -101,6 +104,7 @@ impl Incidents {
             tx,
             snapshot,
             dir: settings.state_dir.clone(),
+            behind: Arc::new(Throttle::new(Duration::from_secs(10))),
         };
         // A first tick at once: the status page and metrics show the resumed state right away.
         handle.send(Msg::Flush(tokio::sync::oneshot::channel().0));
@@ -111,7 +115,12 @@ impl Incidents {
         match self.tx.try_send(msg) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
-                tracing::warn!("incident service is behind; a probe result was not recorded")
+                if let Some(others) = self.behind.admit() {
+                    tracing::warn!(
+                        others_since_last_line = others,
+                        "incident service is behind; a probe result was not recorded"
+                    )
+                }
             }
             Err(TrySendError::Disconnected(_)) => {}
         }
