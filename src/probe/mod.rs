@@ -26,7 +26,7 @@ pub mod smtp;
 pub mod spec;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -225,8 +225,11 @@ pub async fn run(target: &Arc<Target>, ctx: &ProbeContext) -> Outcome {
 /// failing. (Needs unwinding panics, the release profile's default.)
 pub async fn run_with(target: &Arc<Target>, ctx: &ProbeContext, dialogue: Dialogue) -> Outcome {
     let started_at = SystemTime::now();
-    let start = Instant::now();
-    let deadline = tokio::time::Instant::from_std(start + target.timeout);
+    // tokio's clock for both the deadline and the total, as `timeout_at` reads it: on a paused
+    // clock (the scheduler's tests) a std start would put the deadline off by the real time
+    // since the pause.
+    let start = tokio::time::Instant::now();
+    let deadline = start + target.timeout;
     let mut recorder = PhaseRecorder::new();
     recorder.deadline = Some(deadline);
     // Unwind safety: on a panic the dialogue's state is dropped; only the recorder outlives it,
