@@ -734,3 +734,21 @@ fn a_key_that_does_not_apply_to_pop3_and_plaintext_without_consent_are_refused()
     assert!(ok, "{stderr}");
     assert!(stdout.contains("127.0.0.1:995"), "{stdout}");
 }
+
+#[test]
+fn a_password_with_a_line_break_never_reaches_pass() {
+    // USER and PASS carry the password as the rest of a command line: a line break in it would
+    // end PASS and send the rest to the server as a command of its own. The secret is refused
+    // when the config is read.
+    let env = Env::new();
+    let cfg = env.config_path();
+    let t = env.pop3_target("p", 995, "auth_mechanism = \"login\"");
+    env.secret("p.pass", "first-line\r\nDELE 1");
+    std::fs::write(&cfg, &t).unwrap();
+    let (ok, _, stderr) = mailprobe(&["check", "-c", cfg.to_str().unwrap()]);
+    assert!(!ok, "accepted");
+    assert!(
+        stderr.contains("target[1] \"p\".password_file: the secret must be a single line"),
+        "{stderr}"
+    );
+}

@@ -315,6 +315,8 @@ async fn login(
                     if caps.has("USER") == Some(false) {
                         return Err(not_offered("USER", tls));
                     }
+                    // Both are single lines (the config refuses a user name or secret with a
+                    // line break), so neither can end its command early.
                     expect_ok(Command::User, conn.command(&format!("USER {user}")).await?)?;
                     expect_ok(
                         Command::Pass,
