@@ -666,7 +666,7 @@ async fn the_shipped_probes_toml_works_against_the_demo_peers() {
     let (stdout, stderr) = (text(&out.1.stdout), text(&out.1.stderr));
     assert!(out.1.status.success(), "{stdout}\n{stderr}");
     // Every protocol is in the shipped example.
-    for protocol in ["imap", "smtp", "roundtrip", "https"] {
+    for protocol in ["imap", "pop3", "smtp", "roundtrip", "https"] {
         assert!(
             stdout.contains(&format!(" {protocol} ")),
             "{protocol} missing:\n{stdout}"

@@ -20,7 +20,7 @@ const GLOBAL: &str = "[global]\ninterval = \"2s\"\ntimeout = \"2s\"\nslow_thresh
 /// `(class, phase)` a target fails with later adds one counter.
 fn budget(protocol: Protocol) -> usize {
     match protocol {
-        Protocol::Imap | Protocol::Smtp => 13,
+        Protocol::Imap | Protocol::Smtp | Protocol::Pop3 => 13,
         // One more than IMAP and SMTP: the status code of the last response.
         Protocol::Https => 14,
         Protocol::Roundtrip => 16,
@@ -51,6 +51,7 @@ fn fixtures(protocol: Protocol) -> [&'static str; 2] {
         Protocol::Smtp => ["smtp-up", "smtp-down"],
         Protocol::Https => ["https-up", "https-down"],
         Protocol::Roundtrip => ["rt-up", "rt-down"],
+        Protocol::Pop3 => ["pop3-up", "pop3-down"],
     }
 }
 
@@ -87,6 +88,9 @@ async fn every_protocol_stays_within_its_series_budget_up_and_down() {
                  [[target]]\nname = \"{down}\"\nregion = \"test\"\nprotocol = \"roundtrip\"\nsmtp_target = \"smtp-down\"\n\
                  imap_target = \"imap-up\"\ndelivery_timeout = \"4s\"\ninterval = \"12s\"\n"
             ),
+            Protocol::Pop3 => {
+                env.pop3_target(up, dc.ports.pop3s, "") + &env.pop3_target(down, closed, "")
+            }
         };
     }
     let d = Daemon::start(env.config(&text)).await;
@@ -99,7 +103,7 @@ async fn every_protocol_stays_within_its_series_budget_up_and_down() {
     for p in Protocol::ALL {
         let [t, _] = fixtures(*p);
         match p {
-            Protocol::Imap | Protocol::Smtp => {
+            Protocol::Imap | Protocol::Smtp | Protocol::Pop3 => {
                 env.secret(&format!("{t}.pass"), "not-the-password");
             }
             Protocol::Https => text = text.replace(&web.url("/owa/"), &web.url("/missing")),

@@ -550,7 +550,7 @@ fn each_protocol_takes_exactly_its_keys() {
         "auth_mechanism",
         "oauth2",
     ];
-    let cases: [(Protocol, Vec<&str>); 4] = [
+    let cases: [(Protocol, Vec<&str>); 5] = [
         (
             Protocol::Imap,
             [&endpoint[..], &login, &["mailbox"]].concat(),
@@ -591,6 +591,7 @@ fn each_protocol_takes_exactly_its_keys() {
                 "ip_protocol",
             ],
         ),
+        (Protocol::Pop3, [&endpoint[..], &login].concat()),
         (
             Protocol::Roundtrip,
             vec![

@@ -18,6 +18,7 @@ pub mod https;
 pub mod imap;
 pub mod net;
 pub mod phase;
+pub mod pop3;
 pub mod redact;
 pub mod registry;
 pub mod roundtrip;

@@ -80,6 +80,8 @@ phases! {
     Api = "api",
     /// OAuth2: getting an access token (from the cache, or the token endpoint).
     Token = "token",
+    /// POP3 STAT: the maildrop's message count and size.
+    Stat = "stat",
 }
 
 /// `phases` with `token` first when the probe signs in with an OAuth2 token.

@@ -16,6 +16,10 @@ pub const IMAPS_PORT: u16 = 10993;
 pub const LMTP_PORT: u16 = 10024;
 /// Auth (SASL for Postfix) port of the demo Dovecot.
 pub const AUTH_PORT: u16 = 10026;
+/// POP3 (STLS) port of the demo Dovecot.
+pub const POP3_PORT: u16 = 10110;
+/// POP3S port of the demo Dovecot.
+pub const POP3S_PORT: u16 = 10995;
 /// Port-25 style (MX) port of the demo Postfix.
 pub const SMTP_PORT: u16 = 10025;
 /// Submission (STARTTLS + AUTH) port of the demo Postfix.
@@ -40,7 +44,7 @@ impl Demo {
     /// One line per peer, for the terminal.
     pub fn describe(&self) -> String {
         format!(
-            "demo peers ready: Dovecot IMAP 127.0.0.1:{IMAP_PORT} (STARTTLS), IMAPS 127.0.0.1:{IMAPS_PORT}; \
+            "demo peers ready: Dovecot IMAP 127.0.0.1:{IMAP_PORT} (STARTTLS), IMAPS 127.0.0.1:{IMAPS_PORT}, POP3S 127.0.0.1:{POP3S_PORT}; \
              Postfix SMTP 127.0.0.1:{SMTP_PORT}, submission {SUBMISSION_PORT} (STARTTLS), submissions \
              {SUBMISSIONS_PORT}; HTTPS 127.0.0.1:{HTTPS_PORT} (webmail /owa/, JMAP); user {}",
             dovecot::USER
@@ -74,6 +78,8 @@ pub fn start(dir: &Path) -> Demo {
                 imaps: IMAPS_PORT,
                 lmtp: LMTP_PORT,
                 auth: AUTH_PORT,
+                pop3: POP3_PORT,
+                pop3s: POP3S_PORT,
             }),
             ..dovecot::Options::default()
         },

@@ -76,6 +76,10 @@ pub struct Ports {
     pub lmtp: u16,
     /// The auth service, for Postfix SASL.
     pub auth: u16,
+    /// POP3 with STLS.
+    pub pop3: u16,
+    /// POP3S (implicit TLS).
+    pub pop3s: u16,
 }
 
 impl Ports {
@@ -85,6 +89,8 @@ impl Ports {
             imaps: free_port(),
             lmtp: free_port(),
             auth: free_port(),
+            pop3: free_port(),
+            pop3s: free_port(),
         }
     }
 }
@@ -105,6 +111,14 @@ impl Dovecot {
         let bin = require_program("dovecot", "dovecot-imapd");
         crate::util::require_root();
         let _ = bin;
+        // Dovecot refuses to start with pop3 in `protocols` and no pop3 binary.
+        if !Path::new("/usr/lib/dovecot/pop3-login").exists() {
+            panic!(
+                "dovecot-pop3d is not installed: the tests use a real Dovecot POP3. Run the \
+                 README's test command (scripts/test), which installs it, or `apt-get install \
+                 dovecot-pop3d`."
+            );
+        }
         let dir = short_tempdir("mpd-");
         let ports = opts.ports.unwrap_or_else(Ports::free);
         let mut d = Dovecot {
@@ -233,6 +247,14 @@ impl Dovecot {
         } else {
             String::new()
         };
+        let pop3s = if opts.starttls {
+            format!(
+                "  inet_listener pop3s {{\n    address = 127.0.0.1\n    port = {}\n    ssl = yes\n  }}\n",
+                p.pop3s
+            )
+        } else {
+            String::new()
+        };
         let capability = opts
             .imap_capability
             .as_ref()
@@ -270,7 +292,7 @@ impl Dovecot {
 base_dir = {d}/run
 state_dir = {d}/state
 log_path = {d}/dovecot.log
-protocols = imap lmtp
+protocols = imap pop3 lmtp
 listen = 127.0.0.1
 ssl = {ssl}
 ssl_cert = <{cert}
@@ -296,6 +318,12 @@ service imap-login {{
     port = {imap}
   }}
 {imaps}{login_reuse}}}
+service pop3-login {{
+  inet_listener pop3 {{
+    address = 127.0.0.1
+    port = {pop3}
+  }}
+{pop3s}}}
 service lmtp {{
   inet_listener lmtp {{
     address = 127.0.0.1
@@ -317,6 +345,7 @@ service anvil {{
             cert = cert.cert.display(),
             key = cert.key.display(),
             imap = p.imap,
+            pop3 = p.pop3,
             lmtp = p.lmtp,
             auth = p.auth,
             failure_delay = opts.auth_failure_delay.as_millis(),

@@ -2,7 +2,7 @@
 //! test needs IPv6).
 //!
 //! - [`pki`]: a test CA and server certificates (valid, for another name, expired).
-//! - [`dovecot`]: a private Dovecot (IMAP, LMTP, auth) with a self-contained config.
+//! - [`dovecot`]: a private Dovecot (IMAP, POP3, LMTP, auth) with a self-contained config.
 //! - [`postfix`]: a private Postfix (MX, submission, submissions) delivering to that Dovecot.
 //! - [`fault`]: small scripted servers that misbehave on purpose (silence, garbage, endless
 //!   lines, refusals), optionally behind TLS.

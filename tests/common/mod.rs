@@ -70,6 +70,13 @@ impl Env {
         )
     }
 
+    /// A `[[target]]` for a POP3 server on 127.0.0.1:`port` trusting the test CA, logging in
+    /// as the test user; `extra` lines are appended.
+    pub fn pop3_target(&self, name: &str, port: u16, extra: &str) -> String {
+        self.imap_target(name, port, extra)
+            .replace("protocol = \"imap\"", "protocol = \"pop3\"")
+    }
+
     /// A `[[target]]` for an SMTP server on 127.0.0.1:`port` trusting the test CA, authenticating
     /// as the test user; `extra` lines are appended.
     pub fn smtp_target(&self, name: &str, port: u16, extra: &str) -> String {

@@ -1,0 +1,143 @@
+//! A POP3 target (`protocol = "pop3"`): its keys, their defaults and checks, and the spec the
+//! probe runs.
+//!
+//! Keys besides every target's: `host` (required), `port` (995 with implicit TLS, 110 with
+//! STLS or none), `tls` (`"implicit"`), `allow_plaintext`, `ca_file`, `server_name`,
+//! `ip_protocol`, `dns_servers`; `username` (required); `auth`: `"password"` (the default, with
+//! `password_file` or `password_env`) or `"oauth2"` (with `[target.oauth2]`); `auth_mechanism`:
+//! with a password `"plain"` (SASL PLAIN) or `"login"` (RFC 1939's USER and PASS, POP3's
+//! counterpart of IMAP's LOGIN), by default PLAIN where CAPA offers it, else USER and PASS;
+//! `"xoauth2"` or `"oauthbearer"` with a token. All of them are read by the shared
+//! [`TargetCx`] helpers, as IMAP's are; POP3 has no key of its own.
+
+use futures::future::BoxFuture;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::config::credentials::refused_value;
+use crate::config::oauth2::RawOAuth2;
+use crate::config::{
+    AuthMechanism, ConfigError, Credentials, Endpoint, EndpointKeys, IpProtocol, LoginKeys, Ports,
+    TargetCx, TlsMode,
+};
+use crate::probe::phase::with_token;
+use crate::probe::registry::{ProbeSpec, Protocol, Target};
+use crate::probe::spec::{ProtocolSpec, SpecTable, Targets};
+use crate::probe::{Phase, PhaseError, PhaseRecorder, ProbeContext};
+
+/// POP3S on 995 (RFC 8314); POP3 with STLS, or without TLS, on 110.
+const PORTS: Ports = Ports {
+    implicit: 995,
+    starttls: 110,
+    plain: 110,
+};
+
+/// Microsoft's delegated permission for POP, asked for with a refresh token.
+const DELEGATED_SCOPE: &str = "https://outlook.office.com/POP.AccessAsUser.All";
+
+/// What a POP3 probe does.
+#[derive(Clone, Debug)]
+pub struct Pop3Spec {
+    /// Where the server is.
+    pub endpoint: Endpoint,
+    /// Who logs in.
+    pub credentials: Credentials,
+    /// How to log in; `None`: SASL PLAIN where offered, else USER and PASS, with a password;
+    /// the bearer mechanism the server offers with OAuth2.
+    pub auth: Option<AuthMechanism>,
+}
+
+/// The keys of a POP3 target, as written.
+#[derive(Deserialize, Hash)]
+#[serde(deny_unknown_fields)]
+pub struct Pop3Table {
+    host: Option<String>,
+    port: Option<u16>,
+    tls: Option<TlsMode>,
+    allow_plaintext: Option<bool>,
+    username: Option<String>,
+    password_file: Option<String>,
+    password_env: Option<String>,
+    /// Accepted by the parser only to refuse it with a helpful message.
+    #[serde(default, deserialize_with = "refused_value")]
+    password: Option<()>,
+    ca_file: Option<String>,
+    server_name: Option<String>,
+    auth_mechanism: Option<AuthMechanism>,
+    auth: Option<String>,
+    oauth2: Option<RawOAuth2>,
+    dns_servers: Option<Vec<String>>,
+    ip_protocol: Option<IpProtocol>,
+}
+
+impl SpecTable for Pop3Table {
+    fn build(self, cx: &mut TargetCx<'_>, _: &Targets) -> Result<ProbeSpec, ConfigError> {
+        let endpoint = cx.endpoint(
+            EndpointKeys {
+                host: self.host.as_deref(),
+                port: self.port,
+                tls: self.tls,
+                allow_plaintext: self.allow_plaintext,
+                ca_file: self.ca_file.as_deref(),
+                server_name: self.server_name.as_deref(),
+                dns_servers: self.dns_servers.as_deref(),
+                ip_protocol: self.ip_protocol,
+                host_from_url: false,
+            },
+            TlsMode::Implicit,
+            PORTS,
+        )?;
+        let credentials = cx.credentials(LoginKeys {
+            username: self.username.as_deref(),
+            password_file: self.password_file.as_deref(),
+            password_env: self.password_env.as_deref(),
+            auth: self.auth.as_deref(),
+            auth_mechanism: self.auth_mechanism,
+            oauth2: self.oauth2.as_ref(),
+            delegated_scope: DELEGATED_SCOPE,
+        })?;
+        Ok(ProbeSpec::Pop3(Pop3Spec {
+            endpoint,
+            credentials,
+            auth: self.auth_mechanism,
+        }))
+    }
+}
+
+impl ProtocolSpec for Pop3Spec {
+    fn protocol(&self) -> Protocol {
+        Protocol::Pop3
+    }
+
+    fn endpoint(&self) -> Option<&Endpoint> {
+        Some(&self.endpoint)
+    }
+
+    fn secrets(&self) -> Vec<&SecretString> {
+        self.credentials.secret.static_secrets()
+    }
+
+    fn phases(&self) -> Vec<Phase> {
+        let mut p = vec![Phase::Dns, Phase::Connect];
+        match self.endpoint.tls {
+            TlsMode::Implicit => p.extend([Phase::Tls, Phase::Greeting]),
+            TlsMode::Starttls => p.extend([Phase::Greeting, Phase::Starttls, Phase::Tls]),
+            TlsMode::None => p.push(Phase::Greeting),
+        }
+        p.extend([Phase::Login, Phase::Stat, Phase::Quit]);
+        with_token(self.credentials.is_oauth2(), p)
+    }
+
+    fn login_phase(&self) -> Option<Phase> {
+        Some(Phase::Login)
+    }
+
+    fn dialogue<'a>(
+        &'a self,
+        _: &'a Target,
+        ctx: &'a ProbeContext,
+        rec: &'a mut PhaseRecorder,
+    ) -> BoxFuture<'a, Result<(), PhaseError>> {
+        Box::pin(super::probe(self, ctx, rec))
+    }
+}
