@@ -620,6 +620,7 @@ fn each_protocol_takes_exactly_its_keys() {
             "interval",
             "name",
             "protocol",
+            "provider",
             "region",
             "slow_threshold",
             "timeout",
