@@ -555,3 +555,60 @@ fn targets_are_put_on_a_provider_by_key_or_by_host() {
     assert!(e.contains("no [[provider]] named \"nosuch\""), "{e}");
     assert!(e.contains("provider"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_starts_and_stops_provider_polling() {
+    let env = Env::new();
+    let dc = Dovecot::start(&env.pki, Options::default());
+    let feed = FeedServer::start(&env.pki.valid).await;
+    quiet(&feed);
+    let target = env.imap_target("imap-1", dc.ports.imaps, "");
+    let d = Daemon::start(env.config(&format!(
+        "[global]\ninterval = \"1s\"\ntimeout = \"1s\"\n{target}"
+    )))
+    .await;
+    d.wait_probes("imap-1", "success", 1.0).await;
+    assert_eq!(feed.requests.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+    // Added by a reload: polled.
+    env.config(&format!(
+        "[global]\ninterval = \"1s\"\ntimeout = \"1s\"\n{target}{}",
+        statuspage_provider(&env, &feed, "")
+    ));
+    let (status, body) = http(d.addr, "POST", "/-/reload").await;
+    assert_eq!(status, 200, "{body}");
+    eventually(20, "the new provider polled", || async {
+        let m = d.metrics().await;
+        (sample(
+            &m,
+            "mailprobe_provider_feed_up",
+            &[("provider", "examplemail")],
+        ) == Some(1.0))
+        .then_some(())
+    })
+    .await;
+
+    // Removed by a reload: no longer polled, its series gone.
+    env.config(&format!(
+        "[global]\ninterval = \"1s\"\ntimeout = \"1s\"\n{target}"
+    ));
+    let (status, body) = http(d.addr, "POST", "/-/reload").await;
+    assert_eq!(status, 200, "{body}");
+    let m = d.metrics().await;
+    assert!(!m.contains("provider=\"examplemail\""), "{m}");
+    let before = feed.requests.load(std::sync::atomic::Ordering::SeqCst);
+    // Three of its intervals pass (the target's probes are the clock): no request came.
+    let m = d.metrics().await;
+    let seen = sample(&m, "mailprobe_probes_total", &[("result", "success")]).unwrap();
+    eventually(20, "three more probes", || async {
+        let m = d.metrics().await;
+        (sample(&m, "mailprobe_probes_total", &[("result", "success")])? >= seen + 3.0)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        feed.requests.load(std::sync::atomic::Ordering::SeqCst),
+        before
+    );
+    d.stop().await;
+}

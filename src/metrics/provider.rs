@@ -105,6 +105,11 @@ impl super::Metrics {
                 }
                 let _ = p.feed_up.remove_label_values(&[name]);
                 let _ = p.feed_success.remove_label_values(&[name]);
+                let _ = p.feed_seconds.remove_label_values(&[name]);
+                let _ = p.first_post.remove_label_values(&[name]);
+                for reason in FeedError::REASONS {
+                    let _ = p.feed_errors.remove_label_values(&[name, reason]);
+                }
             }
             keep
         });
