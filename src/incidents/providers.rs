@@ -162,13 +162,15 @@ impl Book {
     }
 
     /// Puts each issue beside the incidents (open, or active within the slack) it matches;
-    /// returns the new links with the incident each is beside, for the metrics.
+    /// returns the new links with the incident each is beside, and whether it is the first
+    /// issue of its provider beside that incident (the delay metric counts each incident once
+    /// per provider).
     pub(super) fn link(
         &self,
         store: &mut Store,
         incidents: &[Incident],
         now: SystemTime,
-    ) -> Result<Vec<(Incident, Issue)>, StoreError> {
+    ) -> Result<Vec<(Incident, Issue, bool)>, StoreError> {
         let mut new = Vec::new();
         for inc in incidents {
             let providers = inc
@@ -176,11 +178,24 @@ impl Book {
                 .iter()
                 .filter_map(|t| self.on.get(t))
                 .map(String::as_str);
-            for issue in self.issues.values() {
-                if matches(issue, inc.opened_at, inc.closed_at, providers.clone(), now)
-                    && store.link(inc.id, &issue.provider, &issue.id, now)?
-                {
-                    new.push((inc.clone(), issue.clone()));
+            let candidates: Vec<&Issue> = self
+                .issues
+                .values()
+                .filter(|i| matches(i, inc.opened_at, inc.closed_at, providers.clone(), now))
+                .collect();
+            if candidates.is_empty() {
+                continue;
+            }
+            let mut had: Vec<String> = store
+                .linked_issues(inc.id)?
+                .into_iter()
+                .map(|i| i.provider)
+                .collect();
+            for issue in candidates {
+                if store.link(inc.id, &issue.provider, &issue.id, now)? {
+                    let first = !had.contains(&issue.provider);
+                    had.push(issue.provider.clone());
+                    new.push((inc.clone(), issue.clone(), first));
                 }
             }
         }

@@ -326,7 +326,7 @@ impl Worker {
                 .and_then(|incidents| self.book.link(&mut self.store, &incidents, now));
             match linked {
                 Ok(new) => {
-                    for (inc, issue) in new {
+                    for (inc, issue, first) in new {
                         tracing::warn!(
                             incident = inc.id,
                             provider = %issue.provider,
@@ -334,10 +334,12 @@ impl Worker {
                             "{}",
                             crate::provider::matching::sentence(&issue, inc.opened_at)
                         );
-                        self.observer.provider_first_post(
-                            &issue.provider,
-                            issue.first_post_at.duration_since(inc.opened_at).ok(),
-                        );
+                        if first {
+                            self.observer.provider_first_post(
+                                &issue.provider,
+                                issue.first_post_at.duration_since(inc.opened_at).ok(),
+                            );
+                        }
                     }
                 }
                 Err(e) => tracing::error!(error = %e, "cannot match provider issues to incidents"),

@@ -219,3 +219,157 @@ pub(super) fn check_target_provider(
         }
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    const TARGET: &str = "[[target]]\nname = \"a\"\nprotocol = \"imap\"\nhost = \"h\"\n\
+                          username = \"u\"\npassword_env = \"HOME\"\n";
+
+    fn err(providers: &str) -> String {
+        crate::load::parse(Path::new("probes.toml"), &format!("{TARGET}{providers}"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn provider_errors_name_line_column_and_key() {
+        assert_eq!(
+            err("[[provider]]\nkind = \"yahoo\"\n"),
+            "probes.toml:8:8: provider[1].kind: unknown variant `yahoo`, expected one of \
+             `microsoft`, `google`, `statuspage`"
+        );
+        assert_eq!(
+            err("[[provider]]\nkind = \"statuspage\"\n"),
+            "probes.toml:7:1: provider[1].url: missing: the Statuspage's address, e.g. \
+             \"https://status.example.com\""
+        );
+        assert_eq!(
+            err("[[provider]]\nkind = \"google\"\nurl = \"http://www.google.com/\"\n"),
+            "probes.toml:9:1: provider[1].url: must be https://"
+        );
+        let e = err("[[provider]]\nkind = \"microsoft\"\n");
+        assert!(
+            e.starts_with("probes.toml:7:1: provider[1].oauth2: missing: kind = \"microsoft\""),
+            "{e}"
+        );
+        assert!(e.contains("ServiceHealth.Read.All"), "{e}");
+        assert_eq!(
+            err("[[provider]]\nkind = \"google\"\n[provider.oauth2]\nclient_id = \"x\"\n"),
+            "probes.toml:9:11: provider[1].oauth2: does not apply to kind = \"google\": its feed \
+             is public"
+        );
+        assert_eq!(
+            err("[[provider]]\nkind = \"google\"\ninterval = \"1m\"\ntimeout = \"2m\"\n"),
+            "probes.toml:10:1: provider[1].timeout: timeout (2m) must not exceed the interval \
+             (1m): polls of one provider never overlap"
+        );
+        assert_eq!(
+            err("[[provider]]\nkind = \"google\"\n[[provider]]\nkind = \"google\"\n"),
+            "probes.toml:9:1: provider[2].name: duplicate provider name \"google\" (first used \
+             by provider[1]); give each a name of its own"
+        );
+        assert_eq!(
+            err("[[provider]]\nkind = \"google\"\nservice = [\"Gmail\"]\n"),
+            "probes.toml:9:1: provider[1].service: unknown key; did you mean `services`?"
+        );
+    }
+
+    #[test]
+    fn a_microsoft_provider_asks_graph_for_its_token() {
+        let cfg = crate::load::parse(
+            Path::new("probes.toml"),
+            &format!(
+                "{TARGET}[[provider]]\nkind = \"microsoft\"\n[provider.oauth2]\n\
+                 provider = \"microsoft\"\ntenant = \"contoso.onmicrosoft.com\"\n\
+                 client_id = \"app\"\nclient_secret_env = \"HOME\"\n"
+            ),
+        )
+        .unwrap();
+        let p = &cfg.providers[0];
+        assert_eq!(
+            (p.name.as_str(), p.url.as_str()),
+            ("microsoft", "https://graph.microsoft.com/")
+        );
+        assert_eq!(p.services, ["Exchange Online"]);
+        let o = p.oauth2.as_ref().unwrap();
+        assert_eq!(o.scopes, ["https://graph.microsoft.com/.default"]);
+        assert_eq!(
+            o.token_url.as_str(),
+            "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token"
+        );
+        assert_eq!(p.interval, super::DEFAULT_PROVIDER_INTERVAL);
+    }
+
+    #[test]
+    fn graph_next_pages_are_followed_only_on_graph_itself() {
+        let cfg = crate::load::parse(
+            Path::new("probes.toml"),
+            &format!(
+                "{TARGET}[[provider]]\nkind = \"microsoft\"\n[provider.oauth2]\n\
+                 provider = \"microsoft\"\ntenant = \"t\"\nclient_id = \"app\"\n\
+                 client_secret_env = \"HOME\"\n"
+            ),
+        )
+        .unwrap();
+        let p = &cfg.providers[0];
+        let page = |next: &str| serde_json::json!({"value": [], "@odata.nextLink": next});
+        let same = "https://graph.microsoft.com/v1.0/admin/serviceAnnouncement/issues?$skiptoken=x";
+        assert_eq!(
+            crate::provider::microsoft::next_link(p, &page(same)).map(String::from),
+            Some(same.to_string())
+        );
+        // The bearer token is never sent to another host.
+        assert!(
+            crate::provider::microsoft::next_link(p, &page("https://evil.test/issues")).is_none()
+        );
+        assert!(
+            crate::provider::microsoft::next_link(p, &page("http://graph.microsoft.com/x"))
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_statuspage_component_down_without_an_incident_is_an_issue() {
+        let cfg = crate::load::parse(
+            Path::new("probes.toml"),
+            &format!(
+                "{TARGET}[[provider]]\nname = \"mail\"\nkind = \"statuspage\"\n\
+                 url = \"https://status.example.test\"\nservices = [\"IMAP\", \"SMTP\"]\n"
+            ),
+        )
+        .unwrap();
+        let p = &cfg.providers[0];
+        let incidents = serde_json::json!({"incidents": [
+            {"id": "i1", "name": "Web slow", "status": "investigating", "impact": "minor",
+             "created_at": "2026-11-30T09:00:00.000-06:00", "components": [{"name": "Webmail"}],
+             "incident_updates": []}
+        ]});
+        let components = serde_json::json!({"components": [
+            {"id": "c1", "name": "IMAP", "status": "partial_outage", "updated_at": "2026-11-30T09:05:00Z", "group": false},
+            {"id": "c2", "name": "SMTP", "status": "operational", "group": false},
+            {"id": "c3", "name": "Webmail", "status": "major_outage", "group": false}
+        ]});
+        let issues = crate::provider::statuspage::parse(
+            p,
+            &incidents,
+            &components,
+            std::time::SystemTime::now(),
+        )
+        .unwrap();
+        // The Webmail incident and component are not watched; IMAP's component is down.
+        assert_eq!(issues.len(), 1, "{issues:?}");
+        assert_eq!(issues[0].id, "component:c1");
+        assert_eq!(issues[0].title, "IMAP: partial_outage");
+        assert_eq!(issues[0].classification, "partial_outage");
+        let e = crate::provider::statuspage::parse(
+            p,
+            &serde_json::json!({"page": {}}),
+            &components,
+            std::time::SystemTime::now(),
+        )
+        .unwrap_err();
+        assert_eq!(e, "no \"incidents\" array");
+    }
+}
