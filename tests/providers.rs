@@ -612,3 +612,129 @@ async fn a_reload_starts_and_stops_provider_polling() {
     );
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graph_issue_and_its_status_changes_are_told_beside_the_incident() {
+    let env = Env::new();
+    let mut dc = Dovecot::start(&env.pki, Options::default());
+    let idp = TokenServer::start(&env.pki.valid, Duration::from_secs(3600)).await;
+    idp.add_client(
+        "health-app",
+        Client {
+            secret: Some("s3cret".into()),
+            assertion_key: None,
+            user: "tenant".into(),
+        },
+    );
+    let feed = FeedServer::start(&env.pki.valid).await;
+    feed.require_bearer(idp.validator());
+    const ISSUES: &str = "v1.0/admin/serviceAnnouncement/issues";
+    feed.set(ISSUES, Answer::Json(graph_page(vec![])));
+    let text = format!(
+        "[global]\ninterval = \"1s\"\ntimeout = \"1s\"\n[incidents]\nstate_dir = \"{state}\"\n\
+         down_after = 2\nup_after = 2\n[[provider]]\nkind = \"microsoft\"\nurl = \"{url}\"\n\
+         interval = \"1s\"\ntimeout = \"1s\"\nca_file = \"{ca}\"\n[provider.oauth2]\n\
+         token_url = \"{token}\"\nclient_id = \"health-app\"\nclient_secret_file = \"{secret}\"\n\
+         ca_file = \"{ca}\"\n{target}",
+        state = env.dir.path().join("state").display(),
+        url = feed.base,
+        ca = env.pki.ca.display(),
+        token = idp.token_url,
+        secret = env.secret("health.secret", "s3cret").display(),
+        target = env.imap_target("exo-1", dc.ports.imaps, "provider = \"microsoft\""),
+    );
+    let d = Daemon::start(env.config(&text)).await;
+    d.wait_probes("exo-1", "success", 1.0).await;
+    dc.stop();
+    let id = eventually(30, "an open incident", || async {
+        let s = json_of(&d, "/api/v1/status").await;
+        s["incidents"].as_array()?.first()?["id"].as_i64()
+    })
+    .await;
+    let start = now_rfc3339(-60);
+    let issue = |status: &str, end: Option<&str>, posts: &[(&str, &str)]| {
+        Answer::Json(graph_page(vec![graph_issue(
+            "EX123456",
+            "Users can't access mailbox",
+            "Exchange Online",
+            "incident",
+            status,
+            &start,
+            end,
+            posts,
+        )]))
+    };
+    let first = now_rfc3339(0);
+    feed.set(
+        ISSUES,
+        issue(
+            "investigating",
+            None,
+            &[(&first, "<p>Title: Users can't access mailbox</p>")],
+        ),
+    );
+    eventually(20, "the Graph issue beside the incident", || async {
+        let s = json_of(&d, "/api/v1/status").await;
+        (s["providers"]["issues"][0]["incidents"] == json!([id])).then_some(())
+    })
+    .await;
+    // Microsoft moves it on without a post: the change is an update of its own.
+    feed.set(
+        ISSUES,
+        issue(
+            "serviceDegradation",
+            None,
+            &[(&first, "<p>Title: Users can't access mailbox</p>")],
+        ),
+    );
+    eventually(20, "the status change", || async {
+        let s = json_of(&d, "/api/v1/status").await;
+        (s["providers"]["issues"][0]["status"] == "serviceDegradation").then_some(())
+    })
+    .await;
+    let end = now_rfc3339(0);
+    feed.set(
+        ISSUES,
+        issue(
+            "serviceRestored",
+            Some(&end),
+            &[
+                (&first, "<p>Title: Users can't access mailbox</p>"),
+                (&end, "<p>Final status: we restored access.</p>"),
+            ],
+        ),
+    );
+    eventually(20, "the issue resolved", || async {
+        let s = json_of(&d, "/api/v1/status").await;
+        s["providers"]["issues"][0]["resolved_at"]
+            .as_str()
+            .map(|_| ())
+    })
+    .await;
+    dc.restart();
+    d.wait_probes("exo-1", "success", 2.0).await;
+    d.stop().await;
+    let cfg = env.config_path();
+    let table = mailprobe(&["incidents", "-c", cfg.to_str().unwrap(), "--since", "1h"]);
+    assert!(
+        table.contains("Microsoft EX123456 'Users can't access mailbox', investigating, posted "),
+        "{table}"
+    );
+    assert!(table.contains("after this incident opened"), "{table}");
+    assert!(
+        table.contains("Microsoft EX123456 update: status serviceDegradation"),
+        "{table}"
+    );
+    assert!(
+        table.contains("Microsoft EX123456 update: Final status: we restored access."),
+        "{table}"
+    );
+    assert!(
+        table.contains("Microsoft EX123456 resolved by the provider"),
+        "{table}"
+    );
+    assert!(
+        table.contains("provider: microsoft (Exchange Online)"),
+        "{table}"
+    );
+}

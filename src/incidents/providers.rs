@@ -140,7 +140,17 @@ impl Book {
             match self.issues.get(&key) {
                 Some(old) if *old == merged(old, &issue, poll.at) => continue,
                 Some(old) => issue = merged(old, &issue, poll.at),
-                None => {}
+                None => {
+                    // A first post without a status of its own (Graph's) had the status the
+                    // issue has when first seen: kept, or the timeline would tell it with
+                    // whatever status the issue reached later.
+                    let status = issue.status.clone();
+                    if let Some(first) = issue.updates.first_mut()
+                        && first.status.is_empty()
+                    {
+                        first.status = status;
+                    }
+                }
             }
             self.issues.insert(key.clone(), issue);
             changed.push(key);
@@ -218,8 +228,9 @@ impl Book {
 fn merged(old: &Issue, new: &Issue, at: SystemTime) -> Issue {
     let mut out = new.clone();
     let mut updates = old.updates.clone();
+    // A post is the same post by its time and text (its status may have been filled in).
     for u in &new.updates {
-        if !updates.contains(u) {
+        if !updates.iter().any(|o| o.at == u.at && o.text == u.text) {
             updates.push(u.clone());
         }
     }
