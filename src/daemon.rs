@@ -13,12 +13,16 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::incidents::TargetState;
+use crate::incidents::providers::Poll;
 use crate::incidents::service::{HealthObserver, Incidents};
 use crate::liveness::{self, Liveness};
 use crate::load::{self, Config};
 use crate::metrics::Metrics;
 use crate::probe::classify::{FailureClass, ProberFault};
 use crate::probe::{Outcome, Phase, ProbeContext};
+use crate::provider::feed::FeedError;
+use crate::provider::poller::{self, FeedSink};
+use crate::provider::{Issue, ProviderSpec};
 use crate::scheduler::{Event, Observer, OutcomeSink, Probes, Scheduler};
 use crate::server::{self, AppState, ReloadError, Reloaded};
 use crate::throttle::Throttle;
@@ -52,6 +56,114 @@ impl HealthObserver for Metrics {
     }
     fn incidents_open(&self, counts: &std::collections::BTreeMap<(String, String), i64>) {
         self.open_incidents(counts);
+    }
+    fn provider_first_post(&self, provider: &str, delay: Option<Duration>) {
+        Metrics::provider_first_post(self, provider, delay);
+    }
+}
+
+/// Each poll of a provider's feed goes to the metrics, the log (a change of the feed's state
+/// at `warn`/`info`, repeats at `debug`) and the incident service; a feed down opens no
+/// incident.
+struct ProviderFeeds {
+    metrics: Arc<Metrics>,
+    incidents: Incidents,
+    /// Whether each feed was readable at its last poll, as the log last said.
+    up: Mutex<HashMap<String, bool>>,
+}
+
+impl FeedSink for ProviderFeeds {
+    fn polled(&self, spec: &ProviderSpec, result: Result<Vec<Issue>, FeedError>, took: Duration) {
+        self.metrics
+            .provider_polled(&spec.name, result.as_ref().map(Vec::as_slice), took);
+        let was = crate::sync::lock(&self.up).insert(spec.name.clone(), result.is_ok());
+        match (&result, was) {
+            (Err(e), Some(true) | None) => tracing::warn!(
+                provider = %spec.name,
+                kind = spec.kind.as_str(),
+                reason = e.reason(),
+                error = %e,
+                "provider status feed cannot be read (not a mail outage: no incident is opened)"
+            ),
+            (Err(e), Some(false)) => {
+                tracing::debug!(provider = %spec.name, error = %e, "provider status feed still unreadable")
+            }
+            (Ok(_), Some(false)) => {
+                tracing::info!(provider = %spec.name, "provider status feed readable again")
+            }
+            (Ok(issues), _) => tracing::debug!(
+                provider = %spec.name,
+                open = issues.iter().filter(|i| i.is_open()).count(),
+                "provider status feed read"
+            ),
+        }
+        self.incidents.provider_polled(Poll {
+            provider: spec.name.clone(),
+            kind: spec.kind,
+            at: std::time::SystemTime::now(),
+            result: result.map_err(|e| e.to_string()),
+        });
+    }
+}
+
+/// The provider pollers, restarted when a reload changes the `[[provider]]`s.
+struct Feeds {
+    stop: CancellationToken,
+    sink: Arc<ProviderFeeds>,
+    tokens: Arc<crate::oauth2::TokenCache>,
+    /// What the running pollers were started with.
+    running: Vec<String>,
+}
+
+impl Feeds {
+    /// What defines a poller, to tell whether a reload changed it.
+    fn identity(specs: &[Arc<ProviderSpec>]) -> Vec<String> {
+        specs
+            .iter()
+            .map(|p| {
+                format!(
+                    "{}|{}|{}|{:?}|{:?}|{:?}|{}",
+                    p.name,
+                    p.kind.as_str(),
+                    p.url,
+                    p.services,
+                    p.interval,
+                    p.timeout,
+                    p.oauth2.as_ref().map_or("", |o| o.key.as_str())
+                )
+            })
+            .collect()
+    }
+
+    fn start(specs: &[Arc<ProviderSpec>], sink: Arc<ProviderFeeds>) -> Feeds {
+        let names: Vec<&str> = specs.iter().map(|p| p.name.as_str()).collect();
+        sink.metrics.set_providers(&names);
+        let tokens = Arc::new(crate::oauth2::TokenCache::default());
+        let stop = CancellationToken::new();
+        poller::spawn(specs, tokens.clone(), sink.clone(), stop.clone());
+        Feeds {
+            stop,
+            sink,
+            tokens,
+            running: Self::identity(specs),
+        }
+    }
+
+    fn apply(&mut self, specs: &[Arc<ProviderSpec>]) {
+        if Self::identity(specs) == self.running {
+            return;
+        }
+        self.stop.cancel();
+        let names: Vec<&str> = specs.iter().map(|p| p.name.as_str()).collect();
+        self.sink.metrics.set_providers(&names);
+        self.stop = CancellationToken::new();
+        poller::spawn(
+            specs,
+            self.tokens.clone(),
+            self.sink.clone(),
+            self.stop.clone(),
+        );
+        self.running = Self::identity(specs);
     }
 }
 
@@ -380,6 +492,14 @@ pub async fn run_with(
     let (incidents, incidents_thread) =
         Incidents::start(&config.incidents, &config.owned_targets(), metrics.clone())
             .context("cannot open the incident history")?;
+    let mut feeds = Feeds::start(
+        &config.providers,
+        Arc::new(ProviderFeeds {
+            metrics: metrics.clone(),
+            incidents: incidents.clone(),
+            up: Mutex::default(),
+        }),
+    );
     let liveness = Arc::new(Liveness::new());
     let reporter = Arc::new(Reporter {
         metrics: metrics.clone(),
@@ -445,6 +565,7 @@ pub async fn run_with(
         incidents: &incidents,
         liveness: &liveness,
         said: &reporter.said,
+        feeds: &mut feeds,
     };
     loop {
         tokio::select! {
@@ -487,6 +608,7 @@ pub async fn run_with(
     );
     liveness.stopping();
     scheduler.shutdown().await;
+    feeds.stop.cancel();
     // The last outcomes are in; save the timeline.
     incidents.stop();
     let _ = tokio::task::spawn_blocking(move || incidents_thread.join()).await;
@@ -524,6 +646,7 @@ struct Reloading<'a> {
     incidents: &'a Incidents,
     liveness: &'a Liveness,
     said: &'a LogMemory,
+    feeds: &'a mut Feeds,
 }
 
 impl Reloading<'_> {
@@ -573,6 +696,7 @@ fn reload(current: &mut Config, r: &mut Reloading<'_>) -> Result<Reloaded, Reloa
             let targets = new.owned_targets();
             let diff = scheduler.apply(&targets);
             incidents.set_targets(&targets);
+            r.feeds.apply(&new.providers);
             r.liveness.set_targets(&targets);
             r.said.forget(&diff.removed);
             tracing::info!(

@@ -18,6 +18,8 @@
 //!   protocol holding the dialogue, its config keys (`spec.rs`) and the classes of its answers;
 //!   [`probe::registry`], the one list of protocols; the shared network, bounded-read and SASL
 //!   helpers; [`probe::classify`], where every error becomes a failure class.
+//! - [`provider`]: the provider's own status feeds (Microsoft 365 service health, Google
+//!   Workspace, Statuspage), polled on their own; a feed down is not a mail outage.
 //! - [`load`]: reads `probes.toml`, `[global]`, `[incidents]` and `[metrics]`, and hands each
 //!   `[[target]]` to its protocol's spec through the registry.
 //! - [`liveness`]: whether targets are really being probed (`/-/ready`, the systemd watchdog).
@@ -48,6 +50,7 @@ pub mod logging;
 pub mod metrics;
 pub mod oauth2;
 pub mod probe;
+pub mod provider;
 pub mod report;
 pub mod scheduler;
 pub mod server;

@@ -188,7 +188,10 @@ fn print_incidents(
         .checked_sub(since)
         .unwrap_or(std::time::UNIX_EPOCH);
     let history = store.history(cutoff)?;
-    emit(&incidents::render::render(&history, format))?;
+    let linked = store.linked_for(&history)?;
+    emit(&incidents::render::render_with_providers(
+        &history, &linked, format,
+    ))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -6,6 +6,7 @@
 //! label value. The README's metrics reference lists every series defined here.
 
 mod exposition;
+mod provider;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
@@ -66,6 +67,8 @@ pub struct Metrics {
     token_remaining: GaugeVec,
     incidents_open: IntGaugeVec,
     prober_errors: IntCounterVec,
+    /// The provider status feeds' series.
+    provider: provider::ProviderSeries,
     /// Per-target series, kept compactly and rendered directly (see `exposition`).
     state: Mutex<State>,
     /// Each target's health sample, and the incident count keys exported so far.
@@ -144,6 +147,7 @@ impl Metrics {
                 &["protocol", "reason"],
             )
             .expect("valid metric"),
+            provider: provider::ProviderSeries::new(),
             state: Mutex::new(State::default()),
             health: Mutex::new(Healths::default()),
             token_expiries: Mutex::new(HashMap::new()),
@@ -165,7 +169,7 @@ impl Metrics {
             ])
             .set(1);
         let r = &m.registry;
-        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
+        let mut collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(m.schedule_delay.clone()),
             Box::new(m.in_flight.clone()),
             Box::new(m.targets.clone()),
@@ -181,6 +185,7 @@ impl Metrics {
             Box::new(crate::logging::dropped_lines()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
+        collectors.extend(m.provider.collectors());
         for c in collectors {
             r.register(c).expect("metric names are unique");
         }

@@ -85,7 +85,79 @@ pub fn status_json(s: &Snapshot, open: &[(Incident, Vec<Entry>)]) -> Value {
             "cause": t.last_failure.map(|(class, phase)| json!({"class": class, "phase": phase})),
         })).collect::<Vec<_>>(),
         "incidents": open.iter().map(|(i, e)| incident_json(i, e)).collect::<Vec<_>>(),
+        "providers": providers_json(s, open),
     })
+}
+
+/// The providers' side: each feed's state, and each issue open or recently resolved with the
+/// incidents it is beside (and the sentence placing it beside the first).
+fn providers_json(s: &Snapshot, open: &[(Incident, Vec<Entry>)]) -> Value {
+    let p = &s.providers;
+    json!({
+        "feeds": p.feeds,
+        "issues": p.issues.iter().map(|issue| {
+            let incidents: Vec<i64> = p.links.iter()
+                .filter(|(_, prov, id)| *prov == issue.provider && *id == issue.id)
+                .map(|(i, _, _)| *i)
+                .collect();
+            let opened = incidents.first().and_then(|id| {
+                open.iter().find(|(i, _)| i.id == *id).map(|(i, _)| i.opened_at)
+                    .or_else(|| s.open.iter().find(|(i, _)| i.id == *id).map(|(i, _)| i.opened_at))
+            });
+            let mut v = crate::incidents::render::issue_json(issue, opened);
+            v["incidents"] = json!(incidents);
+            v
+        }).collect::<Vec<_>>(),
+    })
+}
+
+/// The page's section on the providers: their open issues (each with the incidents it is
+/// beside) and any feed that cannot be read. Nothing when no provider is configured.
+fn providers_html(h: &mut String, s: &Snapshot) {
+    let p = &s.providers;
+    if p.feeds.is_empty() && p.issues.is_empty() {
+        return;
+    }
+    let open: Vec<_> = p.issues.iter().filter(|i| i.is_open()).collect();
+    let _ = write!(
+        h,
+        "<h2 id=\"providers\">Provider status ({} open)</h2>",
+        open.len()
+    );
+    for f in p.feeds.iter().filter(|f| !f.up) {
+        let _ = write!(
+            h,
+            "<p class=\"meta\">{} status feed cannot be read ({}): not a mail outage.</p>",
+            esc(&f.provider),
+            esc(f.error.as_deref().unwrap_or("unknown")),
+        );
+    }
+    if open.is_empty() {
+        h.push_str("<p>No open provider issues.</p>");
+        return;
+    }
+    h.push_str("<div class=\"scroll\"><table class=\"timeline\" id=\"provider-issues\"><tr><th>provider</th><th>issue</th><th>service</th><th>status</th><th>posted</th><th>beside</th></tr>");
+    for i in open {
+        let beside: Vec<String> = p
+            .links
+            .iter()
+            .filter(|(_, prov, id)| *prov == i.provider && *id == i.id)
+            .map(|(inc, _, _)| format!("#{inc}"))
+            .collect();
+        let _ = write!(
+            h,
+            "<tr><td data-label=\"provider\">{}</td><td data-label=\"issue\">{} {}</td><td data-label=\"service\">{}</td><td data-label=\"status\">{} ({})</td><td data-label=\"posted\">{}</td><td data-label=\"beside\">{}</td></tr>",
+            esc(&i.provider),
+            esc(&i.id),
+            esc(&i.title),
+            esc(&i.service),
+            esc(&i.status),
+            esc(&i.classification),
+            timestamp(i.first_post_at),
+            esc(&beside.join(" ")),
+        );
+    }
+    h.push_str("</table></div>");
 }
 
 fn esc(s: &str) -> String {
@@ -212,6 +284,8 @@ pub fn page(s: &Snapshot, history: &[(Incident, Vec<Entry>)]) -> String {
             .map(|(_, sum)| sum);
         incident_html(&mut h, inc, entries, now, false);
     }
+
+    providers_html(&mut h, s);
 
     let mut resolved: Vec<&(Incident, Vec<Entry>)> = history
         .iter()

@@ -229,6 +229,30 @@ async fn readme_documents_every_exported_metric_and_nothing_else() {
     )
     .await;
     let closed = mailprobe_testpeers::util::free_port();
+    // A provider feed with a component down, beside the failing target's incident.
+    let feed = mailprobe_testpeers::providers::FeedServer::start(&env.pki.valid).await;
+    feed.set(
+        "api/v2/incidents/unresolved.json",
+        mailprobe_testpeers::providers::Answer::Json(
+            mailprobe_testpeers::providers::statuspage_unresolved(vec![]),
+        ),
+    );
+    feed.set(
+        "api/v2/components.json",
+        mailprobe_testpeers::providers::Answer::Json(
+            mailprobe_testpeers::providers::statuspage_components(&[(
+                "c0",
+                "IMAP",
+                "major_outage",
+            )]),
+        ),
+    );
+    let provider = format!(
+        "[[provider]]\nname = \"examplemail\"\nkind = \"statuspage\"\nurl = \"{}\"\n\
+         interval = \"1s\"\ntimeout = \"1s\"\nca_file = \"{}\"\n",
+        feed.base,
+        env.pki.ca.display()
+    );
     // Every protocol, a success and a failure, and the opt-in series, so every family has
     // series.
     let cfg = env.config(
@@ -238,18 +262,30 @@ async fn readme_documents_every_exported_metric_and_nothing_else() {
          interval = \"6s\"\n[[target]]\nname = \"web\"\nprotocol = \"https\"\nurl = \"{}\"\n\
          ca_file = \"{}\"\n",
             env.imap_target("good", dc.ports.imaps, ""),
-            env.imap_target("bad", closed, ""),
+            env.imap_target("bad", closed, "provider = \"examplemail\""),
             env.smtp_target("send", pf.ports.submission, ""),
             web.url("/owa/"),
             env.pki.ca.display(),
-        ) + &oauth2),
+        ) + &oauth2
+            + &provider),
     );
     let d = Daemon::start(cfg).await;
     d.wait_probes("good", "success", 1.0).await;
     d.wait_probes("bad", "failure", 1.0).await;
     d.wait_probes("web", "success", 1.0).await;
     d.wait_probes("oauth", "success", 1.0).await;
-    let m = d.wait_probes("rt", "success", 1.0).await;
+    d.wait_probes("rt", "success", 1.0).await;
+    // The failing target's incident opens and the provider's issue is put beside it.
+    let m = common::eventually(30, "the provider's issue beside an incident", || async {
+        let m = d.metrics().await;
+        sample(
+            &m,
+            "mailprobe_provider_first_post_delay_seconds_count",
+            &[("provider", "examplemail")],
+        )
+        .map(|_| m)
+    })
+    .await;
     d.stop().await;
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();

@@ -4,9 +4,11 @@
 //! - [`engine`]: grouping into incidents by scope, stages, causes and timeline entries.
 //! - [`store`]: SQLite persistence in the state directory, with migrations and retention.
 //! - [`service`]: the task that feeds the engine, ticks it, saves and publishes its state.
+//! - [`providers`]: the provider's issues beside our incidents (merged, matched, stored).
 //! - [`render`]: the timeline as a table, Markdown, CSV or JSON.
 
 pub mod engine;
+pub mod providers;
 pub mod render;
 pub mod service;
 pub mod state;

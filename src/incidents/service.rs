@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use arc_swap::ArcSwap;
 
 use super::engine::{Engine, Entry, Incident, Scope, Summary};
+use super::providers::{Book, Poll, ProviderView};
 use super::state::{Observation, TargetState};
 use super::store::{Store, StoreError};
 use crate::load::IncidentSettings;
@@ -38,11 +39,14 @@ pub struct Snapshot {
     pub targets: Vec<TargetState>,
     /// Open incidents with how they stand now.
     pub open: Vec<(Incident, Summary)>,
+    /// The providers' feeds and issues, and which incident each issue is beside.
+    pub providers: ProviderView,
 }
 
 enum Msg {
     Observe(Observation),
     Targets(Vec<Arc<Target>>),
+    Provider(Poll),
     Flush(tokio::sync::oneshot::Sender<()>),
     Stop,
 }
@@ -57,6 +61,9 @@ pub trait HealthObserver: Send + Sync {
     /// Open incidents by `(scope, region)`; every scope × configured region is present, at 0
     /// when nothing is open.
     fn incidents_open(&self, counts: &BTreeMap<(String, String), i64>);
+    /// An incident was put beside `provider`'s issue, which the provider first posted `delay`
+    /// after the incident opened (`None`: before).
+    fn provider_first_post(&self, _provider: &str, _delay: Option<Duration>) {}
 }
 
 /// A handle to the running service; cheap to clone.
@@ -84,11 +91,15 @@ impl Incidents {
         }
         let mut engine = Engine::new(settings.policy, states, open, next_id);
         engine.set_targets(targets, SystemTime::now());
+        let mut book = Book::load(&store, SystemTime::now())?;
+        book.set_targets(targets);
         let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
         let (tx, rx) = mpsc::sync_channel(QUEUE);
         let worker = Worker {
             engine,
             store,
+            book,
+            polled: false,
             observer,
             snapshot: snapshot.clone(),
             retention: settings.retention,
@@ -144,6 +155,11 @@ impl Incidents {
         let _ = self.tx.send(Msg::Targets(targets.to_vec()));
     }
 
+    /// One poll of a provider's feed (never blocks the poller).
+    pub fn provider_polled(&self, poll: Poll) {
+        self.send(Msg::Provider(poll));
+    }
+
     /// Waits until everything sent so far is processed, ticked and saved.
     pub async fn flush(&self) {
         let (done, wait) = tokio::sync::oneshot::channel();
@@ -177,6 +193,10 @@ impl Incidents {
 struct Worker {
     engine: Engine,
     store: Store,
+    /// The providers' issues.
+    book: Book,
+    /// A provider poll came since the last tick (its issues may match incidents).
+    polled: bool,
     observer: Arc<dyn HealthObserver>,
     snapshot: Arc<ArcSwap<Snapshot>>,
     retention: Duration,
@@ -195,6 +215,14 @@ impl Worker {
                 }
                 Ok(Msg::Targets(t)) => {
                     self.engine.set_targets(&t, SystemTime::now());
+                    self.book.set_targets(&t);
+                    continue;
+                }
+                Ok(Msg::Provider(poll)) => {
+                    if let Err(e) = self.book.poll(&mut self.store, poll) {
+                        tracing::error!(error = %e, "cannot save provider issues");
+                    }
+                    self.polled = true;
                     continue;
                 }
                 Ok(Msg::Flush(done)) => {
@@ -219,6 +247,12 @@ impl Worker {
                         "removed incidents older than the retention period"
                     ),
                     Err(e) => tracing::error!(error = %e, "cannot prune incident history"),
+                }
+                if let Err(e) = self
+                    .store
+                    .prune_provider_issues(SystemTime::now() - self.retention)
+                {
+                    tracing::error!(error = %e, "cannot prune provider issues");
                 }
             }
         }
@@ -252,6 +286,7 @@ impl Worker {
             // next successful save carries its current state.
             tracing::error!(error = %e, "cannot save incident history");
         }
+        let providers = self.providers(!tick.incidents.is_empty());
         for s in &tick.states {
             self.observer.health(s);
         }
@@ -283,6 +318,49 @@ impl Worker {
             at: Some(SystemTime::now()),
             targets: self.engine.states().cloned().collect(),
             open,
+            providers,
         }));
+    }
+
+    /// Puts provider issues beside the incidents they match when either side changed, and
+    /// what the status page shows of the providers.
+    fn providers(&mut self, incidents_changed: bool) -> ProviderView {
+        let now = SystemTime::now();
+        let since = now - crate::provider::matching::SLACK;
+        if self.book.has_issues() && (incidents_changed || std::mem::take(&mut self.polled)) {
+            let linked = self
+                .store
+                .history(since)
+                .map(|h| h.into_iter().map(|(i, _)| i).collect::<Vec<_>>())
+                .and_then(|incidents| self.book.link(&mut self.store, &incidents, now));
+            match linked {
+                Ok(new) => {
+                    for (inc, issue, first) in new {
+                        tracing::warn!(
+                            incident = inc.id,
+                            provider = %issue.provider,
+                            issue = %issue.id,
+                            "{}",
+                            crate::provider::matching::sentence(&issue, inc.opened_at)
+                        );
+                        if first {
+                            self.observer.provider_first_post(
+                                &issue.provider,
+                                issue.first_post_at.duration_since(inc.opened_at).ok(),
+                            );
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "cannot match provider issues to incidents"),
+            }
+        }
+        let links = self
+            .store
+            .links(now - super::providers::VIEW_WINDOW)
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "cannot read provider links");
+                Vec::new()
+            });
+        self.book.view(links)
     }
 }

@@ -14,6 +14,7 @@
 mod global;
 mod incidents;
 mod metrics;
+mod provider;
 mod warnings;
 
 #[cfg(test)]
@@ -42,6 +43,7 @@ use crate::probe::{Protocol, Target};
 pub use global::{DEFAULT_INTERVAL, DEFAULT_LISTEN, Global, Shard};
 pub use incidents::{DEFAULT_STATE_DIR, IncidentSettings, Policy};
 pub use metrics::MetricsSettings;
+pub use provider::{DEFAULT_PROVIDER_INTERVAL, DEFAULT_PROVIDER_TIMEOUT, MAX_FEED_BYTES};
 use warnings::TimeoutFrom;
 
 /// More users than any fleet has; sums over 100,000 targets still fit SQLite's INTEGER.
@@ -60,6 +62,8 @@ pub struct Config {
     pub metrics: MetricsSettings,
     /// `[[target]]`s in file order.
     pub targets: Vec<Arc<Target>>,
+    /// `[[provider]]`s: the provider status feeds polled beside the probes.
+    pub providers: Vec<Arc<crate::provider::ProviderSpec>>,
     /// The shard given on the command line (`run --shard`), which outranks `[global] shard`
     /// at start and at every reload.
     pub shard_override: Option<Shard>,
@@ -93,6 +97,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     Loader {
         loc: &loc,
         state: LoadState::new(path),
+        providers: Vec::new(),
     }
     .config(read)
 }
@@ -107,6 +112,8 @@ struct RawConfig {
     incidents: incidents::RawIncidents,
     #[serde(default)]
     metrics: MetricsSettings,
+    #[serde(default)]
+    provider: Vec<provider::RawProvider>,
     /// Taken out before this pass (see [`read`]); named so that it is a known key.
     #[serde(default, rename = "target")]
     _target: serde::de::IgnoredAny,
@@ -126,6 +133,9 @@ struct RawTarget {
     #[serde(default, with = "humantime_serde")]
     slow_threshold: Option<Duration>,
     users: Option<u64>,
+    /// The provider the target is on (a `[[provider]]` name or a kind); inferred from the
+    /// host name when not given.
+    provider: Option<String>,
 }
 
 /// What serde read, before any value is checked.
@@ -133,6 +143,7 @@ struct Read {
     global: global::RawGlobal,
     incidents: incidents::RawIncidents,
     metrics: MetricsSettings,
+    providers: Vec<provider::RawProvider>,
     /// Each `[[target]]`: the keys every target has, and its protocol's table.
     targets: Vec<(RawTarget, Box<dyn ReadTable>)>,
 }
@@ -190,6 +201,7 @@ fn read(loc: &Locator<'_>, doc: Spanned<DeTable<'_>>) -> Result<Read, ConfigErro
         global: raw.global,
         incidents: raw.incidents,
         metrics: raw.metrics,
+        providers: raw.provider,
         targets,
     })
 }
@@ -249,6 +261,8 @@ fn target_key_error(
 struct Loader<'a> {
     loc: &'a Locator<'a>,
     state: LoadState,
+    /// The `[[provider]]`s, read before the targets that name them.
+    providers: Vec<Arc<crate::provider::ProviderSpec>>,
 }
 
 impl Loader<'_> {
@@ -256,6 +270,7 @@ impl Loader<'_> {
         let global = global::global(self.loc, &self.state, read.global)?;
         self.state.net = global.net.clone();
         let incidents = incidents::incidents(self.loc, &self.state, read.incidents)?;
+        self.providers = provider::providers(self.loc, &mut self.state, read.providers)?;
         let mut names: HashMap<String, usize> = HashMap::new();
         for (i, (t, _)) in read.targets.iter().enumerate() {
             if let Some(first) = names.get(&t.name) {
@@ -307,6 +322,7 @@ impl Loader<'_> {
             incidents,
             metrics: read.metrics,
             targets: slots.into_iter().flatten().collect(),
+            providers: std::mem::take(&mut self.providers),
             shard_override: None,
             warnings: Vec::new(),
         };
@@ -365,6 +381,16 @@ impl Loader<'_> {
         let mut cx = TargetCx::new(loc, path.clone(), &mut self.state, fp);
         let spec = table.build(&mut cx, built)?;
         let fingerprint = cx.fp.finish();
+        if let Some(p) = &t.provider {
+            provider::check_target_provider(p, &self.providers)
+                .map_err(|m| loc.error(&path.key("provider"), m))?;
+        }
+        let provider = t.provider.clone().or_else(|| {
+            spec.get()
+                .endpoint()
+                .and_then(|e| crate::provider::infer_from_host(&e.host))
+                .map(|k| k.as_str().to_string())
+        });
         let (timeout, slow_threshold) = match spec.get().own_deadline() {
             Some(own) => {
                 if t.interval.is_none() && own.deadline > interval {
@@ -398,6 +424,7 @@ impl Loader<'_> {
             timeout,
             slow_threshold,
             users: t.users,
+            provider,
             spec,
             fingerprint,
         })

@@ -621,6 +621,7 @@ fn each_protocol_takes_exactly_its_keys() {
             "interval",
             "name",
             "protocol",
+            "provider",
             "region",
             "slow_threshold",
             "timeout",

@@ -143,6 +143,9 @@ pub struct Target {
     pub slow_threshold: Duration,
     /// How many users this target stands for, when known (for incident reports).
     pub users: Option<u64>,
+    /// The provider it is on (a `[[provider]]` name or a kind), to put the provider's issues
+    /// beside its incidents.
+    pub provider: Option<String>,
     /// What to do.
     pub spec: ProbeSpec,
     /// Hash of everything that defines this target (secrets hashed, never stored in clear);

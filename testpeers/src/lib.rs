@@ -12,6 +12,8 @@
 //!   the TLS handshake).
 //! - [`https`]: an HTTPS server playing webmail, Autodiscover, JMAP and HTTP faults.
 //! - [`oauth`]: an OAuth2 token server (client credentials, refresh tokens, introspection).
+//! - [`providers`]: provider status feeds (Graph service health, Google's dashboard feed, a
+//!   Statuspage) in their documented shapes, and their failures.
 //! - [`prometheus`]: a private Prometheus and Alertmanager, to test the shipped alert rules end to
 //!   end.
 //! - [`util`]: free ports, temporary directories, checks that the needed programs exist.
@@ -28,6 +30,7 @@ pub mod oauth;
 pub mod pki;
 pub mod postfix;
 pub mod prometheus;
+pub mod providers;
 pub mod util;
 
 /// Re-exported so test crates name the same `TempDir` type.
