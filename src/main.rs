@@ -16,6 +16,11 @@ use mailprobe::load::{self, Config};
 use mailprobe::probe::{self, ProbeContext};
 use mailprobe::{daemon, incidents, logging, report, table};
 
+/// jemalloc, because it gives memory back: glibc kept the ~50 MiB a reload of 10,000 targets
+/// parses and frees, so every reload left the daemon larger (BENCHMARKS.md, Reloads).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Synthetic mailbox availability prober: IMAP (and more) probes exported to Prometheus.
 #[derive(Parser)]
 #[command(version, about)]
