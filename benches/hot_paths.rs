@@ -91,6 +91,7 @@ fn outcome(t: &Arc<Target>) -> Outcome {
                 subject: "CN=localhost".into(),
                 issuer: "CN=mailprobe test CA".into(),
             }),
+            cert_check: None,
         }),
         banner: Some("Dovecot ready.".into()),
         delivery: None,
