@@ -98,6 +98,7 @@ fn outcome(t: &Arc<Target>) -> Outcome {
         http: None,
         token: None,
         peer: Some(([127, 0, 0, 1], 993).into()),
+        mx: None,
     }
 }
 

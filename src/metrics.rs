@@ -689,6 +689,7 @@ mod tests {
             http: None,
             token: None,
             peer: None,
+            mx: None,
         };
         m.observe(&outcome(None));
         let target_lines = |r: &str| -> Vec<String> {

@@ -70,6 +70,8 @@ protocols! {
     Roundtrip = "roundtrip",
     /// Webmail and mail APIs over HTTPS (pages, Autodiscover/EWS, JMAP).
     Https = "https",
+    /// A mail domain's MX hosts, as the world delivers to it.
+    Mx = "mx",
 }
 
 /// The protocol-specific part of a target; a closed set matched exhaustively.
@@ -83,6 +85,8 @@ pub enum ProbeSpec {
     Roundtrip(Box<super::roundtrip::spec::RoundtripSpec>),
     /// `protocol = "https"`.
     Https(Box<super::https::spec::HttpsSpec>),
+    /// `protocol = "mx"`.
+    Mx(Box<super::mx::spec::MxSpec>),
 }
 
 impl ProbeSpec {
@@ -93,6 +97,7 @@ impl ProbeSpec {
             ProbeSpec::Smtp(s) => s,
             ProbeSpec::Roundtrip(s) => &**s,
             ProbeSpec::Https(s) => &**s,
+            ProbeSpec::Mx(s) => &**s,
         }
     }
 
@@ -119,6 +124,7 @@ pub fn spec_kind(protocol: Protocol) -> SpecKind {
         Protocol::Smtp => SpecKind::of::<super::smtp::spec::SmtpTable>(),
         Protocol::Roundtrip => SpecKind::of::<super::roundtrip::spec::RoundtripTable>(),
         Protocol::Https => SpecKind::of::<super::https::spec::HttpsTable>(),
+        Protocol::Mx => SpecKind::of::<super::mx::spec::MxTable>(),
     }
 }
 
