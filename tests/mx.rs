@@ -5,7 +5,7 @@ mod common;
 
 use std::net::IpAddr;
 
-use common::{Env, failure, phases, probe_all};
+use common::{Daemon, Env, eventually, failure, phases, probe_all, sample};
 use mailprobe::probe::Outcome;
 use mailprobe::probe::Phase::*;
 use mailprobe::probe::mx::{MxFacts, MxKind};
@@ -261,6 +261,101 @@ async fn an_expired_mx_certificate_is_reported_not_failed() {
             Some(env.pki.expired.not_after)
         );
     }
+}
+
+/// The daemon's series: the domain's result in the target's usual series, each host in its own
+/// bounded `mx` series.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_exports_the_domain_and_each_host() {
+    let env = Env::new();
+    let s = stack(&env);
+    let cfg = env.config(&format!(
+        "[global]\ninterval = \"1s\"\ntimeout = \"800ms\"\n{}{}",
+        target(&env, &s, "onedead", "onedead", ""),
+        target(&env, &s, "capped", "alldead", "max_hosts = 1"),
+    ));
+    let d = Daemon::start(cfg).await;
+    let m = eventually(20, "both MX targets probed", || async {
+        let m = d.metrics().await;
+        (sample(&m, "mailprobe_mx_hosts", &[("target", "onedead")]).is_some()
+            && sample(&m, "mailprobe_mx_hosts", &[("target", "capped")]).is_some())
+        .then_some(m)
+    })
+    .await;
+    d.stop().await;
+    let host = |name: &str, t: &str, h: &str| {
+        sample(
+            &m,
+            name,
+            &[("target", t), ("mx", &fq(h)), ("protocol", "mx")],
+        )
+    };
+    assert_eq!(
+        sample(&m, "mailprobe_probe_success", &[("target", "onedead")]),
+        Some(0.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "mailprobe_probe_failure_info",
+            &[
+                ("target", "onedead"),
+                ("class", "connect_refused"),
+                ("phase", "connect")
+            ]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&m, "mailprobe_mx_hosts", &[("target", "onedead")]),
+        Some(2.0)
+    );
+    assert_eq!(
+        host("mailprobe_mx_host_success", "onedead", "dead"),
+        Some(0.0)
+    );
+    assert_eq!(
+        host("mailprobe_mx_host_success", "onedead", "mx1"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "mailprobe_mx_host_tls_info",
+            &[
+                ("target", "onedead"),
+                ("mx", &fq("mx1")),
+                ("cert", "name_mismatch")
+            ]
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        host(
+            "mailprobe_mx_host_tls_cert_expiry_timestamp_seconds",
+            "onedead",
+            "mx1"
+        ),
+        Some(env.pki.valid.not_after as f64)
+    );
+    // A dead host never reached TLS: no TLS series.
+    assert_eq!(host("mailprobe_mx_host_tls_info", "onedead", "dead"), None);
+    // max_hosts bounds the series: two hosts found, one probed.
+    assert_eq!(
+        sample(&m, "mailprobe_mx_hosts", &[("target", "capped")]),
+        Some(2.0)
+    );
+    assert_eq!(
+        host("mailprobe_mx_host_success", "capped", "dead"),
+        Some(0.0)
+    );
+    assert_eq!(
+        host("mailprobe_mx_host_success", "capped", "ghost"),
+        None,
+        "{m}"
+    );
 }
 
 /// `mailprobe probe` prints the domain's row and one row per MX host under it.
