@@ -91,12 +91,14 @@ fn outcome(t: &Arc<Target>) -> Outcome {
                 subject: "CN=localhost".into(),
                 issuer: "CN=mailprobe test CA".into(),
             }),
+            cert_check: None,
         }),
         banner: Some("Dovecot ready.".into()),
         delivery: None,
         http: None,
         token: None,
         peer: Some(([127, 0, 0, 1], 993).into()),
+        mx: None,
     }
 }
 

@@ -24,9 +24,10 @@ use crate::probe::classify::{FailureClass, ProberFault};
 use crate::probe::{Outcome, Phase, Protocol, ServerTime, Target, expected_phases};
 use crate::sync::lock;
 
+use crate::probe::mx::{MxFacts, MxKind};
 use exposition::{
-    FAMILIES, GROUP_FAMILIES, Group, HealthSeries, Out, Roundtrip, TARGET_STATE, TARGET_STATE_HELP,
-    TargetSeries,
+    FAMILIES, GROUP_FAMILIES, Group, HealthSeries, MxHostSeries, MxSeries, Out, Roundtrip,
+    TARGET_STATE, TARGET_STATE_HELP, TargetSeries,
 };
 
 /// Buckets for whole-probe durations: tens of milliseconds to the longest deadlines.
@@ -410,6 +411,9 @@ impl Metrics {
             r.swept += u64::from(d.swept);
         }
 
+        if let Some(mx) = &o.mx {
+            Self::observe_mx(s, mx);
+        }
         if let Some(tls) = &o.tls {
             if let Some(cert) = &tls.cert {
                 s.cert_expiry = Some(cert.not_after as f64);
@@ -421,6 +425,51 @@ impl Metrics {
             }
         }
         delivered
+    }
+
+    /// Replaces an MX target's per-host series with what this outcome found: hosts no longer
+    /// probed go; a host mailprobe could not probe keeps what it had; a certificate not seen
+    /// this time (the host failed before TLS) stays as last seen.
+    fn observe_mx(s: &mut TargetSeries, mx: &MxFacts) {
+        let old = s.mx.take().unwrap_or_default();
+        let hosts = mx
+            .hosts
+            .iter()
+            .map(|h| {
+                let label = format!("mx=\"{}\",", exposition::escape(&h.name));
+                let prev = old.hosts.iter().find(|p| p.label == label);
+                let fault = h
+                    .failure
+                    .as_ref()
+                    .is_some_and(|f| f.class == FailureClass::ProberError);
+                if fault {
+                    return prev.cloned().unwrap_or(MxHostSeries {
+                        label,
+                        success: None,
+                        cert: None,
+                        cert_expiry: None,
+                    });
+                }
+                let (cert, cert_expiry) = match (&h.tls, &h.failure) {
+                    (Some(tls), _) => (
+                        // The info series says the handshake completed.
+                        tls.cert_check.filter(|_| tls.version.is_some()),
+                        tls.cert.as_ref().map(|c| c.not_after as f64),
+                    ),
+                    // Accepted without TLS: STARTTLS is not offered (any more).
+                    (None, None) => (None, None),
+                    (None, Some(_)) => prev.map_or((None, None), |p| (p.cert, p.cert_expiry)),
+                };
+                MxHostSeries {
+                    label,
+                    success: Some(h.failure.is_none()),
+                    cert,
+                    cert_expiry,
+                }
+            })
+            .collect();
+        let found = (mx.kind != MxKind::Unknown).then_some(mx.found as u64);
+        s.mx = Some(Box::new(MxSeries { found, hosts }));
     }
 
     /// Counts a probe mailprobe could not run (or whose outcome it lost) because of itself.
@@ -694,6 +743,7 @@ mod tests {
             http: None,
             token: None,
             peer: None,
+            mx: None,
         };
         m.observe(&outcome(None));
         let target_lines = |r: &str| -> Vec<String> {

@@ -31,51 +31,95 @@ pub fn table(outcomes: &[Outcome]) -> String {
         "TOTAL_MS",
         "PHASES_MS",
     ];
-    let rows: Vec<[String; 8]> = outcomes
-        .iter()
-        .map(|o| {
-            let (class, phase) = o
+    let mut rows: Vec<[String; 8]> = Vec::with_capacity(outcomes.len());
+    for o in outcomes {
+        let (class, phase) = o
+            .failure
+            .as_ref()
+            .map_or(("-", "-"), |f| (f.class.as_str(), f.phase.as_str()));
+        rows.push([
+            o.target.name.clone(),
+            o.target.region.clone(),
+            o.target.protocol().as_str().to_string(),
+            result_word(o).to_string(),
+            class.to_string(),
+            phase.to_string(),
+            format!("{:.1}", ms(o.total)),
+            phase_list(&o.phases),
+        ]);
+        // An MX target's hosts, one row each under the domain's.
+        for h in o.mx.iter().flat_map(|m| &m.hosts) {
+            let (class, phase) = h
                 .failure
                 .as_ref()
                 .map_or(("-", "-"), |f| (f.class.as_str(), f.phase.as_str()));
-            let phases = o
-                .phases
-                .iter()
-                .map(|p| format!("{}={:.1}", p.phase.as_str(), ms(p.duration)))
-                .collect::<Vec<_>>()
-                .join(" ");
-            [
-                o.target.name.clone(),
-                o.target.region.clone(),
-                o.target.protocol().as_str().to_string(),
-                result_word(o).to_string(),
+            rows.push([
+                format!("└ {} ({})", h.name, h.preference),
+                String::new(),
+                "mx host".into(),
+                if h.failure.is_none() { "ok" } else { "FAIL" }.into(),
                 class.to_string(),
                 phase.to_string(),
-                format!("{:.1}", ms(o.total)),
-                phases,
-            ]
-        })
-        .collect();
+                format!("{:.1}", ms(h.total)),
+                phase_list(&h.phases),
+            ]);
+        }
+    }
     let mut out = crate::table::render(&headers, &rows);
     out.push('\n');
     for o in outcomes {
         let _ = writeln!(out, "{}: {}", o.target.name, detail_line(o));
+        for h in o.mx.iter().flat_map(|m| &m.hosts) {
+            let parts = session_parts(h.failure.as_ref(), h.peer.as_ref(), h.tls.as_ref());
+            let mut parts = parts;
+            if let Some(b) = &h.banner {
+                parts.push(format!("greeting {b:?}"));
+            }
+            if h.tls.is_none() && h.failure.is_none() {
+                parts.push("STARTTLS not offered".into());
+            }
+            let _ = writeln!(
+                out,
+                "{} └ {} ({}): {}",
+                o.target.name,
+                h.name,
+                h.preference,
+                if parts.is_empty() {
+                    "-".into()
+                } else {
+                    parts.join("; ")
+                }
+            );
+        }
     }
     out
 }
 
-fn detail_line(o: &Outcome) -> String {
+fn phase_list(phases: &[crate::probe::PhaseTiming]) -> String {
+    phases
+        .iter()
+        .map(|p| format!("{}={:.1}", p.phase.as_str(), ms(p.duration)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// What one session showed: its failure, where it connected, what TLS established.
+fn session_parts(
+    failure: Option<&crate::probe::Failure>,
+    peer: Option<&std::net::SocketAddr>,
+    tls: Option<&crate::tls::TlsFacts>,
+) -> Vec<String> {
     let mut parts = Vec::new();
-    if let Some(f) = &o.failure {
+    if let Some(f) = failure {
         parts.push(format!("{} at {}: {}", f.class, f.phase.as_str(), f.detail));
     }
-    if let Some(peer) = &o.peer {
+    if let Some(peer) = peer {
         parts.push(format!(
             "connected to {peer} ({})",
             crate::probe::net::IpFamily::of(peer).name()
         ));
     }
-    if let Some(tls) = &o.tls {
+    if let Some(tls) = tls {
         let mut s = String::new();
         if let Some(v) = &tls.version {
             let _ = write!(s, "{v}");
@@ -93,7 +137,37 @@ fn detail_line(o: &Outcome) -> String {
                 expiry(cert.not_after)
             );
         }
+        if let Some(check) = tls.cert_check {
+            let _ = write!(
+                s,
+                "; certificate check: {} (reported, not failed)",
+                check.as_str()
+            );
+        }
         parts.push(s);
+    }
+    parts
+}
+
+fn detail_line(o: &Outcome) -> String {
+    let mut parts = session_parts(o.failure.as_ref(), o.peer.as_ref(), o.tls.as_ref());
+    if let Some(mx) = &o.mx {
+        use crate::probe::mx::MxKind;
+        let hosts = match mx.kind {
+            MxKind::Published if mx.found > mx.hosts.len() => {
+                format!("{} MX hosts, the first {} probed", mx.found, mx.hosts.len())
+            }
+            MxKind::Published => format!("{} MX host(s)", mx.found),
+            MxKind::Implicit => "no MX record: the domain's own address is the MX".into(),
+            MxKind::Null => "null MX: the domain accepts no mail".into(),
+            MxKind::Unknown => "MX hosts unknown".into(),
+        };
+        let decided = mx
+            .deciding
+            .and_then(|i| mx.hosts.get(i))
+            .map(|h| format!(", the domain's result is {}'s", h.name))
+            .unwrap_or_default();
+        parts.push(format!("{}: {hosts}{decided}", mx.domain));
     }
     if let Some(b) = &o.banner {
         parts.push(format!("greeting {b:?}"));
@@ -203,6 +277,26 @@ pub fn json(o: &Outcome) -> Value {
             "fetched_ms": t.fetched.map(|(d, _)| ms(d)),
             "fetch_ok": t.fetched.map(|(_, ok)| ok),
             "expires": t.expires.map(|e| humantime::format_rfc3339_seconds(e).to_string()),
+        })),
+        "mx": o.mx.as_ref().map(|m| json!({
+            "domain": m.domain,
+            "kind": m.kind.as_str(),
+            "found": m.found,
+            "deciding": m.deciding.and_then(|i| m.hosts.get(i)).map(|h| h.name.as_str()),
+            "hosts": m.hosts.iter().map(|h| json!({
+                "name": h.name,
+                "preference": h.preference,
+                "success": h.failure.is_none(),
+                "class": h.failure.as_ref().map(|f| f.class),
+                "phase": h.failure.as_ref().map(|f| f.phase),
+                "prober_fault": h.failure.as_ref().and_then(|f| f.fault),
+                "detail": h.failure.as_ref().map(|f| f.detail.clone()),
+                "total_ms": ms(h.total),
+                "phases": h.phases.iter().map(|p| json!({"phase": p.phase, "ms": ms(p.duration)})).collect::<Vec<_>>(),
+                "tls": h.tls,
+                "banner": h.banner,
+                "peer": h.peer.map(|p| p.to_string()),
+            })).collect::<Vec<_>>(),
         })),
         "delivery": o.delivery.as_ref().map(|d| json!({
             "latency_ms": d.latency.map(ms),

@@ -42,6 +42,70 @@ pub struct TlsFacts {
     pub alpn: Option<String>,
     /// The peer certificate, if the server sent one.
     pub cert: Option<CertFacts>,
+    /// What verifying the certificate found, when the client only reports it
+    /// ([`CertPolicy::Report`]); `None` when a failed check fails the handshake.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_check: Option<CertCheck>,
+}
+
+/// What a client does with a certificate that does not verify.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CertPolicy {
+    /// The handshake fails (every target a user connects to: a mail client would refuse).
+    Enforce,
+    /// The handshake goes on and the finding is recorded: what a sending MTA does with
+    /// opportunistic STARTTLS (RFC 7435, RFC 3207 section 4.1), whose MX certificates are often
+    /// for another name.
+    Report,
+}
+
+/// What verifying a certificate found under [`CertPolicy::Report`]; the `cert` label of the MX
+/// series, a closed set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CertCheck {
+    /// Trusted, in its validity period, and for the name connected to.
+    Valid,
+    /// Trusted and in its validity period, but for another name.
+    NameMismatch,
+    /// Past its notAfter.
+    Expired,
+    /// Before its notBefore.
+    NotYetValid,
+    /// Not issued by a trusted CA (self-signed, or an unknown issuer).
+    Untrusted,
+    /// Otherwise unusable (bad encoding or signature, revoked, wrong usage).
+    Invalid,
+}
+
+impl CertCheck {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertCheck::Valid => "valid",
+            CertCheck::NameMismatch => "name_mismatch",
+            CertCheck::Expired => "expired",
+            CertCheck::NotYetValid => "not_yet_valid",
+            CertCheck::Untrusted => "untrusted",
+            CertCheck::Invalid => "invalid",
+        }
+    }
+
+    /// The finding of a verifier's verdict.
+    fn of(result: &Result<ServerCertVerified, rustls::Error>) -> CertCheck {
+        use rustls::CertificateError as CE;
+        match result {
+            Ok(_) => CertCheck::Valid,
+            Err(rustls::Error::InvalidCertificate(e)) => match e {
+                CE::Expired | CE::ExpiredContext { .. } => CertCheck::Expired,
+                CE::NotValidYet | CE::NotValidYetContext { .. } => CertCheck::NotYetValid,
+                CE::NotValidForName | CE::NotValidForNameContext { .. } => CertCheck::NameMismatch,
+                CE::UnknownIssuer => CertCheck::Untrusted,
+                _ => CertCheck::Invalid,
+            },
+            Err(_) => CertCheck::Invalid,
+        }
+    }
 }
 
 /// Verifiers built once per config load and shared by every target with the same roots.
@@ -107,6 +171,7 @@ fn build_verifier(roots: RootCertStore) -> Result<Arc<WebPkiServerVerifier>, Str
 pub struct TlsClient {
     verifier: Arc<WebPkiServerVerifier>,
     server_name: ServerName<'static>,
+    policy: CertPolicy,
 }
 
 impl TlsClient {
@@ -117,12 +182,21 @@ impl TlsClient {
         Ok(TlsClient {
             verifier,
             server_name,
+            policy: CertPolicy::Enforce,
         })
     }
 
-    /// The same trust for another name (a redirect to another host).
+    /// The same trust for another name (a redirect to another host, an MX host).
     pub fn for_name(&self, server_name: &str) -> Result<TlsClient, String> {
-        TlsClient::new(self.verifier.clone(), server_name)
+        let mut client = TlsClient::new(self.verifier.clone(), server_name)?;
+        client.policy = self.policy;
+        Ok(client)
+    }
+
+    /// This client with `policy` for certificates that do not verify.
+    pub fn with_policy(mut self, policy: CertPolicy) -> TlsClient {
+        self.policy = policy;
+        self
     }
 
     /// Runs a full handshake over `stream`, offering `alpn`.
@@ -138,9 +212,12 @@ impl TlsClient {
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let seen = Arc::new(Mutex::new(None));
+        let check = Arc::new(Mutex::new(None));
         let verifier = Arc::new(RecordingVerifier {
             inner: self.verifier.clone(),
             seen: seen.clone(),
+            policy: self.policy,
+            check: check.clone(),
         });
         let config = ClientConfig::builder_with_provider(PROVIDER.clone())
             .with_safe_default_protocol_versions()
@@ -162,6 +239,7 @@ impl TlsClient {
         let cert = crate::sync::lock(&seen).take();
         let mut facts = TlsFacts {
             cert,
+            cert_check: crate::sync::lock(&check).take(),
             ..TlsFacts::default()
         };
         if let Ok(tls) = &result {
@@ -191,6 +269,9 @@ fn version_name(v: rustls::ProtocolVersion) -> String {
 struct RecordingVerifier {
     inner: Arc<WebPkiServerVerifier>,
     seen: Arc<Mutex<Option<CertFacts>>>,
+    policy: CertPolicy,
+    /// What verification found, under [`CertPolicy::Report`].
+    check: Arc<Mutex<Option<CertCheck>>>,
 }
 
 impl ServerCertVerifier for RecordingVerifier {
@@ -205,8 +286,21 @@ impl ServerCertVerifier for RecordingVerifier {
         if let Some(facts) = cert_facts(end_entity) {
             *crate::sync::lock(&self.seen) = Some(facts);
         }
-        self.inner
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        let verdict = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        );
+        match self.policy {
+            CertPolicy::Enforce => verdict,
+            CertPolicy::Report => {
+                *crate::sync::lock(&self.check) = Some(CertCheck::of(&verdict));
+                // The handshake signatures are still checked against this certificate's key.
+                Ok(ServerCertVerified::assertion())
+            }
+        }
     }
 
     fn verify_tls12_signature(

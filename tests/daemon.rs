@@ -253,6 +253,20 @@ async fn readme_documents_every_exported_metric_and_nothing_else() {
         feed.base,
         env.pki.ca.display()
     );
+    // An MX domain whose one MX host is the Postfix (STARTTLS: every MX family has a series).
+    let mx_domain = format!("d.{}", mailprobe_testpeers::dns::DOMAIN);
+    let dns = mailprobe_testpeers::dns::Dnsmasq::serve(
+        &mailprobe_testpeers::dns::Zone::default()
+            .host(&format!("mx.{mx_domain}"), [127, 0, 0, 1].into())
+            .mx(&mx_domain, &format!("mx.{mx_domain}"), 10),
+    );
+    let mx = format!(
+        "[[target]]\nname = \"mx\"\nprotocol = \"mx\"\ndomain = \"{mx_domain}\"\nport = {}\n\
+         dns_servers = [\"{}\"]\nca_file = \"{}\"\n",
+        pf.ports.smtp,
+        dns.addr,
+        env.pki.ca.display(),
+    );
     // Every protocol, a success and a failure, and the opt-in series, so every family has
     // series.
     let cfg = env.config(
@@ -267,13 +281,15 @@ async fn readme_documents_every_exported_metric_and_nothing_else() {
             web.url("/owa/"),
             env.pki.ca.display(),
         ) + &oauth2
-            + &provider),
+            + &provider
+            + &mx),
     );
     let d = Daemon::start(cfg).await;
     d.wait_probes("good", "success", 1.0).await;
     d.wait_probes("bad", "failure", 1.0).await;
     d.wait_probes("web", "success", 1.0).await;
     d.wait_probes("oauth", "success", 1.0).await;
+    d.wait_probes("mx", "success", 1.0).await;
     d.wait_probes("rt", "success", 1.0).await;
     // The failing target's incident opens and the provider's issue is put beside it.
     let m = common::eventually(30, "the provider's issue beside an incident", || async {

@@ -128,6 +128,7 @@ fn outcome(t: &Arc<Target>, total: Duration) -> Outcome {
         http: None,
         token: None,
         peer: None,
+        mx: None,
     }
 }
 

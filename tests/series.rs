@@ -24,6 +24,9 @@ fn budget(protocol: Protocol) -> usize {
         // One more than IMAP and SMTP: the status code of the last response.
         Protocol::Https => 14,
         Protocol::Roundtrip => 16,
+        // SMTP's, the count of MX hosts, and per host probed (two here, bounded by max_hosts):
+        // success, TLS info and certificate expiry.
+        Protocol::Mx => 13 + 1 + 3 * 2,
     }
 }
 
@@ -52,6 +55,7 @@ fn fixtures(protocol: Protocol) -> [&'static str; 2] {
         Protocol::Https => ["https-up", "https-down"],
         Protocol::Roundtrip => ["rt-up", "rt-down"],
         Protocol::Pop3 => ["pop3-up", "pop3-down"],
+        Protocol::Mx => ["mx-up", "mx-down"],
     }
 }
 
@@ -65,6 +69,17 @@ async fn every_protocol_stays_within_its_series_budget_up_and_down() {
     ))
     .await;
     let closed = mailprobe_testpeers::util::free_port();
+    // The MX targets' domain: a preferred host on the Postfix, a backup where nothing listens.
+    let domain = format!("s.{}", mailprobe_testpeers::dns::DOMAIN);
+    let (mx1, dead) = (format!("mx1.{domain}"), format!("dead.{domain}"));
+    let dns = mailprobe_testpeers::dns::Dnsmasq::serve(
+        &mailprobe_testpeers::dns::Zone::default()
+            .host(&mx1, [127, 0, 0, 1].into())
+            .host(&dead, [127, 0, 0, 2].into())
+            .mx(&domain, &mx1, 10)
+            .mx(&domain, &dead, 20),
+    );
+    let mx_up_port = format!("port = {}\n", pf.ports.smtp);
     let mut text = GLOBAL.to_string();
     for p in Protocol::ALL {
         let [up, down] = fixtures(*p);
@@ -91,6 +106,20 @@ async fn every_protocol_stays_within_its_series_budget_up_and_down() {
             Protocol::Pop3 => {
                 env.pop3_target(up, dc.ports.pop3s, "") + &env.pop3_target(down, closed, "")
             }
+            Protocol::Mx => [
+                (up, mx_up_port.clone()),
+                (down, format!("port = {closed}\n")),
+            ]
+            .iter()
+            .map(|(name, port)| {
+                format!(
+                    "[[target]]\nname = \"{name}\"\nregion = \"test\"\nprotocol = \"mx\"\n\
+                         domain = \"{domain}\"\n{port}dns_servers = [\"{}\"]\nca_file = \"{}\"\n",
+                    dns.addr,
+                    env.pki.ca.display(),
+                )
+            })
+            .collect(),
         };
     }
     let d = Daemon::start(env.config(&text)).await;
@@ -109,6 +138,8 @@ async fn every_protocol_stays_within_its_series_budget_up_and_down() {
             Protocol::Https => text = text.replace(&web.url("/owa/"), &web.url("/missing")),
             // Its legs fail, so it does.
             Protocol::Roundtrip => {}
+            // Its preferred host's port closes.
+            Protocol::Mx => text = text.replace(&mx_up_port, &format!("port = {closed}\n")),
         }
     }
     std::fs::write(env.config_path(), env.with_state(&text)).unwrap();

@@ -550,7 +550,7 @@ fn each_protocol_takes_exactly_its_keys() {
         "auth_mechanism",
         "oauth2",
     ];
-    let cases: [(Protocol, Vec<&str>); 5] = [
+    let cases: [(Protocol, Vec<&str>); Protocol::ALL.len()] = [
         (
             Protocol::Imap,
             [&endpoint[..], &login, &["mailbox"]].concat(),
@@ -604,6 +604,19 @@ fn each_protocol_takes_exactly_its_keys() {
                 "cleanup_age",
             ],
         ),
+        (
+            Protocol::Mx,
+            vec![
+                "domain",
+                "port",
+                "max_hosts",
+                "require",
+                "ehlo_name",
+                "ca_file",
+                "dns_servers",
+                "ip_protocol",
+            ],
+        ),
     ];
     assert_eq!(cases.len(), Protocol::ALL.len(), "every protocol is listed");
     for (protocol, want) in cases {
@@ -628,4 +641,53 @@ fn each_protocol_takes_exactly_its_keys() {
             "users"
         ]
     );
+}
+
+/// The keys are checked where they stand: a domain, not an address or an IP; a bounded
+/// `max_hosts`; a known `require`.
+#[test]
+fn mx_target_keys_are_checked() {
+    let load = |extra: &str| {
+        let text = format!("[[target]]\nname = \"m\"\nprotocol = \"mx\"\n{extra}\n");
+        super::parse(std::path::Path::new("/nonexistent/probes.toml"), &text)
+            .map(|cfg| cfg.targets[0].clone())
+            .map_err(|e| e.to_string())
+    };
+    let t = load("domain = \"Example.COM.\"").expect("a domain");
+    let crate::probe::ProbeSpec::Mx(spec) = &t.spec else {
+        panic!("{t:?}");
+    };
+    assert_eq!(spec.domain, "Example.COM");
+    assert_eq!(spec.endpoint.port, 25);
+    // The README's default.
+    assert_eq!(spec.max_hosts, 5);
+    assert_eq!(spec.require, crate::probe::mx::Require::Preferred);
+    for (extra, key, says) in [
+        ("", "domain", "missing"),
+        ("domain = \"192.0.2.1\"", "domain", "not a mail domain"),
+        ("domain = \"localhost\"", "domain", "not a mail domain"),
+        ("domain = \"a@example.com\"", "domain", ""),
+        (
+            "domain = \"example.com\"\nmax_hosts = 0",
+            "max_hosts",
+            "must be 1-10",
+        ),
+        (
+            "domain = \"example.com\"\nmax_hosts = 11",
+            "max_hosts",
+            "must be 1-10",
+        ),
+        ("domain = \"example.com\"\nrequire = \"all\"", "require", ""),
+        (
+            "domain = \"example.com\"\nhost = \"mx.example.com\"",
+            "host",
+            "does not apply",
+        ),
+    ] {
+        let e = load(extra).expect_err(extra);
+        assert!(
+            e.contains(&format!(".{key}")) && e.contains(says),
+            "{extra:?}: {e}"
+        );
+    }
 }

@@ -74,6 +74,25 @@ impl Roundtrip {
     }
 }
 
+/// MX series: the domain's host count and each probed host's result, at most `max_hosts`.
+#[derive(Default)]
+pub(super) struct MxSeries {
+    /// MX hosts the last lookup found (`None` when it failed).
+    pub(super) found: Option<u64>,
+    pub(super) hosts: Vec<MxHostSeries>,
+}
+
+/// One MX host's series.
+#[derive(Clone)]
+pub(super) struct MxHostSeries {
+    /// `mx="…",`, the label sorted before `protocol`.
+    pub(super) label: String,
+    /// `None` until a probe of it ran (it was skipped for a prober fault).
+    pub(super) success: Option<bool>,
+    pub(super) cert: Option<crate::tls::CertCheck>,
+    pub(super) cert_expiry: Option<f64>,
+}
+
 /// Everything exported about one target. `None` means the series does not exist (yet).
 pub(super) struct TargetSeries {
     pub(super) protocol: &'static str,
@@ -105,6 +124,8 @@ pub(super) struct TargetSeries {
     pub(super) family: Option<IpFamily>,
     pub(super) http_status: Option<i64>,
     pub(super) roundtrip: Option<Box<Roundtrip>>,
+    /// MX targets: per-host series, replaced by each outcome.
+    pub(super) mx: Option<Box<MxSeries>>,
 }
 
 impl TargetSeries {
@@ -136,6 +157,7 @@ impl TargetSeries {
             family: None,
             http_status: None,
             roundtrip: (t.protocol() == crate::probe::Protocol::Roundtrip).then(Roundtrip::new),
+            mx: None,
         }
     }
 }
@@ -409,6 +431,53 @@ pub(super) static FAMILIES: &[Family<TargetSeries>] = &[
         write: |o, t| {
             if let Some(v) = t.http_status {
                 o.plain(t, &v);
+            }
+        },
+    },
+    Family {
+        name: "mailprobe_mx_host_success",
+        help: "MX targets: 1 if the MX host accepted an SMTP session (greeting, EHLO, STARTTLS when offered, QUIT) in the last probe, 0 if not; one series per probed host (at most max_hosts, best preference first).",
+        kind: "gauge",
+        write: |o, t| {
+            for h in t.mx.iter().flat_map(|m| &m.hosts) {
+                if let Some(ok) = h.success {
+                    o.sample("", &h.label, t, "", &u64::from(ok));
+                }
+            }
+        },
+    },
+    Family {
+        name: "mailprobe_mx_host_tls_cert_expiry_timestamp_seconds",
+        help: "MX targets: notAfter of the MX host's STARTTLS certificate as Unix time, from the last probe that saw it.",
+        kind: "gauge",
+        write: |o, t| {
+            for h in t.mx.iter().flat_map(|m| &m.hosts) {
+                if let Some(v) = h.cert_expiry {
+                    o.sample("", &h.label, t, "", &v);
+                }
+            }
+        },
+    },
+    Family {
+        name: "mailprobe_mx_host_tls_info",
+        help: "MX targets: the MX host's last completed STARTTLS handshake (value always 1); cert is what checking its certificate found (valid, name_mismatch, expired, not_yet_valid, untrusted, invalid), reported, never failed. Absent while the host accepts without offering STARTTLS.",
+        kind: "gauge",
+        write: |o, t| {
+            for h in t.mx.iter().flat_map(|m| &m.hosts) {
+                if let Some(c) = h.cert {
+                    let before = format!("cert=\"{}\",{}", c.as_str(), h.label);
+                    o.sample("", &before, t, "", &1u64);
+                }
+            }
+        },
+    },
+    Family {
+        name: "mailprobe_mx_hosts",
+        help: "MX targets: MX hosts the domain's last lookup found, probed or not (1 for the implicit MX of a domain without MX records, 0 for a null MX); absent when the lookup failed.",
+        kind: "gauge",
+        write: |o, t| {
+            if let Some(n) = t.mx.as_ref().and_then(|m| m.found) {
+                o.plain(t, &n);
             }
         },
     },
@@ -723,6 +792,7 @@ mod tests {
             http: None,
             token: None,
             peer: (!fail).then(|| "[::1]:993".parse().unwrap()),
+            mx: None,
         };
         m.observe(&outcome(false));
         m.observe(&outcome(true));

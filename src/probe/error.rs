@@ -86,6 +86,15 @@ pub enum ProbeError {
     /// the one that lets the dialogue go on), as it said it.
     #[error("{0}")]
     Refused(Box<dyn Answer>),
+    /// One of the hosts a probe tries in turn failed (an MX host of a mail domain); the phase
+    /// is that host's.
+    #[error("{host}: {error}")]
+    Host {
+        /// The host, as the detail names it (e.g. `mx1.example.com (preference 10)`).
+        host: String,
+        /// What went wrong there.
+        error: Box<ProbeError>,
+    },
     /// A round trip's leg failed in one of its own phases.
     #[error("{} {error}", phase.as_str())]
     Leg {

@@ -16,6 +16,7 @@ pub mod classify;
 pub mod error;
 pub mod https;
 pub mod imap;
+pub mod mx;
 pub mod net;
 pub mod phase;
 pub mod pop3;
@@ -151,6 +152,8 @@ pub struct Outcome {
     pub token: Option<crate::oauth2::TokenFacts>,
     /// The address the (last) TCP connection went to; its family is the `family` label.
     pub peer: Option<std::net::SocketAddr>,
+    /// MX targets: the domain's MX hosts and what each did.
+    pub mx: Option<Box<mx::MxFacts>>,
 }
 
 impl Outcome {
@@ -292,6 +295,7 @@ pub async fn run_with(target: &Arc<Target>, ctx: &ProbeContext, dialogue: Dialog
         http: recorder.http,
         token: recorder.token,
         peer: recorder.peer,
+        mx: recorder.mx,
     }
 }
 

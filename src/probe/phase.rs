@@ -127,6 +127,8 @@ pub struct PhaseRecorder {
     pub(super) peer: Option<std::net::SocketAddr>,
     /// When the probe's deadline passes, so that connecting can name what did not answer.
     pub(super) deadline: Option<tokio::time::Instant>,
+    /// MX targets: the domain's hosts and what each did.
+    pub(super) mx: Option<Box<super::mx::MxFacts>>,
 }
 
 impl PhaseRecorder {
@@ -144,6 +146,7 @@ impl PhaseRecorder {
             slow_basis: None,
             peer: None,
             deadline: None,
+            mx: None,
         }
     }
 
@@ -204,6 +207,11 @@ impl PhaseRecorder {
     /// Records the last HTTP response.
     pub fn set_http(&mut self, http: HttpFacts) {
         self.http = Some(http);
+    }
+
+    /// Records what an MX probe found of the domain's hosts.
+    pub fn set_mx(&mut self, mx: super::mx::MxFacts) {
+        self.mx = Some(Box::new(mx));
     }
 
     /// Records what a round trip learnt about delivery.

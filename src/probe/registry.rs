@@ -72,6 +72,8 @@ protocols! {
     Https = "https",
     /// POP3 mailbox access.
     Pop3 = "pop3",
+    /// A mail domain's MX hosts, as the world delivers to it.
+    Mx = "mx",
 }
 
 /// The protocol-specific part of a target; a closed set matched exhaustively.
@@ -87,6 +89,8 @@ pub enum ProbeSpec {
     Https(Box<super::https::spec::HttpsSpec>),
     /// `protocol = "pop3"`.
     Pop3(super::pop3::spec::Pop3Spec),
+    /// `protocol = "mx"`.
+    Mx(Box<super::mx::spec::MxSpec>),
 }
 
 impl ProbeSpec {
@@ -98,6 +102,7 @@ impl ProbeSpec {
             ProbeSpec::Roundtrip(s) => &**s,
             ProbeSpec::Https(s) => &**s,
             ProbeSpec::Pop3(s) => s,
+            ProbeSpec::Mx(s) => &**s,
         }
     }
 
@@ -125,6 +130,7 @@ pub fn spec_kind(protocol: Protocol) -> SpecKind {
         Protocol::Roundtrip => SpecKind::of::<super::roundtrip::spec::RoundtripTable>(),
         Protocol::Https => SpecKind::of::<super::https::spec::HttpsTable>(),
         Protocol::Pop3 => SpecKind::of::<super::pop3::spec::Pop3Table>(),
+        Protocol::Mx => SpecKind::of::<super::mx::spec::MxTable>(),
     }
 }
 

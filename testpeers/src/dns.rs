@@ -3,7 +3,8 @@
 //! It reads no config file, no `/etc/hosts` and no `/etc/resolv.conf` (so it never forwards a
 //! query anywhere), writes its pid file and log into its own temporary directory, and stays in
 //! the foreground as the test's child: no system service is started or touched. Every other
-//! name under [`DOMAIN`] is NXDOMAIN; names elsewhere are REFUSED.
+//! name under [`DOMAIN`] is NXDOMAIN; names elsewhere are REFUSED. Besides address records it
+//! serves MX records and null MX records ([`Zone`]), for the MX probe.
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
@@ -24,10 +25,66 @@ pub struct Dnsmasq {
     _dir: tempfile::TempDir,
 }
 
+/// What a [`Dnsmasq`] serves: address records, MX records and null MX records.
+#[derive(Clone, Debug, Default)]
+pub struct Zone {
+    /// `(name, address)`: one A or AAAA record each (a name may appear several times).
+    pub hosts: Vec<(String, IpAddr)>,
+    /// `(domain, exchange, preference)`: one MX record each.
+    pub mx: Vec<(String, String, u16)>,
+    /// Domains with a null MX (RFC 7505: a single MX `0 .`).
+    pub null_mx: Vec<String>,
+}
+
+impl Zone {
+    /// An A or AAAA record.
+    pub fn host(mut self, name: &str, ip: IpAddr) -> Zone {
+        self.hosts.push((name.into(), ip));
+        self
+    }
+
+    /// An MX record of `domain` pointing at `exchange`.
+    pub fn mx(mut self, domain: &str, exchange: &str, preference: u16) -> Zone {
+        self.mx.push((domain.into(), exchange.into(), preference));
+        self
+    }
+
+    /// A null MX for `domain`.
+    pub fn null_mx(mut self, domain: &str) -> Zone {
+        self.null_mx.push(domain.into());
+        self
+    }
+
+    /// dnsmasq's options serving the zone.
+    fn args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        for (name, ip) in &self.hosts {
+            args.push(format!("--host-record={name},{ip}"));
+        }
+        for (domain, exchange, preference) in &self.mx {
+            args.push(format!("--mx-host={domain},{exchange},{preference}"));
+        }
+        // dnsmasq's --mx-host cannot name the root; the raw record (RFC 1035 3.3.9: preference
+        // 0, then the root name, one zero octet) can.
+        for domain in &self.null_mx {
+            args.push(format!("--dns-rr={domain},15,00:00:00"));
+        }
+        args
+    }
+}
+
 impl Dnsmasq {
     /// Starts dnsmasq with one A or AAAA record per `(name, address)` (a name may appear
     /// several times); returns once it has answered a query.
     pub fn start(records: &[(&str, IpAddr)]) -> Dnsmasq {
+        let zone = records
+            .iter()
+            .fold(Zone::default(), |z, (name, ip)| z.host(name, *ip));
+        Self::serve(&zone)
+    }
+
+    /// Starts dnsmasq serving `zone`; returns once it has answered a query.
+    pub fn serve(zone: &Zone) -> Dnsmasq {
         let program = require_program("dnsmasq", "dnsmasq-base");
         let dir = short_tempdir("mpdns-");
         let log = dir.path().join("dnsmasq.log");
@@ -56,9 +113,7 @@ impl Dnsmasq {
                 "--pid-file={}",
                 dir.path().join("dnsmasq.pid").display()
             ));
-            for (name, ip) in records {
-                cmd.arg(format!("--host-record={name},{ip}"));
-            }
+            cmd.args(zone.args());
             let stderr = std::fs::File::create(&log).expect("dnsmasq log file");
             let mut child = cmd
                 .stdin(Stdio::null())

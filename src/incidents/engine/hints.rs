@@ -66,6 +66,10 @@ impl Engine {
                 "DNS: the name does not exist (mistyped, an expired domain, or a broken zone)"
             }
             C::DnsFailure => "DNS resolution failing",
+            C::NullMx => {
+                "the mail domain publishes a null MX (RFC 7505): its DNS says it accepts no mail \
+                 (a zone change, or a parked domain)"
+            }
             C::TlsCertExpired if hosts.len() > 1 => {
                 return format!(
                     "certificates of {} hosts expired at once: the prober's clock, or a shared \

@@ -33,6 +33,8 @@ pub enum FailureClass {
     DnsNxdomain,
     /// The resolver failed, timed out, or the name has no addresses.
     DnsFailure,
+    /// The mail domain publishes a null MX (RFC 7505): it says it accepts no mail.
+    NullMx,
     /// The server actively refused the TCP connection.
     ConnectRefused,
     /// The TCP connection was not established before the deadline.
@@ -91,6 +93,7 @@ impl FailureClass {
     pub const ALL: &'static [FailureClass] = &[
         FailureClass::DnsNxdomain,
         FailureClass::DnsFailure,
+        FailureClass::NullMx,
         FailureClass::ConnectRefused,
         FailureClass::ConnectTimeout,
         FailureClass::NetworkUnreachable,
@@ -122,6 +125,7 @@ impl FailureClass {
         match self {
             FailureClass::DnsNxdomain => "dns_nxdomain",
             FailureClass::DnsFailure => "dns_failure",
+            FailureClass::NullMx => "null_mx",
             FailureClass::ConnectRefused => "connect_refused",
             FailureClass::ConnectTimeout => "connect_timeout",
             FailureClass::NetworkUnreachable => "network_unreachable",
@@ -152,9 +156,15 @@ impl FailureClass {
     /// What the class means, in the words the README uses.
     pub fn description(self) -> &'static str {
         match self {
-            FailureClass::DnsNxdomain => "the host name does not exist (NXDOMAIN)",
+            FailureClass::DnsNxdomain => {
+                "the host name (or an MX target's mail domain) does not exist (NXDOMAIN)"
+            }
             FailureClass::DnsFailure => {
                 "DNS lookup failed: resolver error or timeout, or no address records"
+            }
+            FailureClass::NullMx => {
+                "MX target: the mail domain publishes a null MX (RFC 7505), saying it accepts no \
+                 mail"
             }
             FailureClass::ConnectRefused => "the server refused the TCP connection",
             FailureClass::ConnectTimeout => "no TCP connection before the deadline",
@@ -365,6 +375,8 @@ pub fn judge(phase: Phase, error: &ProbeError) -> Verdict {
         ProbeError::Imap(e) => crate::probe::imap::classify::library_error(phase, e),
         // The protocol's own table, in its folder.
         ProbeError::Refused(answer) => return answer.verdict(phase),
+        // One host of several (an MX) is judged as that host's own failure.
+        ProbeError::Host { error, .. } => return judge(phase, error),
         // A round trip's leg is judged by the phase of the leg that failed.
         ProbeError::Leg { phase, error } => return judge(*phase, error),
         ProbeError::NotDelivered(_) => C::DeliveryTimeout,

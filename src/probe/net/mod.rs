@@ -219,7 +219,7 @@ pub async fn resolve(
     Ok(addrs)
 }
 
-fn dns_error(host: &str, e: NetError) -> ProbeError {
+pub(crate) fn dns_error(host: &str, e: NetError) -> ProbeError {
     let host = host.to_string();
     match &e {
         NetError::Dns(DnsError::NoRecordsFound(nr))

@@ -180,7 +180,7 @@ impl SpecTable for SmtpTable {
 
 /// The EHLO name when none is configured: this machine's host name if it is a usable one
 /// (gethostname works under the systemd unit's `ProcSubset=pid`, /proc/sys does not).
-fn default_ehlo_name() -> String {
+pub(crate) fn default_ehlo_name() -> String {
     hostname::get()
         .ok()
         .and_then(|h| h.into_string().ok())
