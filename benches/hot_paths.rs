@@ -97,6 +97,7 @@ fn outcome(t: &Arc<Target>) -> Outcome {
         http: None,
         token: None,
         peer: Some(([127, 0, 0, 1], 993).into()),
+        retry_after: None,
     }
 }
 

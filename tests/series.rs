@@ -23,6 +23,8 @@ fn budget(protocol: Protocol) -> usize {
         Protocol::Imap | Protocol::Smtp => 13,
         // One more than IMAP and SMTP: the status code of the last response.
         Protocol::Https => 14,
+        // Like HTTPS: the status code of the last response.
+        Protocol::Graph => 14,
         Protocol::Roundtrip => 16,
     }
 }
@@ -51,6 +53,7 @@ fn fixtures(protocol: Protocol) -> [&'static str; 2] {
         Protocol::Smtp => ["smtp-up", "smtp-down"],
         Protocol::Https => ["https-up", "https-down"],
         Protocol::Roundtrip => ["rt-up", "rt-down"],
+        Protocol::Graph => ["graph-up", "graph-down"],
     }
 }
 
@@ -64,6 +67,32 @@ async fn every_protocol_stays_within_its_series_budget_up_and_down() {
     ))
     .await;
     let closed = mailprobe_testpeers::util::free_port();
+    let tokens = mailprobe_testpeers::oauth::TokenServer::start(
+        &env.pki.valid,
+        std::time::Duration::from_secs(3600),
+    )
+    .await;
+    tokens.add_client(
+        "series-app",
+        mailprobe_testpeers::oauth::Client {
+            secret: Some("series-secret".into()),
+            assertion_key: None,
+            user: "probe@contoso.test".into(),
+        },
+    );
+    let graph =
+        mailprobe_testpeers::graph::GraphServer::start(&env.pki.valid, tokens.validator()).await;
+    graph.add_mailbox("probe@contoso.test");
+    let graph_target = |name: &str, base: &str| {
+        format!(
+            "[[target]]\nname = \"{name}\"\nregion = \"test\"\nprotocol = \"graph\"\nmailbox = \"probe@contoso.test\"\n\
+             base_url = \"{base}\"\nca_file = \"{ca}\"\n[target.oauth2]\ntoken_url = \"{token}\"\n\
+             client_id = \"series-app\"\nclient_secret_file = \"{secret}\"\nca_file = \"{ca}\"\n",
+            ca = env.pki.ca.display(),
+            token = tokens.token_url,
+            secret = env.secret("series-app.secret", "series-secret").display(),
+        )
+    };
     let mut text = GLOBAL.to_string();
     for p in Protocol::ALL {
         let [up, down] = fixtures(*p);
@@ -87,6 +116,10 @@ async fn every_protocol_stays_within_its_series_budget_up_and_down() {
                  [[target]]\nname = \"{down}\"\nregion = \"test\"\nprotocol = \"roundtrip\"\nsmtp_target = \"smtp-down\"\n\
                  imap_target = \"imap-up\"\ndelivery_timeout = \"4s\"\ninterval = \"12s\"\n"
             ),
+            Protocol::Graph => {
+                graph_target(up, &graph.base_url())
+                    + &graph_target(down, &format!("https://localhost:{closed}"))
+            }
         };
     }
     let d = Daemon::start(env.config(&text)).await;
@@ -105,6 +138,17 @@ async fn every_protocol_stays_within_its_series_budget_up_and_down() {
             Protocol::Https => text = text.replace(&web.url("/owa/"), &web.url("/missing")),
             // Its legs fail, so it does.
             Protocol::Roundtrip => {}
+            // Graph stops serving the mailbox: 403 ErrorAccessDenied.
+            Protocol::Graph => graph.refuse(
+                "probe@contoso.test",
+                mailprobe_testpeers::graph::Refusal {
+                    status: 403,
+                    code: "ErrorAccessDenied",
+                    message: "Access is denied. Check credentials and try again.",
+                    retry_after: None,
+                    times: None,
+                },
+            ),
         }
     }
     std::fs::write(env.config_path(), env.with_state(&text)).unwrap();

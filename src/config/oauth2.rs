@@ -64,17 +64,24 @@ impl OAuth2Provider {
         }
     }
 
-    /// The scopes asked for when none are configured: Google's one mail scope; Microsoft's
-    /// `.default` for an application, else the protocol's delegated scope with
-    /// `offline_access`.
-    fn scopes(self, grant: GrantKind, delegated: &str) -> Vec<String> {
+    /// The scopes asked for when none are configured: Google's mail scope (or the
+    /// protocol's own); Microsoft's `.default` of the protocol's resource for an application,
+    /// else the protocol's delegated scope with `offline_access`.
+    fn scopes(self, grant: GrantKind, defaults: &OAuth2Defaults<'_>) -> Vec<String> {
         match (self, grant) {
-            (OAuth2Provider::Google, _) => vec!["https://mail.google.com/".into()],
+            (OAuth2Provider::Google, _) => {
+                vec![defaults.google.unwrap_or("https://mail.google.com/").into()]
+            }
             (OAuth2Provider::Microsoft, GrantKind::ClientCredentials) => {
-                vec!["https://outlook.office365.com/.default".into()]
+                vec![
+                    defaults
+                        .application
+                        .unwrap_or("https://outlook.office365.com/.default")
+                        .into(),
+                ]
             }
             (OAuth2Provider::Microsoft, GrantKind::RefreshToken) => {
-                vec![delegated.into(), "offline_access".into()]
+                vec![defaults.delegated.into(), "offline_access".into()]
             }
         }
     }
@@ -167,6 +174,20 @@ pub fn thumbprint(cert_der: &[u8]) -> String {
         .encode(ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, cert_der).as_ref())
 }
 
+/// What a protocol asks a provider's preset for when the table names no scopes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OAuth2Defaults<'a> {
+    /// Microsoft's delegated permission, asked for with a refresh token.
+    pub delegated: &'a str,
+    /// Microsoft's application scope (`<resource>/.default`); Exchange Online's when `None`.
+    pub application: Option<&'a str>,
+    /// Google's scope; full mail access (`https://mail.google.com/`) when `None`.
+    pub google: Option<&'a str>,
+    /// Who a service account's token is for (`sub` of the JWT-bearer grant) when the table
+    /// names nobody: the probed mailbox.
+    pub subject: Option<&'a str>,
+}
+
 impl TargetCx<'_> {
     /// The `[target.oauth2]` table: explicit fields, else the provider's preset; a refresh
     /// token asks Microsoft for `delegated_scope` (the protocol's own permission).
@@ -174,6 +195,22 @@ impl TargetCx<'_> {
         &mut self,
         table: Option<&RawOAuth2>,
         delegated_scope: &str,
+    ) -> Result<OAuth2Spec, ConfigError> {
+        self.oauth2_with(
+            table,
+            OAuth2Defaults {
+                delegated: delegated_scope,
+                ..OAuth2Defaults::default()
+            },
+        )
+    }
+
+    /// [`TargetCx::oauth2`] with a protocol's own defaults (Graph's resource, Gmail's scope,
+    /// the mailbox a service account acts for).
+    pub fn oauth2_with(
+        &mut self,
+        table: Option<&RawOAuth2>,
+        defaults: OAuth2Defaults<'_>,
     ) -> Result<OAuth2Spec, ConfigError> {
         let o = table.ok_or_else(|| {
             self.error(
@@ -338,7 +375,7 @@ impl TargetCx<'_> {
         };
         let scopes = match (&o.scopes, o.provider) {
             (Some(s), _) => s.clone(),
-            (None, Some(p)) => p.scopes(kind, delegated_scope),
+            (None, Some(p)) => p.scopes(kind, &defaults),
             (None, None) => Vec::new(),
         };
         let verifier = match &o.ca_file {

@@ -723,6 +723,7 @@ mod tests {
             http: None,
             token: None,
             peer: (!fail).then(|| "[::1]:993".parse().unwrap()),
+            retry_after: None,
         };
         m.observe(&outcome(false));
         m.observe(&outcome(true));

@@ -11,9 +11,11 @@
 //! Probes never touch metrics: they return outcomes, and the daemon's consumers turn those into
 //! series.
 
+pub mod api;
 pub mod bounded;
 pub mod classify;
 pub mod error;
+pub mod graph;
 pub mod https;
 pub mod imap;
 pub mod net;
@@ -150,6 +152,9 @@ pub struct Outcome {
     pub token: Option<crate::oauth2::TokenFacts>,
     /// The address the (last) TCP connection went to; its family is the `family` label.
     pub peer: Option<std::net::SocketAddr>,
+    /// How long the server asked us to wait before asking again (`Retry-After`): the
+    /// scheduler holds the target's next probe back at least this long.
+    pub retry_after: Option<Duration>,
 }
 
 impl Outcome {
@@ -288,6 +293,7 @@ pub async fn run_with(target: &Arc<Target>, ctx: &ProbeContext, dialogue: Dialog
         http: recorder.http,
         token: recorder.token,
         peer: recorder.peer,
+        retry_after: recorder.retry_after,
     }
 }
 

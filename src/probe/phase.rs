@@ -80,6 +80,8 @@ phases! {
     Api = "api",
     /// OAuth2: getting an access token (from the cache, or the token endpoint).
     Token = "token",
+    /// Mail APIs (Graph, Gmail): listing the newest message of the Inbox.
+    Messages = "messages",
 }
 
 /// `phases` with `token` first when the probe signs in with an OAuth2 token.
@@ -125,6 +127,8 @@ pub struct PhaseRecorder {
     pub(super) peer: Option<std::net::SocketAddr>,
     /// When the probe's deadline passes, so that connecting can name what did not answer.
     pub(super) deadline: Option<tokio::time::Instant>,
+    /// How long the server asked us to wait before asking again.
+    pub(super) retry_after: Option<Duration>,
 }
 
 impl PhaseRecorder {
@@ -142,6 +146,7 @@ impl PhaseRecorder {
             slow_basis: None,
             peer: None,
             deadline: None,
+            retry_after: None,
         }
     }
 
@@ -202,6 +207,12 @@ impl PhaseRecorder {
     /// Records the last HTTP response.
     pub fn set_http(&mut self, http: HttpFacts) {
         self.http = Some(http);
+    }
+
+    /// Records how long the server asked us to wait (`Retry-After`; the longest if it said
+    /// so more than once).
+    pub fn set_retry_after(&mut self, wait: Duration) {
+        self.retry_after = Some(self.retry_after.map_or(wait, |w| w.max(wait)));
     }
 
     /// Records what a round trip learnt about delivery.

@@ -70,6 +70,8 @@ protocols! {
     Roundtrip = "roundtrip",
     /// Webmail and mail APIs over HTTPS (pages, Autodiscover/EWS, JMAP).
     Https = "https",
+    /// Exchange Online (or any Microsoft 365 mailbox) through Microsoft Graph.
+    Graph = "graph",
 }
 
 /// The protocol-specific part of a target; a closed set matched exhaustively.
@@ -83,6 +85,8 @@ pub enum ProbeSpec {
     Roundtrip(Box<super::roundtrip::spec::RoundtripSpec>),
     /// `protocol = "https"`.
     Https(Box<super::https::spec::HttpsSpec>),
+    /// `protocol = "graph"`.
+    Graph(Box<super::graph::spec::GraphSpec>),
 }
 
 impl ProbeSpec {
@@ -93,6 +97,7 @@ impl ProbeSpec {
             ProbeSpec::Smtp(s) => s,
             ProbeSpec::Roundtrip(s) => &**s,
             ProbeSpec::Https(s) => &**s,
+            ProbeSpec::Graph(s) => &**s,
         }
     }
 
@@ -119,6 +124,7 @@ pub fn spec_kind(protocol: Protocol) -> SpecKind {
         Protocol::Smtp => SpecKind::of::<super::smtp::spec::SmtpTable>(),
         Protocol::Roundtrip => SpecKind::of::<super::roundtrip::spec::RoundtripTable>(),
         Protocol::Https => SpecKind::of::<super::https::spec::HttpsTable>(),
+        Protocol::Graph => SpecKind::of::<super::graph::spec::GraphTable>(),
     }
 }
 

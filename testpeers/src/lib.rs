@@ -11,18 +11,22 @@
 //! - [`faultclient`]: HTTP clients that misbehave on purpose (silence, slowloris, stalls after
 //!   the TLS handshake).
 //! - [`https`]: an HTTPS server playing webmail, Autodiscover, JMAP and HTTP faults.
+//! - [`api`], [`graph`]: a Microsoft Graph mail endpoint (documented shapes, refusals,
+//!   throttling) on the skeleton mail API peers share.
 //! - [`oauth`]: an OAuth2 token server (client credentials, refresh tokens, introspection).
 //! - [`prometheus`]: a private Prometheus and Alertmanager, to test the shipped alert rules end to
 //!   end.
 //! - [`util`]: free ports, temporary directories, checks that the needed programs exist.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod blackhole;
 pub mod demo;
 pub mod dns;
 pub mod dovecot;
 pub mod fault;
 pub mod faultclient;
+pub mod graph;
 pub mod https;
 pub mod oauth;
 pub mod pki;
