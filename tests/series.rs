@@ -24,7 +24,7 @@ fn budget(protocol: Protocol) -> usize {
         // One more than IMAP and SMTP: the status code of the last response.
         Protocol::Https => 14,
         // Like HTTPS: the status code of the last response.
-        Protocol::Graph => 14,
+        Protocol::Graph | Protocol::Gmail => 14,
         Protocol::Roundtrip => 16,
     }
 }
@@ -54,6 +54,7 @@ fn fixtures(protocol: Protocol) -> [&'static str; 2] {
         Protocol::Https => ["https-up", "https-down"],
         Protocol::Roundtrip => ["rt-up", "rt-down"],
         Protocol::Graph => ["graph-up", "graph-down"],
+        Protocol::Gmail => ["gmail-up", "gmail-down"],
     }
 }
 
@@ -83,6 +84,37 @@ async fn every_protocol_stays_within_its_series_budget_up_and_down() {
     let graph =
         mailprobe_testpeers::graph::GraphServer::start(&env.pki.valid, tokens.validator()).await;
     graph.add_mailbox("probe@contoso.test");
+    let account = mailprobe_testpeers::pki::AppCredential::generate(&env.dir.path().join("sa"));
+    tokens.add_service_account("sa@series.test", account.public_key.clone());
+    let sa_key = env.dir.path().join("sa.json");
+    std::fs::write(
+        &sa_key,
+        serde_json::json!({
+            "type": "service_account",
+            "private_key": std::fs::read_to_string(&account.key).unwrap(),
+            "client_email": "sa@series.test",
+            "token_uri": tokens.token_url,
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let tokens = std::sync::Arc::new(tokens);
+    let t = tokens.clone();
+    let gmail = mailprobe_testpeers::gmail::GmailServer::start(
+        &env.pki.valid,
+        std::sync::Arc::new(move |token: &str| t.token_user(token)),
+    )
+    .await;
+    gmail.add_mailbox("probe@example.test");
+    let gmail_target = |name: &str, base: &str| {
+        format!(
+            "[[target]]\nname = \"{name}\"\nregion = \"test\"\nprotocol = \"gmail\"\nmailbox = \"probe@example.test\"\n\
+             base_url = \"{base}\"\nca_file = \"{ca}\"\n[target.oauth2]\nservice_account_key_file = \"{key}\"\n\
+             ca_file = \"{ca}\"\n",
+            ca = env.pki.ca.display(),
+            key = sa_key.display(),
+        )
+    };
     let graph_target = |name: &str, base: &str| {
         format!(
             "[[target]]\nname = \"{name}\"\nregion = \"test\"\nprotocol = \"graph\"\nmailbox = \"probe@contoso.test\"\n\
@@ -120,6 +152,10 @@ async fn every_protocol_stays_within_its_series_budget_up_and_down() {
                 graph_target(up, &graph.base_url())
                     + &graph_target(down, &format!("https://localhost:{closed}"))
             }
+            Protocol::Gmail => {
+                gmail_target(up, &gmail.base_url())
+                    + &gmail_target(down, &format!("https://localhost:{closed}"))
+            }
         };
     }
     let d = Daemon::start(env.config(&text)).await;
@@ -138,6 +174,18 @@ async fn every_protocol_stays_within_its_series_budget_up_and_down() {
             Protocol::Https => text = text.replace(&web.url("/owa/"), &web.url("/missing")),
             // Its legs fail, so it does.
             Protocol::Roundtrip => {}
+            // Gmail refuses the token for the mailbox: 403 PERMISSION_DENIED.
+            Protocol::Gmail => gmail.refuse(
+                "probe@example.test",
+                mailprobe_testpeers::gmail::Refusal {
+                    status: 403,
+                    canonical: "PERMISSION_DENIED",
+                    reason: "forbidden",
+                    message: "Delegation denied",
+                    retry_after: None,
+                    times: None,
+                },
+            ),
             // Graph stops serving the mailbox: 403 ErrorAccessDenied.
             Protocol::Graph => graph.refuse(
                 "probe@contoso.test",

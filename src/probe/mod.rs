@@ -15,6 +15,7 @@ pub mod api;
 pub mod bounded;
 pub mod classify;
 pub mod error;
+pub mod gmail;
 pub mod graph;
 pub mod https;
 pub mod imap;

@@ -72,6 +72,8 @@ protocols! {
     Https = "https",
     /// Exchange Online (or any Microsoft 365 mailbox) through Microsoft Graph.
     Graph = "graph",
+    /// A Google Workspace mailbox through the Gmail API.
+    Gmail = "gmail",
 }
 
 /// The protocol-specific part of a target; a closed set matched exhaustively.
@@ -87,6 +89,8 @@ pub enum ProbeSpec {
     Https(Box<super::https::spec::HttpsSpec>),
     /// `protocol = "graph"`.
     Graph(Box<super::graph::spec::GraphSpec>),
+    /// `protocol = "gmail"`.
+    Gmail(Box<super::gmail::spec::GmailSpec>),
 }
 
 impl ProbeSpec {
@@ -98,6 +102,7 @@ impl ProbeSpec {
             ProbeSpec::Roundtrip(s) => &**s,
             ProbeSpec::Https(s) => &**s,
             ProbeSpec::Graph(s) => &**s,
+            ProbeSpec::Gmail(s) => &**s,
         }
     }
 
@@ -125,6 +130,7 @@ pub fn spec_kind(protocol: Protocol) -> SpecKind {
         Protocol::Roundtrip => SpecKind::of::<super::roundtrip::spec::RoundtripTable>(),
         Protocol::Https => SpecKind::of::<super::https::spec::HttpsTable>(),
         Protocol::Graph => SpecKind::of::<super::graph::spec::GraphTable>(),
+        Protocol::Gmail => SpecKind::of::<super::gmail::spec::GmailTable>(),
     }
 }
 

@@ -11,8 +11,8 @@
 //! - [`faultclient`]: HTTP clients that misbehave on purpose (silence, slowloris, stalls after
 //!   the TLS handshake).
 //! - [`https`]: an HTTPS server playing webmail, Autodiscover, JMAP and HTTP faults.
-//! - [`api`], [`graph`]: a Microsoft Graph mail endpoint (documented shapes, refusals,
-//!   throttling) on the skeleton mail API peers share.
+//! - [`api`], [`graph`], [`gmail`]: Microsoft Graph mail and Gmail API endpoints (documented
+//!   shapes, refusals, throttling) on the skeleton mail API peers share.
 //! - [`oauth`]: an OAuth2 token server (client credentials, refresh tokens, introspection).
 //! - [`prometheus`]: a private Prometheus and Alertmanager, to test the shipped alert rules end to
 //!   end.
@@ -26,6 +26,7 @@ pub mod dns;
 pub mod dovecot;
 pub mod fault;
 pub mod faultclient;
+pub mod gmail;
 pub mod graph;
 pub mod https;
 pub mod oauth;
