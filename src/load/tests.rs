@@ -598,7 +598,7 @@ fn each_protocol_takes_exactly_its_keys() {
         "auth_mechanism",
         "oauth2",
     ];
-    let cases: [(Protocol, Vec<&str>); 4] = [
+    let cases: [(Protocol, Vec<&str>); 6] = [
         (
             Protocol::Imap,
             [&endpoint[..], &login, &["mailbox"]].concat(),
@@ -649,6 +649,33 @@ fn each_protocol_takes_exactly_its_keys() {
                 "delivery_timeout",
                 "poll_interval",
                 "cleanup_age",
+            ],
+        ),
+        (
+            Protocol::Graph,
+            vec![
+                "mailbox",
+                "base_url",
+                "newest_message",
+                "max_body",
+                "ca_file",
+                "server_name",
+                "dns_servers",
+                "ip_protocol",
+                "oauth2",
+            ],
+        ),
+        (
+            Protocol::Gmail,
+            vec![
+                "mailbox",
+                "base_url",
+                "max_body",
+                "ca_file",
+                "server_name",
+                "dns_servers",
+                "ip_protocol",
+                "oauth2",
             ],
         ),
     ];
