@@ -274,3 +274,65 @@ async fn the_daemon_waits_the_retry_after_and_does_not_count_throttling_as_down(
         "the probe after a 429 with Retry-After: 3 came {gap:?} later"
     );
 }
+
+/// A round trip sending through Graph's `sendMail` (which the test's Graph relays to the real
+/// Postfix, delivering to the real Dovecot) and receiving over IMAP: the same phases, latency
+/// and cleanup as with an SMTP leg. A `sendMail` Graph refuses is the send leg's failure, with
+/// Graph's class.
+#[tokio::test]
+async fn a_round_trip_sends_through_graph_and_receives_over_imap() {
+    use mailprobe_testpeers::dovecot::{self, Dovecot, Options};
+    use mailprobe_testpeers::postfix::Postfix;
+    let t = tenant().await;
+    let dc = Dovecot::start(&t.env.pki, Options::default());
+    let pf = Postfix::start(&t.env.pki, &dc, None);
+    t.graph.relay_to(pf.ports.smtp);
+    let text = format!(
+        "{}{}[[target]]\nname = \"rt-graph\"\nregion = \"test\"\nprotocol = \"roundtrip\"\n\
+         smtp_target = \"graph-send\"\nimap_target = \"rt-inbox\"\ndelivery_timeout = \"20s\"\n",
+        t.target("graph-send", MAILBOX, ""),
+        t.env.imap_target("rt-inbox", dc.ports.imaps, ""),
+    );
+    let cfg = t.env.config(&text);
+    let rt = cfg.targets.iter().find(|x| x.name == "rt-graph").unwrap();
+    let o = probe::run(rt, &ProbeContext::new()).await;
+    assert!(o.success(), "{o:?}\n{}", pf.log());
+    assert_eq!(
+        phases(&o),
+        [Phase::Receive, Phase::Send, Phase::Delivery, Phase::Cleanup]
+    );
+    let latency = o.delivery.as_ref().unwrap().latency.expect("a latency");
+    eprintln!("Graph sendMail → Postfix → Dovecot, seen over IMAP after {latency:?}");
+    let sent = t
+        .graph
+        .asked()
+        .into_iter()
+        .find(|a| a.method == "POST")
+        .expect("a sendMail");
+    assert_eq!(sent.path, format!("/v1.0/users/{MAILBOX}/sendMail"));
+    let body: serde_json::Value = serde_json::from_slice(&sent.body).unwrap();
+    assert_eq!(
+        body["message"]["toRecipients"][0]["emailAddress"]["address"],
+        dovecot::USER
+    );
+    assert_eq!(
+        body["message"]["internetMessageHeaders"][0]["name"],
+        "X-Mailprobe-Token"
+    );
+    assert_eq!(
+        dc.mailbox_len(dovecot::USER),
+        0,
+        "the probe message was deleted"
+    );
+
+    t.graph
+        .refuse(MAILBOX, refusal(403, "ErrorAccessDenied", None));
+    let o = probe::run(rt, &ProbeContext::new()).await;
+    assert_eq!(failure(&o), ("auth_rejected", "send"), "{o:?}");
+    assert!(
+        o.failure
+            .unwrap()
+            .detail
+            .contains("sendMail as probe@contoso.test")
+    );
+}

@@ -14,6 +14,12 @@
 //!   response headers.
 //! - "Microsoft Graph throttling guidance" (<https://learn.microsoft.com/graph/throttling>):
 //!   429 with `Retry-After` in seconds.
+//! - "user: sendMail" (<https://learn.microsoft.com/graph/api/user-sendmail>): `POST
+//!   /users/{id}/sendMail` with `{"message": {"subject", "body": {"contentType", "content"},
+//!   "toRecipients": [{"emailAddress": {"address"}}], "internetMessageHeaders": [{"name",
+//!   "value"}]}, "saveToSentItems"}`, 202 Accepted with no body; delivery happens afterwards.
+//!   Here it goes over SMTP to a relay the test names ([`GraphServer::relay_to`]: the real
+//!   Postfix's MX port), as Exchange Online would hand it on.
 //!
 //! Tokens are checked with a [`BearerCheck`] (the test's token server's); a bad one gets 401
 //! `InvalidAuthenticationToken`. A mailbox not added gets 404 `ErrorInvalidUser`. Tests queue
@@ -49,6 +55,8 @@ pub struct Refusal {
 #[derive(Default)]
 struct State {
     mailboxes: HashMap<String, VecDeque<Refusal>>,
+    /// The SMTP port on 127.0.0.1 that sent mail is relayed to.
+    relay: Option<u16>,
 }
 
 /// A running Graph endpoint; stops when dropped.
@@ -173,6 +181,44 @@ fn answer(
         return error(asked, n, &refusal);
     }
     match (asked.method.as_str(), rest.as_slice()) {
+        ("POST", ["sendMail"]) => {
+            let Some(relay) = s.relay else {
+                return error(
+                    asked,
+                    n,
+                    &Refusal {
+                        status: 403,
+                        code: "ErrorAccessDenied",
+                        message: "Access is denied. Check credentials and try again.",
+                        retry_after: None,
+                        times: None,
+                    },
+                );
+            };
+            let Some(mail) = Outgoing::from_json(&mailbox, &asked.body) else {
+                return error(
+                    asked,
+                    n,
+                    &Refusal {
+                        status: 400,
+                        code: "ErrorInvalidRecipients",
+                        message: "At least one recipient is not valid.",
+                        retry_after: None,
+                        times: None,
+                    },
+                );
+            };
+            tokio::spawn(async move {
+                if let Err(e) = mail.relay(relay).await {
+                    eprintln!("graph peer: relaying sendMail failed: {e}");
+                }
+            });
+            let mut resp = ok(asked, n, serde_json::Value::Null);
+            *resp.status_mut() = hyper::StatusCode::ACCEPTED;
+            *resp.body_mut() = Full::new(Bytes::new());
+            resp.headers_mut().remove("content-type");
+            resp
+        }
         ("GET", ["mailFolders", "inbox"]) => ok(
             asked,
             n,
@@ -213,7 +259,102 @@ fn answer(
     }
 }
 
+/// A message `sendMail` accepted, to relay.
+struct Outgoing {
+    from: String,
+    to: String,
+    data: String,
+}
+
+impl Outgoing {
+    /// The RFC 5322 message Exchange would make of a `sendMail` body.
+    fn from_json(from: &str, body: &[u8]) -> Option<Outgoing> {
+        let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+        let m = &v["message"];
+        let to = m["toRecipients"][0]["emailAddress"]["address"]
+            .as_str()?
+            .to_string();
+        let mut data = format!(
+            "From: {from}\r\nTo: {to}\r\nSubject: {}\r\nMessage-ID: <graph.{}@contoso.test>\r\n",
+            m["subject"].as_str().unwrap_or(""),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        );
+        for h in m["internetMessageHeaders"].as_array().into_iter().flatten() {
+            let (name, value) = (h["name"].as_str()?, h["value"].as_str()?);
+            // Graph takes only custom headers (X-...).
+            if !name.to_ascii_lowercase().starts_with("x-") {
+                return None;
+            }
+            data.push_str(&format!("{name}: {value}\r\n"));
+        }
+        data.push_str("Content-Type: text/plain; charset=utf-8\r\n\r\n");
+        for line in m["body"]["content"].as_str().unwrap_or("").lines() {
+            if line.starts_with('.') {
+                data.push('.');
+            }
+            data.push_str(line);
+            data.push_str("\r\n");
+        }
+        Some(Outgoing {
+            from: from.to_string(),
+            to,
+            data,
+        })
+    }
+
+    /// One SMTP transaction with the relay on 127.0.0.1:`port`.
+    async fn relay(self, port: u16) -> std::io::Result<()> {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        let (r, mut w) = tcp.into_split();
+        let mut r = BufReader::new(r);
+        async fn reply(
+            r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+        ) -> std::io::Result<String> {
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).await? == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+                if line.as_bytes().get(3) != Some(&b'-') {
+                    return Ok(line);
+                }
+            }
+        }
+        let expect = |line: String, code: &str| {
+            if line.starts_with(code) {
+                Ok(())
+            } else {
+                Err(std::io::Error::other(format!("relay said {line:?}")))
+            }
+        };
+        expect(reply(&mut r).await?, "220")?;
+        let steps = [
+            ("EHLO graph.contoso.test\r\n".to_string(), "250"),
+            (format!("MAIL FROM:<{}>\r\n", self.from), "250"),
+            (format!("RCPT TO:<{}>\r\n", self.to), "250"),
+            ("DATA\r\n".to_string(), "354"),
+            (format!("{}.\r\n", self.data), "250"),
+            ("QUIT\r\n".to_string(), "221"),
+        ];
+        for (cmd, code) in steps {
+            w.write_all(cmd.as_bytes()).await?;
+            expect(reply(&mut r).await?, code)?;
+        }
+        Ok(())
+    }
+}
+
 impl GraphServer {
+    /// Relays what `sendMail` accepts to the SMTP server on 127.0.0.1:`port` (without it,
+    /// `sendMail` is refused as the app lacking `Mail.Send`).
+    pub fn relay_to(&self, port: u16) {
+        self.state.lock().expect("graph state").relay = Some(port);
+    }
+
     /// Starts a Graph endpoint presenting `cert`, accepting the tokens `check` accepts.
     pub async fn start(cert: &ServerCert, check: BearerCheck) -> GraphServer {
         let state: Arc<Mutex<State>> = Arc::default();

@@ -166,3 +166,54 @@ pub async fn probe(
     }
     Ok(())
 }
+
+/// A round trip's sending leg through Graph: `POST /v1.0/users/{mailbox}/sendMail` with the
+/// probe message (its token in the subject and in the `X-Mailprobe-Token` header), accepted
+/// when Graph answers 202; returns that moment. Reference: "user: sendMail"
+/// (<https://learn.microsoft.com/graph/api/user-sendmail>): 202 Accepted, no body; custom
+/// `internetMessageHeaders` must start with `X-`.
+pub async fn send(
+    spec: &GraphSpec,
+    ctx: &ProbeContext,
+    rec: &mut PhaseRecorder,
+    message: &super::smtp::ProbeMessage,
+) -> Result<std::time::Instant, PhaseError> {
+    let token = super::oauth2_token(rec, ctx, &spec.oauth2).await?;
+    let mut api = Api::new(&spec.endpoint, &token, spec.max_body)?;
+    let url = user_url(&spec.base, &spec.mailbox, &["sendMail"]);
+    let body = serde_json::json!({
+        "message": {
+            "subject": message.subject(),
+            "body": {"contentType": "Text", "content": super::smtp::ProbeMessage::BODY},
+            "toRecipients": [{"emailAddress": {"address": message.to.to_string()}}],
+            "internetMessageHeaders": [
+                {"name": super::smtp::TOKEN_HEADER, "value": message.token},
+            ],
+        },
+        "saveToSentItems": false,
+    });
+    let (id, headers) = request_headers();
+    let resp = api
+        .call(
+            rec,
+            ctx,
+            Call {
+                method: Method::POST,
+                url: &url,
+                json: Some(body),
+                headers,
+                request: Phase::Request,
+                body: Phase::Body,
+            },
+        )
+        .await?;
+    if resp.status != http::StatusCode::ACCEPTED {
+        let what = format!("sendMail as {}", spec.mailbox);
+        return Err(PhaseError {
+            phase: Phase::Request,
+            error: refusal(rec, &resp, what, &id),
+        });
+    }
+    // Accepted now, like the 250 after DATA (a 202 has no body to wait for).
+    Ok(std::time::Instant::now())
+}
