@@ -99,6 +99,7 @@ fn outcome(t: &Arc<Target>) -> Outcome {
         token: None,
         peer: Some(([127, 0, 0, 1], 993).into()),
         mx: None,
+        retry_after: None,
     }
 }
 

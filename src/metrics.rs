@@ -70,6 +70,7 @@ pub struct Metrics {
     prober_errors: IntCounterVec,
     /// The provider status feeds' series.
     provider: provider::ProviderSeries,
+    throttled: IntCounterVec,
     /// Per-target series, kept compactly and rendered directly (see `exposition`).
     state: Mutex<State>,
     /// Each target's health sample, and the incident count keys exported so far.
@@ -149,6 +150,11 @@ impl Metrics {
             )
             .expect("valid metric"),
             provider: provider::ProviderSeries::new(),
+            throttled: IntCounterVec::new(
+                opts("mailprobe_probes_throttled_total", "Probes a mail API (Graph, Gmail) rate-limited (class throttled: HTTP 429), by protocol; the target was not observed, so nothing else counts them. The next probe of that target waits at least the Retry-After given."),
+                &["protocol"],
+            )
+            .expect("valid metric"),
             state: Mutex::new(State::default()),
             health: Mutex::new(Healths::default()),
             token_expiries: Mutex::new(HashMap::new()),
@@ -182,6 +188,7 @@ impl Metrics {
             Box::new(m.token_remaining.clone()),
             Box::new(m.incidents_open.clone()),
             Box::new(m.prober_errors.clone()),
+            Box::new(m.throttled.clone()),
             Box::new(build),
             Box::new(crate::logging::dropped_lines()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
@@ -195,6 +202,7 @@ impl Metrics {
             for f in ProberFault::ALL {
                 m.prober_errors.with_label_values(&[p.as_str(), f.as_str()]);
             }
+            m.throttled.with_label_values(&[p.as_str()]);
         }
         m
     }
@@ -285,7 +293,8 @@ impl Metrics {
     /// Writes one outcome into the series of its target and of its group.
     ///
     /// A prober fault (class `prober_error`: mailprobe could not run the probe) is counted in
-    /// `mailprobe_prober_errors_total` only. Every per-target series stays as the last real probe
+    /// `mailprobe_prober_errors_total` only, a probe a mail API rate-limited (class
+    /// `throttled`) in `mailprobe_probes_throttled_total` only. Every per-target series stays as the last real probe
     /// left it (success, failure streak and info, counters, last run, durations, TLS, token
     /// fetches), and so do the group's: the target was not observed, so nothing is said about
     /// it, and its last-run and last-success times stand still, so a target mailprobe cannot
@@ -296,6 +305,15 @@ impl Metrics {
             && f.class == FailureClass::ProberError
         {
             self.prober_fault(t.protocol(), f.fault.unwrap_or(ProberFault::Internal));
+            return;
+        }
+        // Rate-limited by a mail API: the target was not observed either; counted on its own.
+        if let Some(f) = o.failure.as_ref()
+            && f.class == FailureClass::Throttled
+        {
+            self.throttled
+                .with_label_values(&[t.protocol().as_str()])
+                .inc();
             return;
         }
         let finished = o.started_at + o.total;
@@ -744,6 +762,7 @@ mod tests {
             token: None,
             peer: None,
             mx: None,
+            retry_after: None,
         };
         m.observe(&outcome(None));
         let target_lines = |r: &str| -> Vec<String> {

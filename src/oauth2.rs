@@ -2,7 +2,9 @@
 //!
 //! A token is fetched from the target's token endpoint (client credentials, or a refresh token
 //! the admin provisioned once), authenticating the client with a secret or a signed client
-//! assertion (RS256 JWT with the certificate's `x5t`, as the Microsoft identity platform takes).
+//! assertion (RS256 JWT with the certificate's `x5t`, as the Microsoft identity platform takes);
+//! or with a service account's signed JWT as the grant itself (RFC 7523 2.1: Google's
+//! domain-wide delegation, `sub` the mailbox).
 //! Tokens are cached per credential set, shared by every target using it, and refreshed ahead of
 //! expiry; one fetch at a time per credential set. A token that cannot be refreshed but is still
 //! valid keeps being used (the failed fetch is still reported). Tokens are never logged.
@@ -166,7 +168,7 @@ impl TokenCache {
             Grant::RefreshToken(configured) => {
                 Some(slot.refresh.clone().unwrap_or_else(|| configured.clone()))
             }
-            Grant::ClientCredentials => None,
+            Grant::ClientCredentials | Grant::JwtBearer(_) => None,
         };
         let started = Instant::now();
         let result = fetch(&client, spec, refresh.as_ref()).await;
@@ -220,15 +222,32 @@ async fn fetch(
         reason: transport_reason(&e),
         fault: os_error(&e).map_or(TokenFault::Endpoint, TokenFault::Os),
     };
-    let mut form: Vec<(&str, String)> = vec![("client_id", spec.client_id.clone())];
+    let mut form: Vec<(&str, String)> = Vec::new();
     match (&spec.grant, refresh) {
+        // RFC 7523 2.1 as Google documents it for service accounts: the grant type and the
+        // assertion, nothing else (the scopes are in the JWT).
+        (Grant::JwtBearer(account), _) => {
+            form.push((
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:jwt-bearer".into(),
+            ));
+            let signed = grant_assertion(spec, account).map_err(|reason| TokenError {
+                fault: TokenFault::Cache,
+                ..fail(reason)
+            })?;
+            form.push(("assertion", signed));
+        }
         (Grant::RefreshToken(_), Some(r)) => {
+            form.push(("client_id", spec.client_id.clone()));
             form.push(("grant_type", "refresh_token".into()));
             form.push(("refresh_token", r.expose_secret().to_string()));
         }
-        _ => form.push(("grant_type", "client_credentials".into())),
+        _ => {
+            form.push(("client_id", spec.client_id.clone()));
+            form.push(("grant_type", "client_credentials".into()));
+        }
     }
-    if !spec.scopes.is_empty() {
+    if !spec.scopes.is_empty() && !matches!(spec.grant, Grant::JwtBearer(_)) {
         form.push(("scope", spec.scopes.join(" ")));
     }
     match &spec.client_auth {
@@ -355,6 +374,46 @@ fn assertion(spec: &OAuth2Spec, key: &ring::rsa::KeyPair, x5t: &str) -> Result<S
         "iat": now,
         "exp": now + 600,
     });
+    sign_rs256(key, &header, &claims).map_err(|()| "cannot sign the client assertion".to_string())
+}
+
+/// The longest a grant assertion is valid: Google refuses one whose `exp` is more than an hour
+/// after its `iat`.
+const GRANT_ASSERTION_LIFETIME: u64 = 3600;
+
+/// A service account's grant (RFC 7523 2.1, Google's "Using OAuth 2.0 for Server to Server
+/// Applications"): an RS256 JWT with `iss` = the account's email, `sub` = the user it acts for,
+/// `scope`, `aud` = the token endpoint, `iat` and `exp` at most an hour apart.
+fn grant_assertion(
+    spec: &OAuth2Spec,
+    account: &crate::config::oauth2::ServiceAccount,
+) -> Result<String, String> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let mut header = serde_json::json!({"alg": "RS256", "typ": "JWT"});
+    if let Some(kid) = &account.key_id {
+        header["kid"] = serde_json::Value::from(kid.as_str());
+    }
+    let claims = serde_json::json!({
+        "iss": account.client_email,
+        "sub": account.subject,
+        "scope": spec.scopes.join(" "),
+        "aud": spec.token_url.as_str(),
+        "iat": now,
+        "exp": now + GRANT_ASSERTION_LIFETIME,
+    });
+    sign_rs256(&account.key, &header, &claims)
+        .map_err(|()| "cannot sign the service account's grant".to_string())
+}
+
+/// `header.claims.signature`, RS256 with `key`.
+fn sign_rs256(
+    key: &ring::rsa::KeyPair,
+    header: &serde_json::Value,
+    claims: &serde_json::Value,
+) -> Result<String, ()> {
     let signing_input = format!(
         "{}.{}",
         b64url(header.to_string().as_bytes()),
@@ -367,6 +426,6 @@ fn assertion(spec: &OAuth2Spec, key: &ring::rsa::KeyPair, x5t: &str) -> Result<S
         signing_input.as_bytes(),
         &mut signature,
     )
-    .map_err(|_| "cannot sign the client assertion".to_string())?;
+    .map_err(|_| ())?;
     Ok(format!("{signing_input}.{}", b64url(&signature)))
 }

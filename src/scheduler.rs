@@ -8,6 +8,9 @@
 //! for a global concurrency slot, is skipped and counted. Reloads are applied as a diff: unchanged
 //! targets keep their schedule, changed ones get their new settings, removed ones stop.
 //!
+//! A server that asks for a pause (`Retry-After` on a mail API's 429) gets it: the target's
+//! next start is the first planned one at least that far away.
+//!
 //! What a probe does and where its outcome goes are injected: a [`Prober`] runs the probe (like
 //! blackbox_exporter's `ProbeFn`; [`Probes`] runs the real protocol dialogues) and an
 //! [`Observer`] takes the outcomes and the scheduler's own [`Event`]s (starts and their delay,
@@ -433,6 +436,7 @@ async fn run_target(
         shared.observer.event(Event::Finished(target.clone()));
         let Some(outcome) = outcome else { return };
         drop(slot);
+        let retry_after = outcome.retry_after;
         // A bug while recording (metrics, incidents, the log) must not end the target's task;
         // probe panics themselves are caught inside `probe::run`.
         let recorded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -443,6 +447,18 @@ async fn run_target(
         }
 
         skip_past(&shared, &target, &mut next, Instant::now());
+        if let Some(wait) = retry_after {
+            hold_back(&target, &mut next, Instant::now() + wait);
+        }
+    }
+}
+
+/// Moves `next` to the first planned start at or after `earliest`: the server asked us to
+/// wait (`Retry-After`), so the starts before it are not missed but given up on purpose, and
+/// the target keeps its place in the interval.
+fn hold_back(target: &Target, next: &mut Instant, earliest: Instant) {
+    while *next < earliest {
+        *next += target.interval;
     }
 }
 

@@ -32,6 +32,9 @@ enum Act {
     Gated(Duration),
     /// Never ends by itself.
     Forever,
+    /// Takes 100 ms and asks, once, to be left alone this long (a mail API's 429 with
+    /// `Retry-After`); then takes 100 ms as usual.
+    AskToWait(Duration),
 }
 
 /// One probe start, as the prober saw it.
@@ -99,6 +102,13 @@ impl Prober for Fake {
                 }
             }
             let _running = Running(&self.running);
+            if let Some(Act::AskToWait(wait)) = act {
+                self.set(&target.name, Act::Take(Duration::from_millis(100)));
+                sleep(Duration::from_millis(100)).await;
+                let mut o = outcome(target, start.elapsed());
+                o.retry_after = Some(wait);
+                return o;
+            }
             match act.unwrap_or(Act::Take(Duration::from_millis(100))) {
                 Act::Take(d) => sleep(d).await,
                 Act::Gated(d) => {
@@ -107,6 +117,7 @@ impl Prober for Fake {
                     sleep(d).await;
                 }
                 Act::Forever => std::future::pending().await,
+                Act::AskToWait(_) => unreachable!("answered above"),
             }
             outcome(target, start.elapsed())
         })
@@ -129,6 +140,7 @@ fn outcome(t: &Arc<Target>, total: Duration) -> Outcome {
         token: None,
         peer: None,
         mx: None,
+        retry_after: None,
     }
 }
 
@@ -550,4 +562,34 @@ async fn the_shutdown_ends_when_the_last_probe_does() {
             .iter()
             .any(|(_, e)| matches!(e, Event::Abandoned { .. }))
     );
+}
+
+/// A server that asks for a pause (a mail API's 429 with `Retry-After: 35`) gets it: the
+/// target's next start is its first slot at least 35 s later, none of the starts given up is
+/// counted as skipped, and the target keeps its place in the interval. Others are untouched.
+#[tokio::test(start_paused = true)]
+async fn a_retry_after_holds_the_next_start_back_to_a_slot_at_least_that_far() {
+    let interval = Duration::from_secs(10);
+    let (fake, seen) = (Fake::new(), Arc::new(Seen::default()));
+    fake.set("throttled", Act::AskToWait(Duration::from_secs(35)));
+    let t0 = Instant::now();
+    let mut s = scheduler(&fake, &seen, 10, WALL0);
+    s.apply(&targets(&[("throttled", ""), ("neighbour", "")]));
+    sleep(Duration::from_secs(100)).await;
+    stop(s).await;
+
+    let starts = fake.starts_of("throttled");
+    assert!(starts.len() >= 5, "{starts:?}");
+    // 100 ms of probing and 35 s of waiting: the slots at +10, +20 and +30 s are given up.
+    assert!(near(starts[1] - starts[0], 4 * interval), "{starts:?}");
+    assert!(starts[1] - starts[0] >= Duration::from_secs(35));
+    for pair in starts[1..].windows(2) {
+        assert!(near(pair[1] - pair[0], interval), "{starts:?}");
+    }
+    for at in &starts {
+        assert!(after_slot(*at, t0, WALL0, "throttled", interval) < TICK);
+    }
+    assert_eq!(seen.skipped("throttled"), Vec::<u64>::new());
+    let neighbour = fake.starts_of("neighbour");
+    assert_eq!(neighbour.len(), 10, "{neighbour:?}");
 }

@@ -23,6 +23,8 @@ fn budget(protocol: Protocol) -> usize {
         Protocol::Imap | Protocol::Smtp | Protocol::Pop3 => 13,
         // One more than IMAP and SMTP: the status code of the last response.
         Protocol::Https => 14,
+        // Like HTTPS: the status code of the last response.
+        Protocol::Graph | Protocol::Gmail => 14,
         Protocol::Roundtrip => 16,
         // SMTP's, the count of MX hosts, and per host probed (two here, bounded by max_hosts):
         // success, TLS info and certificate expiry.
@@ -56,6 +58,8 @@ fn fixtures(protocol: Protocol) -> [&'static str; 2] {
         Protocol::Roundtrip => ["rt-up", "rt-down"],
         Protocol::Pop3 => ["pop3-up", "pop3-down"],
         Protocol::Mx => ["mx-up", "mx-down"],
+        Protocol::Graph => ["graph-up", "graph-down"],
+        Protocol::Gmail => ["gmail-up", "gmail-down"],
     }
 }
 
@@ -80,6 +84,63 @@ async fn every_protocol_stays_within_its_series_budget_up_and_down() {
             .mx(&domain, &dead, 20),
     );
     let mx_up_port = format!("port = {}\n", pf.ports.smtp);
+    let tokens = mailprobe_testpeers::oauth::TokenServer::start(
+        &env.pki.valid,
+        std::time::Duration::from_secs(3600),
+    )
+    .await;
+    tokens.add_client(
+        "series-app",
+        mailprobe_testpeers::oauth::Client {
+            secret: Some("series-secret".into()),
+            assertion_key: None,
+            user: "probe@contoso.test".into(),
+        },
+    );
+    let graph =
+        mailprobe_testpeers::graph::GraphServer::start(&env.pki.valid, tokens.validator()).await;
+    graph.add_mailbox("probe@contoso.test");
+    let account = mailprobe_testpeers::pki::AppCredential::generate(&env.dir.path().join("sa"));
+    tokens.add_service_account("sa@series.test", account.public_key.clone());
+    let sa_key = env.dir.path().join("sa.json");
+    std::fs::write(
+        &sa_key,
+        serde_json::json!({
+            "type": "service_account",
+            "private_key": std::fs::read_to_string(&account.key).unwrap(),
+            "client_email": "sa@series.test",
+            "token_uri": tokens.token_url,
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let tokens = std::sync::Arc::new(tokens);
+    let t = tokens.clone();
+    let gmail = mailprobe_testpeers::gmail::GmailServer::start(
+        &env.pki.valid,
+        std::sync::Arc::new(move |token: &str| t.token_user(token)),
+    )
+    .await;
+    gmail.add_mailbox("probe@example.test");
+    let gmail_target = |name: &str, base: &str| {
+        format!(
+            "[[target]]\nname = \"{name}\"\nregion = \"test\"\nprotocol = \"gmail\"\nmailbox = \"probe@example.test\"\n\
+             base_url = \"{base}\"\nca_file = \"{ca}\"\n[target.oauth2]\nservice_account_key_file = \"{key}\"\n\
+             ca_file = \"{ca}\"\n",
+            ca = env.pki.ca.display(),
+            key = sa_key.display(),
+        )
+    };
+    let graph_target = |name: &str, base: &str| {
+        format!(
+            "[[target]]\nname = \"{name}\"\nregion = \"test\"\nprotocol = \"graph\"\nmailbox = \"probe@contoso.test\"\n\
+             base_url = \"{base}\"\nca_file = \"{ca}\"\n[target.oauth2]\ntoken_url = \"{token}\"\n\
+             client_id = \"series-app\"\nclient_secret_file = \"{secret}\"\nca_file = \"{ca}\"\n",
+            ca = env.pki.ca.display(),
+            token = tokens.token_url,
+            secret = env.secret("series-app.secret", "series-secret").display(),
+        )
+    };
     let mut text = GLOBAL.to_string();
     for p in Protocol::ALL {
         let [up, down] = fixtures(*p);
@@ -120,6 +181,14 @@ async fn every_protocol_stays_within_its_series_budget_up_and_down() {
                 )
             })
             .collect(),
+            Protocol::Graph => {
+                graph_target(up, &graph.base_url())
+                    + &graph_target(down, &format!("https://localhost:{closed}"))
+            }
+            Protocol::Gmail => {
+                gmail_target(up, &gmail.base_url())
+                    + &gmail_target(down, &format!("https://localhost:{closed}"))
+            }
         };
     }
     let d = Daemon::start(env.config(&text)).await;
@@ -140,6 +209,29 @@ async fn every_protocol_stays_within_its_series_budget_up_and_down() {
             Protocol::Roundtrip => {}
             // Its preferred host's port closes.
             Protocol::Mx => text = text.replace(&mx_up_port, &format!("port = {closed}\n")),
+            // Gmail refuses the token for the mailbox: 403 PERMISSION_DENIED.
+            Protocol::Gmail => gmail.refuse(
+                "probe@example.test",
+                mailprobe_testpeers::gmail::Refusal {
+                    status: 403,
+                    canonical: "PERMISSION_DENIED",
+                    reason: "forbidden",
+                    message: "Delegation denied",
+                    retry_after: None,
+                    times: None,
+                },
+            ),
+            // Graph stops serving the mailbox: 403 ErrorAccessDenied.
+            Protocol::Graph => graph.refuse(
+                "probe@contoso.test",
+                mailprobe_testpeers::graph::Refusal {
+                    status: 403,
+                    code: "ErrorAccessDenied",
+                    message: "Access is denied. Check credentials and try again.",
+                    retry_after: None,
+                    times: None,
+                },
+            ),
         }
     }
     std::fs::write(env.config_path(), env.with_state(&text)).unwrap();

@@ -160,7 +160,15 @@ impl TargetCx<'_> {
                 &["password_file", "password_env"],
                 "has no effect with auth = \"oauth2\" (the token is the credential)",
             )?;
-            Secret::OAuth2(Arc::new(self.oauth2(keys.oauth2, keys.delegated_scope)?))
+            // A service account acts for the user who signs in.
+            Secret::OAuth2(Arc::new(self.oauth2_with(
+                keys.oauth2,
+                super::oauth2::OAuth2Defaults {
+                    delegated: keys.delegated_scope,
+                    subject: Some(&username),
+                    ..Default::default()
+                },
+            )?))
         } else {
             if keys.oauth2.is_some() {
                 return Err(self.error("oauth2", "has no effect without auth = \"oauth2\""));

@@ -33,6 +33,8 @@ pub struct RawOAuth2 {
     scopes: Option<Vec<String>>,
     ca_file: Option<String>,
     allow_plaintext: Option<bool>,
+    service_account_key_file: Option<String>,
+    subject: Option<String>,
 }
 
 /// Where an OAuth2 preset takes its endpoint and scopes from.
@@ -64,17 +66,24 @@ impl OAuth2Provider {
         }
     }
 
-    /// The scopes asked for when none are configured: Google's one mail scope; Microsoft's
-    /// `.default` for an application, else the protocol's delegated scope with
-    /// `offline_access`.
-    fn scopes(self, grant: GrantKind, delegated: &str) -> Vec<String> {
+    /// The scopes asked for when none are configured: Google's mail scope (or the
+    /// protocol's own); Microsoft's `.default` of the protocol's resource for an application,
+    /// else the protocol's delegated scope with `offline_access`.
+    fn scopes(self, grant: GrantKind, defaults: &OAuth2Defaults<'_>) -> Vec<String> {
         match (self, grant) {
-            (OAuth2Provider::Google, _) => vec!["https://mail.google.com/".into()],
-            (OAuth2Provider::Microsoft, GrantKind::ClientCredentials) => {
-                vec!["https://outlook.office365.com/.default".into()]
+            (OAuth2Provider::Google, _) => {
+                vec![defaults.google.unwrap_or("https://mail.google.com/").into()]
+            }
+            (OAuth2Provider::Microsoft, GrantKind::ClientCredentials | GrantKind::JwtBearer) => {
+                vec![
+                    defaults
+                        .application
+                        .unwrap_or("https://outlook.office365.com/.default")
+                        .into(),
+                ]
             }
             (OAuth2Provider::Microsoft, GrantKind::RefreshToken) => {
-                vec![delegated.into(), "offline_access".into()]
+                vec![defaults.delegated.into(), "offline_access".into()]
             }
         }
     }
@@ -88,6 +97,9 @@ pub enum GrantKind {
     ClientCredentials,
     /// A refresh token.
     RefreshToken,
+    /// A signed JWT as the grant itself (RFC 7523 2.1): a Google service account acting for a
+    /// user through domain-wide delegation.
+    JwtBearer,
 }
 
 /// How the client proves who it is to the token endpoint.
@@ -113,6 +125,31 @@ pub enum Grant {
     ClientCredentials,
     /// A refresh token provisioned once by the admin (delegated access, e.g. Gmail).
     RefreshToken(SecretString),
+    /// An RS256-signed JWT as the grant (RFC 7523 2.1), from a service account's key file.
+    JwtBearer(Arc<ServiceAccount>),
+}
+
+/// A Google service account, as its JSON key file describes it, and who it acts for.
+pub struct ServiceAccount {
+    /// The RSA private key (`private_key`, PKCS#8 PEM).
+    pub key: ring::rsa::KeyPair,
+    /// `private_key_id`: the JWT's `kid`.
+    pub key_id: Option<String>,
+    /// `client_email`: the JWT's `iss`.
+    pub client_email: String,
+    /// The user the token is for: the JWT's `sub` (domain-wide delegation).
+    pub subject: String,
+}
+
+/// The fields of a service account key file mailprobe reads (Google's JSON key format).
+#[derive(Deserialize)]
+struct KeyFile {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    private_key_id: Option<String>,
+    private_key: Option<String>,
+    client_email: Option<String>,
+    token_uri: Option<String>,
 }
 
 /// One credential set: where tokens come from and how to ask.
@@ -167,6 +204,20 @@ pub fn thumbprint(cert_der: &[u8]) -> String {
         .encode(ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, cert_der).as_ref())
 }
 
+/// What a protocol asks a provider's preset for when the table names no scopes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OAuth2Defaults<'a> {
+    /// Microsoft's delegated permission, asked for with a refresh token.
+    pub delegated: &'a str,
+    /// Microsoft's application scope (`<resource>/.default`); Exchange Online's when `None`.
+    pub application: Option<&'a str>,
+    /// Google's scope; full mail access (`https://mail.google.com/`) when `None`.
+    pub google: Option<&'a str>,
+    /// Who a service account's token is for (`sub` of the JWT-bearer grant) when the table
+    /// names nobody: the probed mailbox.
+    pub subject: Option<&'a str>,
+}
+
 impl TargetCx<'_> {
     /// The `[target.oauth2]` table: explicit fields, else the provider's preset; a refresh
     /// token asks Microsoft for `delegated_scope` (the protocol's own permission).
@@ -174,6 +225,22 @@ impl TargetCx<'_> {
         &mut self,
         table: Option<&RawOAuth2>,
         delegated_scope: &str,
+    ) -> Result<OAuth2Spec, ConfigError> {
+        self.oauth2_with(
+            table,
+            OAuth2Defaults {
+                delegated: delegated_scope,
+                ..OAuth2Defaults::default()
+            },
+        )
+    }
+
+    /// [`TargetCx::oauth2`] with a protocol's own defaults (Graph's resource, Gmail's scope,
+    /// the mailbox a service account acts for).
+    pub fn oauth2_with(
+        &mut self,
+        table: Option<&RawOAuth2>,
+        defaults: OAuth2Defaults<'_>,
     ) -> Result<OAuth2Spec, ConfigError> {
         let o = table.ok_or_else(|| {
             self.error(
@@ -197,10 +264,36 @@ impl TargetCx<'_> {
         }
         let kind = o.grant.unwrap_or(if refresh.is_some() {
             GrantKind::RefreshToken
+        } else if o.service_account_key_file.is_some() {
+            GrantKind::JwtBearer
         } else {
             GrantKind::ClientCredentials
         });
+        let mut key_token_uri = None;
         let grant = match (kind, refresh) {
+            (GrantKind::JwtBearer, Some(_)) => {
+                return Err(loc.error(
+                    &op.key("grant"),
+                    "a refresh token is given but grant = \"jwt_bearer\"",
+                ));
+            }
+            (GrantKind::JwtBearer, None) => {
+                let (account, token_uri) =
+                    self.service_account(o, defaults.subject, &mut secrets)?;
+                key_token_uri = token_uri;
+                Grant::JwtBearer(Arc::new(account))
+            }
+            (_, _) if o.service_account_key_file.is_some() || o.subject.is_some() => {
+                let k = if o.subject.is_some() && o.service_account_key_file.is_none() {
+                    "subject"
+                } else {
+                    "service_account_key_file"
+                };
+                return Err(loc.error(
+                    &op.key(k),
+                    "applies only to grant = \"jwt_bearer\" (a service account)",
+                ));
+            }
             (GrantKind::RefreshToken, Some(r)) => Grant::RefreshToken(r),
             (GrantKind::RefreshToken, None) => {
                 return Err(loc.error(
@@ -228,6 +321,7 @@ impl TargetCx<'_> {
         }
         let token_url = match (&o.token_url, o.provider) {
             (Some(u), _) => u.clone(),
+            (None, _) if key_token_uri.is_some() => key_token_uri.clone().unwrap_or_default(),
             (None, Some(p)) => p.token_url(o.tenant.as_deref()).map_err(|()| {
                 loc.error(
                     &op.key("tenant"),
@@ -263,6 +357,11 @@ impl TargetCx<'_> {
             .client_id
             .clone()
             .filter(|c| !c.is_empty())
+            .or_else(|| match &grant {
+                // A service account is named by its email (the JWT's issuer).
+                Grant::JwtBearer(a) => Some(a.client_email.clone()),
+                _ => None,
+            })
             .ok_or_else(|| {
                 loc.error(&op.key("client_id"), "missing: the application (client) id")
             })?;
@@ -273,6 +372,15 @@ impl TargetCx<'_> {
         )?;
         if let Some(s) = &secret {
             hash_secret(s, &mut secrets);
+        }
+        if matches!(grant, Grant::JwtBearer(_))
+            && (secret.is_some() || o.client_assertion_key_file.is_some())
+        {
+            return Err(loc.error(
+                &op.key("service_account_key_file"),
+                "a service account signs with its own key: no client secret or client assertion \
+                 key besides it",
+            ));
         }
         let client_auth = match (
             secret,
@@ -328,6 +436,8 @@ impl TargetCx<'_> {
                 ));
             }
             (None, None, _) if matches!(grant, Grant::RefreshToken(_)) => ClientAuth::None,
+            // The signed JWT is the grant and proves who the client is.
+            (None, None, _) if matches!(grant, Grant::JwtBearer(_)) => ClientAuth::None,
             (None, None, _) => {
                 return Err(loc.error(
                     &op.key("client_secret_file"),
@@ -338,9 +448,19 @@ impl TargetCx<'_> {
         };
         let scopes = match (&o.scopes, o.provider) {
             (Some(s), _) => s.clone(),
-            (None, Some(p)) => p.scopes(kind, delegated_scope),
+            (None, Some(p)) => p.scopes(kind, &defaults),
+            // A service account key is Google's format: its scopes by default.
+            (None, None) if kind == GrantKind::JwtBearer => {
+                OAuth2Provider::Google.scopes(kind, &defaults)
+            }
             (None, None) => Vec::new(),
         };
+        if kind == GrantKind::JwtBearer && scopes.iter().all(|s| s.is_empty()) {
+            return Err(loc.error(
+                &op.key("scopes"),
+                "a service account's grant names the scopes it asks for: give at least one",
+            ));
+        }
         let verifier = match &o.ca_file {
             Some(f) => self.ca_verifier(&op.key("ca_file"), f)?,
             None => self.system_verifier(&op.key("token_url"))?,
@@ -357,6 +477,9 @@ impl TargetCx<'_> {
         o.hash(&mut key);
         token_url.as_str().hash(&mut key);
         scopes.hash(&mut key);
+        if let Grant::JwtBearer(a) = &grant {
+            a.subject.hash(&mut key);
+        }
         secrets.finish().hash(&mut key);
         secrets.finish().hash(&mut self.fp);
         let label = format!("{client_id}@{host}");
@@ -370,5 +493,96 @@ impl TargetCx<'_> {
             key: format!("{:016x}", key.finish()),
             label,
         })
+    }
+}
+
+impl TargetCx<'_> {
+    /// The service account of `service_account_key_file` (a secret file, never echoed) acting
+    /// for `subject` (or `default_subject`), and the key file's `token_uri`; the key's bytes
+    /// join `secrets`.
+    fn service_account(
+        &mut self,
+        o: &RawOAuth2,
+        default_subject: Option<&str>,
+        secrets: &mut Fnv64,
+    ) -> Result<(ServiceAccount, Option<String>), ConfigError> {
+        let op = self.key("oauth2");
+        let loc = self.loc;
+        let key_key = op.key("service_account_key_file");
+        let file = o.service_account_key_file.as_deref().ok_or_else(|| {
+            loc.error(
+                &key_key,
+                "missing: grant = \"jwt_bearer\" needs the service account's JSON key file",
+            )
+        })?;
+        let path = self.secret_path(&key_key, file)?;
+        let bytes = read_bounded(&path, MAX_PEM_BYTES)
+            .map_err(|e| loc.error(&key_key, format!("cannot read {}: {e}", path.display())))?;
+        bytes.hash(secrets);
+        // serde_json's errors name a line and column, never the text around them.
+        let k: KeyFile = serde_json::from_slice(&bytes).map_err(|e| {
+            loc.error(
+                &key_key,
+                format!("{}: not a service account JSON key: {e}", path.display()),
+            )
+        })?;
+        if k.kind.as_deref().is_some_and(|t| t != "service_account") {
+            return Err(loc.error(
+                &key_key,
+                format!(
+                    "{}: not a service account key (type is not \"service_account\")",
+                    path.display()
+                ),
+            ));
+        }
+        let missing = |field: &str| {
+            loc.error(
+                &key_key,
+                format!("{}: the key file has no {field}", path.display()),
+            )
+        };
+        let pem = k.private_key.ok_or_else(|| missing("private_key"))?;
+        let client_email = k
+            .client_email
+            .filter(|e| !e.is_empty())
+            .ok_or_else(|| missing("client_email"))?;
+        use rustls::pki_types::pem::PemObject;
+        let key = rustls::pki_types::PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes())
+            .map_err(|e| {
+                format!(
+                    "{}: private_key is not a PKCS#8 PEM key: {e}",
+                    path.display()
+                )
+            })
+            .and_then(|der| {
+                ring::rsa::KeyPair::from_pkcs8(der.secret_pkcs8_der()).map_err(|e| {
+                    format!(
+                        "{}: private_key is not an RSA key ring can sign with: {e}",
+                        path.display()
+                    )
+                })
+            })
+            .map_err(|m| loc.error(&key_key, m))?;
+        let subject = o
+            .subject
+            .as_deref()
+            .or(default_subject)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                loc.error(
+                    &op.key("subject"),
+                    "missing: the user the service account acts for (domain-wide delegation)",
+                )
+            })?
+            .to_string();
+        Ok((
+            ServiceAccount {
+                key,
+                key_id: k.private_key_id,
+                client_email,
+                subject,
+            },
+            k.token_uri,
+        ))
     }
 }

@@ -145,6 +145,8 @@ impl Incidents {
             // mailprobe could not run the probe: that says nothing about the target, whose
             // health stays what its last real probe made it.
             Some(f) if f.class == FailureClass::ProberError => return,
+            // A mail API rate-limited the probe: the target was not observed either.
+            Some(f) if f.class == FailureClass::Throttled => return,
             Some(f) => Observation::failed(&o.target.name, at, f.class, f.phase),
         };
         self.send(Msg::Observe(obs));

@@ -309,6 +309,54 @@ fn oauth2_mistakes_are_named() {
     );
 }
 
+/// A service account's mistakes are named, and its key file's contents never echoed.
+#[test]
+fn service_account_mistakes_are_named_and_its_key_never_shown() {
+    let e = err(&oauth2_target(
+        "imap",
+        "",
+        "provider = \"google\"\nclient_id = \"c\"\nrefresh_token_env = \"HOME\"\nsubject = \"x@y\"\n",
+    ));
+    assert!(
+        e.contains("target[1] \"o\".oauth2.subject: applies only to grant = \"jwt_bearer\""),
+        "{e}"
+    );
+    let e = err(&oauth2_target("imap", "", "grant = \"jwt_bearer\"\n"));
+    assert!(
+        e.contains("oauth2.service_account_key_file: missing"),
+        "{e}"
+    );
+    let dir = std::env::temp_dir().join(format!("mp-sa-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.json");
+    std::fs::write(
+        &bad,
+        "{\"private_key\": \"-----BEGIN PRIVATE KEY-----\\nc2VjcmV0LWtleS1ieXRlcw\\n\"",
+    )
+    .unwrap();
+    let e = err(&oauth2_target(
+        "imap",
+        "",
+        &format!("service_account_key_file = \"{}\"\n", bad.display()),
+    ));
+    assert!(e.contains("not a service account JSON key"), "{e}");
+    assert!(!e.contains("c2VjcmV0") && !e.contains("PRIVATE KEY"), "{e}");
+    let nokey = dir.join("nokey.json");
+    std::fs::write(
+        &nokey,
+        "{\"type\": \"service_account\", \"private_key\": \"-----BEGIN PRIVATE KEY-----\\nc2VjcmV0\\n-----END PRIVATE KEY-----\\n\", \"client_email\": \"sa@p.iam\"}",
+    )
+    .unwrap();
+    let e = err(&oauth2_target(
+        "imap",
+        "",
+        &format!("service_account_key_file = \"{}\"\n", nokey.display()),
+    ));
+    assert!(e.contains("private_key is not"), "{e}");
+    assert!(!e.contains("c2VjcmV0"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// One valid IMAP target, six lines long.
 const IMAP: &str = "[[target]]\nname = \"a\"\nprotocol = \"imap\"\nhost = \"h\"\nusername = \"u\"\npassword_env = \"HOME\"\n";
 
@@ -615,6 +663,33 @@ fn each_protocol_takes_exactly_its_keys() {
                 "ca_file",
                 "dns_servers",
                 "ip_protocol",
+            ],
+        ),
+        (
+            Protocol::Graph,
+            vec![
+                "mailbox",
+                "base_url",
+                "newest_message",
+                "max_body",
+                "ca_file",
+                "server_name",
+                "dns_servers",
+                "ip_protocol",
+                "oauth2",
+            ],
+        ),
+        (
+            Protocol::Gmail,
+            vec![
+                "mailbox",
+                "base_url",
+                "max_body",
+                "ca_file",
+                "server_name",
+                "dns_servers",
+                "ip_protocol",
+                "oauth2",
             ],
         ),
     ];

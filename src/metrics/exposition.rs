@@ -793,6 +793,7 @@ mod tests {
             token: None,
             peer: (!fail).then(|| "[::1]:993".parse().unwrap()),
             mx: None,
+            retry_after: None,
         };
         m.observe(&outcome(false));
         m.observe(&outcome(true));

@@ -11,9 +11,12 @@
 //! Probes never touch metrics: they return outcomes, and the daemon's consumers turn those into
 //! series.
 
+pub mod api;
 pub mod bounded;
 pub mod classify;
 pub mod error;
+pub mod gmail;
+pub mod graph;
 pub mod https;
 pub mod imap;
 pub mod mx;
@@ -154,6 +157,9 @@ pub struct Outcome {
     pub peer: Option<std::net::SocketAddr>,
     /// MX targets: the domain's MX hosts and what each did.
     pub mx: Option<Box<mx::MxFacts>>,
+    /// How long the server asked us to wait before asking again (`Retry-After`): the
+    /// scheduler holds the target's next probe back at least this long.
+    pub retry_after: Option<Duration>,
 }
 
 impl Outcome {
@@ -296,6 +302,7 @@ pub async fn run_with(target: &Arc<Target>, ctx: &ProbeContext, dialogue: Dialog
         token: recorder.token,
         peer: recorder.peer,
         mx: recorder.mx,
+        retry_after: recorder.retry_after,
     }
 }
 

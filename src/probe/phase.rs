@@ -82,6 +82,8 @@ phases! {
     Token = "token",
     /// POP3 STAT: the maildrop's message count and size.
     Stat = "stat",
+    /// Mail APIs (Graph, Gmail): listing the newest message of the Inbox.
+    Messages = "messages",
 }
 
 /// `phases` with `token` first when the probe signs in with an OAuth2 token.
@@ -129,6 +131,8 @@ pub struct PhaseRecorder {
     pub(super) deadline: Option<tokio::time::Instant>,
     /// MX targets: the domain's hosts and what each did.
     pub(super) mx: Option<Box<super::mx::MxFacts>>,
+    /// How long the server asked us to wait before asking again.
+    pub(super) retry_after: Option<Duration>,
 }
 
 impl PhaseRecorder {
@@ -147,6 +151,7 @@ impl PhaseRecorder {
             peer: None,
             deadline: None,
             mx: None,
+            retry_after: None,
         }
     }
 
@@ -212,6 +217,12 @@ impl PhaseRecorder {
     /// Records what an MX probe found of the domain's hosts.
     pub fn set_mx(&mut self, mx: super::mx::MxFacts) {
         self.mx = Some(Box::new(mx));
+    }
+
+    /// Records how long the server asked us to wait (`Retry-After`; the longest if it said
+    /// so more than once).
+    pub fn set_retry_after(&mut self, wait: Duration) {
+        self.retry_after = Some(self.retry_after.map_or(wait, |w| w.max(wait)));
     }
 
     /// Records what a round trip learnt about delivery.

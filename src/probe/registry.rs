@@ -74,6 +74,10 @@ protocols! {
     Pop3 = "pop3",
     /// A mail domain's MX hosts, as the world delivers to it.
     Mx = "mx",
+    /// Exchange Online (or any Microsoft 365 mailbox) through Microsoft Graph.
+    Graph = "graph",
+    /// A Google Workspace mailbox through the Gmail API.
+    Gmail = "gmail",
 }
 
 /// The protocol-specific part of a target; a closed set matched exhaustively.
@@ -91,6 +95,10 @@ pub enum ProbeSpec {
     Pop3(super::pop3::spec::Pop3Spec),
     /// `protocol = "mx"`.
     Mx(Box<super::mx::spec::MxSpec>),
+    /// `protocol = "graph"`.
+    Graph(Box<super::graph::spec::GraphSpec>),
+    /// `protocol = "gmail"`.
+    Gmail(Box<super::gmail::spec::GmailSpec>),
 }
 
 impl ProbeSpec {
@@ -103,6 +111,8 @@ impl ProbeSpec {
             ProbeSpec::Https(s) => &**s,
             ProbeSpec::Pop3(s) => s,
             ProbeSpec::Mx(s) => &**s,
+            ProbeSpec::Graph(s) => &**s,
+            ProbeSpec::Gmail(s) => &**s,
         }
     }
 
@@ -131,6 +141,8 @@ pub fn spec_kind(protocol: Protocol) -> SpecKind {
         Protocol::Https => SpecKind::of::<super::https::spec::HttpsTable>(),
         Protocol::Pop3 => SpecKind::of::<super::pop3::spec::Pop3Table>(),
         Protocol::Mx => SpecKind::of::<super::mx::spec::MxTable>(),
+        Protocol::Graph => SpecKind::of::<super::graph::spec::GraphTable>(),
+        Protocol::Gmail => SpecKind::of::<super::gmail::spec::GmailTable>(),
     }
 }
 

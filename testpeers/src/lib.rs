@@ -11,6 +11,8 @@
 //! - [`faultclient`]: HTTP clients that misbehave on purpose (silence, slowloris, stalls after
 //!   the TLS handshake).
 //! - [`https`]: an HTTPS server playing webmail, Autodiscover, JMAP and HTTP faults.
+//! - [`api`], [`graph`], [`gmail`]: Microsoft Graph mail and Gmail API endpoints (documented
+//!   shapes, refusals, throttling) on the skeleton mail API peers share.
 //! - [`oauth`]: an OAuth2 token server (client credentials, refresh tokens, introspection).
 //! - [`providers`]: provider status feeds (Graph service health, Google's dashboard feed, a
 //!   Statuspage) in their documented shapes, and their failures.
@@ -19,12 +21,15 @@
 //! - [`util`]: free ports, temporary directories, checks that the needed programs exist.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod blackhole;
 pub mod demo;
 pub mod dns;
 pub mod dovecot;
 pub mod fault;
 pub mod faultclient;
+pub mod gmail;
+pub mod graph;
 pub mod https;
 pub mod oauth;
 pub mod pki;

@@ -1,6 +1,9 @@
 //! A small OAuth2 authorization server: a token endpoint over HTTPS (client credentials with a
-//! secret or a signed RS256 client assertion, refresh tokens) and an introspection endpoint over
-//! plain HTTP on 127.0.0.1 for Dovecot's `passdb { driver = oauth2 }`.
+//! secret or a signed RS256 client assertion, refresh tokens, and a service account's signed
+//! JWT as the grant: RFC 7523 2.1 as Google's "Using OAuth 2.0 for Server to Server
+//! Applications" documents it, <https://developers.google.com/identity/protocols/oauth2/service-account>)
+//! and an introspection endpoint over plain HTTP on 127.0.0.1 for Dovecot's
+//! `passdb { driver = oauth2 }`.
 //!
 //! Tests make it misbehave (answer 400, stop answering at all), revoke the tokens it issued, and
 //! count the requests it served, to check caching and refresh.
@@ -49,6 +52,10 @@ pub enum Mode {
 struct State {
     clients: HashMap<String, Client>,
     refresh_tokens: HashMap<String, String>,
+    /// Service accounts by `client_email`: their RSA public key (PKCS#1 DER).
+    service_accounts: HashMap<String, Vec<u8>>,
+    /// The claims of every JWT-bearer grant accepted, in order.
+    grants: Vec<serde_json::Value>,
     tokens: HashMap<String, (String, Instant)>,
     ttl: Duration,
     mode: Option<Mode>,
@@ -207,6 +214,30 @@ impl TokenServer {
             .insert(token.into(), user.into());
     }
 
+    /// Registers a service account (its `client_email` and RSA public key, PKCS#1 DER) that may
+    /// act for any user of the domain (domain-wide delegation).
+    pub fn add_service_account(&self, client_email: &str, public_key: Vec<u8>) {
+        self.state
+            .lock()
+            .expect("state")
+            .service_accounts
+            .insert(client_email.into(), public_key);
+    }
+
+    /// The claims of every JWT-bearer grant accepted so far.
+    pub fn grants(&self) -> Vec<serde_json::Value> {
+        self.state.lock().expect("state").grants.clone()
+    }
+
+    /// The user `token` was issued for, if it is valid now.
+    pub fn token_user(&self, token: &str) -> Option<String> {
+        let s = self.state.lock().expect("state");
+        s.tokens
+            .get(token)
+            .filter(|(_, exp)| Instant::now() < *exp)
+            .map(|(u, _)| u.clone())
+    }
+
     /// Makes every token issued so far invalid (as a revocation would).
     pub fn revoke_all(&self) {
         self.state.lock().expect("state").tokens.clear();
@@ -303,6 +334,16 @@ fn token(state: &Mutex<State>, url: &str, f: &HashMap<String, String>) -> Respon
             }
             issue(&mut s, &client.user)
         }
+        "urn:ietf:params:oauth:grant-type:jwt-bearer" => {
+            let Some(claims) = verify_grant(&s.service_accounts, get("assertion"), url) else {
+                return error("invalid_grant", "Invalid JWT Signature.");
+            };
+            let Some(user) = claims["sub"].as_str().map(str::to_string) else {
+                return error("invalid_grant", "no sub");
+            };
+            s.grants.push(claims);
+            issue(&mut s, &user)
+        }
         "refresh_token" => match s.refresh_tokens.get(get("refresh_token")).cloned() {
             Some(user) => issue(&mut s, &user),
             None => error("invalid_grant", "refresh token unknown or revoked"),
@@ -351,6 +392,43 @@ fn verify_assertion(jwt: &str, public_key: &[u8], url: &str, client_id: &str) ->
         && claims["iss"] == client_id
         && claims["sub"] == client_id
         && claims["exp"].as_u64().is_some_and(|e| e > now)
+}
+
+/// Checks a service account's grant (RFC 7523 2.1, RFC 7519): an RS256 signature by a
+/// registered account's key (`iss`), `aud` this endpoint, a `sub`, a `scope`, and `exp` in the
+/// future at most an hour after `iat` (Google refuses longer). The claims, when all hold.
+fn verify_grant(
+    accounts: &HashMap<String, Vec<u8>>,
+    jwt: &str,
+    url: &str,
+) -> Option<serde_json::Value> {
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut parts = jwt.split('.');
+    let (Some(h), Some(c), Some(sig), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    let header: serde_json::Value = serde_json::from_slice(&b64.decode(h).ok()?).ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&b64.decode(c).ok()?).ok()?;
+    let key = accounts.get(claims["iss"].as_str()?)?;
+    let key =
+        ring::signature::UnparsedPublicKey::new(&ring::signature::RSA_PKCS1_2048_8192_SHA256, key);
+    key.verify(format!("{h}.{c}").as_bytes(), &b64.decode(sig).ok()?)
+        .ok()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (iat, exp) = (claims["iat"].as_u64()?, claims["exp"].as_u64()?);
+    (header["alg"] == "RS256"
+        && claims["aud"] == url
+        && claims["sub"].is_string()
+        && claims["scope"].as_str().is_some_and(|s| !s.is_empty())
+        && exp > now
+        && exp > iat
+        && exp - iat <= 3600)
+        .then_some(claims)
 }
 
 fn introspect(state: &Mutex<State>, f: &HashMap<String, String>) -> Response<Body> {

@@ -131,6 +131,8 @@ impl Engine {
             C::HttpStatus => "web frontend returning errors",
             C::ContentMismatch => "web frontend serving the wrong page (maintenance or error page)",
             C::Unrecognized => "an answer mailprobe does not recognise (see the probe's detail)",
+            // Never reaches the timeline (the incident service drops throttled probes).
+            C::Throttled => "the mail API rate-limits the probe (it asks too often), not an outage",
             // Never reaches the timeline (the incident service drops prober faults).
             C::ProberError => "mailprobe could not probe (its own fault, not the target's)",
         };

@@ -58,6 +58,9 @@ pub enum FailureClass {
     ProtocolError,
     /// The server refused service for now (IMAP BYE, `[UNAVAILABLE]`, `[LIMIT]`, throttling).
     ServerUnavailable,
+    /// A mail API rate-limits the probe itself (HTTP 429): the prober asks too often, the
+    /// service is not down; the next probe waits at least the `Retry-After` it gave.
+    Throttled,
     /// The credentials were rejected.
     AuthRejected,
     /// No OAuth2 token: the identity provider's token endpoint failed (not the mail server).
@@ -105,6 +108,7 @@ impl FailureClass {
         FailureClass::GreetingTimeout,
         FailureClass::ProtocolError,
         FailureClass::ServerUnavailable,
+        FailureClass::Throttled,
         FailureClass::AuthRejected,
         FailureClass::AuthTokenFailed,
         FailureClass::AuthRequired,
@@ -137,6 +141,7 @@ impl FailureClass {
             FailureClass::GreetingTimeout => "greeting_timeout",
             FailureClass::ProtocolError => "protocol_error",
             FailureClass::ServerUnavailable => "server_unavailable",
+            FailureClass::Throttled => "throttled",
             FailureClass::AuthRejected => "auth_rejected",
             FailureClass::AuthTokenFailed => "auth_token_failed",
             FailureClass::AuthRequired => "auth_required",
@@ -192,6 +197,11 @@ impl FailureClass {
                 "the server refused service for now (IMAP BYE, [UNAVAILABLE], [LIMIT], [INUSE], \
                  a connection limit or throttling; SMTP 421 or other 4xx, a 554 greeting or a \
                  refused EHLO, HTTP 502/503/504)"
+            }
+            FailureClass::Throttled => {
+                "a mail API (Graph, Gmail) rate-limits the probe itself (HTTP 429, \
+                 RESOURCE_EXHAUSTED): the prober asks too often, the service is not down; not \
+                 counted against the target, the next probe waits at least its Retry-After"
             }
             FailureClass::AuthRejected => {
                 "the credentials were rejected (an OAuth2 token too; HTTP 401/403 too)"

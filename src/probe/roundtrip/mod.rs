@@ -33,6 +33,7 @@ use super::{
     Delivery, Phase, PhaseError, PhaseRecorder, ProbeContext, ProbeError, ServerTime, StampSource,
 };
 pub use spec::RoundtripSpec;
+use spec::Sender;
 
 /// Bounds for the receiving session: it lives through a whole delivery wait and a sweep, so it
 /// may read more than a login does, but never without limit.
@@ -121,11 +122,16 @@ pub async fn probe(
         rec,
         Phase::Send,
         spec.smtp_timeout,
-        async |t: &mut PhaseRecorder| smtp::session(&spec.smtp, ctx, t, Some(&message)).await,
+        async |t: &mut PhaseRecorder| match &spec.smtp {
+            Sender::Smtp(s) => smtp::session(s, ctx, t, Some(&message))
+                .await
+                .map(|a| a.map(|a| a.at)),
+            Sender::Graph(g) => super::graph::send(g, ctx, t, &message).await.map(Some),
+        },
     )
     .await;
     let accepted = match sent {
-        Ok(Some(a)) => a,
+        Ok(Some(at)) => at,
         Ok(None) => unreachable!("a session with a message returns its acceptance"),
         Err(e) => {
             // Leave the mailbox tidy (bounded), but report the send failure.
@@ -133,23 +139,19 @@ pub async fn probe(
             return Err(e);
         }
     };
-    let accepted_wall = SystemTime::now() - accepted.at.elapsed();
+    let accepted_wall = SystemTime::now() - accepted.elapsed();
 
     let waited = rec
         .phase_from(
             Phase::Delivery,
-            accepted.at,
-            mailbox.wait_for(
-                &token,
-                accepted.at + spec.delivery_timeout,
-                spec.poll_interval,
-            ),
+            accepted,
+            mailbox.wait_for(&token, accepted + spec.delivery_timeout, spec.poll_interval),
         )
         .await;
     let mut delivery = Delivery::default();
     let (found, mut failure) = match waited {
         Ok(Some(seen)) => {
-            let latency = seen.at.saturating_duration_since(accepted.at);
+            let latency = seen.at.saturating_duration_since(accepted);
             delivery.latency = Some(latency);
             rec.set_slow_basis(latency);
             (Some(seen.uid), None)

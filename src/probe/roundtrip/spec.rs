@@ -2,8 +2,10 @@
 //! spec the probe runs.
 //!
 //! Keys besides every target's: `smtp_target` and `imap_target` (required: the names of an
-//! SMTP and an IMAP target, whose servers, credentials and timeouts it uses), `send_to` (the
-//! IMAP target's username when an address), `mail_from` (the SMTP target's sender or username),
+//! SMTP and an IMAP target, whose servers, credentials and timeouts it uses; `smtp_target` may
+//! name a Graph target instead, which then sends with `sendMail`), `send_to` (the
+//! IMAP target's username when an address), `mail_from` (the SMTP target's sender or username,
+//! a Graph target's mailbox),
 //! `delivery_timeout` (`"120s"`), `poll_interval` (`"2s"`), `cleanup_age` (`"1h"`). Its
 //! deadline is its legs' timeouts plus `delivery_timeout`, so it takes no `timeout`; its
 //! `slow_threshold` (`"30s"`) goes by the delivery time.
@@ -18,6 +20,7 @@ use serde::Deserialize;
 
 use crate::config::common::MAX_INTERVAL;
 use crate::config::{ConfigError, Endpoint, TargetCx};
+use crate::probe::graph::spec::GraphSpec;
 use crate::probe::imap::spec::ImapSpec;
 use crate::probe::registry::{ProbeSpec, Protocol, Target};
 use crate::probe::smtp::spec::{SendSpec, SmtpSpec, address};
@@ -38,7 +41,7 @@ pub struct RoundtripSpec {
     /// Name of the SMTP target whose server and credentials send the message.
     pub smtp_target: String,
     /// That target's settings.
-    pub smtp: SmtpSpec,
+    pub smtp: Sender,
     /// Deadline of the send leg (the SMTP target's timeout).
     pub smtp_timeout: Duration,
     /// Name of the IMAP target whose mailbox receives it.
@@ -55,6 +58,24 @@ pub struct RoundtripSpec {
     pub poll_interval: Duration,
     /// Probe messages older than this are removed by the sweep.
     pub cleanup_age: Duration,
+}
+
+/// How a round trip sends its message.
+#[derive(Clone, Debug)]
+pub enum Sender {
+    /// An SMTP session (submission or an MX).
+    Smtp(SmtpSpec),
+    /// Microsoft Graph's `sendMail` as the Graph target's mailbox.
+    Graph(Box<GraphSpec>),
+}
+
+impl Sender {
+    fn secrets(&self) -> Vec<&SecretString> {
+        match self {
+            Sender::Smtp(s) => s.secrets(),
+            Sender::Graph(g) => g.oauth2.secrets(),
+        }
+    }
 }
 
 impl RoundtripSpec {
@@ -102,7 +123,10 @@ impl RoundtripTable {
         let target = targets
             .get(name)
             .ok_or_else(|| cx.error(key, format!("no {} target named {name:?}", want.as_str())))?;
-        if target.protocol() != want {
+        // The sending leg may be Graph's sendMail as well as SMTP.
+        if target.protocol() != want
+            && !(want == Protocol::Smtp && target.protocol() == Protocol::Graph)
+        {
             return Err(cx.error(
                 key,
                 format!(
@@ -129,9 +153,13 @@ impl SpecTable for RoundtripTable {
         }
         let smtp_target = self.leg(cx, targets, "smtp_target", Protocol::Smtp)?;
         let imap_target = self.leg(cx, targets, "imap_target", Protocol::Imap)?;
-        let (ProbeSpec::Smtp(smtp), ProbeSpec::Imap(imap)) = (&smtp_target.spec, &imap_target.spec)
-        else {
+        let ProbeSpec::Imap(imap) = &imap_target.spec else {
             unreachable!("protocols checked above");
+        };
+        let sender = match &smtp_target.spec {
+            ProbeSpec::Smtp(smtp) => Sender::Smtp(smtp.clone()),
+            ProbeSpec::Graph(graph) => Sender::Graph(graph.clone()),
+            _ => unreachable!("protocols checked above"),
         };
         // The legs' own settings define this target too.
         smtp_target.fingerprint.hash(&mut cx.fp);
@@ -150,11 +178,20 @@ impl SpecTable for RoundtripTable {
                 ));
             }
         };
-        let from = match (&self.mail_from, &smtp.send, &smtp.credentials) {
-            (Some(f), _, _) => address(cx, "mail_from", f)?,
-            (None, Some(send), _) => send.from.clone(),
-            (None, None, Some(c)) if c.username.contains('@') => {
-                address(cx, "mail_from", &c.username)?
+        let from = match (&self.mail_from, &sender) {
+            (Some(f), _) => address(cx, "mail_from", f)?,
+            (None, Sender::Graph(g)) => address(cx, "mail_from", &g.mailbox)?,
+            (None, Sender::Smtp(smtp)) if smtp.send.is_some() => {
+                smtp.send.as_ref().map(|s| s.from.clone()).expect("checked")
+            }
+            (None, Sender::Smtp(smtp))
+                if smtp
+                    .credentials
+                    .as_ref()
+                    .is_some_and(|c| c.username.contains('@')) =>
+            {
+                let user = &smtp.credentials.as_ref().expect("checked").username;
+                address(cx, "mail_from", user)?
             }
             _ => {
                 return Err(cx.error(
@@ -193,7 +230,7 @@ impl SpecTable for RoundtripTable {
         }
         Ok(ProbeSpec::Roundtrip(Box::new(RoundtripSpec {
             smtp_target: smtp_target.name.clone(),
-            smtp: smtp.clone(),
+            smtp: sender,
             smtp_timeout: smtp_target.timeout,
             imap_target: imap_target.name.clone(),
             imap: imap.clone(),

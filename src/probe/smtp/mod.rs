@@ -265,6 +265,15 @@ pub struct ProbeMessage {
 }
 
 impl ProbeMessage {
+    /// The subject the message carries (a Graph `sendMail` sets it itself).
+    pub fn subject(&self) -> String {
+        format!("mailprobe probe {}", self.token)
+    }
+
+    /// The text the message carries.
+    pub const BODY: &'static str = "This message was sent by mailprobe to check that mail is \
+        accepted and delivered.\r\nIt is deleted automatically; it is safe to delete.\r\n";
+
     /// Builds the message: marked as automatic (`Auto-Submitted`), with a unique `Message-ID`
     /// and the token in the subject and a header of its own, so it can be filtered and cleaned.
     pub fn new(send: &SendSpec, token: &str) -> Result<ProbeMessage, ProbeError> {
@@ -282,11 +291,7 @@ impl ProbeMessage {
                 token.into(),
             ))
             .header(ContentType::TEXT_PLAIN)
-            .body(
-                "This message was sent by mailprobe to check that mail is accepted and \
-                 delivered.\r\nIt is deleted automatically; it is safe to delete.\r\n"
-                    .to_string(),
-            )
+            .body(Self::BODY.to_string())
             .map_err(|e| ProbeError::Internal(format!("cannot build the test message: {e}")))?;
         Ok(ProbeMessage {
             token: token.to_string(),

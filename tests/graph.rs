@@ -1,0 +1,338 @@
+//! The Microsoft Graph mail probe against a local Graph endpoint serving the documented shapes
+//! (testpeers/src/graph.rs, over TLS) and the test's token server: success with its phases,
+//! each class Graph's answers map to, throttling with `Retry-After` honoured by the daemon.
+//! Microsoft itself cannot be reached from here.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Daemon, Env, failure, phases, sample};
+use mailprobe::probe::{self, Phase, ProbeContext};
+use mailprobe_testpeers::graph::{GraphServer, Refusal};
+use mailprobe_testpeers::oauth::{Client, TokenServer};
+
+const SECRET: &str = "graph-App-Secret-7";
+const MAILBOX: &str = "probe@contoso.test";
+
+struct Tenant {
+    env: Env,
+    tokens: TokenServer,
+    graph: GraphServer,
+}
+
+async fn tenant() -> Tenant {
+    let env = Env::new();
+    let tokens = TokenServer::start(&env.pki.valid, Duration::from_secs(3600)).await;
+    tokens.add_client(
+        "graph-app",
+        Client {
+            secret: Some(SECRET.into()),
+            assertion_key: None,
+            user: MAILBOX.into(),
+        },
+    );
+    let graph = GraphServer::start(&env.pki.valid, tokens.validator()).await;
+    graph.add_mailbox(MAILBOX);
+    Tenant { env, tokens, graph }
+}
+
+impl Tenant {
+    /// A Graph target for `mailbox`; `extra` lines go before its `[target.oauth2]`.
+    fn target(&self, name: &str, mailbox: &str, extra: &str) -> String {
+        let secret = self.env.secret("graph.secret", SECRET);
+        format!(
+            "[[target]]\nname = \"{name}\"\nregion = \"test\"\nprotocol = \"graph\"\nmailbox = \"{mailbox}\"\n\
+             base_url = \"{base}\"\nca_file = \"{ca}\"\n{extra}\n\
+             [target.oauth2]\nprovider = \"microsoft\"\ntenant = \"contoso.test\"\ntoken_url = \"{token}\"\n\
+             client_id = \"graph-app\"\nclient_secret_file = \"{secret}\"\nca_file = \"{ca}\"\n",
+            base = self.graph.base_url(),
+            ca = self.env.pki.ca.display(),
+            token = self.tokens.token_url,
+            secret = secret.display(),
+        )
+    }
+}
+
+#[tokio::test]
+async fn the_inbox_is_read_with_a_graph_token_and_every_phase_timed() {
+    let t = tenant().await;
+    let cfg = t.env.config(&format!(
+        "{}{}",
+        t.target("graph-inbox", MAILBOX, ""),
+        t.target("graph-newest", MAILBOX, "newest_message = true")
+    ));
+    let spec = match &cfg.targets[0].spec {
+        probe::ProbeSpec::Graph(s) => s,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        spec.oauth2.scopes,
+        vec!["https://graph.microsoft.com/.default".to_string()],
+        "the microsoft preset asks for Graph's application scope"
+    );
+    let ctx = ProbeContext::new();
+    let o = probe::run(&cfg.targets[0], &ctx).await;
+    assert!(o.success(), "{o:?}");
+    assert_eq!(
+        phases(&o),
+        vec![
+            Phase::Token,
+            Phase::Dns,
+            Phase::Connect,
+            Phase::Tls,
+            Phase::Request,
+            Phase::Body
+        ]
+    );
+    assert_eq!(o.http.as_ref().map(|h| h.status), Some(200));
+    let o = probe::run(&cfg.targets[1], &ctx).await;
+    assert!(o.success(), "{o:?}");
+    assert_eq!(phases(&o).last(), Some(&Phase::Messages));
+
+    let asked = t.graph.asked();
+    assert_eq!(asked.len(), 3, "{asked:?}");
+    assert_eq!(
+        asked[0].path,
+        format!("/v1.0/users/{MAILBOX}/mailFolders/inbox")
+    );
+    assert_eq!(
+        asked[2].path,
+        format!("/v1.0/users/{MAILBOX}/mailFolders/inbox/messages")
+    );
+    assert!(
+        asked[2]
+            .query
+            .contains(&("$top".to_string(), "1".to_string()))
+            && asked[2]
+                .query
+                .contains(&("$select".to_string(), "id,receivedDateTime".to_string())),
+        "{:?}",
+        asked[2].query
+    );
+    for a in &asked {
+        assert!(
+            a.authorization
+                .as_deref()
+                .is_some_and(|v| v.starts_with("Bearer at-")),
+            "{a:?}"
+        );
+        assert!(
+            a.client_request_id
+                .as_deref()
+                .is_some_and(|c| c.len() == 24)
+        );
+    }
+    // One token for both targets (same credential set), from the cache the second time.
+    assert_eq!(
+        t.tokens
+            .token_requests
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+}
+
+fn refusal(status: u16, code: &'static str, retry_after: Option<&'static str>) -> Refusal {
+    Refusal {
+        status,
+        code,
+        message: "as documented",
+        retry_after,
+        times: None,
+    }
+}
+
+#[tokio::test]
+async fn each_graph_answer_has_its_class_and_names_the_request_ids() {
+    let t = tenant().await;
+    let cases: [(&str, Option<Refusal>, (&str, &str)); 8] = [
+        (
+            "denied@contoso.test",
+            Some(refusal(403, "ErrorAccessDenied", None)),
+            ("auth_rejected", "request"),
+        ),
+        (
+            "policy@contoso.test",
+            Some(refusal(403, "Authorization_RequestDenied", None)),
+            ("auth_rejected", "request"),
+        ),
+        (
+            "onprem@contoso.test",
+            Some(refusal(404, "MailboxNotEnabledForRESTAPI", None)),
+            ("mailbox_error", "request"),
+        ),
+        // Not added to the server: Graph's 404 ErrorInvalidUser.
+        ("nobody@contoso.test", None, ("mailbox_error", "request")),
+        (
+            "busy@contoso.test",
+            Some(refusal(503, "ServiceUnavailable", Some("2"))),
+            ("server_unavailable", "request"),
+        ),
+        (
+            "slow@contoso.test",
+            Some(refusal(504, "UnknownError", None)),
+            ("server_unavailable", "request"),
+        ),
+        (
+            "new@contoso.test",
+            Some(refusal(400, "SomeCodeNobodyDocumented", None)),
+            ("unrecognized", "request"),
+        ),
+        (
+            "hot@contoso.test",
+            Some(refusal(429, "TooManyRequests", Some("7"))),
+            ("throttled", "request"),
+        ),
+    ];
+    let mut text = String::new();
+    for (mailbox, r, _) in &cases {
+        if let Some(r) = r {
+            t.graph.refuse(mailbox, r.clone());
+        }
+        text += &t.target(&mailbox.replace(['@', '.'], "-"), mailbox, "");
+    }
+    let cfg = t.env.config(&text);
+    let ctx = ProbeContext::new();
+    for (target, (mailbox, r, want)) in cfg.targets.iter().zip(&cases) {
+        let o = probe::run(target, &ctx).await;
+        assert_eq!(failure(&o), *want, "{mailbox}: {o:?}");
+        let detail = &o.failure.as_ref().unwrap().detail;
+        let code = r.as_ref().map_or("ErrorInvalidUser", |r| r.code);
+        assert!(detail.contains(code), "{detail}");
+        assert!(detail.contains("request-id 6d1b2c3e-"), "{detail}");
+        let sent = t
+            .graph
+            .asked()
+            .last()
+            .unwrap()
+            .client_request_id
+            .clone()
+            .unwrap();
+        assert!(
+            detail.contains(&format!("client-request-id {sent}")),
+            "{detail}"
+        );
+        let wait = r.as_ref().and_then(|r| r.retry_after);
+        assert_eq!(
+            o.retry_after,
+            wait.map(|w| Duration::from_secs(w.parse().unwrap())),
+            "{mailbox}"
+        );
+        // The token never shows, however the server words its refusal.
+        for token in t.tokens.issued() {
+            assert!(!detail.contains(&token), "{detail}");
+        }
+    }
+
+    // A token Graph does not accept (revoked): 401 InvalidAuthenticationToken.
+    t.tokens.revoke_all();
+    let o = probe::run(&cfg.targets[0], &ctx).await;
+    assert_eq!(failure(&o), ("auth_rejected", "request"), "{o:?}");
+    assert!(
+        o.failure
+            .unwrap()
+            .detail
+            .contains("InvalidAuthenticationToken")
+    );
+}
+
+/// A 429 with `Retry-After: 3` in the daemon, probing every second: the next probe of that
+/// target comes no sooner than 3 s later; the throttled probe counts in
+/// `mailprobe_probes_throttled_total`, not as a failure of the target, and opens no incident.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_waits_the_retry_after_and_does_not_count_throttling_as_down() {
+    let t = tenant().await;
+    t.graph.refuse(
+        MAILBOX,
+        Refusal {
+            times: Some(1),
+            ..refusal(429, "TooManyRequests", Some("3"))
+        },
+    );
+    let cfg = t.env.config(&format!(
+        "[global]\ninterval = \"1s\"\ntimeout = \"1s\"\n{}",
+        t.target("graph-hot", MAILBOX, "")
+    ));
+    let d = Daemon::start(cfg).await;
+    let m = d.wait_probes("graph-hot", "success", 1.0).await;
+    assert_eq!(
+        sample(
+            &m,
+            "mailprobe_probes_throttled_total",
+            &[("protocol", "graph")]
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(common::failures_of(&m, "graph-hot"), 0.0, "{m}");
+    d.stop().await;
+    let asked = t.graph.asked();
+    assert!(asked.len() >= 2, "{asked:?}");
+    let gap = asked[1].at - asked[0].at;
+    assert!(
+        gap >= Duration::from_secs(3),
+        "the probe after a 429 with Retry-After: 3 came {gap:?} later"
+    );
+}
+
+/// A round trip sending through Graph's `sendMail` (which the test's Graph relays to the real
+/// Postfix, delivering to the real Dovecot) and receiving over IMAP: the same phases, latency
+/// and cleanup as with an SMTP leg. A `sendMail` Graph refuses is the send leg's failure, with
+/// Graph's class.
+#[tokio::test]
+async fn a_round_trip_sends_through_graph_and_receives_over_imap() {
+    use mailprobe_testpeers::dovecot::{self, Dovecot, Options};
+    use mailprobe_testpeers::postfix::Postfix;
+    let t = tenant().await;
+    let dc = Dovecot::start(&t.env.pki, Options::default());
+    let pf = Postfix::start(&t.env.pki, &dc, None);
+    t.graph.relay_to(pf.ports.smtp);
+    let text = format!(
+        "{}{}[[target]]\nname = \"rt-graph\"\nregion = \"test\"\nprotocol = \"roundtrip\"\n\
+         smtp_target = \"graph-send\"\nimap_target = \"rt-inbox\"\ndelivery_timeout = \"20s\"\n",
+        t.target("graph-send", MAILBOX, ""),
+        t.env.imap_target("rt-inbox", dc.ports.imaps, ""),
+    );
+    let cfg = t.env.config(&text);
+    let rt = cfg.targets.iter().find(|x| x.name == "rt-graph").unwrap();
+    let o = probe::run(rt, &ProbeContext::new()).await;
+    assert!(o.success(), "{o:?}\n{}", pf.log());
+    assert_eq!(
+        phases(&o),
+        [Phase::Receive, Phase::Send, Phase::Delivery, Phase::Cleanup]
+    );
+    let latency = o.delivery.as_ref().unwrap().latency.expect("a latency");
+    eprintln!("Graph sendMail → Postfix → Dovecot, seen over IMAP after {latency:?}");
+    let sent = t
+        .graph
+        .asked()
+        .into_iter()
+        .find(|a| a.method == "POST")
+        .expect("a sendMail");
+    assert_eq!(sent.path, format!("/v1.0/users/{MAILBOX}/sendMail"));
+    let body: serde_json::Value = serde_json::from_slice(&sent.body).unwrap();
+    assert_eq!(
+        body["message"]["toRecipients"][0]["emailAddress"]["address"],
+        dovecot::USER
+    );
+    assert_eq!(
+        body["message"]["internetMessageHeaders"][0]["name"],
+        "X-Mailprobe-Token"
+    );
+    assert_eq!(
+        dc.mailbox_len(dovecot::USER),
+        0,
+        "the probe message was deleted"
+    );
+
+    t.graph
+        .refuse(MAILBOX, refusal(403, "ErrorAccessDenied", None));
+    let o = probe::run(rt, &ProbeContext::new()).await;
+    assert_eq!(failure(&o), ("auth_rejected", "send"), "{o:?}");
+    assert!(
+        o.failure
+            .unwrap()
+            .detail
+            .contains("sendMail as probe@contoso.test")
+    );
+}
