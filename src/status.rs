@@ -5,6 +5,8 @@
 //! protocol at a glance, the ongoing incidents with their timelines, and recent resolved ones.
 //! Nothing secret (usernames, addresses, passwords) is on it: targets appear by name.
 
+pub mod model;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};

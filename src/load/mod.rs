@@ -14,6 +14,7 @@
 mod global;
 mod incidents;
 mod metrics;
+mod status;
 mod warnings;
 
 #[cfg(test)]
@@ -42,6 +43,7 @@ use crate::probe::{Protocol, Target};
 pub use global::{DEFAULT_INTERVAL, DEFAULT_LISTEN, Global, Shard};
 pub use incidents::{DEFAULT_STATE_DIR, IncidentSettings, Policy};
 pub use metrics::MetricsSettings;
+pub use status::{Service, ServiceText, StatusSettings};
 use warnings::TimeoutFrom;
 
 /// More users than any fleet has; sums over 100,000 targets still fit SQLite's INTEGER.
@@ -58,6 +60,8 @@ pub struct Config {
     pub incidents: IncidentSettings,
     /// `[metrics]`: the optional per-target series.
     pub metrics: MetricsSettings,
+    /// `[status]`: the public status page.
+    pub status: StatusSettings,
     /// `[[target]]`s in file order.
     pub targets: Vec<Arc<Target>>,
     /// The shard given on the command line (`run --shard`), which outranks `[global] shard`
@@ -107,6 +111,8 @@ struct RawConfig {
     incidents: incidents::RawIncidents,
     #[serde(default)]
     metrics: MetricsSettings,
+    #[serde(default)]
+    status: status::RawStatus,
     /// Taken out before this pass (see [`read`]); named so that it is a known key.
     #[serde(default, rename = "target")]
     _target: serde::de::IgnoredAny,
@@ -133,6 +139,7 @@ struct Read {
     global: global::RawGlobal,
     incidents: incidents::RawIncidents,
     metrics: MetricsSettings,
+    status: status::RawStatus,
     /// Each `[[target]]`: the keys every target has, and its protocol's table.
     targets: Vec<(RawTarget, Box<dyn ReadTable>)>,
 }
@@ -190,6 +197,7 @@ fn read(loc: &Locator<'_>, doc: Spanned<DeTable<'_>>) -> Result<Read, ConfigErro
         global: raw.global,
         incidents: raw.incidents,
         metrics: raw.metrics,
+        status: raw.status,
         targets,
     })
 }
@@ -256,6 +264,7 @@ impl Loader<'_> {
         let global = global::global(self.loc, &self.state, read.global)?;
         self.state.net = global.net.clone();
         let incidents = incidents::incidents(self.loc, &self.state, read.incidents)?;
+        let status = status::status(self.loc, &self.state, read.status, global.web.clone())?;
         let mut names: HashMap<String, usize> = HashMap::new();
         for (i, (t, _)) in read.targets.iter().enumerate() {
             if let Some(first) = names.get(&t.name) {
@@ -306,6 +315,7 @@ impl Loader<'_> {
             global,
             incidents,
             metrics: read.metrics,
+            status,
             targets: slots.into_iter().flatten().collect(),
             shard_override: None,
             warnings: Vec::new(),
