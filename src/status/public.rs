@@ -66,7 +66,7 @@ a{color:#0b5cad}
 .tip{font-size:13px;min-height:1.4em;color:#3d444d}
 .incident{background:#fff;border:1px solid #dde1e6;border-left:5px solid #c62828;border-radius:6px;padding:10px 12px;margin:10px 0}
 .incident.resolved{border-left-color:#2e8540}
-.incident ol{margin:6px 0 0;padding-left:18px}
+.incident ul{margin:6px 0 0;padding-left:18px}
 .incident li{margin:2px 0}
 table{border-collapse:collapse;background:#fff;width:100%}
 th,td{border:1px solid #dde1e6;padding:6px 8px;text-align:left;vertical-align:top}
@@ -109,7 +109,7 @@ pub fn page(i: &Inputs<'_>) -> String {
     let _ = write!(
         h,
         "<h1>{}</h1><div class=\"banner {}\" id=\"banner\">{}</div>\
-         <p class=\"meta\">Updated {} ({}) · measured every minute by automatic checks</p>",
+         <p class=\"meta\">Updated {} ({}) · measured by automatic checks</p>",
         esc(&i.settings.title),
         b.state.key(),
         esc(&b.text),
@@ -251,7 +251,7 @@ fn incident_card(
     };
     let _ = write!(
         h,
-        "<div class=\"detail\">{} · affected users: {} · likely cause: {}</div><ol>",
+        "<div class=\"detail\">{} · affected users: {} · likely cause: {}</div><ul>",
         esc(&when),
         esc(&s.users.to_string()),
         esc(incident_cause(s)),
@@ -266,7 +266,7 @@ fn incident_card(
             esc(&entry_text(&e.summary)),
         );
     }
-    h.push_str("</ol></article>");
+    h.push_str("</ul></article>");
 }
 
 /// An incident's own page: timeline, duration, what it affected, the outage report.

@@ -14,6 +14,7 @@
 //! - [`oauth`]: an OAuth2 token server (client credentials, refresh tokens, introspection).
 //! - [`prometheus`]: a private Prometheus and Alertmanager, to test the shipped alert rules end to
 //!   end.
+//! - [`proxy`]: a TCP proxy a test switches between passing, delaying and closing.
 //! - [`util`]: free ports, temporary directories, checks that the needed programs exist.
 #![forbid(unsafe_code)]
 
@@ -28,6 +29,7 @@ pub mod oauth;
 pub mod pki;
 pub mod postfix;
 pub mod prometheus;
+pub mod proxy;
 pub mod util;
 
 /// Re-exported so test crates name the same `TempDir` type.
