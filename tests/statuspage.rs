@@ -432,3 +432,58 @@ async fn the_outage_story_against_a_real_dovecot_reads_on_the_page_and_its_uptim
     );
     d.stop().await;
 }
+
+/// The public listener honours a web config of its own, or `[global]`'s when it names none;
+/// the private one keeps `[global]`'s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_listener_has_its_own_web_config_or_the_global_one() {
+    let env = Env::new();
+    let private_web = env.dir.path().join("web.yml");
+    std::fs::write(
+        &private_web,
+        format!(
+            "basic_auth_users:\n  admin: '{}'\n",
+            bcrypt::hash("admin-secret", 4).unwrap()
+        ),
+    )
+    .unwrap();
+    let public_web = env.dir.path().join("public-web.yml");
+    std::fs::write(
+        &public_web,
+        "http_server_config:\n  headers:\n    X-Frame-Options: DENY\n",
+    )
+    .unwrap();
+    let closed = mailprobe_testpeers::util::free_port();
+    let target = env.imap_target("mbx-alpha", closed, "");
+    let global = format!(
+        "[global]\nweb_config_file = \"{}\"\n",
+        private_web.display()
+    );
+
+    // No web config of its own: the public page is behind [global]'s basic auth too.
+    let d = Daemon::start(env.config(&format!("{global}{target}"))).await;
+    assert_eq!(http(d.private, "GET", "/").await.0, 401);
+    assert_eq!(http(d.public, "GET", "/").await.0, 401);
+    d.stop().await;
+
+    // Its own: open, with its headers; the private listener still asks for a password.
+    let d = Daemon::start(env.config(&format!(
+        "{global}[status]\nweb_config_file = \"{}\"\n{target}",
+        public_web.display()
+    )))
+    .await;
+    assert_eq!(http(d.private, "GET", "/status").await.0, 401);
+    let (status, body) = http(d.public, "GET", "/").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Mail service status"), "{body}");
+    let mut s = tokio::net::TcpStream::connect(d.public).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let head = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+    assert!(head.contains("x-frame-options: deny"), "{head}");
+    d.stop().await;
+}

@@ -778,6 +778,53 @@ mod tests {
     }
 
     #[test]
+    fn uptime_rollups_add_up_per_day_and_go_with_retention() {
+        use crate::incidents::uptime::{DayRow, day_start};
+        let dir = std::env::temp_dir().join(format!("mp-store-up-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut store = Store::open(&dir).unwrap();
+        let row = |day, partial, incident: Option<i64>| DayRow {
+            day,
+            region: "eu".into(),
+            service: "reading".into(),
+            observed_ms: 5_000,
+            partial_ms: partial,
+            down_share_ms: partial as f64 / 4.0,
+            incidents: incident.into_iter().collect(),
+            ..DayRow::default()
+        };
+        store.add_uptime(&[row(100, 5_000, Some(3))]).unwrap();
+        store
+            .add_uptime(&[row(100, 0, Some(3)), row(101, 0, None)])
+            .unwrap();
+        store.add_uptime(&[row(100, 5_000, Some(4))]).unwrap();
+        let rows = store.uptime(0).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].observed_ms, 15_000);
+        assert_eq!(rows[0].partial_ms, 10_000);
+        assert_eq!(rows[0].up_ms(), 5_000);
+        assert_eq!(rows[0].down_share_ms, 2_500.0);
+        assert_eq!(rows[0].incidents, [3, 4].into());
+        assert!(rows[1].incidents.is_empty());
+        assert_eq!(store.uptime(101).unwrap().len(), 1);
+        // Readers see it too.
+        assert_eq!(
+            Store::open_read_only(&dir)
+                .unwrap()
+                .uptime(0)
+                .unwrap()
+                .len(),
+            2
+        );
+        // Retention drops days before the cutoff's.
+        store.prune(day_start(101)).unwrap();
+        let rows = store.uptime(0).unwrap();
+        assert_eq!((rows.len(), rows[0].day), (1, 101));
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn a_newer_schema_is_refused() {
         let dir = std::env::temp_dir().join(format!("mp-store-new-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
