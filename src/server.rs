@@ -1,5 +1,7 @@
-//! The daemon's HTTP endpoints: `/metrics`, `/-/healthy`, `/-/ready`, `POST /-/reload`, and a
-//! small index page. The bound listener and the shutdown signal come from the caller.
+//! The daemon's HTTP endpoints: `/metrics`, `/-/healthy`, `/-/ready`, `POST /-/reload`, the
+//! admin view at `/` and the public page at `/status` on the private listener ([`router`]), and
+//! the public page alone on `[status] listen` ([`public_router`]). The bound listeners and the
+//! shutdown signal come from the caller.
 //!
 //! Connections are accepted here rather than by `axum::serve` so that the web config (TLS, basic
 //! auth) can apply to every endpoint and change on reload without rebinding, and so that no
