@@ -185,4 +185,114 @@ fn main() {
             });
         }
     }
+    if on("status") {
+        status_benches(dir.path(), &targets, secs);
+    }
+}
+
+/// The status page at 10,000 targets in 10 regions: a tick's rollup, saving it, reading 90
+/// days of rollups, and rendering the public page and the admin view with 1,000 targets down.
+fn status_benches(dir: &Path, targets: &[Arc<Target>], secs: Duration) {
+    use mailprobe::incidents::service::Snapshot;
+    use mailprobe::incidents::store::Store;
+    use mailprobe::incidents::uptime::{DayRow, Rollup, day_of};
+    use mailprobe::incidents::{Health, TargetState};
+    use mailprobe::status::model::Clock;
+    use mailprobe::status::public::{Inputs, page};
+
+    let now = SystemTime::now();
+    let mut states: Vec<TargetState> = targets
+        .iter()
+        .map(|t| TargetState::new(&t.name, &t.region, t.protocol(), Some(100), now))
+        .collect();
+    for s in states.iter_mut().step_by(10) {
+        s.health = Health::Down;
+        s.last_failure = Some((
+            mailprobe::probe::classify::FailureClass::ConnectRefused,
+            mailprobe::probe::Phase::Connect,
+        ));
+    }
+    let mut rollup = Rollup::default();
+    rollup.advance(now, states.iter(), &[]);
+    let mut t = now;
+    bench(
+        "status: rollup of one tick, 10,000 targets",
+        20,
+        secs,
+        || {
+            t += Duration::from_secs(5);
+            rollup.advance(t, states.iter(), &[])
+        },
+    );
+    // 90 days of a fleet with 10 regions and two services per region.
+    let mut store = Store::open(&dir.join("state")).expect("store");
+    let today = day_of(now);
+    let mut rows = Vec::new();
+    for day in today - 89..=today {
+        for r in 0..10 {
+            for service in ["reading", "sending"] {
+                rows.push(DayRow {
+                    day,
+                    region: format!("r{r}"),
+                    service: service.into(),
+                    observed_ms: 86_400_000,
+                    partial_ms: 60_000,
+                    down_share_ms: 6_000.0,
+                    incidents: [day].into(),
+                    ..DayRow::default()
+                });
+            }
+        }
+    }
+    store.add_uptime(&rows).expect("saved");
+    let tick: Vec<DayRow> = rows[rows.len() - 20..].to_vec();
+    bench(
+        "status: save one tick's rollups (20 components)",
+        20,
+        secs,
+        || store.add_uptime(&tick).expect("saved"),
+    );
+    bench(
+        "status: read 90 days of rollups (20 components)",
+        20,
+        secs,
+        || store.uptime(today - 89).expect("read"),
+    );
+    let uptime = store.uptime(today - 89).expect("read");
+    let snapshot = Snapshot {
+        at: Some(now),
+        targets: states,
+        open: Vec::new(),
+        ..Snapshot::default()
+    };
+    let settings = mailprobe::load::StatusSettings::default();
+    let clock = Clock::new(now, settings.time_zone.clone());
+    let inputs = Inputs {
+        snapshot: &snapshot,
+        history: &[],
+        uptime: &uptime,
+        settings: &settings,
+        clock: &clock,
+    };
+    let size = page(&inputs).len();
+    bench(
+        &format!(
+            "status: public page, 10,000 targets ({:.0} kB)",
+            size as f64 / 1e3
+        ),
+        20,
+        secs,
+        || page(&inputs),
+    );
+    let recent = mailprobe::status::recent::RecentProbes::default();
+    let size = mailprobe::status::page(&snapshot, &[], &recent).len();
+    bench(
+        &format!(
+            "status: admin view, 1,000 failing ({:.0} kB)",
+            size as f64 / 1e3
+        ),
+        5,
+        secs,
+        || mailprobe::status::page(&snapshot, &[], &recent),
+    );
 }

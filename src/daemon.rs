@@ -34,6 +34,7 @@ struct Reporter {
     incidents: Incidents,
     liveness: Arc<Liveness>,
     said: LogMemory,
+    recent: Arc<crate::status::recent::RecentProbes>,
 }
 
 impl OutcomeSink for Reporter {
@@ -41,6 +42,7 @@ impl OutcomeSink for Reporter {
         self.liveness.probe_finished();
         self.metrics.observe(&o);
         self.incidents.observe(&o);
+        self.recent.record(&o);
         log_outcome(&o, &self.said.note(&o));
     }
 }
@@ -486,6 +488,41 @@ pub async fn run_with(
     shutdown: CancellationToken,
     wrap: WrapSink,
 ) -> anyhow::Result<()> {
+    let listeners = Listeners {
+        private: listener,
+        public: None,
+    };
+    run_all(config, listeners, shutdown, wrap).await
+}
+
+/// The daemon's bound listeners: the private one (metrics, health, admin view, reloads) and,
+/// when `[status] listen` is set, the public one serving the status page alone.
+pub struct Listeners {
+    /// `[global] listen`.
+    pub private: TcpListener,
+    /// `[status] listen`.
+    pub public: Option<TcpListener>,
+}
+
+/// [`run`] on both listeners.
+pub async fn run_listeners(
+    config: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    run_all(config, listeners, shutdown, Box::new(|sink| sink)).await
+}
+
+async fn run_all(
+    config: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+    wrap: WrapSink,
+) -> anyhow::Result<()> {
+    let Listeners {
+        private: listener,
+        public,
+    } = listeners;
     let metrics = Arc::new(Metrics::new());
     metrics.set_options(config.metrics);
     metrics.config_loaded(true);
@@ -506,6 +543,7 @@ pub async fn run_with(
         incidents: incidents.clone(),
         liveness: liveness.clone(),
         said: LogMemory::default(),
+        recent: Arc::new(Default::default()),
     });
     let observed = Arc::new(Observed {
         metrics: metrics.clone(),
@@ -525,22 +563,37 @@ pub async fn run_with(
     let addr = listener.local_addr().ok();
     let http_shutdown = CancellationToken::new();
     let web = Arc::new(arc_swap::ArcSwapOption::new(config.global.web.clone()));
-    let server = tokio::spawn(server::serve(
-        listener,
-        AppState {
-            metrics: metrics.clone(),
-            ready: liveness.clone(),
-            reload: reload_tx,
-            web: web.clone(),
-            incidents: incidents.clone(),
-        },
-        http_shutdown.clone(),
-    ));
+    let public_web = Arc::new(arc_swap::ArcSwapOption::new(config.status.web.clone()));
+    let status_settings = Arc::new(arc_swap::ArcSwap::from_pointee(config.status.clone()));
+    let state = AppState {
+        metrics: metrics.clone(),
+        ready: liveness.clone(),
+        reload: reload_tx,
+        web: web.clone(),
+        incidents: incidents.clone(),
+        status: status_settings.clone(),
+        recent: reporter.recent.clone(),
+    };
+    let public_addr = public.as_ref().and_then(|l| l.local_addr().ok());
+    let public_server = public.map(|listener| {
+        let state = AppState {
+            web: public_web.clone(),
+            ..state.clone()
+        };
+        tokio::spawn(server::serve_router(
+            listener,
+            server::public_router(state),
+            public_web.clone(),
+            http_shutdown.clone(),
+        ))
+    });
+    let server = tokio::spawn(server::serve(listener, state, http_shutdown.clone()));
     tracing::info!(
         config = %config.path.display(),
         targets = scheduler.len(),
         shard = %config.global.shard.map_or("all".into(), |s| s.to_string()),
         listen = %addr.map_or_else(|| "unknown".into(), |a| a.to_string()),
+        status_listen = %public_addr.map_or_else(|| "none".into(), |a| a.to_string()),
         tls = config.global.web.as_ref().is_some_and(|w| w.tls.is_some()),
         "mailprobe started"
     );
@@ -566,6 +619,9 @@ pub async fn run_with(
         liveness: &liveness,
         said: &reporter.said,
         feeds: &mut feeds,
+        public_web: &public_web,
+        status: &status_settings,
+        recent: &reporter.recent,
     };
     loop {
         tokio::select! {
@@ -617,6 +673,12 @@ pub async fn run_with(
         .await
         .context("HTTP server task failed")?
         .context("HTTP server failed")?;
+    if let Some(public) = public_server {
+        public
+            .await
+            .context("public HTTP server task failed")?
+            .context("public HTTP server failed")?;
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -647,6 +709,9 @@ struct Reloading<'a> {
     liveness: &'a Liveness,
     said: &'a LogMemory,
     feeds: &'a mut Feeds,
+    public_web: &'a ArcSwapOption<crate::webconfig::WebConfig>,
+    status: &'a arc_swap::ArcSwap<crate::load::StatusSettings>,
+    recent: &'a crate::status::recent::RecentProbes,
 }
 
 impl Reloading<'_> {
@@ -682,6 +747,11 @@ fn reload(current: &mut Config, r: &mut Reloading<'_>) -> Result<Reloaded, Reloa
             if new.global.listen != current.global.listen {
                 tracing::warn!(old = %current.global.listen, new = %new.global.listen, "listen address changes need a restart; still listening on the old one");
             }
+            if new.status.listen != current.status.listen {
+                tracing::warn!(
+                    "[status] listen changes need a restart; the public page stays where it was"
+                );
+            }
             if new.global.log_format != current.global.log_format
                 || new.global.log_level != current.global.log_level
             {
@@ -693,12 +763,15 @@ fn reload(current: &mut Config, r: &mut Reloading<'_>) -> Result<Reloaded, Reloa
             scheduler.set_concurrency(new.global.concurrency);
             metrics.set_options(new.metrics);
             web.store(new.global.web.clone());
+            r.public_web.store(new.status.web.clone());
+            r.status.store(Arc::new(new.status.clone()));
             let targets = new.owned_targets();
             let diff = scheduler.apply(&targets);
             incidents.set_targets(&targets);
             r.feeds.apply(&new.providers);
             r.liveness.set_targets(&targets);
             r.said.forget(&diff.removed);
+            r.recent.forget(&diff.removed);
             tracing::info!(
                 added = %diff.added.join(","),
                 removed = %diff.removed.join(","),

@@ -148,13 +148,25 @@ fn run(
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
+        let public = match config.status.listen {
+            Some(a) => Some(
+                tokio::net::TcpListener::bind(a)
+                    .await
+                    .with_context(|| format!("cannot listen on {a} ([status] listen)"))?,
+            ),
+            None => None,
+        };
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
         tokio::spawn(async move {
             wait_for_stop_signal().await;
             stop.cancel();
         });
-        daemon::run(config, listener, shutdown).await?;
+        let listeners = daemon::Listeners {
+            private: listener,
+            public,
+        };
+        daemon::run_listeners(config, listeners, shutdown).await?;
         Ok(ExitCode::SUCCESS)
     })
 }

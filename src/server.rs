@@ -1,5 +1,7 @@
-//! The daemon's HTTP endpoints: `/metrics`, `/-/healthy`, `/-/ready`, `POST /-/reload`, and a
-//! small index page. The bound listener and the shutdown signal come from the caller.
+//! The daemon's HTTP endpoints: `/metrics`, `/-/healthy`, `/-/ready`, `POST /-/reload`, the
+//! admin view at `/` and the public page at `/status` on the private listener ([`router`]), and
+//! the public page alone on `[status] listen` ([`public_router`]). The bound listeners and the
+//! shutdown signal come from the caller.
 //!
 //! Connections are accepted here rather than by `axum::serve` so that the web config (TLS, basic
 //! auth) can apply to every endpoint and change on reload without rebinding, and so that no
@@ -118,6 +120,10 @@ pub struct AppState {
     pub web: Arc<ArcSwapOption<WebConfig>>,
     /// The incident timeline.
     pub incidents: Incidents,
+    /// `[status]`: the public page's words and zone, replaced on reload.
+    pub status: Arc<arc_swap::ArcSwap<crate::load::StatusSettings>>,
+    /// Each target's last probes, for the admin view.
+    pub recent: Arc<crate::status::recent::RecentProbes>,
 }
 
 /// The router, separate from [`serve`] so tests can drive it in-process too.
@@ -130,6 +136,21 @@ pub fn router(state: AppState) -> Router {
         .route("/-/healthy", get(|| async { "Healthy\n" }))
         .route("/-/ready", get(ready))
         .route("/-/reload", post(reload))
+        .route("/status", get(public_page))
+        .route("/api/v1/summary", get(public_summary))
+        .route("/incidents/{id}", get(admin_incident))
+        .layer(middleware::from_fn_with_state(state.clone(), protect))
+        .with_state(state)
+}
+
+/// The public listener's router (`[status] listen`): the public page, its incident pages and
+/// its JSON, nothing else, so that it can be published as is. `state.web` is the public
+/// listener's web config.
+pub fn public_router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(public_page))
+        .route("/api/v1/summary", get(public_summary))
+        .route("/incidents/{id}", get(public_incident))
         .layer(middleware::from_fn_with_state(state.clone(), protect))
         .with_state(state)
 }
@@ -180,14 +201,23 @@ pub async fn serve(
     state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    let web = state.web.clone();
+    serve_router(listener, router(state), web, shutdown).await
+}
+
+/// Serves `app` on `listener` with the limits and timeouts of [`serve`], its TLS from `web`.
+pub async fn serve_router(
+    listener: TcpListener,
+    app: Router,
+    web: Arc<ArcSwapOption<WebConfig>>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     let limits = Limits::for_this_process();
     tracing::debug!(
         max_connections = limits.max_connections,
         open_files = limits.open_files,
         "HTTP connection limit"
     );
-    let web = state.web.clone();
-    let app = router(state);
     let registry = Arc::new(Registry::default());
     let tracker = TaskTracker::new();
     // Cancelled when the drain period is over: every connection still open closes.
@@ -826,9 +856,126 @@ fn unavailable(e: impl std::fmt::Display) -> Response {
 async fn status_page(State(s): State<AppState>) -> Response {
     let since = std::time::SystemTime::now() - crate::status::DEFAULT_WINDOW;
     match s.incidents.history(since).await {
-        Ok(history) => Html(crate::status::page(&s.incidents.snapshot(), &history)).into_response(),
+        Ok(history) => Html(crate::status::page(
+            &s.incidents.snapshot(),
+            &history,
+            &s.recent,
+        ))
+        .into_response(),
         Err(e) => unavailable(e),
     }
+}
+
+/// What the public page needs, read from the incident service and its database.
+struct PublicData {
+    snapshot: Arc<crate::incidents::service::Snapshot>,
+    history: Vec<(crate::incidents::Incident, Vec<crate::incidents::Entry>)>,
+    uptime: Vec<crate::incidents::uptime::DayRow>,
+    settings: Arc<crate::load::StatusSettings>,
+    clock: crate::status::model::Clock,
+}
+
+impl PublicData {
+    async fn read(s: &AppState) -> Result<PublicData, Response> {
+        let now = std::time::SystemTime::now();
+        let history = s
+            .incidents
+            .history(now - crate::status::DEFAULT_WINDOW)
+            .await
+            .map_err(unavailable)?;
+        let uptime = s
+            .incidents
+            .uptime(crate::incidents::uptime::DAYS)
+            .await
+            .map_err(unavailable)?;
+        let settings = s.status.load_full();
+        Ok(PublicData {
+            snapshot: s.incidents.snapshot(),
+            history,
+            uptime,
+            clock: crate::status::model::Clock::new(now, settings.time_zone.clone()),
+            settings,
+        })
+    }
+
+    fn inputs(&self) -> crate::status::public::Inputs<'_> {
+        crate::status::public::Inputs {
+            snapshot: &self.snapshot,
+            history: &self.history,
+            uptime: &self.uptime,
+            settings: &self.settings,
+            clock: &self.clock,
+        }
+    }
+}
+
+async fn public_page(State(s): State<AppState>) -> Response {
+    match PublicData::read(&s).await {
+        Ok(d) => Html(crate::status::public::page(&d.inputs())).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn public_summary(State(s): State<AppState>) -> Response {
+    match PublicData::read(&s).await {
+        Ok(d) => axum::Json(crate::status::public::summary_json(&d.inputs())).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// `/incidents/{id}` or `/incidents/{id}.md`, with the admin's CLI report added when `admin`.
+async fn incident_page(s: &AppState, id: &str, admin: bool) -> Response {
+    let (id, markdown) = match id.strip_suffix(".md") {
+        Some(id) => (id, true),
+        None => (id, false),
+    };
+    let Ok(id) = id.parse::<i64>() else {
+        return (StatusCode::NOT_FOUND, "no such incident\n").into_response();
+    };
+    let found = match s.incidents.incident(id).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return (StatusCode::NOT_FOUND, "no such incident\n").into_response(),
+        Err(e) => return unavailable(e),
+    };
+    let d = match PublicData::read(s).await {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let (inc, entries) = &found;
+    if markdown {
+        return (
+            [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
+            crate::status::public::report(inc, entries, &d.inputs()),
+        )
+            .into_response();
+    }
+    let mut page = crate::status::public::incident_page(inc, entries, &d.inputs());
+    if admin {
+        let cli = crate::incidents::render::render(
+            std::slice::from_ref(&found),
+            crate::incidents::render::Format::Markdown,
+        );
+        let section = format!(
+            "<h2>For admins: the report as <code>mailprobe incidents --format markdown</code> gives it</h2><pre id=\"admin-report\">{}</pre></main>",
+            crate::status::esc(&cli)
+        );
+        page = page.replacen("</main>", &section, 1);
+    }
+    Html(page).into_response()
+}
+
+async fn public_incident(
+    State(s): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    incident_page(&s, &id, false).await
+}
+
+async fn admin_incident(
+    State(s): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    incident_page(&s, &id, true).await
 }
 
 async fn status_api(State(s): State<AppState>) -> Response {

@@ -1,9 +1,15 @@
-//! The status page at `/` and its JSON twins `/api/v1/status` and `/api/v1/incidents`.
+//! The admin view at `/` of the private listener and its JSON twins `/api/v1/status` and
+//! `/api/v1/incidents`; the public page (for the people whose mail it is) is in [`public`],
+//! built from [`model`], with uptime bars from the per-day rollups.
 //!
 //! Server-rendered HTML with inline CSS and no external assets (it must work on an isolated
 //! network), readable on a phone, refreshing itself. It shows the health of every region ×
 //! protocol at a glance, the ongoing incidents with their timelines, and recent resolved ones.
 //! Nothing secret (usernames, addresses, passwords) is on it: targets appear by name.
+
+pub mod model;
+pub mod public;
+pub mod recent;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -160,7 +166,8 @@ fn providers_html(h: &mut String, s: &Snapshot) {
     h.push_str("</table></div>");
 }
 
-fn esc(s: &str) -> String {
+/// HTML-escapes text.
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -197,8 +204,12 @@ td.up{background:#dcf5e3} td.degraded{background:#fff1c2} td.down{background:#ff
  table.timeline td:before{content:attr(data-label) \": \";font-weight:600;color:#5a6270}}
 ";
 
-/// The status page.
-pub fn page(s: &Snapshot, history: &[(Incident, Vec<Entry>)]) -> String {
+/// The admin view: the grid, every failing target with its last probes, the incidents.
+pub fn page(
+    s: &Snapshot,
+    history: &[(Incident, Vec<Entry>)],
+    recent: &recent::RecentProbes,
+) -> String {
     let g = grid(s);
     let mut regions: Vec<&String> = g.keys().map(|(r, _)| r).collect();
     regions.dedup();
@@ -267,6 +278,7 @@ pub fn page(s: &Snapshot, history: &[(Incident, Vec<Entry>)]) -> String {
         h.push_str("</tr>");
     }
     h.push_str("</table></div>");
+    failing_targets(&mut h, s, recent);
 
     let open: Vec<&(Incident, Vec<Entry>)> = history
         .iter()
@@ -303,8 +315,62 @@ pub fn page(s: &Snapshot, history: &[(Incident, Vec<Entry>)]) -> String {
     for (inc, entries) in resolved.iter().take(RECENT) {
         incident_html(&mut h, inc, entries, None, true);
     }
-    h.push_str("<p class=\"meta\">mailprobe · <a href=\"/metrics\">metrics</a> · <a href=\"/api/v1/status\">status JSON</a> · <a href=\"/api/v1/incidents\">incidents JSON</a></p></body></html>");
+    h.push_str("<p class=\"meta\">mailprobe · <a href=\"/status\">public page</a> · <a href=\"/metrics\">metrics</a> · <a href=\"/api/v1/status\">status JSON</a> · <a href=\"/api/v1/incidents\">incidents JSON</a></p></body></html>");
     h
+}
+
+/// Every target not up, by name: class, phase, detail, since when, and its last probes.
+fn failing_targets(h: &mut String, s: &Snapshot, recent: &recent::RecentProbes) {
+    let mut failing: Vec<&crate::incidents::TargetState> = s
+        .targets
+        .iter()
+        .filter(|t| t.health != Health::Up)
+        .collect();
+    failing.sort_by(|a, b| b.health.cmp(&a.health).then(a.since.cmp(&b.since)));
+    let _ = write!(h, "<h2>Failing targets ({})</h2>", failing.len());
+    if failing.is_empty() {
+        h.push_str("<p>None.</p>");
+        return;
+    }
+    h.push_str("<div class=\"scroll\"><table id=\"failing\" class=\"timeline\"><tr><th>target</th><th>region</th><th>protocol</th><th>state</th><th>class</th><th>phase</th><th>since</th><th>detail</th><th>last probes</th></tr>");
+    for t in failing {
+        let probes = recent.of(&t.name);
+        let (class, phase) = t
+            .last_failure
+            .map_or(("-", "-"), |(c, p)| (c.as_str(), p.as_str()));
+        let detail = probes
+            .iter()
+            .find_map(|p| p.failure.as_ref().map(|f| f.2.clone()))
+            .unwrap_or_default();
+        let last: Vec<String> = probes
+            .iter()
+            .map(|p| {
+                let took = format!("{:.0} ms", p.took.as_secs_f64() * 1000.0);
+                match &p.failure {
+                    Some((c, ph, _)) => format!("{} {c} at {ph} ({took})", timestamp(p.at)),
+                    None if p.slow => format!("{} slow ({took})", timestamp(p.at)),
+                    None => format!("{} ok ({took})", timestamp(p.at)),
+                }
+            })
+            .collect();
+        let _ = write!(
+            h,
+            "<tr><td data-label=\"target\">{}</td><td data-label=\"region\">{}</td><td data-label=\"protocol\">{}</td>\
+             <td data-label=\"state\" class=\"{}\">{}</td><td data-label=\"class\">{}</td><td data-label=\"phase\">{}</td>\
+             <td data-label=\"since\">{}</td><td data-label=\"detail\">{}</td><td data-label=\"last probes\">{}</td></tr>",
+            esc(&t.name),
+            esc(&t.region),
+            t.protocol.as_str(),
+            t.health.as_str(),
+            t.health.as_str(),
+            class,
+            phase,
+            esc(&timestamp(t.since)),
+            esc(&detail),
+            last.iter().map(|l| esc(l)).collect::<Vec<_>>().join("<br>"),
+        );
+    }
+    h.push_str("</table></div>");
 }
 
 fn incident_html(
@@ -367,7 +433,7 @@ mod tests {
 
     #[test]
     fn an_empty_snapshot_renders() {
-        let page = page(&Snapshot::default(), &[]);
+        let page = page(&Snapshot::default(), &[], &Default::default());
         assert!(page.contains("Mail status"));
         assert!(page.contains("Ongoing incidents (0)"));
         assert!(
@@ -394,7 +460,7 @@ mod tests {
                 .collect(),
             ..Snapshot::default()
         };
-        assert!(page(&one(1), &[]).contains(">1 target: 1 up,"));
-        assert!(page(&one(2), &[]).contains(">2 targets: 2 up,"));
+        assert!(page(&one(1), &[], &Default::default()).contains(">1 target: 1 up,"));
+        assert!(page(&one(2), &[], &Default::default()).contains(">2 targets: 2 up,"));
     }
 }

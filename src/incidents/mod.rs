@@ -5,6 +5,7 @@
 //! - [`store`]: SQLite persistence in the state directory, with migrations and retention.
 //! - [`service`]: the task that feeds the engine, ticks it, saves and publishes its state.
 //! - [`providers`]: the provider's issues beside our incidents (merged, matched, stored).
+//! - [`uptime`]: per-day rollups of each component's state for the uptime bars.
 //! - [`render`]: the timeline as a table, Markdown, CSV or JSON.
 
 pub mod engine;
@@ -13,6 +14,7 @@ pub mod render;
 pub mod service;
 pub mod state;
 pub mod store;
+pub mod uptime;
 
 pub use engine::{Entry, Incident, Scope, Stage, Summary};
 pub use state::{Health, Observation, TargetState};

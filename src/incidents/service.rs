@@ -103,6 +103,7 @@ impl Incidents {
             observer,
             snapshot: snapshot.clone(),
             retention: settings.retention,
+            rollup: Default::default(),
         };
         let thread = std::thread::Builder::new()
             .name("incidents".into())
@@ -192,6 +193,25 @@ impl Incidents {
     }
 }
 
+impl Incidents {
+    /// Per-day rollups of the last `days` days (today included), read from the database.
+    pub async fn uptime(&self, days: i64) -> Result<Vec<super::uptime::DayRow>, StoreError> {
+        let dir = self.dir.clone();
+        let from = super::uptime::day_of(SystemTime::now()) - days + 1;
+        tokio::task::spawn_blocking(move || Store::open_read_only(&dir)?.uptime(from))
+            .await
+            .unwrap_or_else(|_| Ok(Vec::new()))
+    }
+
+    /// One incident with its timeline, by id, read from the database.
+    pub async fn incident(&self, id: i64) -> Result<Option<(Incident, Vec<Entry>)>, StoreError> {
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || Store::open_read_only(&dir)?.incident(id))
+            .await
+            .unwrap_or(Ok(None))
+    }
+}
+
 struct Worker {
     engine: Engine,
     store: Store,
@@ -202,6 +222,7 @@ struct Worker {
     observer: Arc<dyn HealthObserver>,
     snapshot: Arc<ArcSwap<Snapshot>>,
     retention: Duration,
+    rollup: super::uptime::Rollup,
 }
 
 impl Worker {
@@ -289,6 +310,14 @@ impl Worker {
             tracing::error!(error = %e, "cannot save incident history");
         }
         let providers = self.providers(!tick.incidents.is_empty());
+        let rows = self.rollup.advance(
+            SystemTime::now(),
+            self.engine.states(),
+            self.engine.open_incidents(),
+        );
+        if let Err(e) = self.store.add_uptime(&rows) {
+            tracing::error!(error = %e, "cannot save uptime rollups");
+        }
         for s in &tick.states {
             self.observer.health(s);
         }

@@ -75,6 +75,26 @@ const MIGRATIONS: &[&str] = &[
         linked_at INTEGER NOT NULL,
         PRIMARY KEY (incident, provider, issue)
     );",
+    // 5: per-day rollups of each component (service × region) for the uptime bars.
+    "CREATE TABLE uptime (
+        day INTEGER NOT NULL,
+        region TEXT NOT NULL,
+        service TEXT NOT NULL,
+        observed_ms INTEGER NOT NULL,
+        degraded_ms INTEGER NOT NULL,
+        partial_ms INTEGER NOT NULL,
+        major_ms INTEGER NOT NULL,
+        maintenance_ms INTEGER NOT NULL,
+        down_share_ms REAL NOT NULL,
+        PRIMARY KEY (day, region, service)
+    ) WITHOUT ROWID;
+    CREATE TABLE uptime_incidents (
+        day INTEGER NOT NULL,
+        region TEXT NOT NULL,
+        service TEXT NOT NULL,
+        incident INTEGER NOT NULL,
+        PRIMARY KEY (day, region, service, incident)
+    ) WITHOUT ROWID;",
 ];
 
 /// Why the store could not be used.
@@ -449,46 +469,165 @@ impl Store {
             "WHERE closed_at IS NULL OR opened_at >= ?1 OR closed_at >= ?1",
             params![since],
         )?;
-        let mut out = Vec::with_capacity(incidents.len());
-        for inc in incidents {
-            let rows = self.sql(|c| {
-                let mut st = c.prepare(
-                    "SELECT at, event, summary, status FROM entries WHERE incident = ?1 ORDER BY at, id",
-                )?;
-                let rows = st.query_map(params![inc.id], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, String>(3)?,
-                    ))
-                })?;
-                rows.collect::<rusqlite::Result<Vec<_>>>()
-            })?;
-            let mut entries = Vec::with_capacity(rows.len());
-            for (at, event, summary, status) in rows {
-                entries.push(Entry {
-                    incident: inc.id,
-                    at: time(at),
-                    event,
-                    summary: serde_json::from_str(&summary)
-                        .map_err(|e| self.corrupt(format!("entry of incident {}: {e}", inc.id)))?,
-                    status,
-                });
+        incidents
+            .into_iter()
+            .map(|inc| {
+                let entries = self.entries(inc.id)?;
+                Ok((inc, entries))
+            })
+            .collect()
+    }
+
+    /// One incident with its timeline, by id (the status page's permalink).
+    pub fn incident(&self, id: i64) -> Result<Option<(Incident, Vec<Entry>)>, StoreError> {
+        match self.incidents("WHERE id = ?1", params![id])?.pop() {
+            Some(inc) => {
+                let entries = self.entries(inc.id)?;
+                Ok(Some((inc, entries)))
             }
-            out.push((inc, entries));
+            None => Ok(None),
         }
-        Ok(out)
+    }
+
+    /// The timeline of incident `id`, oldest first.
+    fn entries(&self, id: i64) -> Result<Vec<Entry>, StoreError> {
+        let rows = self.sql(|c| {
+            let mut st = c.prepare(
+                "SELECT at, event, summary, status FROM entries WHERE incident = ?1 ORDER BY at, id",
+            )?;
+            let rows = st.query_map(params![id], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        let mut entries = Vec::with_capacity(rows.len());
+        for (at, event, summary, status) in rows {
+            entries.push(Entry {
+                incident: id,
+                at: time(at),
+                event,
+                summary: serde_json::from_str(&summary)
+                    .map_err(|e| self.corrupt(format!("entry of incident {id}: {e}")))?,
+                status,
+            });
+        }
+        Ok(entries)
     }
 
     /// Deletes incidents closed before `cutoff` (their entries go with them); returns how many.
     pub fn prune(&mut self, cutoff: SystemTime) -> Result<usize, StoreError> {
+        let day = super::uptime::day_of(cutoff);
         self.sql(|c| {
+            c.execute("DELETE FROM uptime WHERE day < ?1", params![day])?;
+            c.execute("DELETE FROM uptime_incidents WHERE day < ?1", params![day])?;
             c.execute(
                 "DELETE FROM incidents WHERE closed_at IS NOT NULL AND closed_at < ?1",
                 params![ms(cutoff)],
             )
         })
+    }
+
+    /// Adds rollup time (one transaction): each row's durations add to its day's.
+    pub fn add_uptime(&mut self, rows: &[super::uptime::DayRow]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        let result = (|| -> rusqlite::Result<()> {
+            let mut add = tx.prepare_cached(
+                "INSERT INTO uptime (day, region, service, observed_ms, degraded_ms, partial_ms,
+                   major_ms, maintenance_ms, down_share_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (day, region, service) DO UPDATE SET
+                   observed_ms = observed_ms + ?4, degraded_ms = degraded_ms + ?5,
+                   partial_ms = partial_ms + ?6, major_ms = major_ms + ?7,
+                   maintenance_ms = maintenance_ms + ?8, down_share_ms = down_share_ms + ?9",
+            )?;
+            let mut touch = tx.prepare_cached(
+                "INSERT OR IGNORE INTO uptime_incidents (day, region, service, incident)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for r in rows {
+                add.execute(params![
+                    r.day,
+                    r.region,
+                    r.service,
+                    r.observed_ms,
+                    r.degraded_ms,
+                    r.partial_ms,
+                    r.major_ms,
+                    r.maintenance_ms,
+                    r.down_share_ms
+                ])?;
+                for i in &r.incidents {
+                    touch.execute(params![r.day, r.region, r.service, i])?;
+                }
+            }
+            Ok(())
+        })();
+        result.and_then(|_| tx.commit()).map_err(err)
+    }
+
+    /// Rollups from `from_day` on, every component, oldest first.
+    pub fn uptime(&self, from_day: i64) -> Result<Vec<super::uptime::DayRow>, StoreError> {
+        let mut rows = self.sql(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT day, region, service, observed_ms, degraded_ms, partial_ms, major_ms,
+                   maintenance_ms, down_share_ms FROM uptime WHERE day >= ?1
+                 ORDER BY region, service, day",
+            )?;
+            let rows = st.query_map(params![from_day], |r| {
+                Ok(super::uptime::DayRow {
+                    day: r.get(0)?,
+                    region: r.get(1)?,
+                    service: r.get(2)?,
+                    observed_ms: r.get(3)?,
+                    degraded_ms: r.get(4)?,
+                    partial_ms: r.get(5)?,
+                    major_ms: r.get(6)?,
+                    maintenance_ms: r.get(7)?,
+                    down_share_ms: r.get(8)?,
+                    incidents: Default::default(),
+                })
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        let touched = self.sql(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT day, region, service, incident FROM uptime_incidents WHERE day >= ?1",
+            )?;
+            let rows = st.query_map(params![from_day], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        let mut by: std::collections::HashMap<
+            (i64, String, String),
+            std::collections::BTreeSet<i64>,
+        > = std::collections::HashMap::new();
+        for (day, region, service, i) in touched {
+            by.entry((day, region, service)).or_default().insert(i);
+        }
+        for r in &mut rows {
+            if let Some(set) = by.remove(&(r.day, r.region.clone(), r.service.clone())) {
+                r.incidents = set;
+            }
+        }
+        Ok(rows)
     }
 }
 
@@ -805,6 +944,53 @@ mod tests {
         let (_, open, next) = store.load().unwrap();
         assert_eq!((open.len(), open[0].id, next), (1, 7, 8));
         assert!(open[0].peak.is_none());
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn uptime_rollups_add_up_per_day_and_go_with_retention() {
+        use crate::incidents::uptime::{DayRow, day_start};
+        let dir = std::env::temp_dir().join(format!("mp-store-up-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut store = Store::open(&dir).unwrap();
+        let row = |day, partial, incident: Option<i64>| DayRow {
+            day,
+            region: "eu".into(),
+            service: "reading".into(),
+            observed_ms: 5_000,
+            partial_ms: partial,
+            down_share_ms: partial as f64 / 4.0,
+            incidents: incident.into_iter().collect(),
+            ..DayRow::default()
+        };
+        store.add_uptime(&[row(100, 5_000, Some(3))]).unwrap();
+        store
+            .add_uptime(&[row(100, 0, Some(3)), row(101, 0, None)])
+            .unwrap();
+        store.add_uptime(&[row(100, 5_000, Some(4))]).unwrap();
+        let rows = store.uptime(0).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].observed_ms, 15_000);
+        assert_eq!(rows[0].partial_ms, 10_000);
+        assert_eq!(rows[0].up_ms(), 5_000);
+        assert_eq!(rows[0].down_share_ms, 2_500.0);
+        assert_eq!(rows[0].incidents, [3, 4].into());
+        assert!(rows[1].incidents.is_empty());
+        assert_eq!(store.uptime(101).unwrap().len(), 1);
+        // Readers see it too.
+        assert_eq!(
+            Store::open_read_only(&dir)
+                .unwrap()
+                .uptime(0)
+                .unwrap()
+                .len(),
+            2
+        );
+        // Retention drops days before the cutoff's.
+        store.prune(day_start(101)).unwrap();
+        let rows = store.uptime(0).unwrap();
+        assert_eq!((rows.len(), rows[0].day), (1, 101));
         drop(store);
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -15,6 +15,7 @@ mod global;
 mod incidents;
 mod metrics;
 mod provider;
+mod status;
 mod warnings;
 
 #[cfg(test)]
@@ -44,6 +45,7 @@ pub use global::{DEFAULT_INTERVAL, DEFAULT_LISTEN, Global, Shard};
 pub use incidents::{DEFAULT_STATE_DIR, IncidentSettings, Policy};
 pub use metrics::MetricsSettings;
 pub use provider::{DEFAULT_PROVIDER_INTERVAL, DEFAULT_PROVIDER_TIMEOUT, MAX_FEED_BYTES};
+pub use status::{Service, ServiceText, StatusSettings};
 use warnings::TimeoutFrom;
 
 /// More users than any fleet has; sums over 100,000 targets still fit SQLite's INTEGER.
@@ -60,6 +62,8 @@ pub struct Config {
     pub incidents: IncidentSettings,
     /// `[metrics]`: the optional per-target series.
     pub metrics: MetricsSettings,
+    /// `[status]`: the public status page.
+    pub status: StatusSettings,
     /// `[[target]]`s in file order.
     pub targets: Vec<Arc<Target>>,
     /// `[[provider]]`s: the provider status feeds polled beside the probes.
@@ -114,6 +118,8 @@ struct RawConfig {
     metrics: MetricsSettings,
     #[serde(default)]
     provider: Vec<provider::RawProvider>,
+    #[serde(default)]
+    status: status::RawStatus,
     /// Taken out before this pass (see [`read`]); named so that it is a known key.
     #[serde(default, rename = "target")]
     _target: serde::de::IgnoredAny,
@@ -144,6 +150,7 @@ struct Read {
     incidents: incidents::RawIncidents,
     metrics: MetricsSettings,
     providers: Vec<provider::RawProvider>,
+    status: status::RawStatus,
     /// Each `[[target]]`: the keys every target has, and its protocol's table.
     targets: Vec<(RawTarget, Box<dyn ReadTable>)>,
 }
@@ -202,6 +209,7 @@ fn read(loc: &Locator<'_>, doc: Spanned<DeTable<'_>>) -> Result<Read, ConfigErro
         incidents: raw.incidents,
         metrics: raw.metrics,
         providers: raw.provider,
+        status: raw.status,
         targets,
     })
 }
@@ -271,6 +279,7 @@ impl Loader<'_> {
         self.state.net = global.net.clone();
         let incidents = incidents::incidents(self.loc, &self.state, read.incidents)?;
         self.providers = provider::providers(self.loc, &mut self.state, read.providers)?;
+        let status = status::status(self.loc, &self.state, read.status, global.web.clone())?;
         let mut names: HashMap<String, usize> = HashMap::new();
         for (i, (t, _)) in read.targets.iter().enumerate() {
             if let Some(first) = names.get(&t.name) {
@@ -321,6 +330,7 @@ impl Loader<'_> {
             global,
             incidents,
             metrics: read.metrics,
+            status,
             targets: slots.into_iter().flatten().collect(),
             providers: std::mem::take(&mut self.providers),
             shard_override: None,

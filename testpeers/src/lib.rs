@@ -18,6 +18,7 @@
 //!   Statuspage) in their documented shapes, and their failures.
 //! - [`prometheus`]: a private Prometheus and Alertmanager, to test the shipped alert rules end to
 //!   end.
+//! - [`proxy`]: a TCP proxy a test switches between passing, delaying and closing.
 //! - [`util`]: free ports, temporary directories, checks that the needed programs exist.
 #![forbid(unsafe_code)]
 
@@ -36,6 +37,7 @@ pub mod pki;
 pub mod postfix;
 pub mod prometheus;
 pub mod providers;
+pub mod proxy;
 pub mod util;
 
 /// Re-exported so test crates name the same `TempDir` type.
