@@ -52,6 +52,9 @@ impl HealthObserver for Metrics {
     fn incidents_open(&self, counts: &std::collections::BTreeMap<(String, String), i64>) {
         self.open_incidents(counts);
     }
+    fn maintenance(&self, targets: &[&TargetState]) {
+        self.set_maintenance(targets);
+    }
 }
 
 /// What the scheduler reports: outcomes go on to `sink` (the [`Reporter`], wrapped by tests),
@@ -373,6 +376,7 @@ pub async fn run_with(
     let (incidents, incidents_thread) =
         Incidents::start(&config.incidents, &config.owned_targets(), metrics.clone())
             .context("cannot open the incident history")?;
+    incidents.set_config_maintenance(&config.maintenance);
     let liveness = Arc::new(Liveness::new());
     let reporter = Arc::new(Reporter {
         metrics: metrics.clone(),
@@ -565,6 +569,7 @@ fn reload(current: &mut Config, r: &mut Reloading<'_>) -> Result<Reloaded, Reloa
             let targets = new.owned_targets();
             let diff = scheduler.apply(&targets);
             incidents.set_targets(&targets);
+            incidents.set_config_maintenance(&new.maintenance);
             r.liveness.set_targets(&targets);
             r.said.forget(&diff.removed);
             tracing::info!(

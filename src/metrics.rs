@@ -6,6 +6,7 @@
 //! label value. The README's metrics reference lists every series defined here.
 
 mod exposition;
+mod maintenance;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
@@ -66,6 +67,8 @@ pub struct Metrics {
     token_remaining: GaugeVec,
     incidents_open: IntGaugeVec,
     prober_errors: IntCounterVec,
+    /// `mailprobe_maintenance`, for the targets under a maintenance window.
+    maintenance: maintenance::Maintenance,
     /// Per-target series, kept compactly and rendered directly (see `exposition`).
     state: Mutex<State>,
     /// Each target's health sample, and the incident count keys exported so far.
@@ -144,6 +147,7 @@ impl Metrics {
                 &["protocol", "reason"],
             )
             .expect("valid metric"),
+            maintenance: maintenance::Maintenance::new(),
             state: Mutex::new(State::default()),
             health: Mutex::new(Healths::default()),
             token_expiries: Mutex::new(HashMap::new()),
@@ -177,6 +181,7 @@ impl Metrics {
             Box::new(m.token_remaining.clone()),
             Box::new(m.incidents_open.clone()),
             Box::new(m.prober_errors.clone()),
+            Box::new(m.maintenance.gauge.clone()),
             Box::new(build),
             Box::new(crate::logging::dropped_lines()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),

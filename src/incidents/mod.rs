@@ -5,12 +5,16 @@
 //! - [`store`]: SQLite persistence in the state directory, with migrations and retention.
 //! - [`service`]: the task that feeds the engine, ticks it, saves and publishes its state.
 //! - [`render`]: the timeline as a table, Markdown, CSV or JSON.
+//! - [`maintenance`]: planned-work windows, which open no incidents.
+//! - [`notes`]: updates written by people into an incident's timeline.
 
 pub mod engine;
+pub mod maintenance;
+pub mod notes;
 pub mod render;
 pub mod service;
 pub mod state;
 pub mod store;
 
-pub use engine::{Entry, Incident, Scope, Stage, Summary};
+pub use engine::{Entry, EntryKind, Incident, Scope, Stage, Summary};
 pub use state::{Health, Observation, TargetState};

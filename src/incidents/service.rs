@@ -4,7 +4,7 @@
 //! dropped (and counted in the log) if it is ever full. What each tick concluded goes to a
 //! [`HealthObserver`] the daemon provides (it passes it on to the metrics).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use arc_swap::ArcSwap;
 
 use super::engine::{Engine, Entry, Incident, Scope, Summary};
+use super::maintenance::{Window, current_and_upcoming};
 use super::state::{Observation, TargetState};
 use super::store::{Store, StoreError};
 use crate::load::IncidentSettings;
@@ -37,11 +38,16 @@ pub struct Snapshot {
     pub targets: Vec<TargetState>,
     /// Open incidents with how they stand now.
     pub open: Vec<(Incident, Summary)>,
+    /// Maintenance windows in force or still to come, soonest first (config and database).
+    pub maintenance: Vec<Window>,
+    /// Targets under a maintenance window now.
+    pub under_maintenance: BTreeSet<String>,
 }
 
 enum Msg {
     Observe(Observation),
     Targets(Vec<Arc<Target>>),
+    Maintenance(Vec<Window>),
     Flush(tokio::sync::oneshot::Sender<()>),
     Stop,
 }
@@ -56,6 +62,8 @@ pub trait HealthObserver: Send + Sync {
     /// Open incidents by `(scope, region)`; every scope × configured region is present, at 0
     /// when nothing is open.
     fn incidents_open(&self, counts: &BTreeMap<(String, String), i64>);
+    /// The targets under a maintenance window now (all of them, every tick).
+    fn maintenance(&self, targets: &[&TargetState]);
 }
 
 /// A handle to the running service; cheap to clone.
@@ -89,6 +97,8 @@ impl Incidents {
             observer,
             snapshot: snapshot.clone(),
             retention: settings.retention,
+            config_windows: Vec::new(),
+            stored_windows: Vec::new(),
         };
         let thread = std::thread::Builder::new()
             .name("incidents".into())
@@ -135,6 +145,12 @@ impl Incidents {
         let _ = self.tx.send(Msg::Targets(targets.to_vec()));
     }
 
+    /// The config's `[[maintenance]]` windows (at start and on reload); those added by
+    /// `mailprobe maintenance add` are read from the database at every tick.
+    pub fn set_config_maintenance(&self, windows: &[Window]) {
+        let _ = self.tx.send(Msg::Maintenance(windows.to_vec()));
+    }
+
     /// Waits until everything sent so far is processed, ticked and saved.
     pub async fn flush(&self) {
         let (done, wait) = tokio::sync::oneshot::channel();
@@ -171,6 +187,8 @@ struct Worker {
     observer: Arc<dyn HealthObserver>,
     snapshot: Arc<ArcSwap<Snapshot>>,
     retention: Duration,
+    config_windows: Vec<Window>,
+    stored_windows: Vec<Window>,
 }
 
 impl Worker {
@@ -186,6 +204,10 @@ impl Worker {
                 }
                 Ok(Msg::Targets(t)) => {
                     self.engine.set_targets(&t, SystemTime::now());
+                    continue;
+                }
+                Ok(Msg::Maintenance(w)) => {
+                    self.config_windows = w;
                     continue;
                 }
                 Ok(Msg::Flush(done)) => {
@@ -215,7 +237,23 @@ impl Worker {
         }
     }
 
+    /// The config's windows and the database's, in force or to come at `now`.
+    fn windows(&mut self, now: SystemTime) -> Vec<Window> {
+        match self.store.windows(now) {
+            Ok(stored) => self.stored_windows = stored,
+            // The windows read last stay in force until a read succeeds again: a busy
+            // database must not open incidents for planned work.
+            Err(e) => tracing::error!(error = %e, "cannot read maintenance windows"),
+        }
+        let mut all = self.config_windows.clone();
+        all.extend(self.stored_windows.iter().cloned());
+        all
+    }
+
     fn tick(&mut self) {
+        let now = SystemTime::now();
+        let windows = self.windows(now);
+        self.engine.set_maintenance(&windows, now);
         let tick = self.engine.tick();
         for e in &tick.entries {
             // Opened or changed is a warning (`journalctl -p warning` finds it); resolved is not.
@@ -270,10 +308,22 @@ impl Worker {
             }
         }
         self.observer.incidents_open(&counts);
+        let under = self.engine.under_maintenance().clone();
+        let covered: Vec<&TargetState> = self
+            .engine
+            .states()
+            .filter(|s| under.contains(&s.name))
+            .collect();
+        self.observer.maintenance(&covered);
         self.snapshot.store(Arc::new(Snapshot {
             at: Some(SystemTime::now()),
             targets: self.engine.states().cloned().collect(),
             open,
+            maintenance: current_and_upcoming(&windows, now)
+                .into_iter()
+                .cloned()
+                .collect(),
+            under_maintenance: under,
         }));
     }
 }
