@@ -126,6 +126,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(status_page))
         .route("/api/v1/status", get(status_api))
         .route("/api/v1/incidents", get(incidents_api))
+        .route("/api/v1/incidents/{id}/notes", post(add_note))
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(|| async { "Healthy\n" }))
         .route("/-/ready", get(ready))
@@ -871,6 +872,83 @@ async fn incidents_api(
                 .collect::<Vec<_>>(),
         )
         .into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// `POST /api/v1/incidents/{id}/notes` with `{"text": "..."}`: a note by a person, as
+/// `mailprobe incidents note` adds. Writes need an identity: basic auth when the web config has
+/// users (the `protect` layer checked them), else only clients on this host (who could run the
+/// CLI anyway). `Content-Type: application/json` is required, so a web page elsewhere cannot make
+/// a browser post one (that needs a CORS preflight nobody answers); the body is bounded.
+async fn add_note(
+    State(s): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+    req: Request,
+) -> Response {
+    use crate::incidents::notes::{MAX_NOTE_BODY, check, may_write};
+    use crate::incidents::store::UpdateError;
+    let client = req.extensions().get::<ClientAddr>().map(|c| c.0.ip());
+    let authenticated = s.web.load_full().is_some_and(|w| w.requires_auth());
+    if !may_write(authenticated, client) {
+        return (
+            StatusCode::FORBIDDEN,
+            "notes need basic auth (basic_auth_users in the web config) or a client on this host\n",
+        )
+            .into_response();
+    }
+    let json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send Content-Type: application/json and {\"text\": \"...\"}\n",
+        )
+            .into_response();
+    }
+    let Ok(body) = axum::body::to_bytes(req.into_body(), MAX_NOTE_BODY).await else {
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than {MAX_NOTE_BODY} bytes\n"),
+        )
+            .into_response();
+    };
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Note {
+        text: String,
+    }
+    let text = match serde_json::from_slice::<Note>(&body) {
+        Ok(n) => match check(&n.text) {
+            Ok(t) => t,
+            Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+        },
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("expected {{\"text\": \"...\"}}: {e}\n"),
+            )
+                .into_response();
+        }
+    };
+    match s.incidents.add_note(id, text).await {
+        Ok(e) => (
+            StatusCode::CREATED,
+            axum::Json(serde_json::json!({
+                "incident": e.incident,
+                "at": crate::incidents::render::timestamp(e.at),
+                "kind": e.kind,
+                "text": e.event,
+            })),
+        )
+            .into_response(),
+        Err(UpdateError::NoIncident(_)) => {
+            (StatusCode::NOT_FOUND, format!("no incident #{id}\n")).into_response()
+        }
         Err(e) => unavailable(e),
     }
 }

@@ -7,6 +7,14 @@ pub const MAX_NOTE_CHARS: usize = 4000;
 /// The largest notes API request body read: the longest note, JSON-escaped, with room to spare.
 pub const MAX_NOTE_BODY: usize = 32 * 1024;
 
+/// Whether the notes API takes a write from `client`: any client that passed basic auth (the
+/// web config has users), else only clients on this host. Notes appear on the status page the
+/// public reads, so an unauthenticated write from the network would let anyone post there; on
+/// the host itself, whoever can connect can run `mailprobe incidents note` just as well.
+pub fn may_write(authenticated: bool, client: Option<std::net::IpAddr>) -> bool {
+    authenticated || client.is_some_and(|ip| ip.to_canonical().is_loopback())
+}
+
 /// Why a note was refused.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum NoteError {
@@ -45,6 +53,18 @@ pub fn check(text: &str) -> Result<String, NoteError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn without_basic_auth_only_this_host_may_write() {
+        let ip = |s: &str| Some(s.parse().unwrap());
+        assert!(may_write(false, ip("127.0.0.1")));
+        assert!(may_write(false, ip("::1")));
+        assert!(may_write(false, ip("::ffff:127.0.0.1")));
+        assert!(!may_write(false, ip("192.0.2.7")));
+        assert!(!may_write(false, ip("::ffff:192.0.2.7")));
+        assert!(!may_write(false, None), "no address known: refused");
+        assert!(may_write(true, ip("192.0.2.7")));
+    }
 
     #[test]
     fn a_note_is_trimmed_and_bounded_and_keeps_line_breaks() {

@@ -15,7 +15,7 @@ use arc_swap::ArcSwap;
 use super::engine::{Engine, Entry, Incident, Scope, Summary};
 use super::maintenance::{Window, current_and_upcoming};
 use super::state::{Observation, TargetState};
-use super::store::{Store, StoreError};
+use super::store::{Store, StoreError, UpdateError};
 use crate::load::IncidentSettings;
 use crate::probe::Outcome;
 use crate::probe::Target;
@@ -167,6 +167,22 @@ impl Incidents {
     /// The state as of the last tick.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
+    }
+
+    /// Adds a note by a person to incident `id` (checked by the caller), as `mailprobe
+    /// incidents note` does: a row of its timeline, shown on every surface.
+    pub async fn add_note(&self, id: i64, text: String) -> Result<Entry, UpdateError> {
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || {
+            Store::open_for_update(&dir)?.add_note(id, SystemTime::now(), &text)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(UpdateError::Store(StoreError::Dir {
+                path: self.dir.clone(),
+                source: std::io::Error::other(e.to_string()),
+            }))
+        })
     }
 
     /// Incidents open now or active since `since`, with their timelines, read from the database.
