@@ -39,6 +39,7 @@
 
 pub mod config;
 pub mod daemon;
+pub mod feed;
 pub mod hash;
 pub mod incidents;
 pub mod liveness;

@@ -1,5 +1,7 @@
-//! The daemon's HTTP endpoints: `/metrics`, `/-/healthy`, `/-/ready`, `POST /-/reload`, and a
-//! small index page. The bound listener and the shutdown signal come from the caller.
+//! The daemon's HTTP endpoints: `/metrics`, `/-/healthy`, `/-/ready`, `POST /-/reload`, the
+//! status page and its JSON, the Atom feed (`/feed.atom`, `/regions/{region}/feed.atom`) and
+//! the notes API (`POST /api/v1/incidents/{id}/notes`). The bound listener and the shutdown
+//! signal come from the caller.
 //!
 //! Connections are accepted here rather than by `axum::serve` so that the web config (TLS, basic
 //! auth) can apply to every endpoint and change on reload without rebinding, and so that no
@@ -127,6 +129,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/status", get(status_api))
         .route("/api/v1/incidents", get(incidents_api))
         .route("/api/v1/incidents/{id}/notes", post(add_note))
+        .route("/feed.atom", get(feed))
+        .route("/regions/{region}/feed.atom", get(region_feed))
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(|| async { "Healthy\n" }))
         .route("/-/ready", get(ready))
@@ -872,6 +876,73 @@ async fn incidents_api(
                 .collect::<Vec<_>>(),
         )
         .into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// Query of `/feed.atom`.
+#[derive(serde::Deserialize)]
+struct FeedQuery {
+    region: Option<String>,
+}
+
+/// `/feed.atom[?region=R]`: the Atom feed of incident events.
+async fn feed(
+    State(s): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<FeedQuery>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    feed_response(&s, q.region, &headers).await
+}
+
+/// `/regions/{region}/feed.atom`: the same as `/feed.atom?region=R`.
+async fn region_feed(
+    State(s): State<AppState>,
+    axum::extract::Path(region): axum::extract::Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    feed_response(&s, Some(region), &headers).await
+}
+
+async fn feed_response(
+    s: &AppState,
+    region: Option<String>,
+    headers: &axum::http::HeaderMap,
+) -> Response {
+    // A region nobody probes is a typo in a subscription, not an empty feed.
+    if let Some(r) = &region
+        && !s
+            .incidents
+            .snapshot()
+            .targets
+            .iter()
+            .any(|t| &t.region == r)
+    {
+        return (StatusCode::NOT_FOUND, "no such region\n").into_response();
+    }
+    // Links are absolute where the request says where it came to (a feed reader resolves
+    // them against the feed's address otherwise).
+    let tls = s.web.load_full().is_some_and(|w| w.tls.is_some());
+    let base = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c))
+        })
+        .map(|h| format!("{}://{h}", if tls { "https" } else { "http" }));
+    match s.incidents.latest(region.clone(), crate::feed::LIMIT).await {
+        Ok((instance, entries)) => (
+            [(header::CONTENT_TYPE, "application/atom+xml; charset=utf-8")],
+            crate::feed::render(
+                &instance,
+                &crate::feed::Origin { base, region },
+                &entries,
+                std::time::SystemTime::now(),
+            ),
+        )
+            .into_response(),
         Err(e) => unavailable(e),
     }
 }

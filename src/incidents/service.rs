@@ -169,6 +169,25 @@ impl Incidents {
         self.snapshot.load_full()
     }
 
+    /// The database's identity and its latest `limit` timeline entries (of incidents touching
+    /// `region`, when given), newest first, with their row ids: what the Atom feed shows.
+    pub async fn latest(
+        &self,
+        region: Option<String>,
+        limit: usize,
+    ) -> Result<(String, Vec<(i64, Entry)>), StoreError> {
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let store = Store::open_read_only(&dir)?;
+            Ok((
+                store.instance()?,
+                store.latest_entries(region.as_deref(), limit)?,
+            ))
+        })
+        .await
+        .unwrap_or_else(|_| Ok((String::new(), Vec::new())))
+    }
+
     /// Adds a note by a person to incident `id` (checked by the caller), as `mailprobe
     /// incidents note` does: a row of its timeline, shown on every surface.
     pub async fn add_note(&self, id: i64, text: String) -> Result<Entry, UpdateError> {
