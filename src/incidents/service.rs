@@ -241,9 +241,10 @@ impl Worker {
                     self.engine.set_targets(&t, SystemTime::now());
                     continue;
                 }
+                // New windows show at once (metrics, page), not at the next tick.
                 Ok(Msg::Maintenance(w)) => {
                     self.config_windows = w;
-                    continue;
+                    self.tick();
                 }
                 Ok(Msg::Flush(done)) => {
                     self.tick();
