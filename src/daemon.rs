@@ -59,6 +59,10 @@ impl HealthObserver for Metrics {
     fn incidents_open(&self, counts: &std::collections::BTreeMap<(String, String), i64>) {
         self.open_incidents(counts);
     }
+    fn maintenance(&self, targets: &[&TargetState]) {
+        self.set_maintenance(targets);
+    }
+
     fn provider_first_post(&self, provider: &str, delay: Option<Duration>) {
         Metrics::provider_first_post(self, provider, delay);
     }
@@ -537,6 +541,7 @@ async fn run_all(
             up: Mutex::default(),
         }),
     );
+    incidents.set_config_maintenance(&config.maintenance);
     let liveness = Arc::new(Liveness::new());
     let reporter = Arc::new(Reporter {
         metrics: metrics.clone(),
@@ -769,6 +774,7 @@ fn reload(current: &mut Config, r: &mut Reloading<'_>) -> Result<Reloaded, Reloa
             let diff = scheduler.apply(&targets);
             incidents.set_targets(&targets);
             r.feeds.apply(&new.providers);
+            incidents.set_config_maintenance(&new.maintenance);
             r.liveness.set_targets(&targets);
             r.said.forget(&diff.removed);
             r.recent.forget(&diff.removed);

@@ -42,6 +42,7 @@
 
 pub mod config;
 pub mod daemon;
+pub mod feed;
 pub mod hash;
 pub mod incidents;
 pub mod liveness;

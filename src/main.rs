@@ -64,6 +64,14 @@ enum Command {
         /// Read this state directory instead of the config's.
         #[arg(long)]
         state_dir: Option<PathBuf>,
+        /// Add an update to an incident instead of printing the timeline.
+        #[command(subcommand)]
+        action: Option<IncidentsAction>,
+    },
+    /// Planned work: windows during which targets open no incidents and page no one.
+    Maintenance {
+        #[command(subcommand)]
+        action: MaintenanceAction,
     },
     /// Probe the named targets (default: all) once, now, and print what happened.
     Probe {
@@ -78,6 +86,77 @@ enum Command {
     },
 }
 
+/// Where the incident database is: `--state-dir`, or the config's `[incidents] state_dir`.
+#[derive(clap::Args)]
+struct StateArgs {
+    /// The config file (its [incidents], targets' names and regions, [[maintenance]]).
+    #[arg(short, long, default_value = "probes.toml", env = "MAILPROBE_CONFIG")]
+    config: PathBuf,
+    /// Use this state directory instead of the config's (the config is then only read for
+    /// names, when it can be).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum IncidentsAction {
+    /// Add an update by a person to incident ID's timeline (what was found, what is being done).
+    Note {
+        #[command(flatten)]
+        state: StateArgs,
+        /// The incident's number (`mailprobe incidents` lists them).
+        id: i64,
+        /// The update, in words for the people whose mail it is.
+        text: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum MaintenanceAction {
+    /// Add a window; the running daemon applies it within seconds, no restart or reload.
+    Add {
+        #[command(flatten)]
+        state: StateArgs,
+        /// A target under maintenance (repeat for several).
+        #[arg(long = "target", value_name = "NAME")]
+        targets: Vec<String>,
+        /// A whole region under maintenance (repeat for several).
+        #[arg(long = "region", value_name = "NAME")]
+        regions: Vec<String>,
+        /// When it starts: RFC 3339 with an offset (2026-12-01T22:00:00Z), or `now`.
+        #[arg(long, default_value = "now")]
+        start: String,
+        /// When it ends: RFC 3339 with an offset.
+        #[arg(
+            long,
+            conflicts_with = "duration",
+            required_unless_present = "duration"
+        )]
+        end: Option<String>,
+        /// How long it lasts (e.g. 2h, 30m).
+        #[arg(long)]
+        duration: Option<humantime::Duration>,
+        /// Why, in words for the status page.
+        #[arg(long)]
+        reason: String,
+    },
+    /// List windows in force or to come (with --all, ended ones too).
+    List {
+        #[command(flatten)]
+        state: StateArgs,
+        /// Ended windows too (stored ones only; retention does not apply to them).
+        #[arg(long)]
+        all: bool,
+    },
+    /// End window ID now (one still to come is cancelled).
+    End {
+        #[command(flatten)]
+        state: StateArgs,
+        /// The window's number, as `add` and `list` give it.
+        id: i64,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     mailprobe::install_crypto_provider();
@@ -89,11 +168,17 @@ fn main() -> ExitCode {
         } => run(&config, listen, shard),
         Command::Check { config } => check(&config),
         Command::Incidents {
+            action: Some(IncidentsAction::Note { state, id, text }),
+            ..
+        } => add_note(&state, id, &text),
+        Command::Incidents {
             config,
             since,
             format,
             state_dir,
+            action: None,
         } => print_incidents(&config, *since, format, state_dir),
+        Command::Maintenance { action } => maintenance(action),
         Command::Probe {
             config,
             json,
@@ -315,4 +400,154 @@ fn probe_once(path: &Path, names: &[String], json: bool) -> anyhow::Result<ExitC
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The config's light part (names, regions, windows) and the state directory to use.
+fn light(state: &StateArgs) -> anyhow::Result<(Option<load::Light>, PathBuf)> {
+    match &state.state_dir {
+        // An explicit directory: the config is a help for checking names, not a need.
+        Some(dir) => Ok((load::load_light(&state.config).ok(), dir.clone())),
+        None => {
+            let light = load::load_light(&state.config).map_err(|e| anyhow::anyhow!(e))?;
+            let dir = light.incidents.state_dir.clone();
+            Ok((Some(light), dir))
+        }
+    }
+}
+
+fn add_note(state: &StateArgs, id: i64, text: &str) -> anyhow::Result<ExitCode> {
+    let text = incidents::notes::check(text)?;
+    let (_, dir) = light(state)?;
+    let mut store = incidents::store::Store::open_for_update(&dir)?;
+    let entry = store.add_note(id, std::time::SystemTime::now(), &text)?;
+    emit(&format!(
+        "note added to incident #{id} at {}\n",
+        incidents::render::timestamp(entry.at)
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `now` or RFC 3339 with an offset.
+fn parse_instant(what: &str, s: &str) -> anyhow::Result<std::time::SystemTime> {
+    if s == "now" {
+        return Ok(std::time::SystemTime::now());
+    }
+    let t = chrono::DateTime::parse_from_rfc3339(s).with_context(|| {
+        format!("--{what} {s:?}: not RFC 3339 with an offset (e.g. 2026-12-01T22:00:00Z) or now")
+    })?;
+    let secs = u64::try_from(t.timestamp()).with_context(|| format!("--{what} is before 1970"))?;
+    Ok(std::time::UNIX_EPOCH + std::time::Duration::new(secs, t.timestamp_subsec_nanos()))
+}
+
+fn maintenance(action: MaintenanceAction) -> anyhow::Result<ExitCode> {
+    use incidents::maintenance::{Source, Window, current_and_upcoming};
+    use incidents::store::Store;
+    let now = std::time::SystemTime::now();
+    match action {
+        MaintenanceAction::Add {
+            state,
+            targets,
+            regions,
+            start,
+            end,
+            duration,
+            reason,
+        } => {
+            let (light, dir) = light(&state)?;
+            if let Some(l) = &light {
+                if let Some(t) = targets.iter().find(|t| !l.targets.contains(*t)) {
+                    anyhow::bail!("{}: no target named {t:?}", state.config.display());
+                }
+                if let Some(r) = regions.iter().find(|r| !l.regions.contains(*r)) {
+                    anyhow::bail!(
+                        "{}: no target is in region {r:?}, so the window would cover nothing",
+                        state.config.display()
+                    );
+                }
+            }
+            let start = parse_instant("start", &start)?;
+            let end = match (end, duration) {
+                (Some(e), _) => parse_instant("end", &e)?,
+                (None, Some(d)) => start + *d,
+                (None, None) => anyhow::bail!("give --end or --duration"),
+            };
+            let mut w = Window {
+                source: Source::Cli(0),
+                targets,
+                regions,
+                start,
+                end,
+                reason: reason.trim().to_string(),
+            };
+            w.check().context("refused")?;
+            if w.end <= now {
+                anyhow::bail!("refused: the window is over already");
+            }
+            let store = Store::open_for_update(&dir)?;
+            let id = store.add_window(&w, now)?;
+            w.source = Source::Cli(id);
+            emit(&format!(
+                "maintenance window #{id} added: {} to {}\n",
+                incidents::render::timestamp(w.start),
+                incidents::render::timestamp(w.end)
+            ))?;
+        }
+        MaintenanceAction::List { state, all } => {
+            let (light, dir) = light(&state)?;
+            let store = Store::open_read_only(&dir);
+            let mut windows: Vec<Window> = light.map(|l| l.maintenance).unwrap_or_default();
+            match store {
+                Ok(s) => {
+                    windows.extend(s.windows(if all { std::time::UNIX_EPOCH } else { now })?)
+                }
+                // Nothing stored yet: the config's windows are all there is.
+                Err(incidents::store::StoreError::Missing(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let shown: Vec<&Window> = if all {
+                windows.iter().collect()
+            } else {
+                current_and_upcoming(&windows, now)
+            };
+            let rows: Vec<[String; 7]> = shown
+                .iter()
+                .map(|w| {
+                    let state = if w.active(now) {
+                        "in force"
+                    } else if w.start > now {
+                        "upcoming"
+                    } else {
+                        "ended"
+                    };
+                    [
+                        w.source.to_string(),
+                        state.to_string(),
+                        incidents::render::timestamp(w.start),
+                        incidents::render::timestamp(w.end),
+                        w.targets.join(","),
+                        w.regions.join(","),
+                        w.reason.clone(),
+                    ]
+                })
+                .collect();
+            let mut out = table::render(
+                &[
+                    "ID", "STATE", "START", "END", "TARGETS", "REGIONS", "REASON",
+                ],
+                &rows,
+            );
+            if rows.is_empty() {
+                out.push_str("(no maintenance windows)\n");
+            }
+            emit(&out)?;
+        }
+        MaintenanceAction::End { state, id } => {
+            let (_, dir) = light(&state)?;
+            let store = Store::open_for_update(&dir)?;
+            let w = store.end_window(id, now)?;
+            let what = if w.start > now { "cancelled" } else { "ended" };
+            emit(&format!("maintenance window #{id} {what}\n"))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -6,6 +6,7 @@
 //! label value. The README's metrics reference lists every series defined here.
 
 mod exposition;
+mod maintenance;
 mod provider;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -71,6 +72,8 @@ pub struct Metrics {
     /// The provider status feeds' series.
     provider: provider::ProviderSeries,
     throttled: IntCounterVec,
+    /// `mailprobe_maintenance`, for the targets under a maintenance window.
+    maintenance: maintenance::Maintenance,
     /// Per-target series, kept compactly and rendered directly (see `exposition`).
     state: Mutex<State>,
     /// Each target's health sample, and the incident count keys exported so far.
@@ -155,6 +158,7 @@ impl Metrics {
                 &["protocol"],
             )
             .expect("valid metric"),
+            maintenance: maintenance::Maintenance::new(),
             state: Mutex::new(State::default()),
             health: Mutex::new(Healths::default()),
             token_expiries: Mutex::new(HashMap::new()),
@@ -189,6 +193,7 @@ impl Metrics {
             Box::new(m.incidents_open.clone()),
             Box::new(m.prober_errors.clone()),
             Box::new(m.throttled.clone()),
+            Box::new(m.maintenance.gauge.clone()),
             Box::new(build),
             Box::new(crate::logging::dropped_lines()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),

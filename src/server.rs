@@ -1,6 +1,8 @@
 //! The daemon's HTTP endpoints: `/metrics`, `/-/healthy`, `/-/ready`, `POST /-/reload`, the
 //! admin view at `/` and the public page at `/status` on the private listener ([`router`]), and
-//! the public page alone on `[status] listen` ([`public_router`]). The bound listeners and the
+//! the public page alone on `[status] listen` ([`public_router`]); the Atom feed
+//! (`/feed.atom`, `/regions/{region}/feed.atom`) on both; the notes API
+//! (`POST /api/v1/incidents/{id}/notes`) on the private one only. The bound listeners and the
 //! shutdown signal come from the caller.
 //!
 //! Connections are accepted here rather than by `axum::serve` so that the web config (TLS, basic
@@ -132,6 +134,9 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(status_page))
         .route("/api/v1/status", get(status_api))
         .route("/api/v1/incidents", get(incidents_api))
+        .route("/api/v1/incidents/{id}/notes", post(add_note))
+        .route("/feed.atom", get(feed))
+        .route("/regions/{region}/feed.atom", get(region_feed))
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(|| async { "Healthy\n" }))
         .route("/-/ready", get(ready))
@@ -151,6 +156,8 @@ pub fn public_router(state: AppState) -> Router {
         .route("/", get(public_page))
         .route("/api/v1/summary", get(public_summary))
         .route("/incidents/{id}", get(public_incident))
+        .route("/feed.atom", get(public_feed))
+        .route("/regions/{region}/feed.atom", get(public_region_feed))
         .layer(middleware::from_fn_with_state(state.clone(), protect))
         .with_state(state)
 }
@@ -1018,6 +1025,174 @@ async fn incidents_api(
                 .collect::<Vec<_>>(),
         )
         .into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// Query of `/feed.atom`.
+#[derive(serde::Deserialize)]
+struct FeedQuery {
+    region: Option<String>,
+}
+
+/// `/feed.atom[?region=R]`: the Atom feed of incident events.
+async fn feed(
+    State(s): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<FeedQuery>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    feed_response(&s, q.region, &headers, crate::feed::Audience::Admin).await
+}
+
+/// The public listener's `/feed.atom[?region=R]`: in the public page's words.
+async fn public_feed(
+    State(s): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<FeedQuery>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    feed_response(&s, q.region, &headers, crate::feed::Audience::Public).await
+}
+
+/// The public listener's `/regions/{region}/feed.atom`.
+async fn public_region_feed(
+    State(s): State<AppState>,
+    axum::extract::Path(region): axum::extract::Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    feed_response(&s, Some(region), &headers, crate::feed::Audience::Public).await
+}
+
+/// `/regions/{region}/feed.atom`: the same as `/feed.atom?region=R`.
+async fn region_feed(
+    State(s): State<AppState>,
+    axum::extract::Path(region): axum::extract::Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    feed_response(&s, Some(region), &headers, crate::feed::Audience::Admin).await
+}
+
+async fn feed_response(
+    s: &AppState,
+    region: Option<String>,
+    headers: &axum::http::HeaderMap,
+    audience: crate::feed::Audience,
+) -> Response {
+    // A region nobody probes is a typo in a subscription, not an empty feed.
+    if let Some(r) = &region
+        && !s
+            .incidents
+            .snapshot()
+            .targets
+            .iter()
+            .any(|t| &t.region == r)
+    {
+        return (StatusCode::NOT_FOUND, "no such region\n").into_response();
+    }
+    // Links are absolute where the request says where it came to (a feed reader resolves
+    // them against the feed's address otherwise).
+    let tls = s.web.load_full().is_some_and(|w| w.tls.is_some());
+    let base = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c))
+        })
+        .map(|h| format!("{}://{h}", if tls { "https" } else { "http" }));
+    match s.incidents.latest(region.clone(), crate::feed::LIMIT).await {
+        Ok((instance, entries)) => (
+            [(header::CONTENT_TYPE, "application/atom+xml; charset=utf-8")],
+            crate::feed::render(
+                &instance,
+                &crate::feed::Origin {
+                    base,
+                    region,
+                    audience,
+                },
+                &s.status.load(),
+                &entries,
+                std::time::SystemTime::now(),
+            ),
+        )
+            .into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// `POST /api/v1/incidents/{id}/notes` with `{"text": "..."}`: a note by a person, as
+/// `mailprobe incidents note` adds. Writes need an identity: basic auth when the web config has
+/// users (the `protect` layer checked them), else only clients on this host (who could run the
+/// CLI anyway). `Content-Type: application/json` is required, so a web page elsewhere cannot make
+/// a browser post one (that needs a CORS preflight nobody answers); the body is bounded.
+async fn add_note(
+    State(s): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+    req: Request,
+) -> Response {
+    use crate::incidents::notes::{MAX_NOTE_BODY, check, may_write};
+    use crate::incidents::store::UpdateError;
+    let client = req.extensions().get::<ClientAddr>().map(|c| c.0.ip());
+    let authenticated = s.web.load_full().is_some_and(|w| w.requires_auth());
+    if !may_write(authenticated, client) {
+        return (
+            StatusCode::FORBIDDEN,
+            "notes need basic auth (basic_auth_users in the web config) or a client on this host\n",
+        )
+            .into_response();
+    }
+    let json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send Content-Type: application/json and {\"text\": \"...\"}\n",
+        )
+            .into_response();
+    }
+    let Ok(body) = axum::body::to_bytes(req.into_body(), MAX_NOTE_BODY).await else {
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than {MAX_NOTE_BODY} bytes\n"),
+        )
+            .into_response();
+    };
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Note {
+        text: String,
+    }
+    let text = match serde_json::from_slice::<Note>(&body) {
+        Ok(n) => match check(&n.text) {
+            Ok(t) => t,
+            Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+        },
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("expected {{\"text\": \"...\"}}: {e}\n"),
+            )
+                .into_response();
+        }
+    };
+    match s.incidents.add_note(id, text).await {
+        Ok(e) => (
+            StatusCode::CREATED,
+            axum::Json(serde_json::json!({
+                "incident": e.incident,
+                "at": crate::incidents::render::timestamp(e.at),
+                "kind": e.kind,
+                "text": e.event,
+            })),
+        )
+            .into_response(),
+        Err(UpdateError::NoIncident(_)) => {
+            (StatusCode::NOT_FOUND, format!("no incident #{id}\n")).into_response()
+        }
         Err(e) => unavailable(e),
     }
 }

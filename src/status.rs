@@ -32,6 +32,8 @@ struct Cell {
     up: usize,
     degraded: usize,
     down: usize,
+    /// Of those, under a maintenance window now.
+    maintenance: usize,
 }
 
 impl Cell {
@@ -57,6 +59,9 @@ fn grid(s: &Snapshot) -> BTreeMap<(String, String), Cell> {
             Health::Degraded => c.degraded += 1,
             Health::Down => c.down += 1,
         }
+        if s.under_maintenance.contains(&t.name) {
+            c.maintenance += 1;
+        }
     }
     g
 }
@@ -80,6 +85,7 @@ pub fn status_json(s: &Snapshot, open: &[(Incident, Vec<Entry>)]) -> Value {
             "up": c.up,
             "degraded": c.degraded,
             "down": c.down,
+            "under_maintenance": c.maintenance,
             "state": c.worst(),
         })).collect::<Vec<_>>(),
         "targets": s.targets.iter().map(|t| json!({
@@ -87,11 +93,13 @@ pub fn status_json(s: &Snapshot, open: &[(Incident, Vec<Entry>)]) -> Value {
             "region": t.region,
             "protocol": t.protocol,
             "state": t.health,
+            "under_maintenance": s.under_maintenance.contains(&t.name),
             "since": timestamp(t.since),
             "cause": t.last_failure.map(|(class, phase)| json!({"class": class, "phase": phase})),
         })).collect::<Vec<_>>(),
         "incidents": open.iter().map(|(i, e)| incident_json(i, e)).collect::<Vec<_>>(),
         "providers": providers_json(s, open),
+        "maintenance": crate::incidents::maintenance::status_json(s),
     })
 }
 
@@ -265,12 +273,12 @@ pub fn page(
                     if c.down > 0 {
                         let _ = write!(text, ", {} down", c.down);
                     }
-                    let _ = write!(
-                        h,
-                        "<td class=\"{}\">{}</td>",
-                        c.worst().as_str(),
-                        esc(&text)
-                    );
+                    let mut class = c.worst().as_str().to_string();
+                    if c.maintenance > 0 {
+                        let _ = write!(text, " · Under maintenance");
+                        class.push_str(" maintenance");
+                    }
+                    let _ = write!(h, "<td class=\"{class}\">{}</td>", esc(&text));
                 }
                 None => h.push_str("<td>–</td>"),
             }
@@ -279,6 +287,7 @@ pub fn page(
     }
     h.push_str("</table></div>");
     failing_targets(&mut h, s, recent);
+    crate::incidents::maintenance::status_html(&mut h, s);
 
     let open: Vec<&(Incident, Vec<Entry>)> = history
         .iter()
@@ -412,7 +421,7 @@ fn incident_html(
              <td data-label=\"scope\">{}</td><td data-label=\"users\">{}</td>\
              <td data-label=\"cause\">{}</td><td data-label=\"status\">{}</td></tr>",
             esc(&timestamp(e.at)),
-            esc(&e.event),
+            esc(&e.headline()),
             esc(&e.summary.scope_text()),
             esc(&e.summary.users.to_string()),
             esc(&e.summary.cause_text()),

@@ -358,6 +358,12 @@ impl WebConfig {
         })
     }
 
+    /// Whether requests must carry basic-auth credentials (some user is configured): what
+    /// lets the notes API accept writes from other hosts than this one.
+    pub fn requires_auth(&self) -> bool {
+        !self.users.is_empty()
+    }
+
     /// Checks the `Authorization` header of a request from `client`: from the cache, or by
     /// waiting for a bcrypt run on the checker thread (one per `user:password` at a time).
     pub async fn check(

@@ -190,6 +190,16 @@ async fn metrics_hold_the_documented_series_with_the_right_values() {
     d.stop().await;
 }
 
+/// A `[[maintenance]]` covering `target` from a minute ago for an hour: the series that exist
+/// only during a window.
+fn maintenance_now(target: &str) -> String {
+    let start = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    format!(
+        "[[maintenance]]\ntargets = [\"{target}\"]\nstart = {}\nduration = \"1h\"\nreason = \"test\"\n",
+        humantime::format_rfc3339_seconds(start)
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readme_documents_every_exported_metric_and_nothing_else() {
     let env = Env::new();
@@ -282,7 +292,8 @@ async fn readme_documents_every_exported_metric_and_nothing_else() {
             env.pki.ca.display(),
         ) + &oauth2
             + &provider
-            + &mx),
+            + &mx
+            + &maintenance_now("bad")),
     );
     let d = Daemon::start(cfg).await;
     d.wait_probes("good", "success", 1.0).await;

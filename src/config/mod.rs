@@ -13,6 +13,7 @@ pub mod credentials;
 pub mod endpoint;
 pub mod error;
 pub mod locate;
+pub mod maintenance;
 pub mod oauth2;
 pub mod secrets;
 pub mod target;

@@ -7,8 +7,12 @@
 //! - [`providers`]: the provider's issues beside our incidents (merged, matched, stored).
 //! - [`uptime`]: per-day rollups of each component's state for the uptime bars.
 //! - [`render`]: the timeline as a table, Markdown, CSV or JSON.
+//! - [`maintenance`]: planned-work windows, which open no incidents.
+//! - [`notes`]: updates written by people into an incident's timeline.
 
 pub mod engine;
+pub mod maintenance;
+pub mod notes;
 pub mod providers;
 pub mod render;
 pub mod service;
@@ -16,5 +20,5 @@ pub mod state;
 pub mod store;
 pub mod uptime;
 
-pub use engine::{Entry, Incident, Scope, Stage, Summary};
+pub use engine::{Entry, EntryKind, Incident, Scope, Stage, Summary};
 pub use state::{Health, Observation, TargetState};

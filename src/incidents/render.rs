@@ -43,7 +43,7 @@ fn row(e: &Entry) -> [String; 7] {
     [
         format!("#{}", e.incident),
         timestamp(e.at),
-        e.event.clone(),
+        e.headline(),
         e.summary.scope_text(),
         e.summary.users.to_string(),
         e.summary.cause_text(),
@@ -206,6 +206,7 @@ pub fn incident_json(inc: &Incident, entries: &[Entry]) -> Value {
         "timeline": entries.iter().map(|e| json!({
             "at": timestamp(e.at),
             "event": e.event,
+            "kind": e.kind,
             "scope": e.summary.scope,
             "regions": e.summary.regions,
             "protocols": e.summary.protocols,

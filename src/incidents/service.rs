@@ -4,7 +4,7 @@
 //! dropped (and counted in the log) if it is ever full. What each tick concluded goes to a
 //! [`HealthObserver`] the daemon provides (it passes it on to the metrics).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -13,9 +13,10 @@ use std::time::{Duration, Instant, SystemTime};
 use arc_swap::ArcSwap;
 
 use super::engine::{Engine, Entry, Incident, Scope, Summary};
+use super::maintenance::{Window, current_and_upcoming};
 use super::providers::{Book, Poll, ProviderView};
 use super::state::{Observation, TargetState};
-use super::store::{Store, StoreError};
+use super::store::{Store, StoreError, UpdateError};
 use crate::load::IncidentSettings;
 use crate::probe::Outcome;
 use crate::probe::Target;
@@ -41,12 +42,17 @@ pub struct Snapshot {
     pub open: Vec<(Incident, Summary)>,
     /// The providers' feeds and issues, and which incident each issue is beside.
     pub providers: ProviderView,
+    /// Maintenance windows in force or still to come, soonest first (config and database).
+    pub maintenance: Vec<Window>,
+    /// Targets under a maintenance window now.
+    pub under_maintenance: BTreeSet<String>,
 }
 
 enum Msg {
     Observe(Observation),
     Targets(Vec<Arc<Target>>),
     Provider(Poll),
+    Maintenance(Vec<Window>),
     Flush(tokio::sync::oneshot::Sender<()>),
     Stop,
 }
@@ -64,6 +70,8 @@ pub trait HealthObserver: Send + Sync {
     /// An incident was put beside `provider`'s issue, which the provider first posted `delay`
     /// after the incident opened (`None`: before).
     fn provider_first_post(&self, _provider: &str, _delay: Option<Duration>) {}
+    /// The targets under a maintenance window now (all of them, every tick).
+    fn maintenance(&self, targets: &[&TargetState]);
 }
 
 /// A handle to the running service; cheap to clone.
@@ -104,6 +112,8 @@ impl Incidents {
             snapshot: snapshot.clone(),
             retention: settings.retention,
             rollup: Default::default(),
+            config_windows: Vec::new(),
+            stored_windows: Vec::new(),
         };
         let thread = std::thread::Builder::new()
             .name("incidents".into())
@@ -163,6 +173,12 @@ impl Incidents {
         self.send(Msg::Provider(poll));
     }
 
+    /// The config's `[[maintenance]]` windows (at start and on reload); those added by
+    /// `mailprobe maintenance add` are read from the database at every tick.
+    pub fn set_config_maintenance(&self, windows: &[Window]) {
+        let _ = self.tx.send(Msg::Maintenance(windows.to_vec()));
+    }
+
     /// Waits until everything sent so far is processed, ticked and saved.
     pub async fn flush(&self) {
         let (done, wait) = tokio::sync::oneshot::channel();
@@ -179,6 +195,41 @@ impl Incidents {
     /// The state as of the last tick.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
+    }
+
+    /// The database's identity and its latest `limit` timeline entries (of incidents touching
+    /// `region`, when given), newest first, with their row ids: what the Atom feed shows.
+    pub async fn latest(
+        &self,
+        region: Option<String>,
+        limit: usize,
+    ) -> Result<(String, Vec<(i64, Entry)>), StoreError> {
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let store = Store::open_read_only(&dir)?;
+            Ok((
+                store.instance()?,
+                store.latest_entries(region.as_deref(), limit)?,
+            ))
+        })
+        .await
+        .unwrap_or_else(|_| Ok((String::new(), Vec::new())))
+    }
+
+    /// Adds a note by a person to incident `id` (checked by the caller), as `mailprobe
+    /// incidents note` does: a row of its timeline, shown on every surface.
+    pub async fn add_note(&self, id: i64, text: String) -> Result<Entry, UpdateError> {
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || {
+            Store::open_for_update(&dir)?.add_note(id, SystemTime::now(), &text)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(UpdateError::Store(StoreError::Dir {
+                path: self.dir.clone(),
+                source: std::io::Error::other(e.to_string()),
+            }))
+        })
     }
 
     /// Incidents open now or active since `since`, with their timelines, read from the database.
@@ -223,6 +274,8 @@ struct Worker {
     snapshot: Arc<ArcSwap<Snapshot>>,
     retention: Duration,
     rollup: super::uptime::Rollup,
+    config_windows: Vec<Window>,
+    stored_windows: Vec<Window>,
 }
 
 impl Worker {
@@ -247,6 +300,11 @@ impl Worker {
                     }
                     self.polled = true;
                     continue;
+                }
+                // New windows show at once (metrics, page), not at the next tick.
+                Ok(Msg::Maintenance(w)) => {
+                    self.config_windows = w;
+                    self.tick();
                 }
                 Ok(Msg::Flush(done)) => {
                     self.tick();
@@ -281,7 +339,23 @@ impl Worker {
         }
     }
 
+    /// The config's windows and the database's, in force or to come at `now`.
+    fn windows(&mut self, now: SystemTime) -> Vec<Window> {
+        match self.store.windows(now) {
+            Ok(stored) => self.stored_windows = stored,
+            // The windows read last stay in force until a read succeeds again: a busy
+            // database must not open incidents for planned work.
+            Err(e) => tracing::error!(error = %e, "cannot read maintenance windows"),
+        }
+        let mut all = self.config_windows.clone();
+        all.extend(self.stored_windows.iter().cloned());
+        all
+    }
+
     fn tick(&mut self) {
+        let now = SystemTime::now();
+        let windows = self.windows(now);
+        self.engine.set_maintenance(&windows, now);
         let tick = self.engine.tick();
         for e in &tick.entries {
             // Opened or changed is a warning (`journalctl -p warning` finds it); resolved is not.
@@ -345,11 +419,23 @@ impl Worker {
             }
         }
         self.observer.incidents_open(&counts);
+        let under = self.engine.under_maintenance().clone();
+        let covered: Vec<&TargetState> = self
+            .engine
+            .states()
+            .filter(|s| under.contains(&s.name))
+            .collect();
+        self.observer.maintenance(&covered);
         self.snapshot.store(Arc::new(Snapshot {
             at: Some(SystemTime::now()),
             targets: self.engine.states().cloned().collect(),
             open,
             providers,
+            maintenance: current_and_upcoming(&windows, now)
+                .into_iter()
+                .cloned()
+                .collect(),
+            under_maintenance: under,
         }));
     }
 

@@ -11,9 +11,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OpenFlags, params};
 
-use super::engine::{Entry, Incident, Summary, Tick};
+use super::engine::{Entry, EntryKind, Incident, Summary, Tick};
+
+mod updates;
 use super::state::{Health, TargetState};
 use crate::probe::Protocol;
+pub use updates::UpdateError;
 
 /// The database file inside the state directory.
 pub const FILE: &str = "mailprobe.db";
@@ -95,6 +98,21 @@ const MIGRATIONS: &[&str] = &[
         incident INTEGER NOT NULL,
         PRIMARY KEY (day, region, service, incident)
     ) WITHOUT ROWID;",
+    // 6: who wrote each entry (notes by people, maintenance), maintenance windows added by
+    // `mailprobe maintenance add`, and this database's random identity (the Atom feed's ids).
+    "ALTER TABLE entries ADD COLUMN kind TEXT NOT NULL DEFAULT 'change';
+    CREATE TABLE maintenance (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        targets TEXT NOT NULL,
+        regions TEXT NOT NULL,
+        starts_at INTEGER NOT NULL,
+        ends_at INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX maintenance_ends_at ON maintenance (ends_at);
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    INSERT INTO meta (key, value) VALUES ('instance', lower(hex(randomblob(16))));",
 ];
 
 /// Why the store could not be used.
@@ -426,8 +444,8 @@ impl Store {
             }
             for e in &tick.entries {
                 tx.execute(
-                    "INSERT INTO entries (incident, at, event, summary, status) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![e.incident, ms(e.at), e.event, json(&e.summary), e.status],
+                    "INSERT INTO entries (incident, at, event, summary, status, kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![e.incident, ms(e.at), e.event, json(&e.summary), e.status, e.kind.as_str()],
                 )?;
             }
             for s in &tick.states {
@@ -469,52 +487,70 @@ impl Store {
             "WHERE closed_at IS NULL OR opened_at >= ?1 OR closed_at >= ?1",
             params![since],
         )?;
-        incidents
-            .into_iter()
-            .map(|inc| {
-                let entries = self.entries(inc.id)?;
-                Ok((inc, entries))
-            })
-            .collect()
+        let mut out = Vec::with_capacity(incidents.len());
+        for inc in incidents {
+            let entries = self
+                .entries("WHERE incident = ?1 ORDER BY at, id", params![inc.id])?
+                .into_iter()
+                .map(|(_, e)| e)
+                .collect();
+            out.push((inc, entries));
+        }
+        Ok(out)
     }
 
     /// One incident with its timeline, by id (the status page's permalink).
     pub fn incident(&self, id: i64) -> Result<Option<(Incident, Vec<Entry>)>, StoreError> {
         match self.incidents("WHERE id = ?1", params![id])?.pop() {
             Some(inc) => {
-                let entries = self.entries(inc.id)?;
+                let entries = self
+                    .entries("WHERE incident = ?1 ORDER BY at, id", params![inc.id])?
+                    .into_iter()
+                    .map(|(_, e)| e)
+                    .collect();
                 Ok(Some((inc, entries)))
             }
             None => Ok(None),
         }
     }
 
-    /// The timeline of incident `id`, oldest first.
-    fn entries(&self, id: i64) -> Result<Vec<Entry>, StoreError> {
+    /// Timeline entries with their row ids, selected and ordered by `filter`.
+    fn entries(
+        &self,
+        filter: &str,
+        args: impl rusqlite::Params,
+    ) -> Result<Vec<(i64, Entry)>, StoreError> {
         let rows = self.sql(|c| {
-            let mut st = c.prepare(
-                "SELECT at, event, summary, status FROM entries WHERE incident = ?1 ORDER BY at, id",
-            )?;
-            let rows = st.query_map(params![id], |r| {
+            let mut st = c.prepare(&format!(
+                "SELECT id, incident, at, event, summary, status, kind FROM entries {filter}"
+            ))?;
+            let rows = st.query_map(args, |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
                     r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, String>(6)?,
                 ))
             })?;
             rows.collect::<rusqlite::Result<Vec<_>>>()
         })?;
         let mut entries = Vec::with_capacity(rows.len());
-        for (at, event, summary, status) in rows {
-            entries.push(Entry {
-                incident: id,
-                at: time(at),
-                event,
-                summary: serde_json::from_str(&summary)
-                    .map_err(|e| self.corrupt(format!("entry of incident {id}: {e}")))?,
-                status,
-            });
+        for (row, incident, at, event, summary, status, kind) in rows {
+            let bad = |what: String| self.corrupt(format!("entry of incident {incident}: {what}"));
+            entries.push((
+                row,
+                Entry {
+                    incident,
+                    at: time(at),
+                    event,
+                    summary: serde_json::from_str(&summary).map_err(|e| bad(e.to_string()))?,
+                    status,
+                    kind: EntryKind::parse(&kind).ok_or_else(|| bad(format!("kind {kind:?}")))?,
+                },
+            ));
         }
         Ok(entries)
     }

@@ -13,6 +13,7 @@
 
 mod global;
 mod incidents;
+mod maintenance;
 mod metrics;
 mod provider;
 mod status;
@@ -43,6 +44,7 @@ use crate::probe::spec::{ReadTable, Targets, field_names};
 use crate::probe::{Protocol, Target};
 pub use global::{DEFAULT_INTERVAL, DEFAULT_LISTEN, Global, Shard};
 pub use incidents::{DEFAULT_STATE_DIR, IncidentSettings, Policy};
+pub use maintenance::instant;
 pub use metrics::MetricsSettings;
 pub use provider::{DEFAULT_PROVIDER_INTERVAL, DEFAULT_PROVIDER_TIMEOUT, MAX_FEED_BYTES};
 pub use status::{Service, ServiceText, StatusSettings};
@@ -68,6 +70,8 @@ pub struct Config {
     pub targets: Vec<Arc<Target>>,
     /// `[[provider]]`s: the provider status feeds polled beside the probes.
     pub providers: Vec<Arc<crate::provider::ProviderSpec>>,
+    /// `[[maintenance]]` windows in file order.
+    pub maintenance: Vec<crate::config::maintenance::Window>,
     /// The shard given on the command line (`run --shard`), which outranks `[global] shard`
     /// at start and at every reload.
     pub shard_override: Option<Shard>,
@@ -89,6 +93,42 @@ pub fn load_incident_settings(path: &Path) -> Result<IncidentSettings, ConfigErr
     let loc = Locator::new(path, &text, doc.get_ref());
     let read = read(&loc, doc.clone())?;
     incidents::incidents(&loc, &LoadState::new(path), read.incidents)
+}
+
+/// What `mailprobe maintenance` and `mailprobe incidents note` need from the config, read
+/// without any target's secrets (an admin's shell has no systemd credentials).
+#[derive(Debug)]
+pub struct Light {
+    /// `[incidents]`: where the database is.
+    pub incidents: IncidentSettings,
+    /// `[[maintenance]]`, checked against the targets' names and regions.
+    pub maintenance: Vec<crate::config::maintenance::Window>,
+    /// Every target's name.
+    pub targets: std::collections::BTreeSet<String>,
+    /// Every target's region.
+    pub regions: std::collections::BTreeSet<String>,
+}
+
+/// Reads [`Light`] from the config at `path`.
+pub fn load_light(path: &Path) -> Result<Light, ConfigError> {
+    let text = read_config_text(path, "config", MAX_CONFIG_BYTES)?;
+    let doc = DeTable::parse(&text).map_err(|e| Locator::syntax(path, &text, &e))?;
+    let loc = Locator::new(path, &text, doc.get_ref());
+    let read = read(&loc, doc.clone())?;
+    let incidents = incidents::incidents(&loc, &LoadState::new(path), read.incidents)?;
+    let targets = read.targets.iter().map(|(t, _)| t.name.clone()).collect();
+    let regions = read
+        .targets
+        .iter()
+        .map(|(t, _)| t.region.clone().unwrap_or_else(|| "default".into()))
+        .collect();
+    let maintenance = maintenance::windows(&loc, read.maintenance, &targets, &regions)?;
+    Ok(Light {
+        incidents,
+        maintenance,
+        targets,
+        regions,
+    })
 }
 
 /// Parses and validates config `text` as if read from `path` (relative paths resolve against
@@ -120,6 +160,8 @@ struct RawConfig {
     provider: Vec<provider::RawProvider>,
     #[serde(default)]
     status: status::RawStatus,
+    #[serde(default)]
+    maintenance: Vec<maintenance::RawMaintenance>,
     /// Taken out before this pass (see [`read`]); named so that it is a known key.
     #[serde(default, rename = "target")]
     _target: serde::de::IgnoredAny,
@@ -151,6 +193,7 @@ struct Read {
     metrics: MetricsSettings,
     providers: Vec<provider::RawProvider>,
     status: status::RawStatus,
+    maintenance: Vec<maintenance::RawMaintenance>,
     /// Each `[[target]]`: the keys every target has, and its protocol's table.
     targets: Vec<(RawTarget, Box<dyn ReadTable>)>,
 }
@@ -210,6 +253,7 @@ fn read(loc: &Locator<'_>, doc: Spanned<DeTable<'_>>) -> Result<Read, ConfigErro
         metrics: raw.metrics,
         providers: raw.provider,
         status: raw.status,
+        maintenance: raw.maintenance,
         targets,
     })
 }
@@ -325,14 +369,22 @@ impl Loader<'_> {
         for (i, t, table) in later {
             slots[i] = Some(Arc::new(self.target(&global, i, t, table, &built)?));
         }
+        let targets: Vec<Arc<Target>> = slots.into_iter().flatten().collect();
+        let maintenance = maintenance::windows(
+            self.loc,
+            read.maintenance,
+            &targets.iter().map(|t| t.name.clone()).collect(),
+            &targets.iter().map(|t| t.region.clone()).collect(),
+        )?;
         let mut config = Config {
             path: self.loc.file.to_path_buf(),
             global,
             incidents,
             metrics: read.metrics,
             status,
-            targets: slots.into_iter().flatten().collect(),
+            targets,
             providers: std::mem::take(&mut self.providers),
+            maintenance,
             shard_override: None,
             warnings: Vec::new(),
         };

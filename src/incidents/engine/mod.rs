@@ -11,6 +11,7 @@
 //! likely cause of each is worded in `hints.rs`.
 
 mod hints;
+mod maintenance;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -170,6 +171,41 @@ impl Summary {
     }
 }
 
+/// Who wrote a timeline entry: the engine saw a change, a maintenance window began or ended for
+/// a member, or a person added a note (`mailprobe incidents note`, the notes API).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    /// What the probes showed changed.
+    #[default]
+    Change,
+    /// A maintenance window began or ended for a member.
+    Maintenance,
+    /// An update written by a person.
+    Note,
+}
+
+impl EntryKind {
+    /// The stored value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::Change => "change",
+            EntryKind::Maintenance => "maintenance",
+            EntryKind::Note => "note",
+        }
+    }
+
+    /// Parses a stored value.
+    pub fn parse(s: &str) -> Option<EntryKind> {
+        match s {
+            "change" => Some(EntryKind::Change),
+            "maintenance" => Some(EntryKind::Maintenance),
+            "note" => Some(EntryKind::Note),
+            _ => None,
+        }
+    }
+}
+
 /// One row of an incident's timeline.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
@@ -183,6 +219,21 @@ pub struct Entry {
     pub summary: Summary,
     /// "ongoing", or "resolved after 1h 3m".
     pub status: String,
+    /// Who wrote it.
+    #[serde(default)]
+    pub kind: EntryKind,
+}
+
+impl Entry {
+    /// The event as every view words it: a person's note and a maintenance notice are marked
+    /// as such, so that nobody reads them as what the probes saw.
+    pub fn headline(&self) -> String {
+        match self.kind {
+            EntryKind::Change => self.event.clone(),
+            EntryKind::Maintenance => format!("maintenance: {}", self.event),
+            EntryKind::Note => format!("update: {}", self.event),
+        }
+    }
 }
 
 /// An incident, open or closed.
@@ -247,6 +298,10 @@ pub struct Engine {
     next_id: i64,
     dirty: BTreeSet<String>,
     removed: Vec<String>,
+    /// Targets under a maintenance window now: they open and join no incident.
+    maintenance: BTreeSet<String>,
+    /// Maintenance notes for open incidents, written at the next tick: (incident, when, what).
+    annotations: Vec<(i64, SystemTime, String)>,
 }
 
 impl Engine {
@@ -266,6 +321,8 @@ impl Engine {
             next_id,
             dirty: BTreeSet::new(),
             removed: Vec::new(),
+            maintenance: BTreeSet::new(),
+            annotations: Vec::new(),
         }
     }
 
@@ -326,6 +383,8 @@ impl Engine {
         let after = changed?;
         let (name, region) = (state.name.clone(), state.region.clone());
         match (before, after) {
+            // Planned work: the failure is seen and exported, but it is nobody's incident.
+            (Health::Up, _) if self.maintenance.contains(&name) => {}
             (Health::Up, _) => self.join(&name, &region, obs.at),
             (_, Health::Up) => {
                 for inc in &mut self.open {
@@ -469,6 +528,7 @@ impl Engine {
     /// closes incidents whose targets are all up.
     pub fn tick(&mut self) -> Tick {
         let mut out = Tick::default();
+        self.annotate(&mut out);
         self.merge_regional(&mut out);
         let mut still_open = Vec::with_capacity(self.open.len());
         for mut inc in std::mem::take(&mut self.open) {
@@ -514,6 +574,7 @@ impl Engine {
                         removed: summary.removed.clone(),
                         ..inc.last.clone().unwrap_or(summary)
                     },
+                    kind: EntryKind::Change,
                 });
                 out.incidents.push(inc);
                 continue;
@@ -531,6 +592,7 @@ impl Engine {
                     event,
                     summary: summary.clone(),
                     status: "ongoing".into(),
+                    kind: EntryKind::Change,
                 });
                 let wider = inc.peak.as_ref().is_none_or(|p| {
                     (summary.scope, summary.targets.len()) > (p.scope, p.targets.len())
@@ -596,6 +658,7 @@ impl Engine {
                 event: format!("merged into incident #{keep_id}, now global"),
                 status: format!("merged into #{keep_id}"),
                 summary,
+                kind: EntryKind::Change,
             });
             out.incidents.push(a);
         }
