@@ -367,6 +367,9 @@ pub async fn run_with(
     shutdown: CancellationToken,
     wrap: WrapSink,
 ) -> anyhow::Result<()> {
+    if config.global.source == load::Source::Prometheus {
+        return crate::locations::run(config, listener, shutdown).await;
+    }
     let metrics = Arc::new(Metrics::new());
     metrics.set_options(config.metrics);
     metrics.config_loaded(true);

@@ -5,6 +5,8 @@
 //! protocol at a glance, the ongoing incidents with their timelines, and recent resolved ones.
 //! Nothing secret (usernames, addresses, passwords) is on it: targets appear by name.
 
+mod seen;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
@@ -85,6 +87,8 @@ pub fn status_json(s: &Snapshot, open: &[(Incident, Vec<Entry>)]) -> Value {
             "cause": t.last_failure.map(|(class, phase)| json!({"class": class, "phase": phase})),
         })).collect::<Vec<_>>(),
         "incidents": open.iter().map(|(i, e)| incident_json(i, e)).collect::<Vec<_>>(),
+        "stale": seen::stale(s),
+        "locations": seen::json(s),
     })
 }
 
@@ -141,6 +145,12 @@ pub fn page(s: &Snapshot, history: &[(Incident, Vec<Entry>)]) -> String {
     } else {
         Health::Up
     };
+    // Data that is not current is never shown as up.
+    let overall_text = if seen::stale(s) {
+        "stale"
+    } else {
+        overall.as_str()
+    };
 
     let mut h = String::with_capacity(16 * 1024);
     let _ = write!(
@@ -148,7 +158,7 @@ pub fn page(s: &Snapshot, history: &[(Incident, Vec<Entry>)]) -> String {
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <meta http-equiv=\"refresh\" content=\"30\"><title>mail status: {}</title><style>{STYLE}</style></head><body>",
-        overall.as_str()
+        overall_text
     );
     let _ = write!(
         h,
@@ -159,8 +169,9 @@ pub fn page(s: &Snapshot, history: &[(Incident, Vec<Entry>)]) -> String {
         count(Health::Degraded),
         count(Health::Down),
         s.at.map(timestamp).unwrap_or_else(|| "starting".into()),
-        o = overall.as_str(),
+        o = overall_text,
     );
+    h.push_str(&seen::html(s));
 
     h.push_str(
         "<h2>Regions × protocols</h2><div class=\"scroll\"><table id=\"grid\"><tr><th>region</th>",

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 
-use super::engine::{Engine, Entry, Incident, Scope, Summary};
+use super::engine::{Engine, Entry, Incident, Known, Scope, Summary};
+use super::seen::Seen;
 use super::state::{Observation, TargetState};
 use super::store::{Store, StoreError};
 use crate::load::IncidentSettings;
@@ -37,11 +38,15 @@ pub struct Snapshot {
     pub targets: Vec<TargetState>,
     /// Open incidents with how they stand now.
     pub open: Vec<(Incident, Summary)>,
+    /// Which locations saw what, when the state is read from Prometheus across locations.
+    pub seen: Option<Arc<Seen>>,
 }
 
 enum Msg {
     Observe(Observation),
     Targets(Vec<Arc<Target>>),
+    Known(Vec<Known>),
+    Seen(Arc<Seen>),
     Flush(tokio::sync::oneshot::Sender<()>),
     Stop,
 }
@@ -89,6 +94,7 @@ impl Incidents {
             observer,
             snapshot: snapshot.clone(),
             retention: settings.retention,
+            seen: None,
         };
         let thread = std::thread::Builder::new()
             .name("incidents".into())
@@ -128,6 +134,24 @@ impl Incidents {
             Some(f) => Observation::failed(&o.target.name, at, f.class, f.phase),
         };
         self.send(Msg::Observe(obs));
+    }
+
+    /// Records one observation made elsewhere: the state the locations agree on, read from
+    /// Prometheus (the second producer beside [`Incidents::observe`]).
+    pub fn observe_combined(&self, obs: Observation) {
+        self.send(Msg::Observe(obs));
+    }
+
+    /// The targets read from Prometheus changed: like [`Incidents::set_targets`], without a
+    /// config behind them.
+    pub fn set_known(&self, targets: Vec<Known>) {
+        let _ = self.tx.send(Msg::Known(targets));
+    }
+
+    /// What the locations saw at the last read (or that the read failed), shown with the
+    /// next snapshot.
+    pub fn set_seen(&self, seen: Arc<Seen>) {
+        let _ = self.tx.send(Msg::Seen(seen));
     }
 
     /// The configured targets changed (a reload).
@@ -171,6 +195,7 @@ struct Worker {
     observer: Arc<dyn HealthObserver>,
     snapshot: Arc<ArcSwap<Snapshot>>,
     retention: Duration,
+    seen: Option<Arc<Seen>>,
 }
 
 impl Worker {
@@ -186,6 +211,14 @@ impl Worker {
                 }
                 Ok(Msg::Targets(t)) => {
                     self.engine.set_targets(&t, SystemTime::now());
+                    continue;
+                }
+                Ok(Msg::Known(t)) => {
+                    self.engine.set_known(&t, SystemTime::now());
+                    continue;
+                }
+                Ok(Msg::Seen(seen)) => {
+                    self.seen = Some(seen);
                     continue;
                 }
                 Ok(Msg::Flush(done)) => {
@@ -274,6 +307,7 @@ impl Worker {
             at: Some(SystemTime::now()),
             targets: self.engine.states().cloned().collect(),
             open,
+            seen: self.seen.clone(),
         }));
     }
 }

@@ -14,6 +14,7 @@
 mod global;
 mod incidents;
 mod metrics;
+mod prometheus;
 mod warnings;
 
 #[cfg(test)]
@@ -42,6 +43,7 @@ use crate::probe::{Protocol, Target};
 pub use global::{DEFAULT_INTERVAL, DEFAULT_LISTEN, Global, Shard};
 pub use incidents::{DEFAULT_STATE_DIR, IncidentSettings, Policy};
 pub use metrics::MetricsSettings;
+pub use prometheus::{PrometheusSettings, QueryAuth, Source};
 use warnings::TimeoutFrom;
 
 /// More users than any fleet has; sums over 100,000 targets still fit SQLite's INTEGER.
@@ -65,6 +67,9 @@ pub struct Config {
     pub shard_override: Option<Shard>,
     /// What `check` warns about (valid, but probably not what was meant).
     pub warnings: Vec<ConfigWarning>,
+    /// `[prometheus]`: set when `[global] source = "prometheus"` (the instance probes nothing
+    /// and reads every location's results from there).
+    pub prometheus: Option<Arc<PrometheusSettings>>,
 }
 
 /// Reads, parses and validates the config file at `path`.
@@ -107,6 +112,7 @@ struct RawConfig {
     incidents: incidents::RawIncidents,
     #[serde(default)]
     metrics: MetricsSettings,
+    prometheus: Option<prometheus::RawPrometheus>,
     /// Taken out before this pass (see [`read`]); named so that it is a known key.
     #[serde(default, rename = "target")]
     _target: serde::de::IgnoredAny,
@@ -133,6 +139,7 @@ struct Read {
     global: global::RawGlobal,
     incidents: incidents::RawIncidents,
     metrics: MetricsSettings,
+    prometheus: Option<prometheus::RawPrometheus>,
     /// Each `[[target]]`: the keys every target has, and its protocol's table.
     targets: Vec<(RawTarget, Box<dyn ReadTable>)>,
 }
@@ -190,6 +197,7 @@ fn read(loc: &Locator<'_>, doc: Spanned<DeTable<'_>>) -> Result<Read, ConfigErro
         global: raw.global,
         incidents: raw.incidents,
         metrics: raw.metrics,
+        prometheus: raw.prometheus,
         targets,
     })
 }
@@ -256,6 +264,16 @@ impl Loader<'_> {
         let global = global::global(self.loc, &self.state, read.global)?;
         self.state.net = global.net.clone();
         let incidents = incidents::incidents(self.loc, &self.state, read.incidents)?;
+        let source = global.source;
+        let prometheus =
+            prometheus::prometheus(self.loc, &mut self.state, source, read.prometheus)?;
+        if source == Source::Prometheus && !read.targets.is_empty() {
+            return Err(self.loc.error(
+                &KeyPath::target(0),
+                "with source = \"prometheus\" this instance probes nothing: its targets are \
+                 what the probing instances report to Prometheus (remove the [[target]] tables)",
+            ));
+        }
         let mut names: HashMap<String, usize> = HashMap::new();
         for (i, (t, _)) in read.targets.iter().enumerate() {
             if let Some(first) = names.get(&t.name) {
@@ -309,10 +327,11 @@ impl Loader<'_> {
             targets: slots.into_iter().flatten().collect(),
             shard_override: None,
             warnings: Vec::new(),
+            prometheus: prometheus.map(Arc::new),
         };
         // An empty file (or one of comments) would silently turn monitoring off, and on
         // reload remove every target as if it had recovered.
-        if config.targets.is_empty() {
+        if config.targets.is_empty() && source == Source::Probes {
             return Err(ConfigError::NothingToProbe {
                 file: config.path.clone(),
                 message: "no targets: a config without [[target]] tables would probe nothing"
