@@ -303,3 +303,30 @@ async fn locations_vote_a_blind_one_is_flagged_and_missing_data_changes_nothing(
         d.stop().await;
     }
 }
+
+/// The deployment example: the status instance's config loads with the real loader, and
+/// Prometheus accepts the scrape config (probing instances with shards, status instances in a
+/// job of their own) with the rules it loads.
+#[test]
+fn the_deployment_example_is_valid() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/status");
+    let cfg = mailprobe::load::load(std::path::Path::new(&format!("{dir}/status.toml")))
+        .unwrap_or_else(|e| panic!("deploy/status/status.toml: {e}"));
+    let p = cfg.prometheus.expect("[prometheus]");
+    assert_eq!(p.selector, "job=\"mailprobe\"");
+    assert_eq!(cfg.incidents.policy.down_after, 1);
+    let promtool = mailprobe_testpeers::util::require_program("promtool", "prometheus");
+    let out = std::process::Command::new(promtool)
+        .args(["check", "config", &format!("{dir}/prometheus.yml")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(format!("{dir}/prometheus.yml")).unwrap();
+    assert!(text.contains("job_name: mailprobe\n"), "{text}");
+    assert!(text.contains("job_name: mailprobe-status"), "{text}");
+}
