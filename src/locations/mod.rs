@@ -294,3 +294,117 @@ async fn read_loop(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::incidents::service::HealthObserver;
+    use crate::load::{IncidentSettings, Policy};
+    use crate::probe::Protocol;
+    use combine::Report;
+
+    struct Nobody;
+    impl HealthObserver for Nobody {
+        fn health(&self, _: &crate::incidents::TargetState) {}
+        fn removed(&self, _: &str) {}
+        fn incidents_open(&self, _: &BTreeMap<(String, String), i64>) {}
+    }
+
+    fn settings() -> PrometheusSettings {
+        PrometheusSettings {
+            url: "http://127.0.0.1:9".parse().unwrap(),
+            auth: None,
+            verifier: None,
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            max_response_bytes: 1 << 20,
+            location_label: "location".into(),
+            selector: String::new(),
+            quorum: None,
+            blind_share: 0.9,
+            blind_min_targets: 2,
+            forget_after: Duration::from_secs(3600),
+        }
+    }
+
+    fn read(health: Health) -> Result<Read, QueryError> {
+        let reports = ["fra", "nyc"]
+            .iter()
+            .map(|l| Report {
+                location: l.to_string(),
+                target: "imap-eu".into(),
+                region: "eu".into(),
+                protocol: Protocol::Imap,
+                health,
+                failure: (health == Health::Down)
+                    .then_some((FailureClass::ConnectRefused, Phase::Connect)),
+            })
+            .collect();
+        Ok(Read {
+            reports,
+            skipped: 0,
+            took: Duration::ZERO,
+            bytes: 0,
+        })
+    }
+
+    /// A failed read is stale data: the page says so, and no target changes, so nothing opens
+    /// or resolves; the next good read carries on.
+    #[tokio::test]
+    async fn a_failed_read_changes_nothing_and_is_stale() {
+        let dir = std::env::temp_dir().join(format!("mailprobe-producer-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let policy = Policy {
+            down_after: 1,
+            up_after: 1,
+        };
+        let (incidents, thread) = Incidents::start(
+            &IncidentSettings {
+                state_dir: dir.clone(),
+                policy,
+                retention: Duration::from_secs(86_400),
+            },
+            &[],
+            Arc::new(Nobody),
+        )
+        .unwrap();
+        let mut p = Producer::new(incidents.clone(), &settings());
+        let t0 = SystemTime::now();
+        p.apply(read(Health::Down), t0);
+        incidents.flush().await;
+        let s = incidents.snapshot();
+        assert_eq!(s.targets[0].health, Health::Down);
+        assert_eq!(s.open.len(), 1);
+        let seen = s.seen.clone().unwrap();
+        assert_eq!(seen.stale, None);
+        assert_eq!(seen.targets["imap-eu"].down.len(), 2);
+
+        for i in 1..4 {
+            p.apply(
+                Err(QueryError::Timeout(Duration::from_secs(1))),
+                t0 + Duration::from_secs(i),
+            );
+        }
+        incidents.flush().await;
+        let s = incidents.snapshot();
+        assert_eq!(
+            s.targets[0].health,
+            Health::Down,
+            "no data is not a recovery"
+        );
+        assert_eq!(s.open.len(), 1);
+        let seen = s.seen.clone().unwrap();
+        assert!(seen.stale.as_deref().unwrap().contains("did not answer"));
+        assert_eq!(seen.fresh_at, Some(t0), "the last good read's time");
+
+        p.apply(read(Health::Up), t0 + Duration::from_secs(5));
+        incidents.flush().await;
+        let s = incidents.snapshot();
+        assert_eq!(s.targets[0].health, Health::Up);
+        assert!(s.open.is_empty());
+        assert_eq!(s.seen.clone().unwrap().stale, None);
+        incidents.stop();
+        thread.join().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
