@@ -527,6 +527,9 @@ async fn run_all(
         private: listener,
         public,
     } = listeners;
+    if config.global.source == load::Source::Prometheus {
+        return crate::locations::run(config, listener, public, shutdown).await;
+    }
     let metrics = Arc::new(Metrics::new());
     metrics.set_options(config.metrics);
     metrics.config_loaded(true);

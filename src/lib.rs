@@ -33,6 +33,8 @@
 //! - [`webconfig`]: TLS and basic auth for the HTTP endpoints (exporter-toolkit web config).
 //! - [`status`]: the status page and its JSON API.
 //! - [`server`]: the HTTP endpoints (`/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`).
+//! - [`locations`]: a status instance that probes nothing: every location's results read from
+//!   Prometheus, combined by vote (a blind vantage point left out) and fed to the incidents.
 //! - [`report`]: human and JSON renderings of outcomes for `mailprobe probe`.
 //! - [`daemon`]: wires the above together (scheduler events and incident state to the metrics);
 //!   [`daemon::run`] takes the bound listener and the shutdown signal so that tests bind port 0
@@ -47,6 +49,7 @@ pub mod hash;
 pub mod incidents;
 pub mod liveness;
 pub mod load;
+pub mod locations;
 pub mod logging;
 pub mod metrics;
 pub mod oauth2;

@@ -10,6 +10,7 @@
 pub mod model;
 pub mod public;
 pub mod recent;
+mod seen;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -100,6 +101,8 @@ pub fn status_json(s: &Snapshot, open: &[(Incident, Vec<Entry>)]) -> Value {
         "incidents": open.iter().map(|(i, e)| incident_json(i, e)).collect::<Vec<_>>(),
         "providers": providers_json(s, open),
         "maintenance": crate::incidents::maintenance::status_json(s),
+        "stale": seen::stale(s),
+        "locations": seen::json(s),
     })
 }
 
@@ -232,6 +235,12 @@ pub fn page(
     } else {
         Health::Up
     };
+    // Data that is not current is never shown as up.
+    let overall_text = if seen::stale(s) {
+        "stale"
+    } else {
+        overall.as_str()
+    };
 
     let mut h = String::with_capacity(16 * 1024);
     let _ = write!(
@@ -239,7 +248,7 @@ pub fn page(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <meta http-equiv=\"refresh\" content=\"30\"><title>mail status: {}</title><style>{STYLE}</style></head><body>",
-        overall.as_str()
+        overall_text
     );
     let _ = write!(
         h,
@@ -250,8 +259,9 @@ pub fn page(
         count(Health::Degraded),
         count(Health::Down),
         s.at.map(timestamp).unwrap_or_else(|| "starting".into()),
-        o = overall.as_str(),
+        o = overall_text,
     );
+    h.push_str(&seen::html(s));
 
     h.push_str(
         "<h2>Regions × protocols</h2><div class=\"scroll\"><table id=\"grid\"><tr><th>region</th>",

@@ -8,6 +8,7 @@
 mod abuse;
 mod http;
 mod imapd;
+mod multiloc;
 mod procfs;
 mod procs;
 mod prom;
@@ -74,6 +75,8 @@ enum Scenario {
     HttpFlood,
     /// 128 connections sending wrong basic-auth passwords.
     HttpAuth,
+    /// A status instance reading 10,000 targets × 3 locations from a real Prometheus.
+    Multilocation,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -130,6 +133,9 @@ fn main() -> anyhow::Result<()> {
         }
         if wanted(Scenario::HttpAuth) {
             abuse::http_auth(&mut ctx, &mut report, &builds).await?;
+        }
+        if wanted(Scenario::Multilocation) {
+            multiloc::multilocation(&mut ctx, &mut report).await?;
         }
         anyhow::Ok(())
     });

@@ -9,16 +9,18 @@
 //! - [`render`]: the timeline as a table, Markdown, CSV or JSON.
 //! - [`maintenance`]: planned-work windows, which open no incidents.
 //! - [`notes`]: updates written by people into an incident's timeline.
+//! - [`seen`]: which locations saw what, when the state is read from Prometheus.
 
 pub mod engine;
 pub mod maintenance;
 pub mod notes;
 pub mod providers;
 pub mod render;
+pub mod seen;
 pub mod service;
 pub mod state;
 pub mod store;
 pub mod uptime;
 
-pub use engine::{Entry, EntryKind, Incident, Scope, Stage, Summary};
+pub use engine::{Entry, EntryKind, Incident, Known, Scope, Stage, Summary};
 pub use state::{Health, Observation, TargetState};

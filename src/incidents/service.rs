@@ -12,9 +12,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 
-use super::engine::{Engine, Entry, Incident, Scope, Summary};
+use super::engine::{Engine, Entry, Incident, Known, Scope, Summary};
 use super::maintenance::{Window, current_and_upcoming};
 use super::providers::{Book, Poll, ProviderView};
+use super::seen::Seen;
 use super::state::{Observation, TargetState};
 use super::store::{Store, StoreError, UpdateError};
 use crate::load::IncidentSettings;
@@ -46,6 +47,8 @@ pub struct Snapshot {
     pub maintenance: Vec<Window>,
     /// Targets under a maintenance window now.
     pub under_maintenance: BTreeSet<String>,
+    /// Which locations saw what, when the state is read from Prometheus across locations.
+    pub seen: Option<Arc<Seen>>,
 }
 
 enum Msg {
@@ -53,6 +56,8 @@ enum Msg {
     Targets(Vec<Arc<Target>>),
     Provider(Poll),
     Maintenance(Vec<Window>),
+    Known(Vec<Known>),
+    Seen(Arc<Seen>),
     Flush(tokio::sync::oneshot::Sender<()>),
     Stop,
 }
@@ -114,6 +119,7 @@ impl Incidents {
             rollup: Default::default(),
             config_windows: Vec::new(),
             stored_windows: Vec::new(),
+            seen: None,
         };
         let thread = std::thread::Builder::new()
             .name("incidents".into())
@@ -161,6 +167,24 @@ impl Incidents {
             Some(f) => Observation::failed(&o.target.name, at, f.class, f.phase),
         };
         self.send(Msg::Observe(obs));
+    }
+
+    /// Records one observation made elsewhere: the state the locations agree on, read from
+    /// Prometheus (the second producer beside [`Incidents::observe`]).
+    pub fn observe_combined(&self, obs: Observation) {
+        self.send(Msg::Observe(obs));
+    }
+
+    /// The targets read from Prometheus changed: like [`Incidents::set_targets`], without a
+    /// config behind them.
+    pub fn set_known(&self, targets: Vec<Known>) {
+        let _ = self.tx.send(Msg::Known(targets));
+    }
+
+    /// What the locations saw at the last read (or that the read failed), shown with the
+    /// next snapshot.
+    pub fn set_seen(&self, seen: Arc<Seen>) {
+        let _ = self.tx.send(Msg::Seen(seen));
     }
 
     /// The configured targets changed (a reload).
@@ -276,6 +300,7 @@ struct Worker {
     rollup: super::uptime::Rollup,
     config_windows: Vec<Window>,
     stored_windows: Vec<Window>,
+    seen: Option<Arc<Seen>>,
 }
 
 impl Worker {
@@ -305,6 +330,14 @@ impl Worker {
                 Ok(Msg::Maintenance(w)) => {
                     self.config_windows = w;
                     self.tick();
+                }
+                Ok(Msg::Known(t)) => {
+                    self.engine.set_known(&t, SystemTime::now());
+                    continue;
+                }
+                Ok(Msg::Seen(seen)) => {
+                    self.seen = Some(seen);
+                    continue;
                 }
                 Ok(Msg::Flush(done)) => {
                     self.tick();
@@ -436,6 +469,7 @@ impl Worker {
                 .cloned()
                 .collect(),
             under_maintenance: under,
+            seen: self.seen.clone(),
         }));
     }
 

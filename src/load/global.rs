@@ -45,6 +45,8 @@ pub struct Global {
     pub shard: Option<Shard>,
     /// Targets' default address families and name servers (`ip_protocol`, `dns_servers`).
     pub net: NetSettings,
+    /// Whether this instance probes, or reads every location's results from Prometheus.
+    pub source: super::Source,
 }
 
 /// Shard `index` of `count`: the targets whose name hashes to `index` modulo `count`.
@@ -107,6 +109,7 @@ pub(super) struct RawGlobal {
     shard: Option<String>,
     dns_servers: Option<Vec<String>>,
     ip_protocol: Option<IpProtocol>,
+    source: Option<super::Source>,
 }
 
 /// Checks `[global]` and fills in its defaults.
@@ -167,6 +170,7 @@ pub(super) fn global(
         },
     };
     Ok(Global {
+        source: g.source.unwrap_or_default(),
         net,
         listen,
         interval,

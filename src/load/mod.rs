@@ -15,6 +15,7 @@ mod global;
 mod incidents;
 mod maintenance;
 mod metrics;
+mod prometheus;
 mod provider;
 mod status;
 mod warnings;
@@ -46,6 +47,7 @@ pub use global::{DEFAULT_INTERVAL, DEFAULT_LISTEN, Global, Shard};
 pub use incidents::{DEFAULT_STATE_DIR, IncidentSettings, Policy};
 pub use maintenance::instant;
 pub use metrics::MetricsSettings;
+pub use prometheus::{PrometheusSettings, QueryAuth, Source};
 pub use provider::{DEFAULT_PROVIDER_INTERVAL, DEFAULT_PROVIDER_TIMEOUT, MAX_FEED_BYTES};
 pub use status::{Service, ServiceText, StatusSettings};
 use warnings::TimeoutFrom;
@@ -77,6 +79,9 @@ pub struct Config {
     pub shard_override: Option<Shard>,
     /// What `check` warns about (valid, but probably not what was meant).
     pub warnings: Vec<ConfigWarning>,
+    /// `[prometheus]`: set when `[global] source = "prometheus"` (the instance probes nothing
+    /// and reads every location's results from there).
+    pub prometheus: Option<Arc<PrometheusSettings>>,
 }
 
 /// Reads, parses and validates the config file at `path`.
@@ -162,6 +167,7 @@ struct RawConfig {
     status: status::RawStatus,
     #[serde(default)]
     maintenance: Vec<maintenance::RawMaintenance>,
+    prometheus: Option<prometheus::RawPrometheus>,
     /// Taken out before this pass (see [`read`]); named so that it is a known key.
     #[serde(default, rename = "target")]
     _target: serde::de::IgnoredAny,
@@ -194,6 +200,7 @@ struct Read {
     providers: Vec<provider::RawProvider>,
     status: status::RawStatus,
     maintenance: Vec<maintenance::RawMaintenance>,
+    prometheus: Option<prometheus::RawPrometheus>,
     /// Each `[[target]]`: the keys every target has, and its protocol's table.
     targets: Vec<(RawTarget, Box<dyn ReadTable>)>,
 }
@@ -254,6 +261,7 @@ fn read(loc: &Locator<'_>, doc: Spanned<DeTable<'_>>) -> Result<Read, ConfigErro
         providers: raw.provider,
         status: raw.status,
         maintenance: raw.maintenance,
+        prometheus: raw.prometheus,
         targets,
     })
 }
@@ -324,6 +332,16 @@ impl Loader<'_> {
         let incidents = incidents::incidents(self.loc, &self.state, read.incidents)?;
         self.providers = provider::providers(self.loc, &mut self.state, read.providers)?;
         let status = status::status(self.loc, &self.state, read.status, global.web.clone())?;
+        let source = global.source;
+        let prometheus =
+            prometheus::prometheus(self.loc, &mut self.state, source, read.prometheus)?;
+        if source == Source::Prometheus && !read.targets.is_empty() {
+            return Err(self.loc.error(
+                &KeyPath::target(0),
+                "with source = \"prometheus\" this instance probes nothing: its targets are \
+                 what the probing instances report to Prometheus (remove the [[target]] tables)",
+            ));
+        }
         let mut names: HashMap<String, usize> = HashMap::new();
         for (i, (t, _)) in read.targets.iter().enumerate() {
             if let Some(first) = names.get(&t.name) {
@@ -387,10 +405,11 @@ impl Loader<'_> {
             maintenance,
             shard_override: None,
             warnings: Vec::new(),
+            prometheus: prometheus.map(Arc::new),
         };
         // An empty file (or one of comments) would silently turn monitoring off, and on
         // reload remove every target as if it had recovered.
-        if config.targets.is_empty() {
+        if config.targets.is_empty() && source == Source::Probes {
             return Err(ConfigError::NothingToProbe {
                 file: config.path.clone(),
                 message: "no targets: a config without [[target]] tables would probe nothing"

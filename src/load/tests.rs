@@ -20,7 +20,7 @@ fn unknown_key_names_line_and_key() {
         e,
         "probes.toml:3:1: global.bogus: unknown key; expected one of `listen`, \
          `interval`, `timeout`, `slow_threshold`, `concurrency`, `log_format`, `log_level`, \
-         `web_config_file`, `shard`, `dns_servers`, `ip_protocol`"
+         `web_config_file`, `shard`, `dns_servers`, `ip_protocol`, `source`"
     );
 }
 

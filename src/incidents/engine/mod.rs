@@ -275,6 +275,20 @@ pub struct Tick {
     pub removed: Vec<String>,
 }
 
+/// A target as the engine needs to know it: what it is called, where it counts and what it
+/// speaks. From the config ([`Engine::set_targets`]) or read from Prometheus.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Known {
+    /// Name.
+    pub name: String,
+    /// Region.
+    pub region: String,
+    /// Protocol.
+    pub protocol: Protocol,
+    /// Users it stands for, when known.
+    pub users: Option<u64>,
+}
+
 /// Where a configured target connects and how long it waits: the evidence that narrows a
 /// cause hint (another target on the same host answering, say). Not saved: the config says it.
 #[derive(Clone, Debug)]
@@ -329,8 +343,33 @@ impl Engine {
     /// The configured targets (at start and on reload): new ones start up, removed ones leave
     /// their incidents, changed ones keep their health.
     pub fn set_targets(&mut self, targets: &[Arc<Target>], now: SystemTime) {
-        let wanted: BTreeMap<&str, &Arc<Target>> =
-            targets.iter().map(|t| (t.name.as_str(), t)).collect();
+        let known: Vec<Known> = targets
+            .iter()
+            .map(|t| Known {
+                name: t.name.clone(),
+                region: t.region.clone(),
+                protocol: t.protocol(),
+                users: t.users,
+            })
+            .collect();
+        self.set_known(&known, now);
+        for t in targets {
+            let endpoint = t.spec.endpoint();
+            self.reach.insert(
+                t.name.clone(),
+                Reach {
+                    host: endpoint.map(|e| e.host.clone()),
+                    port: endpoint.map_or(0, |e| e.port),
+                    timeout: t.timeout,
+                },
+            );
+        }
+    }
+
+    /// The targets as known without their config (read from Prometheus): like
+    /// [`Engine::set_targets`], with no endpoint to narrow a cause hint by.
+    pub fn set_known(&mut self, targets: &[Known], now: SystemTime) {
+        let wanted: BTreeMap<&str, &Known> = targets.iter().map(|t| (t.name.as_str(), t)).collect();
         let gone: Vec<String> = self
             .targets
             .keys()
@@ -350,21 +389,14 @@ impl Engine {
             self.removed.push(name);
         }
         for t in targets {
-            let state = self.targets.entry(t.name.clone()).or_insert_with(|| {
-                TargetState::new(&t.name, &t.region, t.protocol(), t.users, now)
-            });
+            let state = self
+                .targets
+                .entry(t.name.clone())
+                .or_insert_with(|| TargetState::new(&t.name, &t.region, t.protocol, t.users, now));
             state.region = t.region.clone();
-            state.protocol = t.protocol();
+            state.protocol = t.protocol;
             state.users = t.users;
-            let endpoint = t.spec.endpoint();
-            self.reach.insert(
-                t.name.clone(),
-                Reach {
-                    host: endpoint.map(|e| e.host.clone()),
-                    port: endpoint.map_or(0, |e| e.port),
-                    timeout: t.timeout,
-                },
-            );
+            self.reach.remove(&t.name);
             // Saved and exported at the next tick, new or resumed alike.
             self.dirty.insert(t.name.clone());
         }
