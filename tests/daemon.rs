@@ -293,7 +293,7 @@ async fn readme_documents_every_exported_metric_and_nothing_else() {
         ) + &oauth2
             + &provider
             + &mx
-            + &maintenance_now("bad")),
+            + &maintenance_now("web")),
     );
     let d = Daemon::start(cfg).await;
     d.wait_probes("good", "success", 1.0).await;

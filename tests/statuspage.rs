@@ -300,6 +300,38 @@ async fn the_public_page_says_operational_partial_major_and_degraded_in_a_real_b
         p.set(FAST);
     }
     d.wait_state("operational").await;
+
+    // Planned work on the whole region, added from a shell while the daemon runs: the page
+    // says "Under maintenance", not an outage, even with a target failing meanwhile.
+    let out = Command::new(env!("CARGO_BIN_EXE_mailprobe"))
+        .args(["maintenance", "add", "-c"])
+        .arg(env.config_path())
+        .args(["--region", "eu-west", "--duration", "1h"])
+        .args(["--reason", "Mail server upgrade"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    proxies[3].set(Mode::Close);
+    let s = d.wait_state("maintenance").await;
+    let text = s["status"]["text"].as_str().unwrap();
+    assert!(
+        text.starts_with(
+            "Under maintenance in Europe: planned work; users may be unable to read mail"
+        ),
+        "{text}"
+    );
+    let page = dom(&env, url.clone()).await;
+    assert!(
+        page.contains("class=\"state maintenance\">Under maintenance<"),
+        "{page}"
+    );
+    assert!(!page.contains("Partial outage"), "{page}");
+    assert_public(&page);
+    screenshots(&env, &url, "maintenance").await;
     d.stop().await;
 }
 

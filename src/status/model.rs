@@ -120,6 +120,11 @@ pub fn components(s: &Snapshot) -> Vec<Component> {
         let e = by
             .entry((t.region.clone(), Service::of(t.protocol)))
             .or_default();
+        // Planned work: neither up nor an outage, and no cause or users to tell.
+        if s.under_maintenance.contains(&t.name) {
+            e.counts.maintenance += 1;
+            continue;
+        }
         match t.health {
             Health::Up => e.counts.up += 1,
             Health::Degraded => e.counts.degraded += 1,
