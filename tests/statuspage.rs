@@ -315,6 +315,15 @@ async fn the_public_page_says_operational_partial_major_and_degraded_in_a_real_b
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The daemon reads windows added from a shell at its next tick (every 5 s).
+    eventually(20, "the window in force", || async {
+        let (_, body) = http(d.private, "GET", "/api/v1/status").await;
+        let v: Value = serde_json::from_str(&body).ok()?;
+        let targets = v["targets"].as_array()?;
+        (targets.len() == NAMES.len() && targets.iter().all(|t| t["under_maintenance"] == true))
+            .then_some(())
+    })
+    .await;
     proxies[3].set(Mode::Close);
     let s = d.wait_state("maintenance").await;
     let text = s["status"]["text"].as_str().unwrap();
@@ -331,6 +340,20 @@ async fn the_public_page_says_operational_partial_major_and_degraded_in_a_real_b
     );
     assert!(!page.contains("Partial outage"), "{page}");
     assert_public(&page);
+    // The covered target fails meanwhile (its failures are counted) and opens no incident.
+    eventually(20, "the covered target down", || async {
+        let (_, body) = http(d.private, "GET", "/api/v1/status").await;
+        let v: Value = serde_json::from_str(&body).ok()?;
+        v["targets"]
+            .as_array()?
+            .iter()
+            .any(|t| t["name"] == NAMES[3] && t["state"] == "down")
+            .then_some(())
+    })
+    .await;
+    let (_, body) = http(d.private, "GET", "/api/v1/status").await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["incidents"], serde_json::json!([]), "{body}");
     screenshots(&env, &url, "maintenance").await;
     d.stop().await;
 }
