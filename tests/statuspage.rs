@@ -339,6 +339,11 @@ async fn the_public_page_says_operational_partial_major_and_degraded_in_a_real_b
         "{page}"
     );
     assert!(!page.contains("Partial outage"), "{page}");
+    assert!(page.contains("Planned maintenance"), "{page}");
+    assert!(
+        page.contains("all services in Europe: Mail server upgrade"),
+        "{page}"
+    );
     assert_public(&page);
     // The covered target fails meanwhile (its failures are counted) and opens no incident.
     eventually(20, "the covered target down", || async {

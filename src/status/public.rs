@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 
 use super::esc;
 use super::model::{
-    Banner, Clock, Component, ComponentState, banner, components, duration_text, entry_text,
-    incident_cause, incident_title, span, stage_label,
+    Banner, Clock, Component, ComponentState, and_list, banner, components, duration_text,
+    entry_text, incident_cause, incident_title, span, stage_label,
 };
 use crate::incidents::render::timestamp;
 use crate::incidents::service::Snapshot;
@@ -154,6 +154,8 @@ pub fn page(i: &Inputs<'_>) -> String {
         h.push_str("</section>");
     }
 
+    maintenance_html(&mut h, i);
+
     let mut resolved: Vec<&(Incident, Vec<Entry>)> = i
         .history
         .iter()
@@ -174,6 +176,51 @@ pub fn page(i: &Inputs<'_>) -> String {
         esc(&i.settings.time_zone_name)
     );
     h
+}
+
+/// Planned work in force or to come: where (services and regions by their display names,
+/// never the targets a window names), when, and why.
+fn maintenance_html(h: &mut String, i: &Inputs<'_>) {
+    let windows = &i.snapshot.maintenance;
+    if windows.is_empty() {
+        return;
+    }
+    h.push_str("<h2 id=\"maintenance\">Planned maintenance</h2><ul class=\"maintenance\">");
+    for w in windows {
+        let mut places: Vec<String> = w
+            .regions
+            .iter()
+            .map(|r| format!("all services in {}", i.settings.region(r)))
+            .collect();
+        for t in i
+            .snapshot
+            .targets
+            .iter()
+            .filter(|t| w.targets.contains(&t.name))
+        {
+            let place = format!(
+                "{} in {}",
+                i.settings.name(Service::of(t.protocol)),
+                i.settings.region(&t.region)
+            );
+            if !places.contains(&place) {
+                places.push(place);
+            }
+        }
+        let when = if w.start <= i.clock.now {
+            format!("now, until {}", i.clock.full(w.end))
+        } else {
+            format!("{} to {}", i.clock.full(w.start), i.clock.full(w.end))
+        };
+        let _ = write!(
+            h,
+            "<li><strong>{}</strong> · {}: {}</li>",
+            esc(&when),
+            esc(&and_list(&places)),
+            esc(&w.reason)
+        );
+    }
+    h.push_str("</ul>");
 }
 
 fn component_html(h: &mut String, c: &Component, uptime: &Uptime, i: &Inputs<'_>) {
