@@ -1,4 +1,8 @@
 use super::*;
+use std::time::Instant;
+
+use crate::probe::Phase;
+use crate::probe::classify::FailureClass;
 
 const REFUSED: (FailureClass, Phase) = (FailureClass::ConnectRefused, Phase::Connect);
 const REJECTED: (FailureClass, Phase) = (FailureClass::AuthRejected, Phase::Login);
