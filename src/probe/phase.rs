@@ -86,6 +86,19 @@ phases! {
     Messages = "messages",
 }
 
+/// The phases up to a greeting-first protocol's (IMAP, POP3) greeting and its TLS, by TLS
+/// mode: one list, so the two protocols cannot drift apart.
+pub fn to_greeting(tls: crate::config::TlsMode) -> Vec<Phase> {
+    use crate::config::TlsMode;
+    let mut p = vec![Phase::Dns, Phase::Connect];
+    match tls {
+        TlsMode::Implicit => p.extend([Phase::Tls, Phase::Greeting]),
+        TlsMode::Starttls => p.extend([Phase::Greeting, Phase::Starttls, Phase::Tls]),
+        TlsMode::None => p.push(Phase::Greeting),
+    }
+    p
+}
+
 /// `phases` with `token` first when the probe signs in with an OAuth2 token.
 pub fn with_token(oauth2: bool, mut phases: Vec<Phase>) -> Vec<Phase> {
     if oauth2 {

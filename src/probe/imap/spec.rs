@@ -124,12 +124,7 @@ impl ProtocolSpec for ImapSpec {
     }
 
     fn phases(&self) -> Vec<Phase> {
-        let mut p = vec![Phase::Dns, Phase::Connect];
-        match self.endpoint.tls {
-            TlsMode::Implicit => p.extend([Phase::Tls, Phase::Greeting]),
-            TlsMode::Starttls => p.extend([Phase::Greeting, Phase::Starttls, Phase::Tls]),
-            TlsMode::None => p.push(Phase::Greeting),
-        }
+        let mut p = crate::probe::phase::to_greeting(self.endpoint.tls);
         p.extend([Phase::Login, Phase::Select, Phase::Logout]);
         with_token(self.credentials.is_oauth2(), p)
     }
