@@ -461,7 +461,7 @@ impl Loader<'_> {
         table.hash_into(&mut fp);
         let mut cx = TargetCx::new(loc, path.clone(), &mut self.state, fp);
         let spec = table.build(&mut cx, built)?;
-        let fingerprint = cx.fp.finish();
+        let mut fp = cx.fp;
         if let Some(p) = &t.provider {
             provider::check_target_provider(p, &self.providers)
                 .map_err(|m| loc.error(&path.key("provider"), m))?;
@@ -498,6 +498,10 @@ impl Loader<'_> {
                 None => timing(loc, &path, global, &t, interval)?,
             },
         };
+        // What it takes from [global] or works out defines it too: a reload that changes only
+        // those must not leave the old settings running as "unchanged".
+        (interval, timeout, slow_threshold, &provider, &region).hash(&mut fp);
+        let fingerprint = fp.finish();
         Ok(Target {
             name: t.name,
             region,

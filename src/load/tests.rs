@@ -540,6 +540,26 @@ fn fingerprint_tracks_changes() {
 }
 
 #[test]
+fn fingerprint_tracks_what_the_target_takes_from_global() {
+    // A reload that changes only [global]'s interval, timeout or slow threshold changes every
+    // target that inherits them: the scheduler must not keep the old ones as unchanged.
+    let target = "[[target]]\nname = \"a\"\nprotocol = \"imap\"\nhost = \"h\"\nusername = \"u\"\npassword_env = \"HOME\"\n";
+    let fp = |global: &str| {
+        let c = parse(Path::new("p.toml"), &format!("[global]\n{global}\n{target}")).unwrap();
+        (c.targets[0].interval, c.targets[0].fingerprint)
+    };
+    let base = fp("interval = \"60s\"");
+    for other in [
+        "interval = \"120s\"",
+        "interval = \"60s\"\ntimeout = \"5s\"",
+        "interval = \"60s\"\nslow_threshold = \"3s\"",
+    ] {
+        assert_ne!(fp(other).1, base.1, "{other}");
+    }
+    assert_eq!(fp("interval = \"60s\"  # same"), base);
+}
+
+#[test]
 fn keys_of_another_protocol_do_not_apply() {
     let https = "[[target]]\nname = \"w\"\nprotocol = \"https\"\nurl = \"https://h/\"\n";
     assert_eq!(
