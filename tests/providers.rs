@@ -716,6 +716,8 @@ async fn a_graph_issue_and_its_status_changes_are_told_beside_the_incident() {
     d.stop().await;
     let cfg = env.config_path();
     let table = mailprobe(&["incidents", "-c", cfg.to_str().unwrap(), "--since", "1h"]);
+    // What an admin reads (shown with --nocapture).
+    println!("{table}");
     assert!(
         table.contains("Microsoft EX123456 'Users can't access mailbox', investigating, posted "),
         "{table}"

@@ -235,8 +235,15 @@ fn merged(old: &Issue, new: &Issue, at: SystemTime) -> Issue {
         }
     }
     if old.status != new.status && !new.updates.iter().any(|u| u.status == new.status) {
+        // The provider's own time of the change when it says it modified the issue since the
+        // last poll (Graph's lastModifiedDateTime); the poll's time otherwise.
+        let changed = if new.updated_at > old.updated_at && new.updated_at <= at {
+            new.updated_at
+        } else {
+            at
+        };
         updates.push(Update {
-            at,
+            at: changed,
             status: new.status.clone(),
             text: String::new(),
         });
@@ -245,4 +252,43 @@ fn merged(old: &Issue, new: &Issue, at: SystemTime) -> Issue {
     out.updates = updates;
     out.first_post_at = old.first_post_at.min(new.first_post_at);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+
+    fn issue(status: &str, updated: u64) -> Issue {
+        let t = |s| UNIX_EPOCH + Duration::from_secs(s);
+        Issue {
+            provider: "microsoft".into(),
+            kind: Kind::Microsoft,
+            id: "EX1".into(),
+            title: "Users can't access mailbox".into(),
+            service: "Exchange Online".into(),
+            classification: "incident".into(),
+            status: status.into(),
+            started_at: t(0),
+            first_post_at: t(0),
+            updated_at: t(updated),
+            resolved_at: None,
+            link: None,
+            updates: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_status_change_is_dated_by_the_provider_when_it_says_when() {
+        let poll = UNIX_EPOCH + Duration::from_secs(100);
+        let m = merged(&issue("investigating", 10), &issue("serviceRestored", 42), poll);
+        let change = m.updates.iter().find(|u| u.status == "serviceRestored");
+        assert_eq!(change.map(|u| u.at), Some(UNIX_EPOCH + Duration::from_secs(42)));
+        // No modification time since the last poll (or one in the future): the poll's time.
+        let m = merged(&issue("investigating", 10), &issue("serviceRestored", 10), poll);
+        assert_eq!(m.updates[0].at, poll);
+        let m = merged(&issue("investigating", 10), &issue("serviceRestored", 500), poll);
+        assert_eq!(m.updates[0].at, poll);
+    }
 }
