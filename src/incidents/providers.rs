@@ -282,13 +282,28 @@ mod tests {
     #[test]
     fn a_status_change_is_dated_by_the_provider_when_it_says_when() {
         let poll = UNIX_EPOCH + Duration::from_secs(100);
-        let m = merged(&issue("investigating", 10), &issue("serviceRestored", 42), poll);
+        let m = merged(
+            &issue("investigating", 10),
+            &issue("serviceRestored", 42),
+            poll,
+        );
         let change = m.updates.iter().find(|u| u.status == "serviceRestored");
-        assert_eq!(change.map(|u| u.at), Some(UNIX_EPOCH + Duration::from_secs(42)));
+        assert_eq!(
+            change.map(|u| u.at),
+            Some(UNIX_EPOCH + Duration::from_secs(42))
+        );
         // No modification time since the last poll (or one in the future): the poll's time.
-        let m = merged(&issue("investigating", 10), &issue("serviceRestored", 10), poll);
+        let m = merged(
+            &issue("investigating", 10),
+            &issue("serviceRestored", 10),
+            poll,
+        );
         assert_eq!(m.updates[0].at, poll);
-        let m = merged(&issue("investigating", 10), &issue("serviceRestored", 500), poll);
+        let m = merged(
+            &issue("investigating", 10),
+            &issue("serviceRestored", 500),
+            poll,
+        );
         assert_eq!(m.updates[0].at, poll);
     }
 }
