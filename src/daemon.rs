@@ -520,7 +520,8 @@ fn reload(current: &mut Config, r: &mut Reloading<'_>) -> Result<Reloaded, Reloa
         Ok(new)
     });
     match loaded {
-        Ok(new) => {
+        Ok(mut new) => {
+            new.share_unchanged(current);
             if new.global.listen != current.global.listen {
                 tracing::warn!(old = %current.global.listen, new = %new.global.listen, "listen address changes need a restart; still listening on the old one");
             }

@@ -532,6 +532,22 @@ fn timing(
 }
 
 impl Config {
+    /// Takes `old`'s copy of every target a reload left unchanged (same name, same
+    /// fingerprint), so that one copy of each stays in memory: the scheduler keeps running the
+    /// old one, and this config, the incident service and the liveness check would otherwise
+    /// hold a second, identical one until the next restart.
+    pub fn share_unchanged(&mut self, old: &Config) {
+        let before: HashMap<&str, &Arc<Target>> =
+            old.targets.iter().map(|t| (t.name.as_str(), t)).collect();
+        for t in &mut self.targets {
+            if let Some(o) = before.get(t.name.as_str())
+                && o.fingerprint == t.fingerprint
+            {
+                *t = Arc::clone(o);
+            }
+        }
+    }
+
     /// The targets this instance probes: all of them, or its shard's.
     pub fn owned_targets(&self) -> Vec<Arc<Target>> {
         self.targets

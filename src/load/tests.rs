@@ -545,7 +545,11 @@ fn fingerprint_tracks_what_the_target_takes_from_global() {
     // target that inherits them: the scheduler must not keep the old ones as unchanged.
     let target = "[[target]]\nname = \"a\"\nprotocol = \"imap\"\nhost = \"h\"\nusername = \"u\"\npassword_env = \"HOME\"\n";
     let fp = |global: &str| {
-        let c = parse(Path::new("p.toml"), &format!("[global]\n{global}\n{target}")).unwrap();
+        let c = parse(
+            Path::new("p.toml"),
+            &format!("[global]\n{global}\n{target}"),
+        )
+        .unwrap();
         (c.targets[0].interval, c.targets[0].fingerprint)
     };
     let base = fp("interval = \"60s\"");
@@ -785,4 +789,27 @@ fn mx_target_keys_are_checked() {
             "{extra:?}: {e}"
         );
     }
+}
+
+#[test]
+fn a_reload_keeps_one_copy_of_each_unchanged_target() {
+    let smtp = "[[target]]\nname = \"b\"\nprotocol = \"smtp\"\nhost = \"h\"\n";
+    let a = format!("{IMAP}{smtp}");
+    let old = parse(Path::new("p.toml"), &a).unwrap();
+    let mut same = parse(Path::new("p.toml"), &a).unwrap();
+    same.share_unchanged(&old);
+    for (n, o) in same.targets.iter().zip(&old.targets) {
+        assert!(Arc::ptr_eq(n, o), "{} is a second copy", n.name);
+    }
+    let moved = format!("{IMAP}{}", smtp.replace("\"h\"", "\"h2\""));
+    let mut moved = parse(Path::new("p.toml"), &moved).unwrap();
+    moved.share_unchanged(&old);
+    let changed: Vec<&str> = moved
+        .targets
+        .iter()
+        .zip(&old.targets)
+        .filter(|(n, o)| !Arc::ptr_eq(n, o))
+        .map(|(n, _)| n.name.as_str())
+        .collect();
+    assert_eq!(changed, ["b"]);
 }
