@@ -387,3 +387,41 @@ pub async fn https_full(
     let _ = tls.read_to_end(&mut buf).await;
     Ok(parse_response(&buf))
 }
+
+/// Runs `mailprobe probe -c <config> [targets]` off the runtime (the test's servers answer on
+/// it meanwhile): `(exit code, stdout, stderr)`.
+pub async fn probe_cli(
+    config: std::path::PathBuf,
+    targets: &[&str],
+) -> (Option<i32>, String, String) {
+    let targets: Vec<String> = targets.iter().map(|t| t.to_string()).collect();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mailprobe"))
+            .arg("probe")
+            .arg("-c")
+            .arg(config)
+            .args(targets)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// The time a `mailprobe probe` table row gives `phase` (its `PHASES_MS` column), in ms;
+/// panics when the row has none.
+pub fn phase_ms(row: &str, phase: &str) -> f64 {
+    let ms = row
+        .split_whitespace()
+        .find_map(|p| p.strip_prefix(&format!("{phase}=")))
+        .unwrap_or_else(|| panic!("no {phase} timing in {row}"));
+    ms.parse::<f64>()
+        .ok()
+        .filter(|v| *v >= 0.0)
+        .unwrap_or_else(|| panic!("{phase}={ms} in {row}"))
+}
