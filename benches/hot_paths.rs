@@ -190,8 +190,9 @@ fn main() {
     }
 }
 
-/// The status page at 10,000 targets in 10 regions: a tick's rollup, saving it, reading 90
-/// days of rollups, and rendering the public page and the admin view with 1,000 targets down.
+/// The status page at 10,000 targets in 10 regions: a tick's rollup (one region under
+/// maintenance), saving it, reading 90 days of rollups, and rendering the public page and the
+/// admin view with 1,000 targets down.
 fn status_benches(dir: &Path, targets: &[Arc<Target>], secs: Duration) {
     use mailprobe::incidents::service::Snapshot;
     use mailprobe::incidents::store::Store;
@@ -212,8 +213,14 @@ fn status_benches(dir: &Path, targets: &[Arc<Target>], secs: Duration) {
             mailprobe::probe::Phase::Connect,
         ));
     }
+    // One region in ten under a maintenance window.
+    let maintenance: std::collections::BTreeSet<String> = states
+        .iter()
+        .filter(|s| s.region == states[0].region)
+        .map(|s| s.name.clone())
+        .collect();
     let mut rollup = Rollup::default();
-    rollup.advance(now, states.iter(), &[]);
+    rollup.advance(now, states.iter(), &maintenance, &[]);
     let mut t = now;
     bench(
         "status: rollup of one tick, 10,000 targets",
@@ -221,7 +228,7 @@ fn status_benches(dir: &Path, targets: &[Arc<Target>], secs: Duration) {
         secs,
         || {
             t += Duration::from_secs(5);
-            rollup.advance(t, states.iter(), &[])
+            rollup.advance(t, states.iter(), &maintenance, &[])
         },
     );
     // 90 days of a fleet with 10 regions and two services per region.

@@ -490,21 +490,8 @@ async fn run_serves_metrics_and_stops_on_sigterm() {
         )),
     )
     .unwrap();
-    let port = mailprobe_testpeers::util::free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mailprobe"))
-        .args([
-            "run",
-            "-c",
-            env.config_path().to_str().unwrap(),
-            "--listen",
-            &listen,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let addr = listen.parse().unwrap();
+    let mut d = common::ChildDaemon::start(&env, Stdio::piped(), &[]);
+    let addr = d.addr();
     let metrics = common::eventually(20, "a successful probe via the binary", || async {
         let conn = tokio::net::TcpStream::connect(addr).await.ok()?;
         drop(conn);
@@ -517,15 +504,11 @@ async fn run_serves_metrics_and_stops_on_sigterm() {
     })
     .await;
     assert!(metrics.contains("mailprobe_build_info"));
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
     let status = tokio::task::spawn_blocking(move || {
-        let s = child.wait().unwrap();
+        let s = d.terminate();
         let mut err = String::new();
         use std::io::Read;
-        child
+        d.child
             .stderr
             .take()
             .unwrap()

@@ -336,3 +336,58 @@ async fn a_round_trip_sends_through_graph_and_receives_over_imap() {
             .contains("sendMail as probe@contoso.test")
     );
 }
+
+/// `mailprobe probe` on Graph targets: a row with the token, DNS, connect, TLS, request and
+/// body timings and exit 0 for a readable inbox; `FAIL auth_rejected request` and exit 1 for
+/// a mailbox Graph refuses; neither the client secret nor a token in anything printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_command_prints_a_graph_row_with_its_phases_and_the_class_of_a_refusal() {
+    let t = tenant().await;
+    t.graph.add_mailbox("denied@contoso.test");
+    t.graph.refuse(
+        "denied@contoso.test",
+        refusal(403, "ErrorAccessDenied", None),
+    );
+    t.env.config(&format!(
+        "{}{}",
+        t.target("graph-inbox", MAILBOX, ""),
+        t.target("graph-denied", "denied@contoso.test", "")
+    ));
+    let (code, out, err) = common::probe_cli(t.env.config_path(), &["graph-inbox"]).await;
+    println!("$ mailprobe probe -c probes.toml graph-inbox\n{out}");
+    assert_eq!(code, Some(0), "{out}{err}");
+    let header = out.lines().next().unwrap();
+    assert!(
+        header.starts_with("TARGET") && header.contains("PHASES_MS"),
+        "{out}"
+    );
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("graph-inbox "))
+        .unwrap_or_else(|| panic!("{out}"));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cols[..4], ["graph-inbox", "test", "graph", "ok"], "{row}");
+    for phase in ["token", "dns", "connect", "tls", "request", "body"] {
+        common::phase_ms(row, phase);
+    }
+
+    let (code, out, err) = common::probe_cli(t.env.config_path(), &[]).await;
+    println!("$ mailprobe probe -c probes.toml\n{out}");
+    assert_eq!(code, Some(1), "one target fails: {out}{err}");
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("graph-denied "))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(
+        row.split_whitespace().collect::<Vec<_>>()[3..6],
+        ["FAIL", "auth_rejected", "request"],
+        "{row}"
+    );
+    assert!(out.contains("ErrorAccessDenied"), "{out}");
+    for shown in [&out, &err] {
+        assert!(!shown.contains(SECRET), "{shown}");
+        for token in t.tokens.issued() {
+            assert!(!shown.contains(&token), "{shown}");
+        }
+    }
+}

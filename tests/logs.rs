@@ -5,54 +5,13 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::{Env, PASSWORD, USER, sample};
+use common::{ChildDaemon, Env, PASSWORD, USER, sample};
 use mailprobe_testpeers::dovecot::{Dovecot, Options};
 use mailprobe_testpeers::util::free_port;
-
-/// A `mailprobe run` child, killed if a test gives up on it.
-struct Running {
-    child: Child,
-    listen: String,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// Starts `mailprobe run` on the env's probes.toml with stderr going to `stderr`.
-fn run(env: &Env, stderr: Stdio, vars: &[(&str, &str)]) -> Running {
-    let listen = format!("127.0.0.1:{}", free_port());
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailprobe"));
-    cmd.args([
-        "run",
-        "-c",
-        env.config_path().to_str().unwrap(),
-        "--listen",
-        &listen,
-    ])
-    .env_remove("RUST_LOG")
-    .env_remove("JOURNAL_STREAM")
-    .env_remove("NOTIFY_SOCKET")
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(stderr);
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
-    Running {
-        child: cmd.spawn().expect("start mailprobe run"),
-        listen,
-    }
-}
 
 /// `GET path` over HTTP/1.0 with short timeouts, so that a wedged daemon fails the wait instead
 /// of hanging the test: `(status, body)`, or `None` when it did not answer in time.
@@ -108,21 +67,9 @@ fn succeeded(listen: &str, target: &str) -> Option<()> {
 }
 
 /// Waits until `target` has at least `n` probes counted with `result`.
-fn wait_probes(r: &Running, target: &str, result: &str, n: f64) -> f64 {
+fn wait_probes(r: &ChildDaemon, target: &str, result: &str, n: f64) -> f64 {
     wait(30, &format!("{n} {result} probes of {target}"), || {
         probes(&r.listen, target, result).filter(|v| *v >= n)
-    })
-}
-
-/// Sends SIGTERM and waits up to 20 s for the process to end.
-fn terminate(r: &mut Running) -> ExitStatus {
-    let pid = r.child.id().to_string();
-    Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill -TERM");
-    wait(20, "the daemon to exit after SIGTERM", || {
-        r.child.try_wait().expect("wait for mailprobe")
     })
 }
 
@@ -150,7 +97,7 @@ fn probing_goes_on_after_the_stderr_reader_closes() {
         env.imap_target("good", dc.ports.imaps, "")
     ));
     // `mailprobe run 2>&1 | head -2`.
-    let mut r = run(&env, Stdio::piped(), &[]);
+    let mut r = ChildDaemon::start(&env, Stdio::piped(), &[]);
     let mut lines = BufReader::new(r.child.stderr.take().unwrap()).lines();
     for _ in 0..2 {
         lines.next().expect("a log line").expect("readable stderr");
@@ -167,7 +114,7 @@ fn probing_goes_on_after_the_stderr_reader_closes() {
     );
     assert_eq!(get(&r.listen, "/-/ready").map(|r| r.0), Some(200));
 
-    let status = terminate(&mut r);
+    let status = r.terminate();
     assert!(status.success(), "{status:?}");
 }
 
@@ -181,7 +128,7 @@ fn probing_goes_on_while_nobody_reads_stderr() {
         refused_targets(1000)
     ));
     // stderr is a pipe nobody reads: it fills (64 KiB) and then every write would block.
-    let mut r = run(&env, Stdio::piped(), &[]);
+    let mut r = ChildDaemon::start(&env, Stdio::piped(), &[]);
     let _unread = r.child.stderr.take().unwrap();
 
     // Every probe logs a line of more than 100 bytes at debug, so 1,000 probes are well past
@@ -204,7 +151,7 @@ fn probing_goes_on_while_nobody_reads_stderr() {
     assert_eq!(get(&r.listen, "/-/ready").map(|r| r.0), Some(200));
     eprintln!("{dropped} log lines dropped; probing went on");
 
-    let status = terminate(&mut r);
+    let status = r.terminate();
     assert!(status.success(), "{status:?}");
 }
 
@@ -413,7 +360,7 @@ async fn no_log_level_shows_a_secret() {
 
     // The daemon with log_level = "trace".
     let log_path = env.dir.path().join("run.log");
-    let mut r = run(&env, std::fs::File::create(&log_path).unwrap().into(), &[]);
+    let mut r = ChildDaemon::start(&env, std::fs::File::create(&log_path).unwrap().into(), &[]);
     for name in &names {
         let listen = r.listen.clone();
         let name = name.clone();
@@ -425,7 +372,7 @@ async fn no_log_level_shows_a_secret() {
         .await
         .unwrap();
     }
-    let status = tokio::task::spawn_blocking(move || terminate(&mut r))
+    let status = tokio::task::spawn_blocking(move || r.terminate())
         .await
         .unwrap();
     assert!(status.success());
@@ -552,7 +499,7 @@ fn field<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
 
 /// Runs the daemon with `config` until `until` says enough happened, then stops it with SIGTERM
 /// and returns its whole stderr.
-fn daemon_log(env: &Env, vars: &[(&str, &str)], until: impl FnOnce(&mut Running)) -> String {
+fn daemon_log(env: &Env, vars: &[(&str, &str)], until: impl FnOnce(&mut ChildDaemon)) -> String {
     let path = env.dir.path().join("daemon.log");
     let file = std::fs::File::create(&path).unwrap();
     let (dev, ino) = {
@@ -565,15 +512,15 @@ fn daemon_log(env: &Env, vars: &[(&str, &str)], until: impl FnOnce(&mut Running)
         .iter()
         .map(|(k, v)| (*k, if *v == "STDERR" { journal.as_str() } else { v }))
         .collect();
-    let mut r = run(env, file.into(), &vars);
+    let mut r = ChildDaemon::start(env, file.into(), &vars);
     until(&mut r);
-    let status = terminate(&mut r);
+    let status = r.terminate();
     assert!(status.success(), "{status:?}");
     std::fs::read_to_string(&path).unwrap()
 }
 
 /// A config with an invalid key, for a refused reload (an ERROR line).
-fn refuse_a_reload(env: &Env, r: &Running, good: &str) {
+fn refuse_a_reload(env: &Env, r: &ChildDaemon, good: &str) {
     std::fs::write(
         env.config_path(),
         env.with_state(&format!("{good}bogus = 1\n")),

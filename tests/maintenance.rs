@@ -196,3 +196,126 @@ async fn a_server_stopped_during_a_window_opens_no_incident_and_after_it_does() 
     dc.restart();
     d.stop().await;
 }
+
+/// Every rollup row of the last two days (a test running over UTC midnight has two), summed
+/// into one: `(observed, maintenance, partial + major, share down)` in ms.
+fn rollup(state: &std::path::Path) -> (i64, i64, i64, f64) {
+    let today = mailprobe::incidents::uptime::day_of(std::time::SystemTime::now());
+    let rows = mailprobe::incidents::store::Store::open_read_only(state)
+        .unwrap()
+        .uptime(today - 1)
+        .unwrap();
+    rows.iter().fold((0, 0, 0, 0.0), |(o, m, d, s), r| {
+        (
+            o + r.observed_ms,
+            m + r.maintenance_ms,
+            d + r.partial_ms + r.major_ms,
+            s + r.down_share_ms,
+        )
+    })
+}
+
+/// The time a real Dovecot is stopped under a maintenance window goes to the day's rollup as
+/// maintenance, not downtime: the uptime bar says "under maintenance", the uptime percentage
+/// does not drop, and it stays so across a restart of the daemon.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_stopped_under_a_window_is_maintenance_in_the_uptime_rollup_across_restarts() {
+    let env = Env::new();
+    let mut dc = Dovecot::start(&env.pki, Options::default());
+    let state = env.dir.path().join("state");
+    let text = format!(
+        "{GLOBAL}[incidents]\nstate_dir = \"{}\"\ndown_after = 2\nup_after = 2\n{}",
+        state.display(),
+        env.imap_target("imap-eu", dc.ports.imaps, "region = \"eu\"")
+            .replace("region = \"test\"\n", ""),
+    );
+    let d = Daemon::start(env.config(&text)).await;
+    d.wait_probes("imap-eu", "success", 1.0).await;
+    // Some time up first, for the uptime percentage to be a share of.
+    eventually(30, "time up in the rollup", || async {
+        (rollup(&state).0 > 0).then_some(())
+    })
+    .await;
+    let config = env.config_path();
+    let config = config.to_str().unwrap();
+    ok(&[
+        "maintenance",
+        "add",
+        "-c",
+        config,
+        "--target",
+        "imap-eu",
+        "--duration",
+        "1h",
+        "--reason",
+        "Dovecot upgrade",
+    ]);
+    eventually(20, "the window in force", || async {
+        let m = d.metrics().await;
+        sample(&m, "mailprobe_maintenance", &[("target", "imap-eu")]).filter(|v| *v == 1.0)
+    })
+    .await;
+    dc.stop();
+    eventually(30, "imap-eu down", || async {
+        let m = d.metrics().await;
+        sample(
+            &m,
+            "mailprobe_target_state",
+            &[("target", "imap-eu"), ("state", "down")],
+        )
+        .filter(|v| *v == 1.0)
+    })
+    .await;
+    // Two ticks of the incident service (5 s each) with the server down and the window on.
+    let (_, before, _, _) = rollup(&state);
+    let grown = |from: i64| {
+        let state = state.clone();
+        async move {
+            eventually(30, "maintenance time in the rollup", || async {
+                let r = rollup(&state);
+                (r.1 >= from + 10_000).then_some(r)
+            })
+            .await
+        }
+    };
+    let (observed, maintenance, down, share) = grown(before).await;
+    assert!(maintenance <= observed, "{maintenance} of {observed}");
+    assert_eq!((down, share), (0, 0.0), "no downtime under the window");
+    let summary = json(&d, "/api/v1/summary").await;
+    assert_eq!(
+        summary["components"][0]["uptime_90d"], 100.0,
+        "maintenance takes no uptime away: {summary}"
+    );
+    let (_, page) = http(d.addr, "GET", "/status").await;
+    let today = page
+        .split("</div><div class=\"axis\">")
+        .next()
+        .unwrap()
+        .rsplit("<span")
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(today.contains("class=\"maintenance\""), "{today}");
+    assert!(today.contains("under maintenance for"), "{today}");
+    assert!(!today.contains("outage"), "{today}");
+
+    // A restart: the window comes from the database, the target is still down, and its time
+    // still goes to maintenance.
+    d.stop().await;
+    let (_, before, _, _) = rollup(&state);
+    let d = Daemon::start(env.config(&text)).await;
+    let (_, maintenance, down, share) = grown(before).await;
+    assert!(maintenance >= before + 10_000);
+    assert_eq!((down, share), (0, 0.0), "no downtime after the restart");
+    let m = d.metrics().await;
+    assert_eq!(
+        sample(
+            &m,
+            "mailprobe_target_state",
+            &[("target", "imap-eu"), ("state", "down")]
+        ),
+        Some(1.0)
+    );
+    dc.restart();
+    d.stop().await;
+}

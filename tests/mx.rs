@@ -358,18 +358,21 @@ async fn the_daemon_exports_the_domain_and_each_host() {
     );
 }
 
-/// `mailprobe probe` prints the domain's row and one row per MX host under it.
+/// `mailprobe probe` prints the domain's row and one row per MX host under it; it exits 1
+/// when the preferred host is dead and 0 for a domain whose hosts all take mail.
 #[tokio::test]
 async fn probe_command_shows_a_row_per_mx_host() {
     let env = Env::new();
     let s = stack(&env);
     env.config(&format!(
-        "{GLOBAL}{}",
-        target(&env, &s, "dom", "onedead", "")
+        "{GLOBAL}{}{}",
+        target(&env, &s, "dom", "onedead", ""),
+        target(&env, &s, "dom-up", "up", "")
     ));
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailprobe"))
         .args(["probe", "-c"])
         .arg(env.config_path())
+        .arg("dom")
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -379,7 +382,7 @@ async fn probe_command_shows_a_row_per_mx_host() {
         "{text}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    eprintln!("{text}");
+    println!("$ mailprobe probe -c probes.toml dom\n{text}");
     let row = |start: &str| {
         text.lines()
             .find(|l| l.starts_with(start))
@@ -406,4 +409,45 @@ async fn probe_command_shows_a_row_per_mx_host() {
         )) && text.contains("certificate check: name_mismatch (reported, not failed)"),
         "{text}"
     );
+
+    // Every host up: exit 0, each host's SMTP phases timed.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailprobe"))
+        .args(["probe", "-c"])
+        .arg(env.config_path())
+        .arg("dom-up")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("$ mailprobe probe -c probes.toml dom-up\n{text}");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = |start: &str| {
+        text.lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no row starting {start:?}:\n{text}"))
+    };
+    assert_eq!(
+        row("dom-up ").split_whitespace().collect::<Vec<_>>()[..4],
+        ["dom-up", "test", "mx", "ok"]
+    );
+    for host in [
+        format!("└ {} (10)", fq("mx1")),
+        format!("└ {} (20)", fq("mx2")),
+    ] {
+        let r = row(&host);
+        assert_eq!(
+            r.split_whitespace().collect::<Vec<_>>()[3..6],
+            ["mx", "host", "ok"],
+            "{r}"
+        );
+        for phase in [
+            "dns", "connect", "greeting", "ehlo", "starttls", "tls", "quit",
+        ] {
+            common::phase_ms(r, phase);
+        }
+    }
 }

@@ -5,12 +5,12 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-use common::{Env, eventually, http, sample};
+use common::{ChildDaemon, Env, eventually, http, sample};
 use mailprobe_testpeers::fault::{Action, FaultServer, Script};
-use mailprobe_testpeers::util::{free_port, require_program};
+use mailprobe_testpeers::util::require_program;
 
 /// An MX that accepts the probe's whole session, every time.
 fn healthy_mx() -> Script {
@@ -28,7 +28,7 @@ fn healthy_mx() -> Script {
 
 /// The daemon binary, its stderr collected line by line as it comes.
 struct RunningDaemon {
-    child: Child,
+    daemon: ChildDaemon,
     addr: std::net::SocketAddr,
     stderr: Arc<Mutex<Vec<String>>>,
 }
@@ -36,25 +36,18 @@ struct RunningDaemon {
 impl RunningDaemon {
     fn start(env: &Env, text: &str) -> RunningDaemon {
         std::fs::write(env.config_path(), env.with_state(text)).unwrap();
-        let listen = format!("127.0.0.1:{}", free_port());
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mailprobe"))
-            .args(["run", "-c", env.config_path().to_str().unwrap()])
-            .args(["--listen", &listen])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut daemon = ChildDaemon::start(env, Stdio::piped(), &[]);
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let lines = stderr.clone();
-        let pipe = child.stderr.take().unwrap();
+        let pipe = daemon.child.stderr.take().unwrap();
         std::thread::spawn(move || {
             for line in BufReader::new(pipe).lines().map_while(Result::ok) {
                 lines.lock().unwrap().push(line);
             }
         });
         RunningDaemon {
-            child,
-            addr: listen.parse().unwrap(),
+            addr: daemon.addr(),
+            daemon,
             stderr,
         }
     }
@@ -75,7 +68,7 @@ impl RunningDaemon {
         let out = Command::new(prlimit)
             .args([
                 "--pid",
-                &self.child.id().to_string(),
+                &self.daemon.child.id().to_string(),
                 &format!("--nofile={soft}:"),
             ])
             .output()
@@ -88,20 +81,14 @@ impl RunningDaemon {
     }
 
     fn soft_file_limit(&self) -> String {
-        let limits = std::fs::read_to_string(format!("/proc/{}/limits", self.child.id())).unwrap();
+        let limits =
+            std::fs::read_to_string(format!("/proc/{}/limits", self.daemon.child.id())).unwrap();
         let line = limits
             .lines()
             .find(|l| l.starts_with("Max open files"))
             .unwrap()
             .to_string();
         line.split_whitespace().nth(3).unwrap().to_string()
-    }
-}
-
-impl Drop for RunningDaemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Env;
-use mailprobe_testpeers::util::{free_port, require_program};
+use mailprobe_testpeers::util::require_program;
 
 #[test]
 fn the_unit_passes_systemd_analyze_verify() {
@@ -72,21 +72,15 @@ fn the_daemon_speaks_the_notify_protocol() {
     .unwrap();
     let sock_path = env.dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
-    let listen = format!("127.0.0.1:{}", free_port());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mailprobe"))
-        .args([
-            "run",
-            "-c",
-            env.config_path().to_str().unwrap(),
-            "--listen",
-            &listen,
-        ])
-        .env("NOTIFY_SOCKET", &sock_path)
-        .env("WATCHDOG_USEC", "400000")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut d = common::ChildDaemon::start(
+        &env,
+        Stdio::null(),
+        &[
+            ("NOTIFY_SOCKET", sock_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "400000"),
+        ],
+    );
+    let listen = d.listen.clone();
 
     let ready = wait_for(&sock, "READY=1");
     assert!(ready.contains("STATUS=probing 1 target,"), "{ready}");
@@ -95,7 +89,7 @@ fn the_daemon_speaks_the_notify_protocol() {
     wait_for(&sock, "WATCHDOG=1");
     wait_for(&sock, "WATCHDOG=1");
 
-    let pid = child.id().to_string();
+    let pid = d.child.id().to_string();
     Command::new("kill").args(["-HUP", &pid]).status().unwrap();
     let reloading = wait_for(&sock, "RELOADING=1");
     assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
@@ -103,6 +97,6 @@ fn the_daemon_speaks_the_notify_protocol() {
 
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     wait_for(&sock, "STOPPING=1");
-    let status = child.wait().unwrap();
+    let status = d.child.wait().unwrap();
     assert!(status.success());
 }

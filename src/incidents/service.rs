@@ -420,6 +420,7 @@ impl Worker {
         let rows = self.rollup.advance(
             SystemTime::now(),
             self.engine.states(),
+            self.engine.under_maintenance(),
             self.engine.open_incidents(),
         );
         if let Err(e) = self.store.add_uptime(&rows) {

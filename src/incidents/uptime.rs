@@ -63,6 +63,11 @@ impl DayRow {
             - self.maintenance_ms)
             .max(0)
     }
+
+    /// Time the uptime percentage is a share of: watched, and not under maintenance.
+    pub fn counted_ms(&self) -> i64 {
+        (self.observed_ms - self.maintenance_ms).max(0)
+    }
 }
 
 /// What the service worker keeps between ticks to accumulate rollups.
@@ -73,12 +78,20 @@ pub struct Rollup {
 
 impl Rollup {
     /// The rows to add for the time since the last call, with every component in the state
-    /// `states` show now (a tick is a few seconds: the state at its end stands for all of it),
-    /// split at UTC midnight. Empty on the first call and after a gap of more than [`MAX_GAP`].
+    /// `states` and `maintenance` (the targets under a window) show now (a tick is a few
+    /// seconds: the state at its end stands for all of it), split at UTC midnight. Empty on
+    /// the first call and after a gap of more than [`MAX_GAP`].
+    ///
+    /// A target under maintenance is neither up nor down: it is left out of the share down,
+    /// and a component with some targets under maintenance and none failing outside them is
+    /// in maintenance, as the status page's [`ComponentState::of`] says.
+    ///
+    /// [`ComponentState::of`]: crate::status::model::ComponentState::of
     pub fn advance<'a>(
         &mut self,
         now: SystemTime,
         states: impl Iterator<Item = &'a TargetState>,
+        maintenance: &BTreeSet<String>,
         open: &[Incident],
     ) -> Vec<DayRow> {
         let Some(last) = self.last.replace(now) else {
@@ -91,12 +104,13 @@ impl Rollup {
             return Vec::new();
         }
         // Component of each target, and its counts.
-        let mut counts: BTreeMap<(String, Service), [u32; 3]> = BTreeMap::new();
+        let mut counts: BTreeMap<(String, Service), [u32; 4]> = BTreeMap::new();
         let mut where_is: BTreeMap<&str, (String, Service)> = BTreeMap::new();
         for s in states {
             let key = (s.region.clone(), Service::of(s.protocol));
             let c = counts.entry(key.clone()).or_default();
             match s.health {
+                _ if maintenance.contains(&s.name) => c[3] += 1,
                 Health::Up => c[0] += 1,
                 Health::Degraded => c[1] += 1,
                 Health::Down => c[2] += 1,
@@ -124,8 +138,9 @@ impl Rollup {
         }
         pieces.push((day_of(to), to.duration_since(from).unwrap_or_default()));
         let mut rows = Vec::new();
-        for ((region, service), [up, degraded, down]) in counts {
-            let total = up + degraded + down;
+        for ((region, service), [up, degraded, down, maintained]) in counts {
+            // The targets watched for the share down: those under maintenance are not.
+            let watched = up + degraded + down;
             let incidents = touched
                 .remove(&(region.clone(), service))
                 .unwrap_or_default();
@@ -139,14 +154,16 @@ impl Rollup {
                     incidents: incidents.clone(),
                     ..DayRow::default()
                 };
-                if down > 0 && down == total {
+                if down > 0 && down == watched {
                     row.major_ms = ms;
                 } else if down > 0 {
                     row.partial_ms = ms;
                 } else if degraded > 0 {
                     row.degraded_ms = ms;
+                } else if maintained > 0 {
+                    row.maintenance_ms = ms;
                 }
-                row.down_share_ms = ms as f64 * f64::from(down) / f64::from(total.max(1));
+                row.down_share_ms = ms as f64 * f64::from(down) / f64::from(watched.max(1));
                 rows.push(row);
             }
         }
@@ -164,13 +181,20 @@ mod tests {
         UNIX_EPOCH + Duration::from_secs(1_796_083_190 + s)
     }
 
+    fn none() -> BTreeSet<String> {
+        BTreeSet::new()
+    }
+
     #[test]
     fn time_goes_to_the_state_of_each_component_and_splits_at_midnight() {
         let mut a = TargetState::new("a", "eu", Protocol::Imap, None, t(0));
         let b = TargetState::new("b", "eu", Protocol::Imap, None, t(0));
         let c = TargetState::new("c", "eu", Protocol::Smtp, None, t(0));
         let mut r = Rollup::default();
-        assert!(r.advance(t(0), [&a, &b, &c].into_iter(), &[]).is_empty());
+        assert!(
+            r.advance(t(0), [&a, &b, &c].into_iter(), &none(), &[])
+                .is_empty()
+        );
         a.health = Health::Down;
         let inc = Incident {
             id: 7,
@@ -183,7 +207,7 @@ mod tests {
             last: None,
             peak: None,
         };
-        let rows = r.advance(t(20), [&a, &b, &c].into_iter(), &[inc]);
+        let rows = r.advance(t(20), [&a, &b, &c].into_iter(), &none(), &[inc]);
         // Two components, each split into 10 s before and after midnight.
         assert_eq!(rows.len(), 4);
         let reading: Vec<&DayRow> = rows.iter().filter(|r| r.service == "reading").collect();
@@ -196,6 +220,51 @@ mod tests {
         assert_eq!(sending[1].up_ms(), 10_000);
         assert!(sending[1].incidents.is_empty());
         // A long gap (the daemon was stopped) counts nothing.
-        assert!(r.advance(t(20 + 3600), [&a].into_iter(), &[]).is_empty());
+        assert!(
+            r.advance(t(20 + 3600), [&a].into_iter(), &none(), &[])
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn time_under_a_maintenance_window_is_maintenance_not_down() {
+        let mut a = TargetState::new("a", "eu", Protocol::Imap, None, t(0));
+        let mut b = TargetState::new("b", "eu", Protocol::Imap, None, t(0));
+        let mut r = Rollup::default();
+        let under: BTreeSet<String> = ["a".to_string()].into();
+        r.advance(t(100), [&a, &b].into_iter(), &under, &[]);
+        // a is down for its planned work, b is up: the component is under maintenance,
+        // nobody is down.
+        a.health = Health::Down;
+        let rows = r.advance(t(110), [&a, &b].into_iter(), &under, &[]);
+        assert_eq!(rows.len(), 1);
+        let row = &rows[0];
+        assert_eq!(row.observed_ms, 10_000);
+        assert_eq!(row.maintenance_ms, 10_000);
+        assert_eq!((row.partial_ms, row.major_ms), (0, 0));
+        assert_eq!(row.down_share_ms, 0.0);
+        assert_eq!(row.up_ms(), 0);
+        // b fails too, outside any window: every target outside maintenance is down, as the
+        // page says (a major outage), and the share of the watched targets down is all of them.
+        b.health = Health::Down;
+        let rows = r.advance(t(115), [&a, &b].into_iter(), &under, &[]);
+        let row = &rows[0];
+        assert_eq!((row.major_ms, row.maintenance_ms), (5_000, 0));
+        assert_eq!(row.down_share_ms, 5_000.0);
+        // The whole component under maintenance, up or not, is maintenance too.
+        let both: BTreeSet<String> = ["a".to_string(), "b".to_string()].into();
+        b.health = Health::Up;
+        let rows = r.advance(t(117), [&a, &b].into_iter(), &both, &[]);
+        let row = &rows[0];
+        assert_eq!(
+            (row.maintenance_ms, row.major_ms, row.partial_ms),
+            (2_000, 0, 0)
+        );
+        assert_eq!(row.down_share_ms, 0.0);
+        // The window over, a down target is down again.
+        let rows = r.advance(t(118), [&a, &b].into_iter(), &none(), &[]);
+        let row = &rows[0];
+        assert_eq!((row.partial_ms, row.maintenance_ms), (1_000, 0));
+        assert_eq!(row.down_share_ms, 500.0);
     }
 }

@@ -514,14 +514,15 @@ impl<'a> Uptime<'a> {
     }
 
     /// The share of time up over the days with data, as a percentage; `None` without data.
+    /// Time under maintenance is neither up nor down: it is left out of the time counted.
     pub fn percent(&self, region: &str, service: Service) -> Option<f64> {
         let days = self.by.get(&(region, service.key()))?;
-        let observed: i64 = days.values().map(|r| r.observed_ms).sum();
-        if observed == 0 {
+        let counted: i64 = days.values().map(|r| r.counted_ms()).sum();
+        if counted == 0 {
             return None;
         }
         let down: f64 = days.values().map(|r| r.down_share_ms).sum();
-        Some(((1.0 - down / observed as f64) * 100_000.0).round() / 1000.0)
+        Some(((1.0 - down / counted as f64) * 100_000.0).round() / 1000.0)
     }
 
     fn bars(&self, h: &mut String, region: &str, service: Service, i: &Inputs<'_>) {
@@ -570,15 +571,64 @@ fn day_story(day: i64, row: Option<&DayRow>, i: &Inputs<'_>) -> (&'static str, S
             class = class.max(state);
         }
     }
-    let up = 100.0 * (1.0 - r.down_share_ms / r.observed_ms as f64);
+    // A day of nothing but maintenance has no uptime to tell.
+    let up = match r.counted_ms() {
+        0 => String::new(),
+        counted => format!(
+            " ({:.2} % up)",
+            100.0 * (1.0 - r.down_share_ms / counted as f64)
+        ),
+    };
     let mut tip = if parts.is_empty() {
-        format!("{label}: no problems ({up:.2} % up)")
+        format!("{label}: no problems{up}")
     } else {
-        format!("{label}: {} ({up:.2} % up)", parts.join(", "))
+        format!("{label}: {}{up}", parts.join(", "))
     };
     if !r.incidents.is_empty() {
         let ids: Vec<String> = r.incidents.iter().map(|i| format!("#{i}")).collect();
         tip.push_str(&format!("; incident {}", ids.join(", ")));
     }
     (class.key(), tip)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uptime_leaves_maintenance_out_of_the_time_it_is_a_share_of() {
+        let now = SystemTime::now();
+        let row = |day, maintenance_ms, down_share_ms| DayRow {
+            day,
+            region: "eu".into(),
+            service: "reading".into(),
+            observed_ms: 10_000,
+            maintenance_ms,
+            down_share_ms,
+            ..DayRow::default()
+        };
+        // A quarter of the time watched was planned work and a quarter everything was down:
+        // down for a third of the time that counts.
+        let today = day_of(now);
+        let rows = [row(today - 1, 5_000, 0.0), row(today, 0, 5_000.0)];
+        let up = Uptime::from_rows(&rows, now);
+        assert_eq!(up.percent("eu", Service::Reading), Some(66.667));
+        // Nothing but maintenance: no time to tell uptime from.
+        let rows = [row(today, 10_000, 0.0)];
+        let up = Uptime::from_rows(&rows, now);
+        assert_eq!(up.percent("eu", Service::Reading), None);
+        let clock = Clock::new(now, jiff::tz::TimeZone::UTC);
+        let settings = StatusSettings::default();
+        let snapshot = Snapshot::default();
+        let i = Inputs {
+            snapshot: &snapshot,
+            history: &[],
+            uptime: &rows,
+            settings: &settings,
+            clock: &clock,
+        };
+        let (class, tip) = day_story(today, Some(&rows[0]), &i);
+        assert_eq!(class, "maintenance");
+        assert!(tip.ends_with(": under maintenance for 10 s"), "{tip}");
+    }
 }

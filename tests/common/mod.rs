@@ -387,3 +387,114 @@ pub async fn https_full(
     let _ = tls.read_to_end(&mut buf).await;
     Ok(parse_response(&buf))
 }
+
+/// Runs `mailprobe probe -c <config> [targets]` off the runtime (the test's servers answer on
+/// it meanwhile): `(exit code, stdout, stderr)`.
+pub async fn probe_cli(
+    config: std::path::PathBuf,
+    targets: &[&str],
+) -> (Option<i32>, String, String) {
+    let targets: Vec<String> = targets.iter().map(|t| t.to_string()).collect();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mailprobe"))
+            .arg("probe")
+            .arg("-c")
+            .arg(config)
+            .args(targets)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// The time a `mailprobe probe` table row gives `phase` (its `PHASES_MS` column), in ms;
+/// panics when the row has none.
+pub fn phase_ms(row: &str, phase: &str) -> f64 {
+    let ms = row
+        .split_whitespace()
+        .find_map(|p| p.strip_prefix(&format!("{phase}=")))
+        .unwrap_or_else(|| panic!("no {phase} timing in {row}"));
+    ms.parse::<f64>()
+        .ok()
+        .filter(|v| *v >= 0.0)
+        .unwrap_or_else(|| panic!("{phase}={ms} in {row}"))
+}
+
+/// A `mailprobe run` child process on the env's probes.toml, listening on a free port of
+/// 127.0.0.1: for the tests that need the real binary (its stderr, signals, limits). Killed,
+/// if still running, when dropped, so a test that gives up leaves no daemon behind.
+pub struct ChildDaemon {
+    pub child: std::process::Child,
+    /// `127.0.0.1:port`, as given to `--listen`.
+    pub listen: String,
+}
+
+impl ChildDaemon {
+    /// Starts it with stderr going to `stderr`, stdin and stdout null, the variables that
+    /// change how it logs or notifies (`RUST_LOG`, `JOURNAL_STREAM`, `NOTIFY_SOCKET`) cleared,
+    /// then `vars` set.
+    pub fn start(env: &Env, stderr: std::process::Stdio, vars: &[(&str, &str)]) -> ChildDaemon {
+        let listen = format!("127.0.0.1:{}", mailprobe_testpeers::util::free_port());
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mailprobe"));
+        cmd.args([
+            "run",
+            "-c",
+            env.config_path().to_str().unwrap(),
+            "--listen",
+            &listen,
+        ])
+        .env_remove("RUST_LOG")
+        .env_remove("JOURNAL_STREAM")
+        .env_remove("NOTIFY_SOCKET")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr);
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        ChildDaemon {
+            child: cmd.spawn().expect("start mailprobe run"),
+            listen,
+        }
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.listen.parse().unwrap()
+    }
+
+    /// Sends SIGTERM and waits up to 20 s for the process to end.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill -TERM");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for mailprobe") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for the daemon to exit after SIGTERM"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for ChildDaemon {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
