@@ -96,7 +96,7 @@ pub fn load_incident_settings(path: &Path) -> Result<IncidentSettings, ConfigErr
     let text = read_config_text(path, "config", MAX_CONFIG_BYTES)?;
     let doc = DeTable::parse(&text).map_err(|e| Locator::syntax(path, &text, &e))?;
     let loc = Locator::new(path, &text, doc.get_ref());
-    let read = read(&loc, doc.clone())?;
+    let read = read(&loc, &doc)?;
     incidents::incidents(&loc, &LoadState::new(path), read.incidents)
 }
 
@@ -119,7 +119,7 @@ pub fn load_light(path: &Path) -> Result<Light, ConfigError> {
     let text = read_config_text(path, "config", MAX_CONFIG_BYTES)?;
     let doc = DeTable::parse(&text).map_err(|e| Locator::syntax(path, &text, &e))?;
     let loc = Locator::new(path, &text, doc.get_ref());
-    let read = read(&loc, doc.clone())?;
+    let read = read(&loc, &doc)?;
     let incidents = incidents::incidents(&loc, &LoadState::new(path), read.incidents)?;
     let targets = read.targets.iter().map(|(t, _)| t.name.clone()).collect();
     let regions = read
@@ -141,8 +141,7 @@ pub fn load_light(path: &Path) -> Result<Light, ConfigError> {
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let doc = DeTable::parse(text).map_err(|e| Locator::syntax(path, text, &e))?;
     let loc = Locator::new(path, text, doc.get_ref());
-    // From the document already parsed: cloning it costs less than parsing the text again.
-    let read = read(&loc, doc.clone())?;
+    let read = read(&loc, &doc)?;
     Loader {
         loc: &loc,
         state: LoadState::new(path),
@@ -207,37 +206,48 @@ struct Read {
 
 /// serde's passes over the document: the top tables, then each `[[target]]` split into the
 /// keys every target has and its protocol's own keys.
-fn read(loc: &Locator<'_>, doc: Spanned<DeTable<'_>>) -> Result<Read, ConfigError> {
+fn read(loc: &Locator<'_>, doc: &Spanned<DeTable<'_>>) -> Result<Read, ConfigError> {
+    // The locator keeps `doc` for the errors; serde consumes what it reads, so each part is
+    // copied as it is read: the top tables together (small), each target on its own. A copy
+    // of the whole document at once was the largest transient of a load (about 14 MB of
+    // 10,000 targets, held through the reading of all of them).
     let span = doc.span();
-    let mut top = doc.into_inner();
-    let targets = top.remove("target");
+    let top: DeTable<'_> = doc
+        .get_ref()
+        .iter()
+        .filter(|(k, _)| k.get_ref() != "target")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let targets = doc
+        .get_ref()
+        .iter()
+        .find(|(k, _)| k.get_ref() == "target")
+        .map(|(_, v)| v);
     let raw = RawConfig::deserialize(toml::de::Deserializer::from(Spanned::new(span, top)))
         .map_err(|e| loc.serde_error(&e))?;
-    let items = match targets {
-        None => Vec::new(),
-        Some(value) => {
-            let span = value.span();
-            match value.into_inner() {
-                DeValue::Array(items) => items.into_iter().collect(),
-                other => {
-                    // serde's own words for a `target` that is not an array of tables.
-                    let e = Vec::<RawTarget>::deserialize(ValueDeserializer::from(Spanned::new(
-                        span, other,
-                    )))
-                    .err();
-                    return Err(e.map_or_else(
-                        || loc.error(&KeyPath::table("target"), "must be [[target]] tables"),
-                        |e| loc.serde_error(&e),
-                    ));
-                }
+    let items: &[Spanned<DeValue<'_>>] = match targets {
+        None => &[],
+        Some(value) => match value.get_ref() {
+            DeValue::Array(items) => items,
+            other => {
+                // serde's own words for a `target` that is not an array of tables.
+                let e = Vec::<RawTarget>::deserialize(ValueDeserializer::from(Spanned::new(
+                    value.span(),
+                    other.clone(),
+                )))
+                .err();
+                return Err(e.map_or_else(
+                    || loc.error(&KeyPath::table("target"), "must be [[target]] tables"),
+                    |e| loc.serde_error(&e),
+                ));
             }
-        }
+        },
     };
     let common = field_names::<RawTarget>();
     let mut targets = Vec::with_capacity(items.len());
-    for (i, item) in items.into_iter().enumerate() {
+    for (i, item) in items.iter().enumerate() {
         let span = item.span();
-        let table = match item.into_inner() {
+        let table = match item.get_ref().clone() {
             DeValue::Table(table) => table,
             other => return Err(serde_error_of::<RawTarget>(loc, Spanned::new(span, other))),
         };
