@@ -11,10 +11,13 @@
 //! handed to the scheduler, which waits at least that long before probing the target again.
 //! Answers are judged in [`classify`].
 //!
+//! A round trip can send with [`send`] (`sendMail`) and receive in [`inbox`] (polling the Inbox).
+//!
 //! Reference: "Get mailFolder" (<https://learn.microsoft.com/graph/api/mailfolder-get>) and
 //! "List messages" (<https://learn.microsoft.com/graph/api/user-list-messages>).
 
 pub mod classify;
+pub mod inbox;
 pub mod spec;
 
 use http::{HeaderName, HeaderValue, Method};
