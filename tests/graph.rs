@@ -1,6 +1,7 @@
 //! The Microsoft Graph mail probe against a local Graph endpoint serving the documented shapes
 //! (testpeers/src/graph.rs, over TLS) and the test's token server: success with its phases,
-//! each class Graph's answers map to, throttling with `Retry-After` honoured by the daemon.
+//! each class Graph's answers map to, throttling with `Retry-After` honoured by the daemon, and
+//! round trips sending and receiving through Graph, mixed with the real Postfix and Dovecot.
 //! Microsoft itself cannot be reached from here.
 
 mod common;
@@ -8,8 +9,8 @@ mod common;
 use std::time::Duration;
 
 use common::{Daemon, Env, failure, phases, sample};
-use mailprobe::probe::{self, Phase, ProbeContext};
-use mailprobe_testpeers::graph::{GraphServer, Refusal};
+use mailprobe::probe::{self, Phase, ProbeContext, ServerTime, StampSource};
+use mailprobe_testpeers::graph::{GraphServer, Refusal, Route};
 use mailprobe_testpeers::oauth::{Client, TokenServer};
 
 const SECRET: &str = "graph-App-Secret-7";
@@ -334,5 +335,313 @@ async fn a_round_trip_sends_through_graph_and_receives_over_imap() {
             .unwrap()
             .detail
             .contains("sendMail as probe@contoso.test")
+    );
+}
+
+/// The mailbox a Graph round trip receives in (the Graph server's own, like [`MAILBOX`]).
+const RX: &str = "rx@contoso.test";
+
+/// A round trip `rt` sending through `send` and receiving in the Graph target `graph-rx` (for
+/// [`RX`]); `extra` lines go into the round trip.
+fn graph_rx(t: &Tenant, send: &str, extra: &str) -> String {
+    format!(
+        "{}{send}[[target]]\nname = \"rt\"\nregion = \"test\"\nprotocol = \"roundtrip\"\n\
+         smtp_target = \"rt-send\"\nimap_target = \"graph-rx\"\npoll_interval = \"200ms\"\n{extra}\n",
+        t.target("graph-rx", RX, "timeout = \"5s\""),
+    )
+}
+
+fn rt(cfg: &mailprobe::load::Config) -> std::sync::Arc<probe::Target> {
+    cfg.targets.iter().find(|x| x.name == "rt").unwrap().clone()
+}
+
+/// The requests to list `RX`'s Inbox, as (`$filter`, `$select`).
+fn listings(t: &Tenant) -> Vec<(String, String)> {
+    let q = |a: &mailprobe_testpeers::api::Asked, k: &str| {
+        a.query
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    t.graph
+        .asked()
+        .iter()
+        .filter(|a| a.path == format!("/v1.0/users/{RX}/mailFolders/inbox/messages"))
+        .map(|a| (q(a, "$filter"), q(a, "$select")))
+        .collect()
+}
+
+fn server_time(o: &probe::Outcome) -> std::time::Duration {
+    match &o.delivery.as_ref().unwrap().server {
+        Some(ServerTime::Stamped { took, source }) => {
+            assert_eq!(*source, StampSource::ReceivedDateTime);
+            *took
+        }
+        other => panic!("no server time from receivedDateTime: {other:?}"),
+    }
+}
+
+/// Sent through the real Postfix (submission, then relayed to the Graph server's MX as to
+/// Exchange Online's), received by polling the Graph Inbox: seen, stamped by receivedDateTime,
+/// deleted by id.
+#[tokio::test]
+async fn a_round_trip_sends_through_postfix_and_receives_through_graph() {
+    use mailprobe_testpeers::dovecot::{Dovecot, Options};
+    use mailprobe_testpeers::postfix::Postfix;
+    let t = tenant().await;
+    t.graph.add_mailbox(RX);
+    let dc = Dovecot::start(&t.env.pki, Options::default());
+    let pf = Postfix::start_relaying(&t.env.pki, &dc, "contoso.test", t.graph.smtp_port());
+    let send = t
+        .env
+        .smtp_target("rt-send", pf.ports.submission, "timeout = \"5s\"");
+    let cfg = t
+        .env
+        .config(&graph_rx(&t, &send, "delivery_timeout = \"20s\""));
+    let o = probe::run(&rt(&cfg), &ProbeContext::new()).await;
+    assert!(o.success(), "{o:?}\n{}", pf.log());
+    assert_eq!(
+        phases(&o),
+        [Phase::Receive, Phase::Send, Phase::Delivery, Phase::Cleanup]
+    );
+    let latency = o.delivery.as_ref().unwrap().latency.expect("a latency");
+    let server = server_time(&o);
+    assert!(server <= latency, "{server:?} > {latency:?}");
+    eprintln!(
+        "Postfix → Graph: {}; seen after {latency:?}, receivedDateTime within {server:?}",
+        o.phases
+            .iter()
+            .map(|p| format!("{} {:?}", p.phase.as_str(), p.duration))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    // It went through Postfix, relayed to the Graph server's SMTP port.
+    let log = pf.log();
+    assert!(
+        log.contains(&format!(
+            "relay=127.0.0.1[127.0.0.1]:{}",
+            t.graph.smtp_port()
+        )) && log.contains("status=sent"),
+        "{log}"
+    );
+    // Looked for by its token in the subject; deleted; nothing else left.
+    let looks = listings(&t);
+    assert!(
+        looks
+            .iter()
+            .any(|(f, s)| f.starts_with("contains(subject,'") && s == "id,subject,receivedDateTime"),
+        "{looks:?}"
+    );
+    assert!(t.graph.asked().iter().any(
+        |a| a.method == "DELETE" && a.path.starts_with(&format!("/v1.0/users/{RX}/messages/"))
+    ),);
+    assert!(t.graph.inbox(RX).is_empty(), "{:?}", t.graph.subjects(RX));
+}
+
+/// Graph to Graph: `sendMail` to a mailbox of the same tenant, received in its Inbox.
+#[tokio::test]
+async fn a_round_trip_sends_and_receives_through_graph() {
+    let t = tenant().await;
+    t.graph.add_mailbox(RX);
+    let cfg = t.env.config(&graph_rx(
+        &t,
+        &t.target("rt-send", MAILBOX, ""),
+        "delivery_timeout = \"10s\"",
+    ));
+    let spec = match &rt(&cfg).spec {
+        probe::ProbeSpec::Roundtrip(r) => r.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        spec.message.to.to_string(),
+        RX,
+        "send_to defaults to the Graph mailbox"
+    );
+    let o = probe::run(&rt(&cfg), &ProbeContext::new()).await;
+    assert!(o.success(), "{o:?}");
+    server_time(&o);
+    let sent = t
+        .graph
+        .asked()
+        .into_iter()
+        .find(|a| a.method == "POST")
+        .expect("a sendMail");
+    let body: serde_json::Value = serde_json::from_slice(&sent.body).unwrap();
+    assert_eq!(
+        body["message"]["toRecipients"][0]["emailAddress"]["address"],
+        RX
+    );
+    assert!(t.graph.inbox(RX).is_empty(), "{:?}", t.graph.subjects(RX));
+}
+
+/// Postfix holds the message (its relay to the Graph server deferred): not delivered, its token
+/// remembered; once it arrives, the next run counts it late and deletes it.
+#[tokio::test]
+async fn a_message_graph_receives_late_is_not_delivered_then_counted_and_deleted() {
+    use mailprobe_testpeers::dovecot::{Dovecot, Options};
+    use mailprobe_testpeers::postfix::Postfix;
+    let t = tenant().await;
+    t.graph.add_mailbox(RX);
+    let dc = Dovecot::start(&t.env.pki, Options::default());
+    let pf = Postfix::start_with(
+        &t.env.pki,
+        &dc,
+        None,
+        &[
+            ("relay_domains", "contoso.test"),
+            (
+                "transport_maps",
+                &format!(
+                    "inline:{{ contoso.test=smtp:[127.0.0.1]:{} }}",
+                    t.graph.smtp_port()
+                ),
+            ),
+            ("defer_transports", "smtp"),
+        ],
+    );
+    let send = t
+        .env
+        .smtp_target("rt-send", pf.ports.submission, "timeout = \"5s\"");
+    let cfg = t
+        .env
+        .config(&graph_rx(&t, &send, "delivery_timeout = \"2s\""));
+    let ctx = ProbeContext::new();
+    let o = probe::run(&rt(&cfg), &ctx).await;
+    assert_eq!(failure(&o), ("delivery_timeout", "delivery"), "{o:?}");
+    assert_eq!(ctx.pending.len("rt"), 1);
+    assert!(listings(&t).len() >= 2, "looked more than once");
+
+    pf.set("defer_transports", "");
+    pf.flush();
+    common::eventually(30, "the deferred message in the Graph Inbox", || async {
+        (!t.graph.inbox(RX).is_empty()).then_some(())
+    })
+    .await;
+
+    let o = probe::run(&rt(&cfg), &ctx).await;
+    assert!(o.success(), "{o:?}\n{}", pf.log());
+    let d = o.delivery.as_ref().unwrap();
+    assert_eq!(d.late.len(), 1, "{d:?}");
+    assert!(d.late[0] >= std::time::Duration::from_secs(2), "{d:?}");
+    assert!(ctx.pending.is_empty("rt"));
+    assert!(t.graph.inbox(RX).is_empty(), "{:?}", t.graph.subjects(RX));
+}
+
+/// The sweep deletes probe messages older than cleanup_age whose token header matches their
+/// subject, and nothing else: not a letter that only looks like one, not a fresh probe of
+/// another location.
+#[tokio::test]
+async fn the_graph_sweep_removes_old_probe_mail_and_never_another_message() {
+    use std::time::Duration;
+    let t = tenant().await;
+    t.graph.add_mailbox(RX);
+    let day = Duration::from_secs(86_400);
+    let token = |v| [("X-Mailprobe-Token", v)];
+    t.graph
+        .plant(RX, "mailprobe probe 0ld0ld", &token("0ld0ld"), 2 * day);
+    t.graph.plant(
+        RX,
+        "[EXTERNAL] mailprobe probe 0ld2",
+        &token("0ld2"),
+        2 * day,
+    );
+    t.graph.plant(RX, "mailprobe probe results", &[], 2 * day);
+    t.graph
+        .plant(RX, "mailprobe probe f0rged", &token("other"), 2 * day);
+    t.graph.plant(RX, "a real letter", &token("x"), 2 * day);
+    t.graph.plant(
+        RX,
+        "mailprobe probe fr3sh",
+        &token("fr3sh"),
+        Duration::from_secs(60),
+    );
+    let cfg = t.env.config(&graph_rx(
+        &t,
+        &t.target("rt-send", MAILBOX, ""),
+        "cleanup_age = \"1h\"",
+    ));
+    let o = probe::run(&rt(&cfg), &ProbeContext::new()).await;
+    assert!(o.success(), "{o:?}");
+    assert_eq!(o.delivery.as_ref().unwrap().swept, 2);
+    let mut left = t.graph.subjects(RX);
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            "a real letter",
+            "mailprobe probe f0rged",
+            "mailprobe probe fr3sh",
+            "mailprobe probe results"
+        ]
+    );
+    assert!(
+        listings(&t)
+            .iter()
+            .any(|(f, s)| f.starts_with("receivedDateTime lt ")
+                && f.ends_with(" and contains(subject,'mailprobe probe ')")
+                && s.contains("internetMessageHeaders")),
+        "{:?}",
+        listings(&t)
+    );
+}
+
+/// Graph's refusals while receiving keep their classes: a 429 while polling is throttling (its
+/// Retry-After handed on), not a mail outage; a 403 on the list is auth_rejected; a mailbox
+/// without Exchange Online is a mailbox_error at receive.
+#[tokio::test]
+async fn graph_refusals_while_receiving_keep_their_classes() {
+    let t = tenant().await;
+    t.graph.add_mailbox(RX);
+    let cfg = t.env.config(&graph_rx(
+        &t,
+        &t.target("rt-send", MAILBOX, ""),
+        "delivery_timeout = \"10s\"",
+    ));
+    let once = |r: Refusal| Refusal {
+        times: Some(1),
+        ..r
+    };
+    t.graph.refuse_on(
+        RX,
+        Route::List,
+        once(refusal(429, "TooManyRequests", Some("7"))),
+    );
+    let o = probe::run(&rt(&cfg), &ProbeContext::new()).await;
+    assert_eq!(failure(&o), ("throttled", "delivery"), "{o:?}");
+    assert_eq!(o.retry_after, Some(std::time::Duration::from_secs(7)));
+    let detail = &o.failure.as_ref().unwrap().detail;
+    assert!(
+        detail.contains("TooManyRequests") && detail.contains("request-id 6d1b2c3e-"),
+        "{detail}"
+    );
+
+    t.graph.refuse_on(
+        RX,
+        Route::List,
+        once(refusal(403, "ErrorAccessDenied", None)),
+    );
+    let o = probe::run(&rt(&cfg), &ProbeContext::new()).await;
+    assert_eq!(failure(&o), ("auth_rejected", "delivery"), "{o:?}");
+
+    t.graph.refuse_on(
+        RX,
+        Route::Inbox,
+        once(refusal(404, "MailboxNotEnabledForRESTAPI", None)),
+    );
+    let sends = || {
+        t.graph
+            .asked()
+            .iter()
+            .filter(|a| a.method == "POST")
+            .count()
+    };
+    let before = sends();
+    let o = probe::run(&rt(&cfg), &ProbeContext::new()).await;
+    assert_eq!(failure(&o), ("mailbox_error", "receive"), "{o:?}");
+    assert_eq!(
+        sends(),
+        before,
+        "nothing is sent when the mailbox cannot be opened"
     );
 }

@@ -139,16 +139,14 @@ impl<'a> GraphInbox<'a> {
             phase,
             error: Box::new(error),
         };
-        let resp = match tokio::time::timeout(
-            self.limit,
-            self.api.call(&mut self.calls, self.ctx, call),
-        )
-        .await
-        {
-            Ok(Ok(resp)) => resp,
-            Ok(Err(e)) => return Err(leg(e.phase, e.error)),
-            Err(_) => return Err(leg(self.calls.interrupted(), ProbeError::Timeout)),
-        };
+        let resp =
+            match tokio::time::timeout(self.limit, self.api.call(&mut self.calls, self.ctx, call))
+                .await
+            {
+                Ok(Ok(resp)) => resp,
+                Ok(Err(e)) => return Err(leg(e.phase, e.error)),
+                Err(_) => return Err(leg(self.calls.interrupted(), ProbeError::Timeout)),
+            };
         if gone_ok
             && resp.status == http::StatusCode::NOT_FOUND
             && resp.json()["error"]["code"] == "ErrorItemNotFound"
@@ -315,7 +313,10 @@ mod tests {
             subject_token(&format!("[EXTERNAL] mailprobe probe {t}")),
             Some(t)
         );
-        assert_eq!(subject_token(&format!("RE: mailprobe probe {t} and more")), None);
+        assert_eq!(
+            subject_token(&format!("RE: mailprobe probe {t} and more")),
+            None
+        );
         assert_eq!(subject_token("mailprobe probe "), None);
         assert_eq!(subject_token("a real letter"), None);
     }
