@@ -276,6 +276,18 @@ async fn the_daemon_waits_the_retry_after_and_does_not_count_throttling_as_down(
     );
 }
 
+/// The body of the first `sendMail`, from [`MAILBOX`].
+fn send_mail(t: &Tenant) -> serde_json::Value {
+    let sent = t
+        .graph
+        .asked()
+        .into_iter()
+        .find(|a| a.method == "POST")
+        .expect("a sendMail");
+    assert_eq!(sent.path, format!("/v1.0/users/{MAILBOX}/sendMail"));
+    serde_json::from_slice(&sent.body).unwrap()
+}
+
 /// A round trip sending through Graph's `sendMail` (which the test's Graph relays to the real
 /// Postfix, delivering to the real Dovecot) and receiving over IMAP: the same phases, latency
 /// and cleanup as with an SMTP leg. A `sendMail` Graph refuses is the send leg's failure, with
@@ -304,14 +316,7 @@ async fn a_round_trip_sends_through_graph_and_receives_over_imap() {
     );
     let latency = o.delivery.as_ref().unwrap().latency.expect("a latency");
     eprintln!("Graph sendMail → Postfix → Dovecot, seen over IMAP after {latency:?}");
-    let sent = t
-        .graph
-        .asked()
-        .into_iter()
-        .find(|a| a.method == "POST")
-        .expect("a sendMail");
-    assert_eq!(sent.path, format!("/v1.0/users/{MAILBOX}/sendMail"));
-    let body: serde_json::Value = serde_json::from_slice(&sent.body).unwrap();
+    let body = send_mail(&t);
     assert_eq!(
         body["message"]["toRecipients"][0]["emailAddress"]["address"],
         dovecot::USER
@@ -355,6 +360,45 @@ fn rt(cfg: &mailprobe::load::Config) -> std::sync::Arc<probe::Target> {
     cfg.targets.iter().find(|x| x.name == "rt").unwrap().clone()
 }
 
+/// A tenant with [`RX`], and a round trip sending from [`MAILBOX`] to it through Graph.
+async fn graph_to_graph(extra: &str) -> (Tenant, mailprobe::load::Config) {
+    let t = tenant().await;
+    t.graph.add_mailbox(RX);
+    let cfg = t
+        .env
+        .config(&graph_rx(&t, &t.target("rt-send", MAILBOX, ""), extra));
+    (t, cfg)
+}
+
+/// The real Dovecot and Postfix (with `postfix` settings), Postfix relaying contoso.test to the
+/// Graph server's SMTP port, and a round trip submitting to Postfix, receiving in [`RX`].
+struct ViaPostfix {
+    t: Tenant,
+    _dovecot: mailprobe_testpeers::dovecot::Dovecot,
+    postfix: mailprobe_testpeers::postfix::Postfix,
+    cfg: mailprobe::load::Config,
+}
+
+async fn postfix_to_graph(postfix: &[(&str, &str)], extra: &str) -> ViaPostfix {
+    use mailprobe_testpeers::dovecot::{Dovecot, Options};
+    use mailprobe_testpeers::postfix::Postfix;
+    let t = tenant().await;
+    t.graph.add_mailbox(RX);
+    let dovecot = Dovecot::start(&t.env.pki, Options::default());
+    let relay = ("contoso.test", t.graph.smtp_port());
+    let pf = Postfix::start_relaying(&t.env.pki, &dovecot, relay, postfix);
+    let send = t
+        .env
+        .smtp_target("rt-send", pf.ports.submission, "timeout = \"5s\"");
+    let cfg = t.env.config(&graph_rx(&t, &send, extra));
+    ViaPostfix {
+        t,
+        _dovecot: dovecot,
+        postfix: pf,
+        cfg,
+    }
+}
+
 /// The requests to list `RX`'s Inbox, as (`$filter`, `$select`).
 fn listings(t: &Tenant) -> Vec<(String, String)> {
     let q = |a: &mailprobe_testpeers::api::Asked, k: &str| {
@@ -387,18 +431,12 @@ fn server_time(o: &probe::Outcome) -> std::time::Duration {
 /// deleted by id.
 #[tokio::test]
 async fn a_round_trip_sends_through_postfix_and_receives_through_graph() {
-    use mailprobe_testpeers::dovecot::{Dovecot, Options};
-    use mailprobe_testpeers::postfix::Postfix;
-    let t = tenant().await;
-    t.graph.add_mailbox(RX);
-    let dc = Dovecot::start(&t.env.pki, Options::default());
-    let pf = Postfix::start_relaying(&t.env.pki, &dc, "contoso.test", t.graph.smtp_port());
-    let send = t
-        .env
-        .smtp_target("rt-send", pf.ports.submission, "timeout = \"5s\"");
-    let cfg = t
-        .env
-        .config(&graph_rx(&t, &send, "delivery_timeout = \"20s\""));
+    let ViaPostfix {
+        t,
+        postfix: pf,
+        cfg,
+        _dovecot: _dc,
+    } = postfix_to_graph(&[], "delivery_timeout = \"20s\"").await;
     let o = probe::run(&rt(&cfg), &ProbeContext::new()).await;
     assert!(o.success(), "{o:?}\n{}", pf.log());
     assert_eq!(
@@ -442,13 +480,7 @@ async fn a_round_trip_sends_through_postfix_and_receives_through_graph() {
 /// Graph to Graph: `sendMail` to a mailbox of the same tenant, received in its Inbox.
 #[tokio::test]
 async fn a_round_trip_sends_and_receives_through_graph() {
-    let t = tenant().await;
-    t.graph.add_mailbox(RX);
-    let cfg = t.env.config(&graph_rx(
-        &t,
-        &t.target("rt-send", MAILBOX, ""),
-        "delivery_timeout = \"10s\"",
-    ));
+    let (t, cfg) = graph_to_graph("delivery_timeout = \"10s\"").await;
     let spec = match &rt(&cfg).spec {
         probe::ProbeSpec::Roundtrip(r) => r.clone(),
         other => panic!("{other:?}"),
@@ -461,13 +493,7 @@ async fn a_round_trip_sends_and_receives_through_graph() {
     let o = probe::run(&rt(&cfg), &ProbeContext::new()).await;
     assert!(o.success(), "{o:?}");
     server_time(&o);
-    let sent = t
-        .graph
-        .asked()
-        .into_iter()
-        .find(|a| a.method == "POST")
-        .expect("a sendMail");
-    let body: serde_json::Value = serde_json::from_slice(&sent.body).unwrap();
+    let body = send_mail(&t);
     assert_eq!(
         body["message"]["toRecipients"][0]["emailAddress"]["address"],
         RX
@@ -479,33 +505,12 @@ async fn a_round_trip_sends_and_receives_through_graph() {
 /// remembered; once it arrives, the next run counts it late and deletes it.
 #[tokio::test]
 async fn a_message_graph_receives_late_is_not_delivered_then_counted_and_deleted() {
-    use mailprobe_testpeers::dovecot::{Dovecot, Options};
-    use mailprobe_testpeers::postfix::Postfix;
-    let t = tenant().await;
-    t.graph.add_mailbox(RX);
-    let dc = Dovecot::start(&t.env.pki, Options::default());
-    let pf = Postfix::start_with(
-        &t.env.pki,
-        &dc,
-        None,
-        &[
-            ("relay_domains", "contoso.test"),
-            (
-                "transport_maps",
-                &format!(
-                    "inline:{{ contoso.test=smtp:[127.0.0.1]:{} }}",
-                    t.graph.smtp_port()
-                ),
-            ),
-            ("defer_transports", "smtp"),
-        ],
-    );
-    let send = t
-        .env
-        .smtp_target("rt-send", pf.ports.submission, "timeout = \"5s\"");
-    let cfg = t
-        .env
-        .config(&graph_rx(&t, &send, "delivery_timeout = \"2s\""));
+    let ViaPostfix {
+        t,
+        postfix: pf,
+        cfg,
+        _dovecot: _dc,
+    } = postfix_to_graph(&[("defer_transports", "smtp")], "delivery_timeout = \"2s\"").await;
     let ctx = ProbeContext::new();
     let o = probe::run(&rt(&cfg), &ctx).await;
     assert_eq!(failure(&o), ("delivery_timeout", "delivery"), "{o:?}");
@@ -534,8 +539,7 @@ async fn a_message_graph_receives_late_is_not_delivered_then_counted_and_deleted
 #[tokio::test]
 async fn the_graph_sweep_removes_old_probe_mail_and_never_another_message() {
     use std::time::Duration;
-    let t = tenant().await;
-    t.graph.add_mailbox(RX);
+    let (t, cfg) = graph_to_graph("cleanup_age = \"1h\"").await;
     let day = Duration::from_secs(86_400);
     let token = |v| [("X-Mailprobe-Token", v)];
     t.graph
@@ -556,11 +560,6 @@ async fn the_graph_sweep_removes_old_probe_mail_and_never_another_message() {
         &token("fr3sh"),
         Duration::from_secs(60),
     );
-    let cfg = t.env.config(&graph_rx(
-        &t,
-        &t.target("rt-send", MAILBOX, ""),
-        "cleanup_age = \"1h\"",
-    ));
     let o = probe::run(&rt(&cfg), &ProbeContext::new()).await;
     assert!(o.success(), "{o:?}");
     assert_eq!(o.delivery.as_ref().unwrap().swept, 2);
@@ -591,13 +590,7 @@ async fn the_graph_sweep_removes_old_probe_mail_and_never_another_message() {
 /// without Exchange Online is a mailbox_error at receive.
 #[tokio::test]
 async fn graph_refusals_while_receiving_keep_their_classes() {
-    let t = tenant().await;
-    t.graph.add_mailbox(RX);
-    let cfg = t.env.config(&graph_rx(
-        &t,
-        &t.target("rt-send", MAILBOX, ""),
-        "delivery_timeout = \"10s\"",
-    ));
+    let (t, cfg) = graph_to_graph("delivery_timeout = \"10s\"").await;
     let once = |r: Refusal| Refusal {
         times: Some(1),
         ..r

@@ -46,17 +46,19 @@ impl Postfix {
         Self::start_with(pki, dovecot, ports, &[])
     }
 
-    /// Like [`Postfix::start`], relaying mail for `domain` to the SMTP server on
+    /// Like [`Postfix::start_with`], relaying mail for `domain` to the SMTP server on
     /// 127.0.0.1:`port` (as to that domain's MX: another mail service, such as the Graph
     /// peer's mailboxes).
-    pub fn start_relaying(pki: &TestPki, dovecot: &Dovecot, domain: &str, port: u16) -> Postfix {
+    pub fn start_relaying(
+        pki: &TestPki,
+        dovecot: &Dovecot,
+        (domain, port): (&str, u16),
+        extra: &[(&str, &str)],
+    ) -> Postfix {
         let transport = format!("inline:{{ {domain}=smtp:[127.0.0.1]:{port} }}");
-        Self::start_with(
-            pki,
-            dovecot,
-            None,
-            &[("relay_domains", domain), ("transport_maps", &transport)],
-        )
+        let mut settings = vec![("relay_domains", domain), ("transport_maps", &transport)];
+        settings.extend_from_slice(extra);
+        Self::start_with(pki, dovecot, None, &settings)
     }
 
     /// Like [`Postfix::start`], with `extra` main.cf settings (set before it starts, so no

@@ -74,37 +74,7 @@ impl<'a> GraphInbox<'a> {
         rec: &mut PhaseRecorder,
         limit: Duration,
     ) -> Result<GraphInbox<'a>, PhaseError> {
-        let token = crate::probe::oauth2_token(rec, ctx, &spec.oauth2).await?;
-        let mut api = Api::new(&spec.endpoint, &token, spec.max_body)?;
-        let url = user_url(&spec.base, &spec.mailbox, &["mailFolders", "inbox"]);
-        let (id, headers) = request_headers();
-        let resp = api
-            .call(
-                rec,
-                ctx,
-                Call {
-                    method: Method::GET,
-                    url: &url,
-                    json: None,
-                    headers,
-                    request: Phase::Request,
-                    body: Phase::Body,
-                },
-            )
-            .await?;
-        let what = format!("the Inbox of {}", spec.mailbox);
-        if !resp.status.is_success() {
-            return Err(PhaseError {
-                phase: Phase::Request,
-                error: refusal(rec, &resp, what, &id),
-            });
-        }
-        if !resp.json()["id"].is_string() {
-            return Err(PhaseError {
-                phase: Phase::Body,
-                error: ProbeError::Protocol(format!("{what}: an answer without a mailFolder id")),
-            });
-        }
+        let (api, token) = super::open_inbox(spec, ctx, rec).await?;
         let mut calls = PhaseRecorder::new();
         calls.add_secret(token);
         Ok(GraphInbox {
