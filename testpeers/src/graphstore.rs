@@ -270,7 +270,7 @@ pub fn list(
         }
     }
     let mut hits: Vec<&Stored> = inbox.iter().filter(|m| matches(m, &clauses)).collect();
-    hits.sort_by(|a, b| b.received.cmp(&a.received));
+    hits.sort_by_key(|m| std::cmp::Reverse(m.received));
     let more = hits.len() > top;
     let select = select.unwrap_or(vec!["id", "subject", "receivedDateTime"]);
     let value: Vec<serde_json::Value> = hits

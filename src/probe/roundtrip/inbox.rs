@@ -11,10 +11,10 @@ use crate::probe::{PhaseError, PhaseRecorder, ProbeContext, ProbeError};
 
 /// The mailbox a round trip waits in.
 pub(super) enum Inbox<'a> {
-    /// Over IMAP (IDLE when offered).
-    Imap(Mailbox),
+    /// Over IMAP (IDLE when offered). Both boxed: their sessions are large.
+    Imap(Box<Mailbox>),
     /// Through Microsoft Graph, polled.
-    Graph(GraphLeg<'a>),
+    Graph(Box<GraphLeg<'a>>),
 }
 
 /// A Graph Inbox and what was found in it.
@@ -32,13 +32,13 @@ impl<'a> Inbox<'a> {
         t: &mut PhaseRecorder,
     ) -> Result<Inbox<'a>, PhaseError> {
         match &spec.imap {
-            Receiver::Imap(imap) => Ok(Inbox::Imap(Mailbox::open(imap, ctx, t).await?)),
+            Receiver::Imap(imap) => Ok(Inbox::Imap(Box::new(Mailbox::open(imap, ctx, t).await?))),
             Receiver::Graph(graph) => {
                 let inbox = GraphInbox::open(graph, ctx, t, spec.imap_timeout).await?;
-                Ok(Inbox::Graph(GraphLeg {
+                Ok(Inbox::Graph(Box::new(GraphLeg {
                     inbox,
                     found: Vec::new(),
-                }))
+                })))
             }
         }
     }
