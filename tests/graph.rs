@@ -23,8 +23,13 @@ struct Tenant {
 }
 
 async fn tenant() -> Tenant {
+    tenant_ttl(Duration::from_secs(3600)).await
+}
+
+/// A tenant whose tokens live `ttl`.
+async fn tenant_ttl(ttl: Duration) -> Tenant {
     let env = Env::new();
-    let tokens = TokenServer::start(&env.pki.valid, Duration::from_secs(3600)).await;
+    let tokens = TokenServer::start(&env.pki.valid, ttl).await;
     tokens.add_client(
         "graph-app",
         Client {
@@ -636,5 +641,34 @@ async fn graph_refusals_while_receiving_keep_their_classes() {
         sends(),
         before,
         "nothing is sent when the mailbox cannot be opened"
+    );
+}
+
+/// A message that never arrives, looked for longer than a token lives (2 s here, an hour or so
+/// at Microsoft while `delivery_timeout` may be a day): the polls go on with the renewed token,
+/// and the outcome is the delivery timeout, not a refused token.
+#[tokio::test]
+async fn a_wait_longer_than_the_token_lives_goes_on_with_a_renewed_token() {
+    let t = tenant_ttl(Duration::from_secs(2)).await;
+    t.graph.add_mailbox(RX);
+    // Nothing listens there: sendMail accepts, the message never arrives.
+    t.graph.relay_to(mailprobe_testpeers::util::free_port());
+    let cfg = t.env.config(&graph_rx(
+        &t,
+        &t.target("rt-send", MAILBOX, ""),
+        "send_to = \"lost@elsewhere.test\"\ndelivery_timeout = \"4s\"",
+    ));
+    let o = probe::run(&rt(&cfg), &ProbeContext::new()).await;
+    assert_eq!(failure(&o), ("delivery_timeout", "delivery"), "{o:?}");
+    let tokens: std::collections::BTreeSet<String> = t
+        .graph
+        .asked()
+        .iter()
+        .filter(|a| a.path.ends_with("/messages"))
+        .filter_map(|a| a.authorization.clone())
+        .collect();
+    assert!(
+        tokens.len() >= 2,
+        "one token for 4 s of polling: {tokens:?}"
     );
 }

@@ -96,6 +96,7 @@ impl<'a> GraphInbox<'a> {
         what: String,
         gone_ok: bool,
     ) -> Result<Option<serde_json::Value>, ProbeError> {
+        self.renew_token().await?;
         let (id, headers) = request_headers();
         let call = Call {
             method,
@@ -130,6 +131,28 @@ impl<'a> GraphInbox<'a> {
             ));
         }
         Ok(Some(resp.json()))
+    }
+
+    /// The token from the cache, which renews it before it expires: a wait as long as
+    /// `delivery_timeout` allows (up to a day) outlives the token the leg opened with.
+    async fn renew_token(&mut self) -> Result<(), ProbeError> {
+        use secrecy::ExposeSecret;
+        let leg = |error| ProbeError::Leg {
+            phase: Phase::Token,
+            error: Box::new(error),
+        };
+        let (token, _) = self.ctx.tokens.token(&self.spec.oauth2).await;
+        let token = token.map_err(|e| leg(ProbeError::Token(e)))?;
+        let known = self
+            .calls
+            .secrets
+            .iter()
+            .any(|s| s.expose_secret() == token.expose_secret());
+        if !known {
+            self.api.set_token(&token).map_err(leg)?;
+            self.calls.add_secret(token);
+        }
+        Ok(())
     }
 
     /// The Inbox's messages matching `filter`, with `select`, at most `top`.
