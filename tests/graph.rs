@@ -527,7 +527,7 @@ async fn a_message_graph_receives_late_is_not_delivered_then_counted_and_deleted
     // setting would defer the message for minutes.
     let looks = std::cell::Cell::new(0u32);
     common::eventually(30, "the deferred message in the Graph Inbox", || async {
-        if looks.replace(looks.get() + 1) % 20 == 0 {
+        if looks.replace(looks.get() + 1).is_multiple_of(20) {
             pf.flush();
         }
         (!t.graph.inbox(RX).is_empty()).then_some(())
