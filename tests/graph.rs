@@ -336,6 +336,19 @@ async fn a_round_trip_sends_through_graph_and_receives_over_imap() {
         "the probe message was deleted"
     );
 
+    // Throttled sendMail: the send leg's Retry-After reaches the scheduler.
+    t.graph.refuse_on(
+        MAILBOX,
+        Route::SendMail,
+        Refusal {
+            times: Some(1),
+            ..refusal(429, "TooManyRequests", Some("9"))
+        },
+    );
+    let o = probe::run(rt, &ProbeContext::new()).await;
+    assert_eq!(failure(&o), ("throttled", "send"), "{o:?}");
+    assert_eq!(o.retry_after, Some(Duration::from_secs(9)));
+
     t.graph
         .refuse(MAILBOX, refusal(403, "ErrorAccessDenied", None));
     let o = probe::run(rt, &ProbeContext::new()).await;
