@@ -1,6 +1,7 @@
 //! The Microsoft Graph mail probe against a local Graph endpoint serving the documented shapes
 //! (testpeers/src/graph.rs, over TLS) and the test's token server: success with its phases,
-//! each class Graph's answers map to, throttling with `Retry-After` honoured by the daemon.
+//! each class Graph's answers map to, throttling with `Retry-After` honoured by the daemon, and
+//! round trips sending and receiving through Graph, mixed with the real Postfix and Dovecot.
 //! Microsoft itself cannot be reached from here.
 
 mod common;
@@ -8,8 +9,8 @@ mod common;
 use std::time::Duration;
 
 use common::{Daemon, Env, failure, phases, sample};
-use mailprobe::probe::{self, Phase, ProbeContext};
-use mailprobe_testpeers::graph::{GraphServer, Refusal};
+use mailprobe::probe::{self, Phase, ProbeContext, ServerTime, StampSource};
+use mailprobe_testpeers::graph::{GraphServer, Refusal, Route};
 use mailprobe_testpeers::oauth::{Client, TokenServer};
 
 const SECRET: &str = "graph-App-Secret-7";
@@ -22,8 +23,13 @@ struct Tenant {
 }
 
 async fn tenant() -> Tenant {
+    tenant_ttl(Duration::from_secs(3600)).await
+}
+
+/// A tenant whose tokens live `ttl`.
+async fn tenant_ttl(ttl: Duration) -> Tenant {
     let env = Env::new();
-    let tokens = TokenServer::start(&env.pki.valid, Duration::from_secs(3600)).await;
+    let tokens = TokenServer::start(&env.pki.valid, ttl).await;
     tokens.add_client(
         "graph-app",
         Client {
@@ -275,6 +281,18 @@ async fn the_daemon_waits_the_retry_after_and_does_not_count_throttling_as_down(
     );
 }
 
+/// The body of the first `sendMail`, from [`MAILBOX`].
+fn send_mail(t: &Tenant) -> serde_json::Value {
+    let sent = t
+        .graph
+        .asked()
+        .into_iter()
+        .find(|a| a.method == "POST")
+        .expect("a sendMail");
+    assert_eq!(sent.path, format!("/v1.0/users/{MAILBOX}/sendMail"));
+    serde_json::from_slice(&sent.body).unwrap()
+}
+
 /// A round trip sending through Graph's `sendMail` (which the test's Graph relays to the real
 /// Postfix, delivering to the real Dovecot) and receiving over IMAP: the same phases, latency
 /// and cleanup as with an SMTP leg. A `sendMail` Graph refuses is the send leg's failure, with
@@ -303,14 +321,7 @@ async fn a_round_trip_sends_through_graph_and_receives_over_imap() {
     );
     let latency = o.delivery.as_ref().unwrap().latency.expect("a latency");
     eprintln!("Graph sendMail → Postfix → Dovecot, seen over IMAP after {latency:?}");
-    let sent = t
-        .graph
-        .asked()
-        .into_iter()
-        .find(|a| a.method == "POST")
-        .expect("a sendMail");
-    assert_eq!(sent.path, format!("/v1.0/users/{MAILBOX}/sendMail"));
-    let body: serde_json::Value = serde_json::from_slice(&sent.body).unwrap();
+    let body = send_mail(&t);
     assert_eq!(
         body["message"]["toRecipients"][0]["emailAddress"]["address"],
         dovecot::USER
@@ -324,6 +335,19 @@ async fn a_round_trip_sends_through_graph_and_receives_over_imap() {
         0,
         "the probe message was deleted"
     );
+
+    // Throttled sendMail: the send leg's Retry-After reaches the scheduler.
+    t.graph.refuse_on(
+        MAILBOX,
+        Route::SendMail,
+        Refusal {
+            times: Some(1),
+            ..refusal(429, "TooManyRequests", Some("9"))
+        },
+    );
+    let o = probe::run(rt, &ProbeContext::new()).await;
+    assert_eq!(failure(&o), ("throttled", "send"), "{o:?}");
+    assert_eq!(o.retry_after, Some(Duration::from_secs(9)));
 
     t.graph
         .refuse(MAILBOX, refusal(403, "ErrorAccessDenied", None));
@@ -390,4 +414,333 @@ async fn probe_command_prints_a_graph_row_with_its_phases_and_the_class_of_a_ref
             assert!(!shown.contains(&token), "{shown}");
         }
     }
+}
+/// The mailbox a Graph round trip receives in (the Graph server's own, like [`MAILBOX`]).
+const RX: &str = "rx@contoso.test";
+
+/// A round trip `rt` sending through `send` and receiving in the Graph target `graph-rx` (for
+/// [`RX`]); `extra` lines go into the round trip.
+fn graph_rx(t: &Tenant, send: &str, extra: &str) -> String {
+    format!(
+        "{}{send}[[target]]\nname = \"rt\"\nregion = \"test\"\nprotocol = \"roundtrip\"\n\
+         smtp_target = \"rt-send\"\nimap_target = \"graph-rx\"\npoll_interval = \"200ms\"\n{extra}\n",
+        t.target("graph-rx", RX, "timeout = \"5s\""),
+    )
+}
+
+fn rt(cfg: &mailprobe::load::Config) -> std::sync::Arc<probe::Target> {
+    cfg.targets.iter().find(|x| x.name == "rt").unwrap().clone()
+}
+
+/// A tenant with [`RX`], and a round trip sending from [`MAILBOX`] to it through Graph.
+async fn graph_to_graph(extra: &str) -> (Tenant, mailprobe::load::Config) {
+    let t = tenant().await;
+    t.graph.add_mailbox(RX);
+    let cfg = t
+        .env
+        .config(&graph_rx(&t, &t.target("rt-send", MAILBOX, ""), extra));
+    (t, cfg)
+}
+
+/// The real Dovecot and Postfix (with `postfix` settings), Postfix relaying contoso.test to the
+/// Graph server's SMTP port, and a round trip submitting to Postfix, receiving in [`RX`].
+struct ViaPostfix {
+    t: Tenant,
+    _dovecot: mailprobe_testpeers::dovecot::Dovecot,
+    postfix: mailprobe_testpeers::postfix::Postfix,
+    cfg: mailprobe::load::Config,
+}
+
+async fn postfix_to_graph(postfix: &[(&str, &str)], extra: &str) -> ViaPostfix {
+    use mailprobe_testpeers::dovecot::{Dovecot, Options};
+    use mailprobe_testpeers::postfix::Postfix;
+    let t = tenant().await;
+    t.graph.add_mailbox(RX);
+    let dovecot = Dovecot::start(&t.env.pki, Options::default());
+    let relay = ("contoso.test", t.graph.smtp_port());
+    let pf = Postfix::start_relaying(&t.env.pki, &dovecot, relay, postfix);
+    let send = t
+        .env
+        .smtp_target("rt-send", pf.ports.submission, "timeout = \"5s\"");
+    let cfg = t.env.config(&graph_rx(&t, &send, extra));
+    ViaPostfix {
+        t,
+        _dovecot: dovecot,
+        postfix: pf,
+        cfg,
+    }
+}
+
+/// The requests to list `RX`'s Inbox, as (`$filter`, `$select`).
+fn listings(t: &Tenant) -> Vec<(String, String)> {
+    let q = |a: &mailprobe_testpeers::api::Asked, k: &str| {
+        a.query
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    t.graph
+        .asked()
+        .iter()
+        .filter(|a| a.path == format!("/v1.0/users/{RX}/mailFolders/inbox/messages"))
+        .map(|a| (q(a, "$filter"), q(a, "$select")))
+        .collect()
+}
+
+fn server_time(o: &probe::Outcome) -> std::time::Duration {
+    match &o.delivery.as_ref().unwrap().server {
+        Some(ServerTime::Stamped { took, source }) => {
+            assert_eq!(*source, StampSource::ReceivedDateTime);
+            *took
+        }
+        other => panic!("no server time from receivedDateTime: {other:?}"),
+    }
+}
+
+/// Sent through the real Postfix (submission, then relayed to the Graph server's MX as to
+/// Exchange Online's), received by polling the Graph Inbox: seen, stamped by receivedDateTime,
+/// deleted by id.
+#[tokio::test]
+async fn a_round_trip_sends_through_postfix_and_receives_through_graph() {
+    let ViaPostfix {
+        t,
+        postfix: pf,
+        cfg,
+        _dovecot: _dc,
+    } = postfix_to_graph(&[], "delivery_timeout = \"20s\"").await;
+    let o = probe::run(&rt(&cfg), &ProbeContext::new()).await;
+    assert!(o.success(), "{o:?}\n{}", pf.log());
+    assert_eq!(
+        phases(&o),
+        [Phase::Receive, Phase::Send, Phase::Delivery, Phase::Cleanup]
+    );
+    let latency = o.delivery.as_ref().unwrap().latency.expect("a latency");
+    let server = server_time(&o);
+    assert!(server <= latency, "{server:?} > {latency:?}");
+    eprintln!(
+        "Postfix → Graph: {}; seen after {latency:?}, receivedDateTime within {server:?}",
+        o.phases
+            .iter()
+            .map(|p| format!("{} {:?}", p.phase.as_str(), p.duration))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    // It went through Postfix, relayed to the Graph server's SMTP port.
+    let log = pf.log();
+    assert!(
+        log.contains(&format!(
+            "relay=127.0.0.1[127.0.0.1]:{}",
+            t.graph.smtp_port()
+        )) && log.contains("status=sent"),
+        "{log}"
+    );
+    // Looked for by its token in the subject; deleted; nothing else left.
+    let looks = listings(&t);
+    assert!(
+        looks
+            .iter()
+            .any(|(f, s)| f.starts_with("contains(subject,'") && s == "id,subject,receivedDateTime"),
+        "{looks:?}"
+    );
+    assert!(t.graph.asked().iter().any(
+        |a| a.method == "DELETE" && a.path.starts_with(&format!("/v1.0/users/{RX}/messages/"))
+    ),);
+    assert!(t.graph.inbox(RX).is_empty(), "{:?}", t.graph.subjects(RX));
+}
+
+/// Graph to Graph: `sendMail` to a mailbox of the same tenant, received in its Inbox.
+#[tokio::test]
+async fn a_round_trip_sends_and_receives_through_graph() {
+    let (t, cfg) = graph_to_graph("delivery_timeout = \"10s\"").await;
+    let spec = match &rt(&cfg).spec {
+        probe::ProbeSpec::Roundtrip(r) => r.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        spec.message.to.to_string(),
+        RX,
+        "send_to defaults to the Graph mailbox"
+    );
+    let o = probe::run(&rt(&cfg), &ProbeContext::new()).await;
+    assert!(o.success(), "{o:?}");
+    server_time(&o);
+    let body = send_mail(&t);
+    assert_eq!(
+        body["message"]["toRecipients"][0]["emailAddress"]["address"],
+        RX
+    );
+    assert!(t.graph.inbox(RX).is_empty(), "{:?}", t.graph.subjects(RX));
+}
+
+/// Postfix holds the message (its relay to the Graph server deferred): not delivered, its token
+/// remembered; once it arrives, the next run counts it late and deletes it.
+#[tokio::test]
+async fn a_message_graph_receives_late_is_not_delivered_then_counted_and_deleted() {
+    let ViaPostfix {
+        t,
+        postfix: pf,
+        cfg,
+        _dovecot: _dc,
+    } = postfix_to_graph(&[("defer_transports", "smtp")], "delivery_timeout = \"2s\"").await;
+    let ctx = ProbeContext::new();
+    let o = probe::run(&rt(&cfg), &ctx).await;
+    assert_eq!(failure(&o), ("delivery_timeout", "delivery"), "{o:?}");
+    assert_eq!(ctx.pending.len("rt"), 1);
+    assert!(listings(&t).len() >= 2, "looked more than once");
+
+    pf.set("defer_transports", "");
+    // Flushed again every second: a flush the reloading queue manager took with the old
+    // setting would defer the message for minutes.
+    let looks = std::cell::Cell::new(0u32);
+    common::eventually(30, "the deferred message in the Graph Inbox", || async {
+        if looks.replace(looks.get() + 1).is_multiple_of(20) {
+            pf.flush();
+        }
+        (!t.graph.inbox(RX).is_empty()).then_some(())
+    })
+    .await;
+
+    let o = probe::run(&rt(&cfg), &ctx).await;
+    assert!(o.success(), "{o:?}\n{}", pf.log());
+    let d = o.delivery.as_ref().unwrap();
+    assert_eq!(d.late.len(), 1, "{d:?}");
+    assert!(d.late[0] >= std::time::Duration::from_secs(2), "{d:?}");
+    assert!(ctx.pending.is_empty("rt"));
+    assert!(t.graph.inbox(RX).is_empty(), "{:?}", t.graph.subjects(RX));
+}
+
+/// The sweep deletes probe messages older than cleanup_age whose token header matches their
+/// subject, and nothing else: not a letter that only looks like one, not a fresh probe of
+/// another location.
+#[tokio::test]
+async fn the_graph_sweep_removes_old_probe_mail_and_never_another_message() {
+    use std::time::Duration;
+    let (t, cfg) = graph_to_graph("cleanup_age = \"1h\"").await;
+    let day = Duration::from_secs(86_400);
+    let token = |v| [("X-Mailprobe-Token", v)];
+    t.graph
+        .plant(RX, "mailprobe probe 0ld0ld", &token("0ld0ld"), 2 * day);
+    t.graph.plant(
+        RX,
+        "[EXTERNAL] mailprobe probe 0ld2",
+        &token("0ld2"),
+        2 * day,
+    );
+    t.graph.plant(RX, "mailprobe probe results", &[], 2 * day);
+    t.graph
+        .plant(RX, "mailprobe probe f0rged", &token("other"), 2 * day);
+    t.graph.plant(RX, "a real letter", &token("x"), 2 * day);
+    t.graph.plant(
+        RX,
+        "mailprobe probe fr3sh",
+        &token("fr3sh"),
+        Duration::from_secs(60),
+    );
+    let o = probe::run(&rt(&cfg), &ProbeContext::new()).await;
+    assert!(o.success(), "{o:?}");
+    assert_eq!(o.delivery.as_ref().unwrap().swept, 2);
+    let mut left = t.graph.subjects(RX);
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            "a real letter",
+            "mailprobe probe f0rged",
+            "mailprobe probe fr3sh",
+            "mailprobe probe results"
+        ]
+    );
+    assert!(
+        listings(&t)
+            .iter()
+            .any(|(f, s)| f.starts_with("receivedDateTime lt ")
+                && f.ends_with(" and contains(subject,'mailprobe probe ')")
+                && s.contains("internetMessageHeaders")),
+        "{:?}",
+        listings(&t)
+    );
+}
+
+/// Graph's refusals while receiving keep their classes: a 429 while polling is throttling (its
+/// Retry-After handed on), not a mail outage; a 403 on the list is auth_rejected; a mailbox
+/// without Exchange Online is a mailbox_error at receive.
+#[tokio::test]
+async fn graph_refusals_while_receiving_keep_their_classes() {
+    let (t, cfg) = graph_to_graph("delivery_timeout = \"10s\"").await;
+    let once = |r: Refusal| Refusal {
+        times: Some(1),
+        ..r
+    };
+    t.graph.refuse_on(
+        RX,
+        Route::List,
+        once(refusal(429, "TooManyRequests", Some("7"))),
+    );
+    let o = probe::run(&rt(&cfg), &ProbeContext::new()).await;
+    assert_eq!(failure(&o), ("throttled", "delivery"), "{o:?}");
+    assert_eq!(o.retry_after, Some(std::time::Duration::from_secs(7)));
+    let detail = &o.failure.as_ref().unwrap().detail;
+    assert!(
+        detail.contains("TooManyRequests") && detail.contains("request-id 6d1b2c3e-"),
+        "{detail}"
+    );
+
+    t.graph.refuse_on(
+        RX,
+        Route::List,
+        once(refusal(403, "ErrorAccessDenied", None)),
+    );
+    let o = probe::run(&rt(&cfg), &ProbeContext::new()).await;
+    assert_eq!(failure(&o), ("auth_rejected", "delivery"), "{o:?}");
+
+    t.graph.refuse_on(
+        RX,
+        Route::Inbox,
+        once(refusal(404, "MailboxNotEnabledForRESTAPI", None)),
+    );
+    let sends = || {
+        t.graph
+            .asked()
+            .iter()
+            .filter(|a| a.method == "POST")
+            .count()
+    };
+    let before = sends();
+    let o = probe::run(&rt(&cfg), &ProbeContext::new()).await;
+    assert_eq!(failure(&o), ("mailbox_error", "receive"), "{o:?}");
+    assert_eq!(
+        sends(),
+        before,
+        "nothing is sent when the mailbox cannot be opened"
+    );
+}
+
+/// A message that never arrives, looked for longer than a token lives (2 s here, an hour or so
+/// at Microsoft while `delivery_timeout` may be a day): the polls go on with the renewed token,
+/// and the outcome is the delivery timeout, not a refused token.
+#[tokio::test]
+async fn a_wait_longer_than_the_token_lives_goes_on_with_a_renewed_token() {
+    let t = tenant_ttl(Duration::from_secs(2)).await;
+    t.graph.add_mailbox(RX);
+    // Nothing listens there: sendMail accepts, the message never arrives.
+    t.graph.relay_to(mailprobe_testpeers::util::free_port());
+    let cfg = t.env.config(&graph_rx(
+        &t,
+        &t.target("rt-send", MAILBOX, ""),
+        "send_to = \"lost@elsewhere.test\"\ndelivery_timeout = \"4s\"",
+    ));
+    let o = probe::run(&rt(&cfg), &ProbeContext::new()).await;
+    assert_eq!(failure(&o), ("delivery_timeout", "delivery"), "{o:?}");
+    let tokens: std::collections::BTreeSet<String> = t
+        .graph
+        .asked()
+        .iter()
+        .filter(|a| a.path.ends_with("/messages"))
+        .filter_map(|a| a.authorization.clone())
+        .collect();
+    assert!(
+        tokens.len() >= 2,
+        "one token for 4 s of polling: {tokens:?}"
+    );
 }

@@ -141,8 +141,17 @@ fn roundtrip_errors_name_the_key() {
     );
     let e = err(&rt("").replace("imap_target = \"inbox\"", "imap_target = \"send\""));
     assert!(
-        e.contains("target[3] \"rt\".imap_target: target \"send\" is smtp, not imap"),
+        e.contains("target[3] \"rt\".imap_target: target \"send\" is smtp, not imap or graph"),
         "{e}"
+    );
+    // Either leg may be Graph, but nothing else: an HTTPS target cannot receive mail.
+    let e = err(&format!(
+        "{}[[target]]\nname = \"web\"\nprotocol = \"https\"\nurl = \"https://h/\"\n",
+        rt("").replace("imap_target = \"inbox\"", "imap_target = \"web\"")
+    ));
+    assert_eq!(
+        e,
+        "probes.toml:17:1: target[3] \"rt\".imap_target: target \"web\" is https, not imap or graph"
     );
     let e = err(&rt("timeout = \"5s\"\n"));
     assert!(

@@ -103,6 +103,8 @@ pub enum StampSource {
     InternalDate,
     /// The date of the topmost `Received:` field: the last hop that wrote one.
     Received,
+    /// Microsoft Graph's `receivedDateTime`: when Exchange received the message.
+    ReceivedDateTime,
 }
 
 impl StampSource {
@@ -111,6 +113,7 @@ impl StampSource {
         match self {
             StampSource::InternalDate => "INTERNALDATE",
             StampSource::Received => "Received",
+            StampSource::ReceivedDateTime => "receivedDateTime",
         }
     }
 }

@@ -62,7 +62,8 @@ phases! {
     Data = "data",
     /// SMTP QUIT.
     Quit = "quit",
-    /// Round trip: opening the receiving mailbox (IMAP connect, login, select, IDLE).
+    /// Round trip: opening the receiving mailbox (IMAP connect, login, select, IDLE; or Graph's
+    /// token and one read of the Inbox).
     Receive = "receive",
     /// Round trip: submitting the probe message (the whole SMTP session).
     Send = "send",

@@ -13,6 +13,9 @@
 //! - [`https`]: an HTTPS server playing webmail, Autodiscover, JMAP and HTTP faults.
 //! - [`api`], [`graph`], [`gmail`]: Microsoft Graph mail and Gmail API endpoints (documented
 //!   shapes, refusals, throttling) on the skeleton mail API peers share.
+//! - [`graphstore`]: the Graph peer's mailboxes and the `$filter` it parses as strictly as Graph.
+//! - [`smtpsink`]: a small SMTP receiver handing accepted mail to a peer (the Graph peer's
+//!   mailboxes, reached through the real Postfix).
 //! - [`oauth`]: an OAuth2 token server (client credentials, refresh tokens, introspection).
 //! - [`providers`]: provider status feeds (Graph service health, Google's dashboard feed, a
 //!   Statuspage) in their documented shapes, and their failures.
@@ -31,6 +34,7 @@ pub mod fault;
 pub mod faultclient;
 pub mod gmail;
 pub mod graph;
+pub mod graphstore;
 pub mod https;
 pub mod oauth;
 pub mod pki;
@@ -38,6 +42,7 @@ pub mod postfix;
 pub mod prometheus;
 pub mod providers;
 pub mod proxy;
+pub mod smtpsink;
 pub mod util;
 
 /// Re-exported so test crates name the same `TempDir` type.

@@ -43,6 +43,32 @@ pub struct Postfix {
 impl Postfix {
     /// Starts Postfix against `dovecot` (for SASL and delivery) presenting `pki.valid`.
     pub fn start(pki: &TestPki, dovecot: &Dovecot, ports: Option<Ports>) -> Postfix {
+        Self::start_with(pki, dovecot, ports, &[])
+    }
+
+    /// Like [`Postfix::start_with`], relaying mail for `domain` to the SMTP server on
+    /// 127.0.0.1:`port` (as to that domain's MX: another mail service, such as the Graph
+    /// peer's mailboxes).
+    pub fn start_relaying(
+        pki: &TestPki,
+        dovecot: &Dovecot,
+        (domain, port): (&str, u16),
+        extra: &[(&str, &str)],
+    ) -> Postfix {
+        let transport = format!("inline:{{ {domain}=smtp:[127.0.0.1]:{port} }}");
+        let mut settings = vec![("relay_domains", domain), ("transport_maps", &transport)];
+        settings.extend_from_slice(extra);
+        Self::start_with(pki, dovecot, None, &settings)
+    }
+
+    /// Like [`Postfix::start`], with `extra` main.cf settings (set before it starts, so no
+    /// reload races the first message).
+    pub fn start_with(
+        pki: &TestPki,
+        dovecot: &Dovecot,
+        ports: Option<Ports>,
+        extra: &[(&str, &str)],
+    ) -> Postfix {
         require_program("postfix", "postfix");
         require_root();
         let dir = short_tempdir("mpp-");
@@ -56,7 +82,7 @@ impl Postfix {
             ports,
             running: false,
         };
-        p.write_config(pki, dovecot);
+        p.write_config(pki, dovecot, extra);
         p.postfix(&["check"]);
         p.launch();
         p
@@ -71,7 +97,7 @@ impl Postfix {
         fs::read_to_string(self.dir.path().join("maillog")).unwrap_or_default()
     }
 
-    fn write_config(&self, pki: &TestPki, dovecot: &Dovecot) {
+    fn write_config(&self, pki: &TestPki, dovecot: &Dovecot, extra: &[(&str, &str)]) {
         let d = self.dir.path();
         for sub in ["etc", "queue", "data"] {
             fs::create_dir_all(d.join(sub)).expect("postfix dirs");
@@ -156,6 +182,10 @@ postlog   unix-dgram n  -       n       -       1       postlogd
             submission = p.submission,
             submissions = p.submissions,
         );
+        let mut main = main;
+        for (key, value) in extra {
+            main.push_str(&format!("{key} = {value}\n"));
+        }
         self.write_etc("main.cf", &main);
         self.write_etc("master.cf", &master);
     }

@@ -135,19 +135,29 @@ impl<'a> Api<'a> {
         token: &secrecy::SecretString,
         max_body: usize,
     ) -> Result<Self, PhaseError> {
-        use secrecy::ExposeSecret;
-        let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
-            .map_err(|_| PhaseError {
-                phase: Phase::Token,
-                error: ProbeError::Protocol("the access token is not a valid header value".into()),
-            })?;
-        auth.set_sensitive(true);
-        Ok(Api {
+        let mut api = Api {
             endpoint,
-            auth,
+            auth: HeaderValue::from_static(""),
             max_body,
             conn: None,
-        })
+        };
+        api.set_token(token).map_err(|error| PhaseError {
+            phase: Phase::Token,
+            error,
+        })?;
+        Ok(api)
+    }
+
+    /// Sends `token` from now on (a long wait outlives the first token; the cache renews it).
+    pub fn set_token(&mut self, token: &secrecy::SecretString) -> Result<(), ProbeError> {
+        use secrecy::ExposeSecret;
+        let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
+            .map_err(|_| {
+                ProbeError::Protocol("the access token is not a valid header value".into())
+            })?;
+        auth.set_sensitive(true);
+        self.auth = auth;
+        Ok(())
     }
 
     /// Opens the connection if there is none or the server closed it: `dns`, `connect`, `tls`.

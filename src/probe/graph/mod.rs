@@ -11,10 +11,13 @@
 //! handed to the scheduler, which waits at least that long before probing the target again.
 //! Answers are judged in [`classify`].
 //!
+//! A round trip can send with [`send`] (`sendMail`) and receive in [`inbox`] (polling the Inbox).
+//!
 //! Reference: "Get mailFolder" (<https://learn.microsoft.com/graph/api/mailfolder-get>) and
 //! "List messages" (<https://learn.microsoft.com/graph/api/user-list-messages>).
 
 pub mod classify;
+pub mod inbox;
 pub mod spec;
 
 use http::{HeaderName, HeaderValue, Method};
@@ -83,12 +86,14 @@ pub fn refusal(
     }))
 }
 
-/// One probe: the mailbox's Inbox (and its newest message).
-pub async fn probe(
-    spec: &GraphSpec,
+/// The token, a client of the Graph endpoint, and one read of the mailbox's Inbox (phases
+/// `token` ... `body`): the probe's first step, and how a round trip's receiving leg proves it
+/// may read the mailbox before sending.
+pub async fn open_inbox<'a>(
+    spec: &'a GraphSpec,
     ctx: &ProbeContext,
     rec: &mut PhaseRecorder,
-) -> Result<(), PhaseError> {
+) -> Result<(Api<'a>, secrecy::SecretString), PhaseError> {
     let token = super::oauth2_token(rec, ctx, &spec.oauth2).await?;
     let mut api = Api::new(&spec.endpoint, &token, spec.max_body)?;
     let inbox = user_url(&spec.base, &spec.mailbox, &["mailFolders", "inbox"]);
@@ -124,6 +129,16 @@ pub async fn probe(
             )),
         });
     }
+    Ok((api, token))
+}
+
+/// One probe: the mailbox's Inbox (and its newest message).
+pub async fn probe(
+    spec: &GraphSpec,
+    ctx: &ProbeContext,
+    rec: &mut PhaseRecorder,
+) -> Result<(), PhaseError> {
+    let (mut api, _) = open_inbox(spec, ctx, rec).await?;
     if !spec.newest_message {
         return Ok(());
     }

@@ -1,20 +1,25 @@
-//! The round-trip probe: send a message through an SMTP target and watch it arrive in an IMAP
-//! mailbox, measuring delivery from the 250 after the message to the moment it is seen.
+//! The round-trip probe: send a message through an SMTP target (or Microsoft Graph's
+//! `sendMail`) and watch it arrive in an IMAP mailbox (or a Graph mailbox's Inbox), measuring
+//! delivery from the 250 after the message (Graph's 202) to the moment it is seen.
 //!
-//! One run:
-//! 1. `receive`: open the mailbox (the IMAP target's connect, login, select) and start IDLE when
-//!    the server offers it, *before* sending, so no arrival can be missed and the login is not
-//!    counted as delivery time.
-//! 2. `send`: the SMTP target's whole session with a probe message carrying a unique token.
+//! One run, the receiving side behind one seam ([`inbox::Inbox`]) whatever its protocol:
+//! 1. `receive`: open the mailbox (the IMAP target's connect, login, select, and IDLE when the
+//!    server offers it; Graph's token and one read of the Inbox) *before* sending, so no
+//!    arrival can be missed and the login is not counted as delivery time.
+//! 2. `send`: the SMTP target's whole session with a probe message carrying a unique token (or
+//!    Graph's `sendMail`).
 //! 3. `delivery`: wait for the token until `delivery_timeout` after acceptance: in IDLE, looking
 //!    on each EXISTS and, without one, every `poll_interval` (leave IDLE, search, re-enter), since
-//!    some servers never notify; without IDLE, searching every `poll_interval`.
+//!    some servers never notify; without IDLE, and through Graph, looking every `poll_interval`.
 //! 4. `cleanup`: delete our message, count and delete probe messages of this target that arrived
 //!    after their deadline (late mail), sweep probe messages older than `cleanup_age`, log out.
 //!
-//! Only messages carrying the [`TOKEN_HEADER`] are ever touched, and deletion is by UID (UID
-//! EXPUNGE where UIDPLUS is offered), so other mail in the mailbox is never affected.
+//! Only messages carrying the [`TOKEN_HEADER`] are ever touched: over IMAP deletion is by UID
+//! (UID EXPUNGE where UIDPLUS is offered), through Graph by message id, of messages whose
+//! subject token and header agree ([`crate::probe::graph::inbox`]); other mail in the mailbox
+//! is never affected.
 
+mod inbox;
 pub mod spec;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -32,6 +37,7 @@ use super::smtp::{self, ProbeMessage, TOKEN_HEADER};
 use super::{
     Delivery, Phase, PhaseError, PhaseRecorder, ProbeContext, ProbeError, ServerTime, StampSource,
 };
+use inbox::Inbox;
 pub use spec::RoundtripSpec;
 use spec::Sender;
 
@@ -114,7 +120,7 @@ pub async fn probe(
         rec,
         Phase::Receive,
         spec.imap_timeout,
-        async |t: &mut PhaseRecorder| Mailbox::open(spec, ctx, t).await,
+        async |t: &mut PhaseRecorder| Inbox::open(spec, ctx, t).await,
     )
     .await?;
 
@@ -136,6 +142,7 @@ pub async fn probe(
         Err(e) => {
             // Leave the mailbox tidy (bounded), but report the send failure.
             let _ = tokio::time::timeout(spec.imap_timeout, mailbox.close()).await;
+            mailbox.hand_over(rec);
             return Err(e);
         }
     };
@@ -149,22 +156,21 @@ pub async fn probe(
         )
         .await;
     let mut delivery = Delivery::default();
-    let (found, mut failure) = match waited {
+    let mut failure = match waited {
         Ok(Some(seen)) => {
-            let latency = seen.at.saturating_duration_since(accepted);
+            let latency = seen.saturating_duration_since(accepted);
             delivery.latency = Some(latency);
             rec.set_slow_basis(latency);
-            (Some(seen.uid), None)
+            None
         }
         Ok(None) => {
             ctx.pending.add(name, &token, accepted_wall);
-            let e = PhaseError {
+            Some(PhaseError {
                 phase: Phase::Delivery,
                 error: ProbeError::NotDelivered(spec.delivery_timeout),
-            };
-            (None, Some(e))
+            })
         }
-        Err(e) => (None, Some(e)),
+        Err(e) => Some(e),
     };
 
     let pending = ctx.pending.snapshot(name);
@@ -172,7 +178,7 @@ pub async fn probe(
         .phase(Phase::Cleanup, async {
             match tokio::time::timeout(
                 spec.imap_timeout,
-                mailbox.cleanup(found, &pending, spec.delivery_timeout, spec.cleanup_age),
+                mailbox.cleanup(&pending, spec.delivery_timeout, spec.cleanup_age),
             )
             .await
             {
@@ -198,6 +204,7 @@ pub async fn probe(
             failure.get_or_insert(e);
         }
     }
+    mailbox.hand_over(rec);
     rec.set_delivery(delivery);
     match failure {
         Some(e) => Err(e),
@@ -232,15 +239,13 @@ async fn leg<T>(
             }
         })
         .await;
-    // A token a leg obtained stays a secret of the whole round trip.
+    // A token a leg obtained stays a secret of the whole round trip, and a server's
+    // Retry-After goes to the scheduler.
     rec.secrets.append(&mut inner.secrets);
+    if let Some(wait) = inner.retry_after {
+        rec.set_retry_after(wait);
+    }
     result
-}
-
-/// Where the message was seen, and when.
-struct Seen {
-    uid: u32,
-    at: Instant,
 }
 
 /// What the cleanup found and removed.
@@ -263,21 +268,24 @@ enum State {
 struct Mailbox {
     state: State,
     uidplus: bool,
+    /// The UID of our message, once seen.
+    found: Option<u32>,
 }
 
 impl Mailbox {
     /// Logs in, selects, and starts IDLE when offered.
     async fn open(
-        spec: &RoundtripSpec,
+        spec: &imap::spec::ImapSpec,
         ctx: &ProbeContext,
         t: &mut PhaseRecorder,
     ) -> Result<Mailbox, PhaseError> {
-        let mut session = imap::open_mailbox(&spec.imap, ctx, t, LIMITS).await?;
+        let mut session = imap::open_mailbox(spec, ctx, t, LIMITS).await?;
         let caps = t.phase(Phase::Select, session.capabilities()).await?;
         let uidplus = caps.has_str("UIDPLUS");
         let mut mailbox = Mailbox {
             state: State::Ready(session),
             uidplus,
+            found: None,
         };
         if caps.has_str("IDLE") {
             t.phase(Phase::Select, mailbox.start_idle()).await?;
@@ -328,7 +336,7 @@ impl Mailbox {
         token: &str,
         deadline: Instant,
         poll: Duration,
-    ) -> Result<Option<Seen>, ProbeError> {
+    ) -> Result<Option<Instant>, ProbeError> {
         let mut next_look = Instant::now() + poll;
         loop {
             let now = Instant::now();
@@ -359,8 +367,8 @@ impl Mailbox {
                 if let Some(&uid) = self.search(token).await?.first() {
                     // Notified: the server had it then. Found by looking: seen when the
                     // search answered.
-                    let at = notified.unwrap_or_else(Instant::now);
-                    return Ok(Some(Seen { uid, at }));
+                    self.found = Some(uid);
+                    return Ok(Some(notified.unwrap_or_else(Instant::now)));
                 }
                 if Instant::now() >= deadline {
                     return Ok(None);
@@ -369,10 +377,8 @@ impl Mailbox {
                 self.start_idle().await?;
             } else {
                 if let Some(&uid) = self.search(token).await?.first() {
-                    return Ok(Some(Seen {
-                        uid,
-                        at: Instant::now(),
-                    }));
+                    self.found = Some(uid);
+                    return Ok(Some(Instant::now()));
                 }
                 let now = Instant::now();
                 if now >= deadline {
@@ -389,11 +395,11 @@ impl Mailbox {
     /// acceptance, but never less than `delivery_timeout`: it was searched for and absent then.
     async fn cleanup(
         &mut self,
-        found: Option<u32>,
         pending: &[(String, SystemTime)],
         delivery_timeout: Duration,
         cleanup_age: Duration,
     ) -> Result<Cleaned, ProbeError> {
+        let found = self.found;
         let mut delete: BTreeSet<u32> = found.into_iter().collect();
         let mut cleaned = Cleaned {
             found: None,
@@ -417,12 +423,8 @@ impl Mailbox {
         cleaned.found = found.map(|uid| stamps.get(&uid).copied().unwrap_or_default());
         let now = SystemTime::now();
         for (token, accepted, first) in late {
-            let arrived = stamps
-                .get(&first)
-                .and_then(|s| s.within(accepted, now).ok())
-                .map_or(now, |(at, _)| at);
-            let delay = arrived.duration_since(accepted).unwrap_or(Duration::ZERO);
-            cleaned.late.push(delay.max(delivery_timeout));
+            let delay = late_delay(stamps.get(&first), accepted, now, delivery_timeout);
+            cleaned.late.push(delay);
             cleaned.late_tokens.push(token.clone());
         }
 
@@ -493,7 +495,7 @@ impl Mailbox {
         Ok(fetches
             .iter()
             .filter_map(|f| {
-                let stamps = Stamps {
+                let stamps = Stamps::Imap {
                     internal: f.internal_date().and_then(|d| unix(d.timestamp())),
                     received: f.header().and_then(topmost_received),
                 };
@@ -513,6 +515,8 @@ impl Mailbox {
 
 /// When the server says a message arrived, by each stamp it gave (whole seconds).
 ///
+/// Through Graph there is one: `receivedDateTime`, Exchange's own record of the arrival.
+///
 /// INTERNALDATE comes first: it is the mailbox store's own record of when the message landed
 /// (RFC 3501 2.3.3: for delivered mail, the time of final delivery), the end of the path a round
 /// trip measures; it is fetched without reading the message. The topmost `Received:` field is
@@ -520,10 +524,24 @@ impl Mailbox {
 /// content filter, Courier's esmtpd before maildrop) and is there only if that hop adds one: the
 /// fallback for a store whose INTERNALDATE is missing or is not the arrival (a copy keeping its
 /// original date).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Stamps {
-    internal: Option<SystemTime>,
-    received: Option<SystemTime>,
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stamps {
+    /// An IMAP store's: INTERNALDATE, and the topmost `Received:` date.
+    Imap {
+        internal: Option<SystemTime>,
+        received: Option<SystemTime>,
+    },
+    /// Graph's `receivedDateTime`.
+    Graph { received: Option<SystemTime> },
+}
+
+impl Default for Stamps {
+    fn default() -> Self {
+        Stamps::Imap {
+            internal: None,
+            received: None,
+        }
+    }
 }
 
 impl Stamps {
@@ -531,15 +549,20 @@ impl Stamps {
     /// take [`STAMP_SLACK`]; otherwise why none does.
     fn within(&self, lo: SystemTime, hi: SystemTime) -> Result<(SystemTime, StampSource), String> {
         let mut why = Vec::new();
-        for (stamp, source) in [
-            (self.internal, StampSource::InternalDate),
-            (self.received, StampSource::Received),
-        ] {
+        let stamps = match *self {
+            Stamps::Imap { internal, received } => vec![
+                (internal, StampSource::InternalDate),
+                (received, StampSource::Received),
+            ],
+            Stamps::Graph { received } => vec![(received, StampSource::ReceivedDateTime)],
+        };
+        for (stamp, source) in stamps {
             let name = source.as_str();
             let Some(at) = stamp else {
                 why.push(match source {
                     StampSource::InternalDate => "no INTERNALDATE".to_string(),
                     StampSource::Received => "no Received date".to_string(),
+                    StampSource::ReceivedDateTime => "no receivedDateTime".to_string(),
                 });
                 continue;
             };
@@ -576,6 +599,22 @@ impl Stamps {
             Err(why) => ServerTime::Unknown(why),
         }
     }
+}
+
+/// A late message's delay: its arrival as the server stamped it (whole seconds; `now` without a
+/// believable stamp) minus its acceptance, but never less than `delivery_timeout`: it was
+/// looked for and absent then.
+fn late_delay(
+    stamps: Option<&Stamps>,
+    accepted: SystemTime,
+    now: SystemTime,
+    delivery_timeout: Duration,
+) -> Duration {
+    let arrived = stamps
+        .and_then(|s| s.within(accepted, now).ok())
+        .map_or(now, |(at, _)| at);
+    let delay = arrived.duration_since(accepted).unwrap_or(Duration::ZERO);
+    delay.max(delivery_timeout)
 }
 
 /// The date of the first `Received:` field in `header` (the fields as FETCHed, possibly cut

@@ -2,10 +2,10 @@
 //! spec the probe runs.
 //!
 //! Keys besides every target's: `smtp_target` and `imap_target` (required: the names of an
-//! SMTP and an IMAP target, whose servers, credentials and timeouts it uses; `smtp_target` may
-//! name a Graph target instead, which then sends with `sendMail`), `send_to` (the
-//! IMAP target's username when an address), `mail_from` (the SMTP target's sender or username,
-//! a Graph target's mailbox),
+//! SMTP and an IMAP target, whose servers, credentials and timeouts it uses; either may name a
+//! Graph target instead, which then sends with `sendMail` or receives by polling its Inbox),
+//! `send_to` (the IMAP target's username when an address, a Graph target's mailbox),
+//! `mail_from` (the SMTP target's sender or username, a Graph target's mailbox),
 //! `delivery_timeout` (`"120s"`), `poll_interval` (`"2s"`), `cleanup_age` (`"1h"`). Its
 //! deadline is its legs' timeouts plus `delivery_timeout`, so it takes no `timeout`; its
 //! `slow_threshold` (`"30s"`) goes by the delivery time.
@@ -35,7 +35,8 @@ const MAX_POLL_INTERVAL: Duration = Duration::from_secs(3600);
 const DEFAULT_CLEANUP_AGE: Duration = Duration::from_secs(3600);
 const MAX_CLEANUP_AGE: Duration = Duration::from_secs(365 * 86_400);
 
-/// What a round-trip probe does: send through one SMTP target, wait in one IMAP mailbox.
+/// What a round-trip probe does: send through one SMTP (or Graph) target, wait in one IMAP (or
+/// Graph) mailbox.
 #[derive(Clone, Debug)]
 pub struct RoundtripSpec {
     /// Name of the SMTP target whose server and credentials send the message.
@@ -44,11 +45,12 @@ pub struct RoundtripSpec {
     pub smtp: Sender,
     /// Deadline of the send leg (the SMTP target's timeout).
     pub smtp_timeout: Duration,
-    /// Name of the IMAP target whose mailbox receives it.
+    /// Name of the IMAP (or Graph) target whose mailbox receives it.
     pub imap_target: String,
     /// That target's settings.
-    pub imap: ImapSpec,
-    /// Deadline of each IMAP step: opening the mailbox, and cleaning up (the IMAP target's timeout).
+    pub imap: Receiver,
+    /// Deadline of each receiving step: opening the mailbox, and cleaning up (that target's
+    /// timeout).
     pub imap_timeout: Duration,
     /// Sender and recipient of the probe message.
     pub message: SendSpec,
@@ -78,6 +80,24 @@ impl Sender {
     }
 }
 
+/// How a round trip receives its message.
+#[derive(Clone, Debug)]
+pub enum Receiver {
+    /// An IMAP mailbox (IDLE when offered).
+    Imap(ImapSpec),
+    /// The Inbox of the Graph target's mailbox, polled through Microsoft Graph.
+    Graph(Box<GraphSpec>),
+}
+
+impl Receiver {
+    fn secrets(&self) -> Vec<&SecretString> {
+        match self {
+            Receiver::Imap(i) => i.secrets(),
+            Receiver::Graph(g) => g.oauth2.secrets(),
+        }
+    }
+}
+
 impl RoundtripSpec {
     /// The longest one run can take: open the mailbox, send, wait, clean up.
     pub fn deadline(&self) -> Duration {
@@ -102,7 +122,7 @@ pub struct RoundtripTable {
 }
 
 impl RoundtripTable {
-    /// The leg named by `key`, which must be a target of protocol `want`.
+    /// The leg named by `key`, a target of protocol `want` or Graph.
     fn leg(
         &self,
         cx: &TargetCx<'_>,
@@ -123,21 +143,21 @@ impl RoundtripTable {
         let target = targets
             .get(name)
             .ok_or_else(|| cx.error(key, format!("no {} target named {name:?}", want.as_str())))?;
-        // The sending leg may be Graph's sendMail as well as SMTP.
-        if target.protocol() != want
-            && !(want == Protocol::Smtp && target.protocol() == Protocol::Graph)
-        {
-            return Err(cx.error(
-                key,
-                format!(
-                    "target {name:?} is {}, not {}",
-                    target.protocol().as_str(),
-                    want.as_str()
-                ),
-            ));
-        }
         Ok(target.clone())
     }
+}
+
+/// The error for a leg naming a target of another protocol than `want` or Graph.
+fn wrong_leg(cx: &TargetCx<'_>, key: &str, target: &Target, want: Protocol) -> ConfigError {
+    cx.error(
+        key,
+        format!(
+            "target {:?} is {}, not {} or graph",
+            target.name,
+            target.protocol().as_str(),
+            want.as_str()
+        ),
+    )
 }
 
 impl SpecTable for RoundtripTable {
@@ -153,24 +173,28 @@ impl SpecTable for RoundtripTable {
         }
         let smtp_target = self.leg(cx, targets, "smtp_target", Protocol::Smtp)?;
         let imap_target = self.leg(cx, targets, "imap_target", Protocol::Imap)?;
-        let ProbeSpec::Imap(imap) = &imap_target.spec else {
-            unreachable!("protocols checked above");
-        };
+        // Either leg may be Microsoft Graph: sendMail, or polling the Inbox.
         let sender = match &smtp_target.spec {
             ProbeSpec::Smtp(smtp) => Sender::Smtp(smtp.clone()),
             ProbeSpec::Graph(graph) => Sender::Graph(graph.clone()),
-            _ => unreachable!("protocols checked above"),
+            _ => return Err(wrong_leg(cx, "smtp_target", &smtp_target, Protocol::Smtp)),
+        };
+        let receiver = match &imap_target.spec {
+            ProbeSpec::Imap(imap) => Receiver::Imap(imap.clone()),
+            ProbeSpec::Graph(graph) => Receiver::Graph(graph.clone()),
+            _ => return Err(wrong_leg(cx, "imap_target", &imap_target, Protocol::Imap)),
         };
         // The legs' own settings define this target too.
         smtp_target.fingerprint.hash(&mut cx.fp);
         imap_target.fingerprint.hash(&mut cx.fp);
 
-        let to = match &self.send_to {
-            Some(to) => address(cx, "send_to", to)?,
-            None if imap.credentials.username.contains('@') => {
+        let to = match (&self.send_to, &receiver) {
+            (Some(to), _) => address(cx, "send_to", to)?,
+            (None, Receiver::Graph(g)) => address(cx, "send_to", &g.mailbox)?,
+            (None, Receiver::Imap(imap)) if imap.credentials.username.contains('@') => {
                 address(cx, "send_to", &imap.credentials.username)?
             }
-            None => {
+            (None, Receiver::Imap(_)) => {
                 return Err(cx.error(
                     "send_to",
                     "missing: the address of the IMAP target's mailbox (defaults to its \
@@ -233,7 +257,7 @@ impl SpecTable for RoundtripTable {
             smtp: sender,
             smtp_timeout: smtp_target.timeout,
             imap_target: imap_target.name.clone(),
-            imap: imap.clone(),
+            imap: receiver,
             imap_timeout: imap_target.timeout,
             message: SendSpec { from, to },
             delivery_timeout,

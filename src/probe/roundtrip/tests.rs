@@ -25,7 +25,7 @@ fn at(secs: u64, millis: u64) -> SystemTime {
 
 #[test]
 fn the_server_time_ends_at_the_stamped_second_and_never_exceeds_the_seen_time() {
-    let stamps = Stamps {
+    let stamps = Stamps::Imap {
         internal: Some(at(T + 1, 0)),
         received: None,
     };
@@ -62,7 +62,7 @@ fn the_server_time_ends_at_the_stamped_second_and_never_exceeds_the_seen_time() 
 fn an_internaldate_that_is_not_the_arrival_falls_back_to_received_or_is_unknown() {
     let accepted = at(T, 0);
     let seen = Duration::from_secs(2);
-    let copied = Stamps {
+    let copied = Stamps::Imap {
         internal: Some(at(T - 86_400, 0)),
         received: Some(at(T, 0)),
     };
@@ -73,7 +73,7 @@ fn an_internaldate_that_is_not_the_arrival_falls_back_to_received_or_is_unknown(
             source: StampSource::Received
         }
     );
-    let skewed = Stamps {
+    let skewed = Stamps::Imap {
         internal: Some(at(T + 3600, 0)),
         received: Some(at(T - 60, 0)),
     };
