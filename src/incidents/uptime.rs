@@ -84,9 +84,8 @@ impl Rollup {
     ///
     /// A target under maintenance is neither up nor down: it is left out of the share down,
     /// and a component with some targets under maintenance and none failing outside them is
-    /// in maintenance, as the status page's [`ComponentState::of`] says.
-    ///
-    /// [`ComponentState::of`]: crate::status::model::ComponentState::of
+    /// in maintenance, by the same rule as the status page's component states (the page
+    /// depends on this module, never the other way round).
     pub fn advance<'a>(
         &mut self,
         now: SystemTime,
