@@ -498,3 +498,50 @@ impl Drop for ChildDaemon {
         }
     }
 }
+
+/// `mailprobe probe` on an HTTPS API target (Graph, Gmail) that reads fine and one refused:
+/// the table's header, the good row's phases token to body and exit 0 for it alone, then exit 1
+/// for all with the refused row's `FAIL class phase`. Prints both tables (`--nocapture` shows
+/// what an admin reads) and returns everything printed, for the secrets checks.
+pub async fn api_probe_cli(
+    config: std::path::PathBuf,
+    protocol: &str,
+    good: &str,
+    refused: (&str, &str, &str),
+) -> String {
+    let (code, out, err) = probe_cli(config.clone(), &[good]).await;
+    println!("$ mailprobe probe -c probes.toml {good}\n{out}");
+    assert_eq!(code, Some(0), "{out}{err}");
+    let header = out.lines().next().unwrap();
+    assert!(
+        header.starts_with("TARGET") && header.contains("PHASES_MS"),
+        "{out}"
+    );
+    let row = out
+        .lines()
+        .find(|l| l.starts_with(&format!("{good} ")))
+        .unwrap_or_else(|| panic!("{out}"));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cols[..4], [good, "test", protocol, "ok"], "{row}");
+    for phase in ["token", "dns", "connect", "tls", "request", "body"] {
+        phase_ms(row, phase);
+    }
+    let mut shown = format!("{out}{err}");
+
+    let (name, class, phase) = refused;
+    let (code, out, err) = probe_cli(config, &[]).await;
+    println!("$ mailprobe probe -c probes.toml\n{out}");
+    assert_eq!(code, Some(1), "one target fails: {out}{err}");
+    let row = out
+        .lines()
+        .find(|l| l.starts_with(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(
+        row.split_whitespace().collect::<Vec<_>>()[3..6],
+        ["FAIL", class, phase],
+        "{row}"
+    );
+    shown.push_str(&out);
+    shown.push_str(&err);
+    shown
+}
