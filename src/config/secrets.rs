@@ -34,10 +34,14 @@ pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, FileError> {
         _ => FileError::Io(e),
     };
     let file = std::fs::File::open(path).map_err(classify)?;
-    if file.metadata().is_ok_and(|m| m.is_dir()) {
+    let meta = file.metadata().ok();
+    if meta.as_ref().is_some_and(|m| m.is_dir()) {
         return Err(FileError::Directory);
     }
-    let mut data = Vec::new();
+    // Sized from the file when it says (one byte more to see its end): reading a large config
+    // into a buffer that doubles as it goes held up to twice its size.
+    let hint = meta.map_or(0, |m| m.len().min(limit)) as usize;
+    let mut data = Vec::with_capacity(hint + 1);
     file.take(limit + 1)
         .read_to_end(&mut data)
         .map_err(classify)?;
