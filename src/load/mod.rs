@@ -20,6 +20,7 @@ mod provider;
 mod status;
 mod warnings;
 
+mod chunks;
 #[cfg(test)]
 mod tests;
 
@@ -94,7 +95,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// secrets: `mailprobe incidents` runs in an admin's shell, where systemd credentials are absent.
 pub fn load_incident_settings(path: &Path) -> Result<IncidentSettings, ConfigError> {
     let text = read_config_text(path, "config", MAX_CONFIG_BYTES)?;
-    let doc = DeTable::parse(&text).map_err(|e| Locator::syntax(path, &text, &e))?;
+    let doc = chunks::parse(&text).map_err(|e| Locator::syntax(path, &text, &e))?;
     let loc = Locator::new(path, &text, doc.get_ref());
     let read = read(&loc, &doc)?;
     incidents::incidents(&loc, &LoadState::new(path), read.incidents)
@@ -117,7 +118,7 @@ pub struct Light {
 /// Reads [`Light`] from the config at `path`.
 pub fn load_light(path: &Path) -> Result<Light, ConfigError> {
     let text = read_config_text(path, "config", MAX_CONFIG_BYTES)?;
-    let doc = DeTable::parse(&text).map_err(|e| Locator::syntax(path, &text, &e))?;
+    let doc = chunks::parse(&text).map_err(|e| Locator::syntax(path, &text, &e))?;
     let loc = Locator::new(path, &text, doc.get_ref());
     let read = read(&loc, &doc)?;
     let incidents = incidents::incidents(&loc, &LoadState::new(path), read.incidents)?;
@@ -139,7 +140,7 @@ pub fn load_light(path: &Path) -> Result<Light, ConfigError> {
 /// Parses and validates config `text` as if read from `path` (relative paths resolve against
 /// its directory).
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-    let doc = DeTable::parse(text).map_err(|e| Locator::syntax(path, text, &e))?;
+    let doc = chunks::parse(text).map_err(|e| Locator::syntax(path, text, &e))?;
     let loc = Locator::new(path, text, doc.get_ref());
     let read = read(&loc, &doc)?;
     Loader {
