@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{Daemon, Env, eventually, http, sample};
+use common::{Daemon, Env, eventually, http, json_ok, mailprobe_ok, sample};
 use mailprobe_testpeers::dovecot::{Dovecot, Options};
 use mailprobe_testpeers::util::{free_port, require_program};
 use serde_json::Value;
@@ -29,25 +27,6 @@ fn config(env: &Env, dc: &Dovecot) -> String {
     )
 }
 
-async fn json(d: &Daemon, path: &str) -> Value {
-    let (status, body) = http(d.addr, "GET", path).await;
-    assert_eq!(status, 200, "{path}: {body}");
-    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
-}
-
-fn mailprobe(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_mailprobe"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_is_told_survives_a_restart_and_resolves() {
     let env = Env::new();
@@ -60,7 +39,7 @@ async fn an_outage_is_told_survives_a_restart_and_resolves() {
     // Dovecot goes away: both eu targets down, one region-wide incident.
     dc.stop();
     let incident = eventually(30, "an open region incident", || async {
-        let s = json(&d, "/api/v1/status").await;
+        let s = json_ok(&d, "/api/v1/status").await;
         let inc = s["incidents"].as_array()?.first()?.clone();
         (inc["summary"]["scope"] == "region" && inc["summary"]["down"] == 2).then_some(inc)
     })
@@ -93,14 +72,14 @@ async fn an_outage_is_told_survives_a_restart_and_resolves() {
     // The daemon restarts while the incident is open: it is still open afterwards.
     d.stop().await;
     let d = Daemon::start(env.config(&text)).await;
-    let s = json(&d, "/api/v1/status").await;
+    let s = json_ok(&d, "/api/v1/status").await;
     assert_eq!(s["incidents"][0]["id"].as_i64(), Some(id), "{s}");
     assert_eq!(s["incidents"][0]["status"], "ongoing");
 
     // Dovecot is back: the incident resolves, with its whole story.
     dc.restart();
     let resolved = eventually(30, "the incident resolved", || async {
-        let list = json(&d, "/api/v1/incidents?since=1h").await;
+        let list = json_ok(&d, "/api/v1/incidents?since=1h").await;
         let inc = list
             .as_array()?
             .iter()
@@ -140,7 +119,7 @@ async fn an_outage_is_told_survives_a_restart_and_resolves() {
     // The CLI reads the same history, in every format.
     let cfg = env.config_path();
     let cfg = cfg.to_str().unwrap();
-    let table = mailprobe(&["incidents", "-c", cfg, "--since", "1h"]);
+    let table = mailprobe_ok(&["incidents", "-c", cfg, "--since", "1h"]);
     let header = table.lines().next().unwrap();
     for col in [
         "TIME",
@@ -155,7 +134,7 @@ async fn an_outage_is_told_survives_a_restart_and_resolves() {
     assert!(table.contains("region: eu [imap] (2 targets)"), "{table}");
     assert!(table.contains("connect_refused at connect"), "{table}");
     assert!(table.contains("resolved after "), "{table}");
-    let markdown = mailprobe(&[
+    let markdown = mailprobe_ok(&[
         "incidents",
         "-c",
         cfg,
@@ -168,14 +147,14 @@ async fn an_outage_is_told_survives_a_restart_and_resolves() {
         markdown.starts_with("| incident | time | event |"),
         "{markdown}"
     );
-    let csv = mailprobe(&["incidents", "-c", cfg, "--since", "1h", "--format", "csv"]);
+    let csv = mailprobe_ok(&["incidents", "-c", cfg, "--since", "1h", "--format", "csv"]);
     assert!(
         csv.starts_with("incident,time,event,scope,affected_users,cause,status\r\n"),
         "{csv}"
     );
     assert!(csv.lines().count() >= 3, "{csv}");
     let json_out: Value =
-        serde_json::from_str(&mailprobe(&["incidents", "-c", cfg, "--format", "json"])).unwrap();
+        serde_json::from_str(&mailprobe_ok(&["incidents", "-c", cfg, "--format", "json"])).unwrap();
     assert_eq!(json_out[0]["id"].as_i64(), Some(id));
     // Nothing secret anywhere.
     for out in [&table, &markdown, &csv] {
@@ -208,7 +187,7 @@ async fn the_status_page_shows_an_ongoing_incident_in_a_real_browser() {
     );
     let d = Daemon::start(env.config(&text)).await;
     eventually(30, "an open incident", || async {
-        let s = json(&d, "/api/v1/status").await;
+        let s = json_ok(&d, "/api/v1/status").await;
         (!s["incidents"].as_array()?.is_empty()).then_some(())
     })
     .await;
@@ -216,7 +195,7 @@ async fn the_status_page_shows_an_ongoing_incident_in_a_real_browser() {
     let profile = env.dir.path().join("chromium-profile");
     let url = format!("http://{}/", d.addr);
     let out = tokio::task::spawn_blocking(move || {
-        Command::new(chromium)
+        std::process::Command::new(chromium)
             .args([
                 "--headless",
                 "--no-sandbox",
@@ -265,7 +244,7 @@ async fn an_empty_reload_is_refused_and_a_removed_target_never_reads_as_recovere
     );
     let d = Daemon::start(env.config(&format!("{GLOBAL}{state}{up}{gone}"))).await;
     let incident = eventually(30, "an incident for imap-gone", || async {
-        let s = json(&d, "/api/v1/status").await;
+        let s = json_ok(&d, "/api/v1/status").await;
         let inc = s["incidents"].as_array()?.first()?.clone();
         (inc["summary"]["targets"] == serde_json::json!(["imap-gone"])).then_some(inc)
     })
@@ -300,7 +279,7 @@ async fn an_empty_reload_is_refused_and_a_removed_target_never_reads_as_recovere
         sample(&m, "mailprobe_config_last_reload_successful", &[]),
         Some(0.0)
     );
-    let s = json(&d, "/api/v1/status").await;
+    let s = json_ok(&d, "/api/v1/status").await;
     assert_eq!(s["incidents"][0]["id"].as_i64(), Some(id), "{s}");
 
     // imap-gone really leaves the config while down: its incident ends, but as a removal.
@@ -308,7 +287,7 @@ async fn an_empty_reload_is_refused_and_a_removed_target_never_reads_as_recovere
     let (status, body) = http(d.addr, "POST", "/-/reload").await;
     assert_eq!(status, 200, "{body}");
     let ended = eventually(30, "the incident closed", || async {
-        let list = json(&d, "/api/v1/incidents?since=1h").await;
+        let list = json_ok(&d, "/api/v1/incidents?since=1h").await;
         let inc = list
             .as_array()?
             .iter()
@@ -383,7 +362,7 @@ async fn a_throttled_listener_is_not_called_a_dead_host_while_its_host_answers()
     );
     let d = Daemon::start(env.config(&text)).await;
     let incident = eventually(30, "an incident for smtp-throttled", || async {
-        let s = json(&d, "/api/v1/status").await;
+        let s = json_ok(&d, "/api/v1/status").await;
         let inc = s["incidents"].as_array()?.first()?.clone();
         (inc["summary"]["targets"] == serde_json::json!(["smtp-throttled"])).then_some(inc)
     })

@@ -5,11 +5,10 @@
 
 mod common;
 
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Daemon, Env, eventually, http, sample};
+use common::{Daemon, Env, eventually, http, json_ok, mailprobe_ok, sample};
 use mailprobe_testpeers::dovecot::{Dovecot, Options};
 use mailprobe_testpeers::oauth::{Client, TokenServer};
 use mailprobe_testpeers::providers::{
@@ -20,25 +19,6 @@ use serde_json::{Value, json};
 
 const UNRESOLVED: &str = "api/v2/incidents/unresolved.json";
 const COMPONENTS: &str = "api/v2/components.json";
-
-async fn json_of(d: &Daemon, path: &str) -> Value {
-    let (status, body) = http(d.addr, "GET", path).await;
-    assert_eq!(status, 200, "{path}: {body}");
-    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
-}
-
-fn mailprobe(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_mailprobe"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 fn now_rfc3339(offset_secs: i64) -> String {
     let t = std::time::SystemTime::now();
@@ -99,7 +79,7 @@ async fn a_provider_issue_opens_and_resolves_beside_a_real_incident() {
 
     dc.stop();
     let incident = eventually(30, "an open incident", || async {
-        let s = json_of(&d, "/api/v1/status").await;
+        let s = json_ok(&d, "/api/v1/status").await;
         s["incidents"].as_array()?.first().cloned()
     })
     .await;
@@ -124,7 +104,7 @@ async fn a_provider_issue_opens_and_resolves_beside_a_real_incident() {
         )])),
     );
     let issue = eventually(20, "the issue beside the incident", || async {
-        let s = json_of(&d, "/api/v1/status").await;
+        let s = json_ok(&d, "/api/v1/status").await;
         let issue = s["providers"]["issues"].as_array()?.first()?.clone();
         (issue["incidents"] == json!([id])).then_some(issue)
     })
@@ -185,13 +165,13 @@ async fn a_provider_issue_opens_and_resolves_beside_a_real_incident() {
         )])),
     );
     eventually(20, "the update seen", || async {
-        let s = json_of(&d, "/api/v1/status").await;
+        let s = json_ok(&d, "/api/v1/status").await;
         (s["providers"]["issues"][0]["status"] == "identified").then_some(())
     })
     .await;
     quiet(&feed);
     eventually(20, "the issue resolved", || async {
-        let s = json_of(&d, "/api/v1/status").await;
+        let s = json_ok(&d, "/api/v1/status").await;
         s["providers"]["issues"][0]["resolved_at"]
             .as_str()
             .map(|_| ())
@@ -203,7 +183,7 @@ async fn a_provider_issue_opens_and_resolves_beside_a_real_incident() {
     // Our side recovers; the daemon restarts: the history keeps the provider's side.
     dc.restart();
     eventually(30, "the incident resolved", || async {
-        let list = json_of(&d, "/api/v1/incidents?since=1h").await;
+        let list = json_ok(&d, "/api/v1/incidents?since=1h").await;
         let inc = list.as_array()?.iter().find(|i| i["id"] == id)?.clone();
         inc["closed_at"].is_string().then_some(())
     })
@@ -214,7 +194,7 @@ async fn a_provider_issue_opens_and_resolves_beside_a_real_incident() {
 
     let cfg = env.config_path();
     let cfg = cfg.to_str().unwrap();
-    let table = mailprobe(&["incidents", "-c", cfg, "--since", "1h"]);
+    let table = mailprobe_ok(&["incidents", "-c", cfg, "--since", "1h"]);
     assert!(
         table.contains("examplemail p1abc 'IMAP logins failing', investigating, posted "),
         "{table}"
@@ -228,7 +208,7 @@ async fn a_provider_issue_opens_and_resolves_beside_a_real_incident() {
         "{table}"
     );
     assert!(table.contains("provider: examplemail (IMAP)"), "{table}");
-    let markdown = mailprobe(&[
+    let markdown = mailprobe_ok(&[
         "incidents",
         "-c",
         cfg,
@@ -248,7 +228,7 @@ async fn a_provider_issue_opens_and_resolves_beside_a_real_incident() {
         .position(|l| l.contains("| resolved:"))
         .unwrap();
     assert!(opened < posted && posted < resolved, "{markdown}");
-    let json: Value = serde_json::from_str(&mailprobe(&[
+    let json: Value = serde_json::from_str(&mailprobe_ok(&[
         "incidents",
         "-c",
         cfg,
@@ -317,7 +297,7 @@ async fn a_feed_that_cannot_be_read_is_no_mail_outage() {
         .await;
     }
     // All along: the target is up and no incident was opened.
-    let s = json_of(&d, "/api/v1/status").await;
+    let s = json_ok(&d, "/api/v1/status").await;
     assert_eq!(s["incidents"], json!([]), "{s}");
     assert_eq!(s["summary"]["down"], 0, "{s}");
     assert_eq!(s["providers"]["feeds"][0]["up"], false, "{s}");
@@ -647,7 +627,7 @@ async fn a_graph_issue_and_its_status_changes_are_told_beside_the_incident() {
     d.wait_probes("exo-1", "success", 1.0).await;
     dc.stop();
     let id = eventually(30, "an open incident", || async {
-        let s = json_of(&d, "/api/v1/status").await;
+        let s = json_ok(&d, "/api/v1/status").await;
         s["incidents"].as_array()?.first()?["id"].as_i64()
     })
     .await;
@@ -674,7 +654,7 @@ async fn a_graph_issue_and_its_status_changes_are_told_beside_the_incident() {
         ),
     );
     eventually(20, "the Graph issue beside the incident", || async {
-        let s = json_of(&d, "/api/v1/status").await;
+        let s = json_ok(&d, "/api/v1/status").await;
         (s["providers"]["issues"][0]["incidents"] == json!([id])).then_some(())
     })
     .await;
@@ -688,7 +668,7 @@ async fn a_graph_issue_and_its_status_changes_are_told_beside_the_incident() {
         ),
     );
     eventually(20, "the status change", || async {
-        let s = json_of(&d, "/api/v1/status").await;
+        let s = json_ok(&d, "/api/v1/status").await;
         (s["providers"]["issues"][0]["status"] == "serviceDegradation").then_some(())
     })
     .await;
@@ -705,7 +685,7 @@ async fn a_graph_issue_and_its_status_changes_are_told_beside_the_incident() {
         ),
     );
     eventually(20, "the issue resolved", || async {
-        let s = json_of(&d, "/api/v1/status").await;
+        let s = json_ok(&d, "/api/v1/status").await;
         s["providers"]["issues"][0]["resolved_at"]
             .as_str()
             .map(|_| ())
@@ -715,7 +695,7 @@ async fn a_graph_issue_and_its_status_changes_are_told_beside_the_incident() {
     d.wait_probes("exo-1", "success", 2.0).await;
     d.stop().await;
     let cfg = env.config_path();
-    let table = mailprobe(&["incidents", "-c", cfg.to_str().unwrap(), "--since", "1h"]);
+    let table = mailprobe_ok(&["incidents", "-c", cfg.to_str().unwrap(), "--since", "1h"]);
     // What an admin reads (shown with --nocapture).
     println!("{table}");
     assert!(

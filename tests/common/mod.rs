@@ -545,3 +545,24 @@ pub async fn api_probe_cli(
     shown.push_str(&err);
     shown
 }
+
+/// A daemon's JSON answer at `path`, which must be a 200.
+pub async fn json_ok(d: &Daemon, path: &str) -> serde_json::Value {
+    let (status, body) = http(d.addr, "GET", path).await;
+    assert_eq!(status, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+}
+
+/// `mailprobe ARGS`, which must succeed: its stdout (its stderr in the failure).
+pub fn mailprobe_ok(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailprobe"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
